@@ -1,0 +1,224 @@
+"""Wire types shared by the daemon and its clients: OpenAI's chat schema plus trayllm's extensions.
+
+Requests refuse fields they do not know (``extra="forbid"``) and name the OpenAI fields
+trayllm does not support yet, so a client learns at once that an option had no effect.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_STOP_SEQUENCES = 4
+
+# OpenAI request fields that trayllm does not implement; setting one is a 400 that names it.
+UNSUPPORTED_FIELDS = ("tools", "tool_choice", "functions", "function_call", "logit_bias", "logprobs",
+                      "top_logprobs", "response_format", "audio", "modalities", "prediction",
+                      "parallel_tool_calls", "reasoning_effort", "web_search_options")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextPart(_Strict):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(_Strict):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """POST /v1/chat/completions body. Unknown fields are refused; see UNSUPPORTED_FIELDS."""
+
+    model_config = ConfigDict(extra="allow")  # extras are checked by hand for a precise message
+
+    model: str | None = None
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: int | None = Field(default=None, ge=1, le=1)
+    user: str | None = None
+    frequency_penalty: float | None = Field(default=None, ge=0.0, le=0.0)
+    presence_penalty: float | None = Field(default=None, ge=0.0, le=0.0)
+    repetition_penalty: float | None = Field(default=None, ge=1.0, le=2.0)
+
+    @model_validator(mode="after")
+    def _refuse_extras(self) -> ChatCompletionRequest:
+        for name in self.model_extra or {}:
+            if name in UNSUPPORTED_FIELDS:
+                raise ValueError(f"'{name}' is not supported by trayllm")
+            raise ValueError(f"unknown field '{name}'")
+        return self
+
+    @field_validator("stop")
+    @classmethod
+    def _check_stop(cls, value: str | list[str] | None) -> str | list[str] | None:
+        stops = [value] if isinstance(value, str) else value or []
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences")
+        if any(not s for s in stops):
+            raise ValueError("stop sequences must not be empty")
+        return value
+
+    @property
+    def stop_sequences(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
+
+    @property
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class Timings(BaseModel):
+    """What one request cost, returned with the reply (trayllm extension)."""
+
+    request_id: str
+    queue_ms: float
+    first_token_ms: float | None
+    total_ms: float
+    tokens_per_second: float | None
+    max_tokens_capped: bool = False
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str | None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[Choice]
+    usage: Usage
+    timings: Timings | None = None
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: Delta
+    finish_reason: str | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+    timings: Timings | None = None
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    code: str | None = None
+    param: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "trayllm"
+    version: str
+    context_length: int
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ModelStatus(BaseModel):
+    name: str
+    version: str
+    source: str
+    device: str
+    dtype: str
+    quantization: str
+    context_length: int
+
+
+class QueueStatus(BaseModel):
+    depth: int
+    capacity: int
+    in_flight: int
+    max_batch: int
+    backlog_cap_active: bool
+    backlog_max_tokens: int
+
+
+class RequestCounters(BaseModel):
+    completed: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    rejected: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+class Memory(BaseModel):
+    used_bytes: int
+    total_bytes: int
+
+
+class DaemonStatus(BaseModel):
+    """GET /v1/status: everything a tray tooltip or `trayllm status` shows."""
+
+    state: Literal["loading", "warming", "ready", "failed", "draining"]
+    model: ModelStatus | None
+    load_progress: str | None = None
+    error: str | None = None
+    vram: Memory | None = None
+    queue: QueueStatus
+    requests: RequestCounters
+    uptime_s: float
+    pid: int
+    version: str

@@ -1,0 +1,83 @@
+"""Starlette app factory: the routes of DESIGN.md's API, each one line that delegates."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from trayllm import __version__
+from trayllm.api import DaemonStatus, Memory, ModelCard, ModelList, ModelStatus, QueueStatus, RequestCounters
+from trayllm.config import Settings
+from trayllm.daemon.chat import ChatCompletionHandler
+from trayllm.daemon.edge import EdgeMiddleware, error_response
+from trayllm.engine.engine import Engine
+from trayllm.errors import EndpointNotFound, MethodNotAllowed, RequestError
+
+
+def daemon_status(engine: Engine, settings: Settings) -> DaemonStatus:
+    info = engine.info
+    memory = engine.memory()
+    c = engine.counters
+    return DaemonStatus(
+        state=engine.state,
+        model=None if info is None else ModelStatus(**info.__dict__),
+        load_progress=engine.progress,
+        error=engine.error,
+        vram=None if memory is None else Memory(used_bytes=memory[0], total_bytes=memory[1]),
+        queue=QueueStatus(depth=engine.queue_depth, capacity=settings.queue_size, in_flight=engine.in_flight,
+                          max_batch=settings.max_batch, backlog_cap_active=engine.backlogged,
+                          backlog_max_tokens=settings.backlog_max_tokens),
+        requests=RequestCounters(completed=c.completed, cancelled=c.cancelled, failed=c.failed, rejected=c.rejected,
+                                 tokens_in=c.tokens_in, tokens_out=c.tokens_out),
+        uptime_s=round(time.monotonic() - engine.started_at, 3),
+        pid=os.getpid(),
+        version=__version__,
+    )
+
+
+def build_app(engine: Engine, settings: Settings, *, token: str | None = None) -> Starlette:
+    chat = ChatCompletionHandler(engine)
+    started = int(time.time())
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        engine.require_ready()
+        return JSONResponse({"status": "ready"})
+
+    async def models(_: Request) -> Response:
+        info = engine.require_ready()
+        card = ModelCard(id=info.name, created=started, version=info.version, context_length=info.context_length)
+        return JSONResponse(ModelList(data=[card]).model_dump())
+
+    async def status(_: Request) -> Response:
+        return JSONResponse(daemon_status(engine, settings).model_dump())
+
+    async def on_request_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestError)
+        return error_response(exc)
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        where = f"{request.method} {request.url.path}"
+        if exc.status_code == 405:
+            return error_response(MethodNotAllowed(f"{where} is not allowed"))
+        return error_response(EndpointNotFound(f"no such endpoint: {where}"))
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/v1/models", models),
+        Route("/v1/status", status),
+        Route("/v1/chat/completions", chat.handle, methods=["POST"]),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(EdgeMiddleware, token=token)],
+                     exception_handlers={RequestError: on_request_error, HTTPException: on_http_error})

@@ -1,0 +1,167 @@
+"""POST /v1/chat/completions: validate, window the conversation, queue, and stream or collect the reply."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from trayllm.api import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    Delta,
+    Timings,
+    Usage,
+)
+from trayllm.config import Settings
+from trayllm.daemon.edge import error_body
+from trayllm.engine.conversation import Message
+from trayllm.engine.engine import Engine
+from trayllm.engine.scheduler import RequestHandle
+from trayllm.engine.types import Finished, SamplingParams, TokenText
+from trayllm.errors import EngineFailure, InvalidRequest, ModelNotFound
+
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def parse_request(body: bytes) -> ChatCompletionRequest:
+    """The body as a ChatCompletionRequest, or InvalidRequest with a message that names the problem."""
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidRequest("the request body is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise InvalidRequest(f"the request body is not valid JSON: {exc.msg} at {where}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise InvalidRequest(f"{where}: {message}" if where else message, param=where or None) from None
+
+
+def to_messages(request: ChatCompletionRequest) -> list[Message]:
+    return [{"role": "system" if m.role == "developer" else m.role, "content": m.text} for m in request.messages]
+
+
+def sampling_params(request: ChatCompletionRequest, settings: Settings, max_tokens: int) -> SamplingParams:
+    return SamplingParams(
+        max_tokens=max_tokens,
+        temperature=settings.temperature if request.temperature is None else request.temperature,
+        top_p=settings.top_p if request.top_p is None else request.top_p,
+        repetition_penalty=settings.repetition_penalty if request.repetition_penalty is None
+        else request.repetition_penalty,
+        seed=request.seed,
+        stop=tuple(request.stop_sequences),
+    )
+
+
+def timings_of(handle: RequestHandle, finished: Finished) -> Timings:
+    t = finished.timings
+    return Timings(request_id=handle.request_id, queue_ms=round(t.queue_ms, 2),
+                   first_token_ms=None if t.first_token_ms is None else round(t.first_token_ms, 2),
+                   total_ms=round(t.total_ms, 2), tokens_per_second=None if finished.decode_tokens_per_second is None
+                   else round(finished.decode_tokens_per_second, 2), max_tokens_capped=handle.max_tokens_capped)
+
+
+def usage_of(finished: Finished) -> Usage:
+    return Usage(prompt_tokens=finished.prompt_tokens, completion_tokens=finished.completion_tokens,
+                 total_tokens=finished.prompt_tokens + finished.completion_tokens)
+
+
+class ChatCompletionHandler:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def handle(self, request: Request) -> Response:
+        parsed = parse_request(await request.body())
+        engine = self.engine
+        info = engine.require_ready()
+        if parsed.model not in (None, "", info.name):
+            raise ModelNotFound(f"model {parsed.model!r} is not served here; this daemon serves {info.name!r}",
+                                param="model")
+        prompt = engine.build_prompt(to_messages(parsed), parsed.requested_max_tokens)
+        params = sampling_params(parsed, engine.settings, prompt.max_tokens)
+        state = request.scope["state"]
+        handle = engine.submit(state["request_id"], state["user"], prompt, params, asyncio.get_running_loop())
+        if parsed.stream:
+            include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
+            return StreamingResponse(self._stream(handle, info.name, include_usage), media_type="text/event-stream",
+                                     headers=SSE_HEADERS)
+        return await self._collect(request, handle, info.name)
+
+    async def _collect(self, request: Request, handle: RequestHandle, model: str) -> Response:
+        """Gather the whole reply; if the client hangs up first, cancel the generation."""
+        pieces: list[str] = []
+
+        async def gather() -> Finished:
+            async for event in handle.events():
+                if isinstance(event, TokenText):
+                    pieces.append(event.text)
+                else:
+                    return event
+            raise EngineFailure("the engine ended the request without finishing it")
+
+        work = asyncio.ensure_future(gather())
+        gone = asyncio.ensure_future(_wait_disconnect(request))
+        try:
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            gone.cancel()
+            if not work.done():
+                handle.cancel()
+        finished = await work
+        if finished.error is not None:
+            raise finished.error
+        body = ChatCompletion(id=f"chatcmpl-{handle.request_id}", model=model,
+                              choices=[Choice(message=AssistantMessage(content="".join(pieces)),
+                                              finish_reason=finished.reason)],
+                              usage=usage_of(finished), timings=timings_of(handle, finished))
+        return JSONResponse(body.model_dump(exclude_none=True))
+
+    async def _stream(self, handle: RequestHandle, model: str, include_usage: bool) -> AsyncIterator[str]:
+        """SSE: a role chunk, content chunks, a finish chunk (with timings), usage if asked, [DONE]."""
+        chunk_id = f"chatcmpl-{handle.request_id}"
+
+        def chunk(delta: Delta, finish_reason: str | None = None, **extra: Any) -> str:
+            body = ChatCompletionChunk(id=chunk_id, model=model,
+                                       choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)], **extra)
+            return f"data: {body.model_dump_json(exclude_none=True)}\n\n"
+
+        try:
+            yield chunk(Delta(role="assistant", content=""))
+            async for event in handle.events():
+                if isinstance(event, TokenText):
+                    yield chunk(Delta(content=event.text))
+                    continue
+                if event.error is not None:
+                    yield f"data: {json.dumps(error_body(event.error))}\n\n"
+                elif event.reason != "cancelled":
+                    yield chunk(Delta(), event.reason, timings=timings_of(handle, event))
+                    if include_usage:
+                        usage_chunk = ChatCompletionChunk(id=chunk_id, model=model, choices=[], usage=usage_of(event))
+                        yield f"data: {usage_chunk.model_dump_json(exclude_none=True)}\n\n"
+            yield "data: [DONE]\n\n"
+        finally:
+            handle.cancel()  # no-op when finished; stops generation when the client went away
+
+
+async def _wait_disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+

@@ -1,0 +1,84 @@
+"""The daemon's composition root: lock, sockets, engine, app, uvicorn, and a clean shutdown.
+
+SIGTERM (or SIGINT) first makes the engine refuse new requests, then uvicorn stops
+listening and lets in-flight responses finish for ``shutdown_grace_s``; whatever is still
+running after that is cancelled, and the socket is removed.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+from types import FrameType
+
+import uvicorn
+
+from trayllm.config import Settings
+from trayllm.daemon.app import build_app
+from trayllm.daemon.auth import ensure_token
+from trayllm.daemon.sockets import InstanceLock, PeerCredProtocol, bind_tcp, bind_unix
+from trayllm.engine.engine import Engine
+from trayllm.engine.models import resolve_source
+
+log = logging.getLogger("trayllm.daemon")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn.Server that tells the engine to refuse new work the moment a stop signal arrives."""
+
+    def __init__(self, config: uvicorn.Config, engine: Engine) -> None:
+        super().__init__(config)
+        self.engine = engine
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if not self.should_exit:
+            log.info("stop signal %s: draining in-flight requests", signal.Signals(sig).name)
+            self.engine.begin_drain()
+        super().handle_exit(sig, frame)
+
+
+def configure_logging(level: str) -> None:
+    from pythonjsonlogger.json import JsonFormatter
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
+                                       rename_fields={"asctime": "@timestamp", "levelname": "log.level",
+                                                      "name": "log.logger"}))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("uvicorn.access", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_daemon(settings: Settings) -> None:
+    """Serve until a stop signal; raises DaemonAlreadyRunning or ModelLoadError before serving."""
+    configure_logging(settings.log_level)
+    resolve_source(settings)  # a missing model is a one-line error now, not a failed load later
+    lock = InstanceLock(settings.lock_path)
+    lock.acquire(settings.socket_path)
+    sockets: list[socket.socket] = []
+    try:
+        sockets.append(bind_unix(settings.socket_path))
+        token = None
+        if settings.listen:
+            token = ensure_token(settings.token_path)
+            sockets.append(bind_tcp(settings.listen))
+        engine = Engine(settings)
+        engine.start()
+        app = build_app(engine, settings, token=token)
+        config = uvicorn.Config(app, http=PeerCredProtocol, lifespan="off", log_config=None, access_log=False,
+                                proxy_headers=False,  # a client must not name its own user with X-Forwarded-For
+                                timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)))
+        log.info("listening", extra={"socket": str(settings.socket_path), "tcp": settings.listen or None})
+        DrainingServer(config, engine).run(sockets=sockets)
+        engine.stop()
+    finally:
+        for sock in sockets:
+            sock.close()
+        if settings.socket_path.is_socket():
+            settings.socket_path.unlink()
+        lock.release()
+        log.info("stopped")

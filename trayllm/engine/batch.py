@@ -1,0 +1,120 @@
+"""The running batch: left-padded rows sharing one KV cache, which rows can join and leave between steps.
+
+This is step-level continuous batching on top of transformers' DynamicCache. Newcomers are
+prefilled together, then merged into the running batch by left-padding whichever side is
+shorter; finished rows are dropped with an index select; padding columns no row needs any
+more are trimmed. Each row's positions come from its own attention mask, so a row's tokens
+see exactly the positions they would have seen alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import torch
+from transformers import DynamicCache, PreTrainedModel
+from transformers.cache_utils import DynamicLayer
+
+Row = TypeVar("Row")
+
+
+@dataclass
+class StepOutput:
+    """Last-position logits for each row, in the batch's row order."""
+
+    logits: torch.Tensor
+
+
+class RunningBatch(Generic[Row]):
+    """Rows (any per-request object) aligned with the cache's batch dimension."""
+
+    def __init__(self, rows: list[Row], cache: DynamicCache, mask: torch.Tensor, seen: torch.Tensor) -> None:
+        self.rows = rows
+        self.cache = cache
+        self.mask = mask  # [B, L] long: 1 where the cache column holds a real token of that row
+        self.seen = seen  # [B, V] bool: tokens in each row's context, for the repetition penalty
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def mergeable(self) -> bool:
+        """Plain (non-sliding) cache layers can be padded and concatenated; others cannot."""
+        return all(type(layer) is DynamicLayer for layer in self.cache.layers)
+
+    def keep(self, indices: Sequence[int]) -> None:
+        """Keep only the rows at ``indices`` (in that order), then trim padding no row needs."""
+        if len(indices) == len(self.rows):
+            return
+        index = torch.tensor(list(indices), dtype=torch.long, device=self.mask.device)
+        self.rows = [self.rows[i] for i in indices]
+        self.mask = self.mask.index_select(0, index)
+        self.seen = self.seen.index_select(0, index)
+        if self.rows:
+            self.cache.batch_select_indices(index)
+            self._trim()
+
+    def _trim(self) -> None:
+        used = self.mask.any(dim=0)
+        first = int(used.to(torch.long).argmax()) if bool(used.any()) else self.mask.shape[1]
+        if first == 0:
+            return
+        self.mask = self.mask[:, first:]
+        for layer in self.cache.layers:
+            layer.keys = layer.keys[:, :, first:, :]
+            layer.values = layer.values[:, :, first:, :]
+
+    def absorb(self, other: RunningBatch[Row]) -> None:
+        """Append ``other``'s rows, left-padding the shorter cache so columns line up."""
+        if not self.rows:
+            self.rows, self.cache, self.mask, self.seen = other.rows, other.cache, other.mask, other.seen
+            return
+        width = max(self.mask.shape[1], other.mask.shape[1])
+        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+            mine.keys = torch.cat([_pad_left(mine.keys, width, 2), _pad_left(theirs.keys, width, 2)], dim=0)
+            mine.values = torch.cat([_pad_left(mine.values, width, 2), _pad_left(theirs.values, width, 2)], dim=0)
+        self.mask = torch.cat([_pad_left(self.mask, width, 1), _pad_left(other.mask, width, 1)], dim=0)
+        self.seen = torch.cat([self.seen, other.seen], dim=0)
+        self.rows = self.rows + other.rows
+
+    def step(self, model: PreTrainedModel, next_tokens: Sequence[int]) -> StepOutput:
+        """Feed one token per row and return the logits for the token after it."""
+        device = self.mask.device
+        ids = torch.tensor(next_tokens, dtype=torch.long, device=device).unsqueeze(1)
+        positions = self.mask.sum(dim=1, keepdim=True)
+        self.mask = torch.cat([self.mask, torch.ones_like(ids)], dim=1)
+        self.seen.scatter_(1, ids, True)
+        out = model(input_ids=ids, attention_mask=self.mask, position_ids=positions,
+                    past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        return StepOutput(logits=out.logits[:, -1, :])
+
+
+def prefill(model: PreTrainedModel, rows: list[Row], prompts: list[list[int]], pad_id: int,
+            device: torch.device) -> tuple[RunningBatch[Row], StepOutput]:
+    """Run the prompts of newcomers through the model together, left-padded to one length."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
+    for i, prompt in enumerate(prompts):
+        ids[i, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long, device=device)
+        mask[i, width - len(prompt):] = 1
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    cache = DynamicCache(config=model.config)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+                use_cache=True, logits_to_keep=1)
+    logits = out.logits[:, -1, :]
+    seen = torch.zeros((len(prompts), logits.shape[-1]), dtype=torch.bool, device=device)
+    for i, prompt in enumerate(prompts):
+        seen[i, torch.tensor(prompt, dtype=torch.long, device=device)] = True
+    return RunningBatch(list(rows), cache, mask, seen), StepOutput(logits=logits)
+
+
+def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
+    missing = width - tensor.shape[dim]
+    if missing == 0:
+        return tensor
+    shape = list(tensor.shape)
+    shape[dim] = missing
+    return torch.cat([torch.zeros(shape, dtype=tensor.dtype, device=tensor.device), tensor], dim=dim)

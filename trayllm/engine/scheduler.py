@@ -1,0 +1,368 @@
+"""Admission and the inference loop: a bounded queue, per-user rate limits, one thread that batches.
+
+One thread runs every forward pass (CUDA state and the KV cache are not shared across
+threads). Between two decode steps it drops finished, cancelled and timed-out rows and
+prefills waiting requests into the free slots, so a new request starts within one step
+instead of waiting for the whole batch to finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+
+import torch
+
+from trayllm.config import Settings
+from trayllm.engine.batch import RunningBatch, prefill
+from trayllm.engine.models import LoadedModel, eos_token_ids
+from trayllm.engine.sampling import pick_tokens, row_generator
+from trayllm.engine.textstream import IncrementalDecoder, StopMatcher
+from trayllm.engine.types import EngineEvent, Finished, FinishReason, RequestTimings, SamplingParams, TokenText
+from trayllm.errors import (
+    EngineFailure,
+    EngineOutOfMemory,
+    QueueFull,
+    RateLimited,
+    RequestError,
+    RequestTimeout,
+    ShuttingDown,
+)
+
+log = logging.getLogger(__name__)
+
+
+class TokenBucket:
+    """Requests per user: ``burst`` at once, refilled at ``per_minute``."""
+
+    def __init__(self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate = per_minute / 60.0
+        self._burst = float(burst)
+        self._clock = clock
+        self._levels: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, user: str) -> float:
+        """Take one token for ``user``; return 0 on success, else the seconds until one is free."""
+        if self._rate <= 0:
+            return 0.0
+        with self._lock:
+            now = self._clock()
+            level, last = self._levels.get(user, (self._burst, now))
+            level = min(self._burst, level + (now - last) * self._rate)
+            if level >= 1.0:
+                self._levels[user] = (level - 1.0, now)
+                return 0.0
+            self._levels[user] = (level, now)
+            return (1.0 - level) / self._rate
+
+
+class RequestHandle:
+    """The caller's end of one request: its events, and a way to cancel it.
+
+    Built on the caller's event loop (events arrive through ``call_soon_threadsafe``) or,
+    with no loop, for a plain thread (events arrive through a thread-safe queue).
+    """
+
+    def __init__(self, request_id: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.request_id = request_id
+        self._loop = loop
+        self._async_events: asyncio.Queue[EngineEvent] | None = asyncio.Queue() if loop else None
+        self._sync_events: queue.SimpleQueue[EngineEvent] = queue.SimpleQueue()
+        self._cancelled = threading.Event()
+        self.max_tokens_capped = False
+
+    def cancel(self) -> None:
+        """Ask the engine to stop this request at its next step."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def emit(self, event: EngineEvent) -> None:
+        if self._loop is None or self._async_events is None:
+            self._sync_events.put(event)
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._async_events.put_nowait, event)
+        except RuntimeError:  # the caller's loop is gone; nobody is listening
+            self.cancel()
+
+    async def events(self) -> AsyncIterator[EngineEvent]:
+        assert self._async_events is not None, "handle was made without an event loop"
+        while True:
+            event = await self._async_events.get()
+            yield event
+            if isinstance(event, Finished):
+                return
+
+    def iter_events(self, timeout: float | None = None) -> Iterator[EngineEvent]:
+        while True:
+            event = self._sync_events.get(timeout=timeout)
+            yield event
+            if isinstance(event, Finished):
+                return
+
+
+@dataclass
+class _Job:
+    handle: RequestHandle
+    prompt: list[int]
+    params: SamplingParams
+    timings: RequestTimings
+    deadline: float
+    generated: int = 0
+    next_token: int = -1
+    done: bool = False
+    decoder: IncrementalDecoder | None = None
+    stopper: StopMatcher = field(default_factory=lambda: StopMatcher(()))
+    generator: torch.Generator | None = None
+
+
+@dataclass
+class Counters:
+    completed: int = 0
+    cancelled: int = 0
+    failed: int = 0
+    rejected: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+class Scheduler:
+    """Owns the queue and the inference thread for one loaded model."""
+
+    def __init__(self, loaded: LoadedModel, settings: Settings,
+                 on_finished: Callable[[RequestHandle, Finished], None] | None = None) -> None:
+        self._loaded = loaded
+        self._settings = settings
+        self._eos = eos_token_ids(loaded)
+        self._pad = int(loaded.tokenizer.pad_token_id)
+        self._bucket = TokenBucket(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        self._pending: deque[_Job] = deque()
+        self._wake = threading.Condition()
+        self._batch: RunningBatch[_Job] | None = None
+        self._in_flight = 0
+        self._accepting = True
+        self._stopping = False
+        self.on_finished = on_finished
+        self.counters = Counters()
+        self._thread = threading.Thread(target=self._run, name="trayllm-inference", daemon=True)
+
+    # -- caller side -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def queue_depth(self) -> int:
+        return len(self._pending)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    @property
+    def backlogged(self) -> bool:
+        return len(self._pending) >= self._settings.backlog_threshold
+
+    def submit(self, handle: RequestHandle, user: str, prompt: list[int], params: SamplingParams) -> None:
+        """Queue a request, or raise RateLimited / QueueFull / ShuttingDown at once."""
+        settings = self._settings
+        if not self._accepting:
+            self._reject()
+            raise ShuttingDown("the daemon is shutting down", retry_after=5)
+        wait = self._bucket.take(user)
+        if wait > 0:
+            self._reject()
+            raise RateLimited(f"rate limit for user {user!r} reached; retry in {wait:.1f} s", retry_after=wait)
+        with self._wake:
+            if len(self._pending) >= settings.queue_size:
+                self._reject()
+                raise QueueFull(f"the queue is full ({settings.queue_size} waiting); retry shortly",
+                                retry_after=max(1.0, len(self._pending) / max(1, settings.max_batch)))
+            if self.backlogged and params.max_tokens > settings.backlog_max_tokens:
+                params = SamplingParams(**{**params.__dict__, "max_tokens": settings.backlog_max_tokens})
+                handle.max_tokens_capped = True
+            timings = RequestTimings()
+            self._pending.append(_Job(handle, prompt, params, timings, timings.arrived + settings.request_timeout_s))
+            self._wake.notify()
+
+    def _reject(self) -> None:
+        self.counters.rejected += 1
+
+    def stop_accepting(self) -> None:
+        self._accepting = False
+
+    def idle(self) -> bool:
+        return not self._pending and self._in_flight == 0
+
+    def stop(self) -> None:
+        """Cancel whatever is left and end the inference thread."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(timeout=30)
+
+    # -- inference thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        torch.set_grad_enabled(False)
+        while True:
+            newcomers = self._next_newcomers()
+            if newcomers is None:
+                break
+            try:
+                if newcomers:
+                    self._admit(newcomers)
+                if self._batch:
+                    self._decode_step()
+            except Exception as exc:  # keep serving: fail the rows involved, never the thread
+                self._fail_everything(exc, newcomers)
+        self._drain_on_stop()
+
+    def _next_newcomers(self) -> list[_Job] | None:
+        """Waiting jobs that fit in the batch now (blocking while there is nothing to do); None to stop."""
+        with self._wake:
+            while not self._stopping and not self._pending and not self._batch:
+                self._wake.wait()
+            if self._stopping:
+                return None
+            now = time.monotonic()
+            for job in list(self._pending):
+                if job.handle.cancelled or now > job.deadline:
+                    self._pending.remove(job)
+                    self._in_flight += 1
+                    self._finish_unstarted(job, now)
+            batch = self._batch
+            if batch and not batch.mergeable:
+                return []
+            room = self._settings.max_batch - (len(batch) if batch else 0)
+            taken = [self._pending.popleft() for _ in range(min(room, len(self._pending)))]
+            self._in_flight += len(taken)
+            return taken
+
+    def _finish_unstarted(self, job: _Job, now: float) -> None:
+        if job.handle.cancelled:
+            self._finish(job, "cancelled")
+        else:
+            self._finish(job, "error", RequestTimeout("the request timed out while waiting in the queue"))
+
+    def _admit(self, jobs: list[_Job]) -> None:
+        loaded = self._loaded
+        started = time.monotonic()
+        for job in jobs:
+            job.timings.started = started
+            job.decoder = IncrementalDecoder(loaded.tokenizer)
+            job.stopper = StopMatcher(job.params.stop)
+            job.generator = row_generator(job.params, loaded.device)
+        fresh, out = prefill(loaded.model, jobs, [j.prompt for j in jobs], self._pad, loaded.device)
+        self._accept_tokens(fresh, out.logits)
+        if self._batch is None:
+            self._batch = fresh
+        else:
+            self._batch.absorb(fresh)
+        self._drop_finished()
+
+    def _decode_step(self) -> None:
+        batch = self._batch
+        assert batch is not None
+        now = time.monotonic()
+        for job in batch.rows:
+            if job.handle.cancelled:
+                self._finish(job, "cancelled")
+            elif now > job.deadline:
+                self._finish(job, "error", RequestTimeout(
+                    f"the request exceeded its {self._settings.request_timeout_s:g} s timeout"))
+        self._drop_finished()
+        if not self._batch:
+            return
+        out = self._batch.step(self._loaded.model, [job.next_token for job in self._batch.rows])
+        self._accept_tokens(self._batch, out.logits)
+        self._drop_finished()
+
+    def _accept_tokens(self, batch: RunningBatch[_Job], logits: torch.Tensor) -> None:
+        jobs = batch.rows
+        tokens = pick_tokens(logits, batch.seen, [j.params for j in jobs], [j.generator for j in jobs])  # type: ignore[misc]
+        now = time.monotonic()
+        for job, token in zip(jobs, tokens, strict=True):
+            if job.done:
+                continue
+            if job.timings.first_token is None:
+                job.timings.first_token = now
+            if token in self._eos:
+                self._finish(job, "stop")
+                continue
+            job.generated += 1
+            self.counters.tokens_out += 1
+            assert job.decoder is not None
+            text, stopped = job.stopper.feed(job.decoder.push(token))
+            if text:
+                job.handle.emit(TokenText(text))
+            if stopped:
+                self._finish(job, "stop")
+            elif job.generated >= job.params.max_tokens:
+                self._finish(job, "length")
+            else:
+                job.next_token = token
+
+    def _drop_finished(self) -> None:
+        batch = self._batch
+        if batch is None:
+            return
+        keep = [i for i, job in enumerate(batch.rows) if not job.done]
+        if not keep:
+            self._batch = None
+        else:
+            batch.keep(keep)
+
+    def _finish(self, job: _Job, reason: FinishReason, error: RequestError | None = None) -> None:
+        if job.done:
+            return
+        job.done = True
+        tail = job.stopper.flush()  # empty after a stop string; text that only looked like one otherwise
+        if tail and reason in ("stop", "length"):
+            job.handle.emit(TokenText(tail))
+        job.timings.finished = time.monotonic()
+        self._in_flight -= 1
+        counters = self.counters
+        counters.tokens_in += len(job.prompt) if job.timings.started is not None else 0
+        if reason == "cancelled":
+            counters.cancelled += 1
+        elif reason == "error":
+            counters.failed += 1
+        else:
+            counters.completed += 1
+        finished = Finished(reason, len(job.prompt), job.generated, job.timings, error)
+        job.handle.emit(finished)
+        if self.on_finished is not None:
+            self.on_finished(job.handle, finished)
+
+    def _fail_everything(self, exc: Exception, newcomers: list[_Job]) -> None:
+        """A forward pass raised: fail every row it touched, free memory, and carry on empty."""
+        if isinstance(exc, torch.cuda.OutOfMemoryError):
+            error: RequestError = EngineOutOfMemory("the GPU ran out of memory for this request; retry with a "
+                                                    "shorter prompt or fewer max_tokens", retry_after=2)
+            torch.cuda.empty_cache()
+        else:
+            log.exception("inference step failed")
+            error = EngineFailure(f"generation failed: {type(exc).__name__}: {exc}")
+        for job in list(self._batch.rows if self._batch else []) + newcomers:
+            self._finish(job, "error", error)
+        self._batch = None
+
+    def _drain_on_stop(self) -> None:
+        for job in list(self._batch.rows if self._batch else []):
+            self._finish(job, "cancelled")
+        self._batch = None
+        while self._pending:
+            job = self._pending.popleft()
+            self._in_flight += 1
+            self._finish(job, "error", ShuttingDown("the daemon stopped before this request started"))

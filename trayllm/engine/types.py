@@ -1,0 +1,93 @@
+"""Plain data passed between the engine and its caller: what to generate, what came out, what it cost.
+
+No torch here, so the daemon's HTTP layer and the tests can build and read these freely.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from trayllm.errors import RequestError
+
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Per-request generation settings, already resolved against the daemon's defaults."""
+
+    max_tokens: int
+    temperature: float
+    top_p: float
+    repetition_penalty: float
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What is loaded, for /v1/models, /v1/status and every request record."""
+
+    name: str
+    version: str
+    source: str
+    device: str
+    dtype: str
+    quantization: str
+    context_length: int
+
+
+@dataclass
+class RequestTimings:
+    """Monotonic timestamps of one request's life; durations are derived, never stored twice."""
+
+    arrived: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    first_token: float | None = None
+    finished: float | None = None
+
+    def _ms(self, start: float | None, end: float | None) -> float | None:
+        return None if start is None or end is None else (end - start) * 1000.0
+
+    @property
+    def queue_ms(self) -> float:
+        return self._ms(self.arrived, self.started or self.finished or time.monotonic()) or 0.0
+
+    @property
+    def first_token_ms(self) -> float | None:
+        return self._ms(self.arrived, self.first_token)
+
+    @property
+    def total_ms(self) -> float:
+        return self._ms(self.arrived, self.finished or time.monotonic()) or 0.0
+
+
+@dataclass(frozen=True)
+class TokenText:
+    """New reply text (one or more tokens' worth; empty while a stop string might be forming)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The last event of every request, whatever its fate."""
+
+    reason: FinishReason
+    prompt_tokens: int
+    completion_tokens: int
+    timings: RequestTimings
+    error: RequestError | None = None
+
+    @property
+    def decode_tokens_per_second(self) -> float | None:
+        t = self.timings
+        if self.completion_tokens < 2 or t.first_token is None or t.finished is None:
+            return None
+        elapsed = t.finished - t.first_token
+        return (self.completion_tokens - 1) / elapsed if elapsed > 0 else None
+
+
+EngineEvent = TokenText | Finished
