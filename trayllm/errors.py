@@ -65,6 +65,7 @@ class RequestError(TrayllmError):
         super().__init__(message)
         self.param = param
         self.retry_after = retry_after
+        self.request_id: str | None = None  # set by the client from the response's x-request-id
 
 
 class InvalidRequest(RequestError):

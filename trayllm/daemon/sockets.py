@@ -29,6 +29,12 @@ def user_name(uid: int) -> str:
         return str(uid)
 
 
+def private_dir(path: Path) -> None:
+    """Create ``path`` if needed and make it 0700: only its owner may reach the socket inside."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+
+
 class PeerCredProtocol(H11Protocol):
     """uvicorn's h11 protocol, with ``scope["client"]`` = (user name, pid) on a Unix socket.
 
@@ -52,7 +58,7 @@ class InstanceLock:
         self._file: IO[str] | None = None
 
     def acquire(self, socket_path: Path) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         handle = self.path.open("a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -80,7 +86,7 @@ def bind_unix(path: Path) -> socket.socket:
 
     Only call this while holding the InstanceLock, which is what makes the old socket stale.
     """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dir(path.parent)
     if path.is_socket():
         path.unlink()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -1,0 +1,61 @@
+"""The official openai SDK against the real daemon and model, over the Unix socket."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def sdk(daemon) -> openai.OpenAI:
+    http = httpx.Client(transport=httpx.HTTPTransport(uds=str(daemon.socket)))
+    return openai.OpenAI(base_url="http://trayllm/v1", api_key="unused-on-the-unix-socket", http_client=http)
+
+
+def test_models_lists_the_embedded_model(sdk: openai.OpenAI) -> None:
+    models = sdk.models.list()
+    assert [m.id for m in models.data] == ["smollm2-135m-instruct"]
+
+
+def test_non_streamed_reply_knows_paris(sdk: openai.OpenAI) -> None:
+    reply = sdk.chat.completions.create(model="smollm2-135m-instruct", temperature=0,
+                                        messages=[{"role": "user", "content": "What is the capital of France?"}])
+    assert "Paris" in reply.choices[0].message.content
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
+    assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
+
+
+def test_streamed_reply_arrives_in_pieces_with_usage(sdk: openai.OpenAI) -> None:
+    stream = sdk.chat.completions.create(model="smollm2-135m-instruct", temperature=0, stream=True,
+                                         stream_options={"include_usage": True},
+                                         messages=[{"role": "user", "content": "What is the capital of France?"}])
+    pieces, finish, usage = [], None, None
+    for chunk in stream:
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                pieces.append(choice.delta.content)
+            finish = choice.finish_reason or finish
+    assert len(pieces) > 3, "the reply should stream token by token"
+    assert "Paris" in "".join(pieces)
+    assert finish == "stop"
+    assert usage is not None and usage.completion_tokens >= len(pieces)
+
+
+def test_sdk_sees_request_id_header(sdk: openai.OpenAI) -> None:
+    raw = sdk.chat.completions.with_raw_response.create(
+        model="smollm2-135m-instruct", max_tokens=2, messages=[{"role": "user", "content": "Hi"}],
+        extra_headers={"x-request-id": "client-chosen-id-42"})
+    assert raw.headers["x-request-id"] == "client-chosen-id-42"
+    assert raw.parse().id == "chatcmpl-client-chosen-id-42"
+
+
+def test_unknown_model_is_a_404_the_sdk_understands(sdk: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as caught:
+        sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+    assert "smollm2-135m-instruct" in str(caught.value)

@@ -1,0 +1,340 @@
+"""TokenBucket on a fake clock, RequestHandle delivery, and Scheduler admission on a tiny random model.
+
+The tiny model is a real LlamaForCausalLM (random weights, the real SmolLM2 tokenizer), so the
+inference thread runs for real in milliseconds; what it writes is noise, which is all these tests need.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+
+from trayllm.config import Settings, load_settings
+from trayllm.engine.models import LoadedModel
+from trayllm.engine.scheduler import RequestHandle, Scheduler, TokenBucket
+from trayllm.engine.types import Finished, ModelInfo, RequestTimings, SamplingParams, TokenText
+from trayllm.errors import QueueFull, RateLimited, RequestTimeout, ShuttingDown
+
+
+class FakeClock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- TokenBucket -------------------------------------------------------------------------------
+
+
+def test_burst_then_refused_with_the_hand_computed_wait() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(per_minute=60, burst=3, clock=clock)  # one token a second
+    assert [bucket.take("alice") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert bucket.take("alice") == pytest.approx(1.0)
+    clock.now += 0.25
+    assert bucket.take("alice") == pytest.approx(0.75)
+    clock.now += 0.75
+    assert bucket.take("alice") == 0.0
+    assert bucket.take("alice") == pytest.approx(1.0)
+
+
+def test_refill_over_time_is_capped_at_the_burst() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(per_minute=120, burst=2, clock=clock)  # one token every 0.5 s
+    assert bucket.take("u") == 0.0
+    assert bucket.take("u") == 0.0
+    assert bucket.take("u") == pytest.approx(0.5)
+    clock.now += 0.5
+    assert bucket.take("u") == 0.0
+    clock.now += 3600  # a long idle time refills only up to the burst
+    assert [bucket.take("u") for _ in range(3)] == [0.0, 0.0, pytest.approx(0.5)]
+
+
+def test_partial_refill_accumulates_across_refusals() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(per_minute=60, burst=1, clock=clock)
+    assert bucket.take("u") == 0.0
+    for waited in (0.2, 0.4, 0.6, 0.8):
+        clock.now += 0.2
+        assert bucket.take("u") == pytest.approx(1.0 - waited)
+    clock.now += 0.2
+    assert bucket.take("u") == 0.0
+
+
+def test_users_have_independent_buckets() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(per_minute=60, burst=2, clock=clock)
+    assert bucket.take("alice") == 0.0 and bucket.take("alice") == 0.0
+    assert bucket.take("alice") > 0
+    assert bucket.take("bob") == 0.0 and bucket.take("bob") == 0.0
+    assert bucket.take("bob") == pytest.approx(1.0)
+    clock.now += 0.5
+    assert bucket.take("alice") == pytest.approx(0.5)
+    assert bucket.take("carol") == 0.0
+
+
+def test_rate_zero_is_unlimited() -> None:
+    bucket = TokenBucket(per_minute=0, burst=1, clock=FakeClock())
+    assert all(bucket.take("u") == 0.0 for _ in range(1000))
+
+
+def test_waiting_the_returned_time_is_enough() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(per_minute=30, burst=4, clock=clock)
+    for _ in range(4):
+        assert bucket.take("u") == 0.0
+    wait = bucket.take("u")
+    assert wait == pytest.approx(2.0)
+    clock.now += wait
+    assert bucket.take("u") == 0.0
+
+
+def test_burst_zero_still_lets_requests_through_after_the_wait() -> None:
+    """BUG: rate_limit_burst is not validated, and a bucket of size 0 never holds a whole token.
+
+    TokenBucket(per_minute=60, burst=0) answers "retry in 1.0 s" to every request forever: the
+    level is capped at 0, so waiting never helps. Every request of every user is refused.
+    """
+    clock = FakeClock()
+    bucket = TokenBucket(per_minute=60, burst=0, clock=clock)
+    wait = bucket.take("u")
+    clock.now += max(wait, 0.0) + 60
+    assert bucket.take("u") == 0.0
+
+
+# -- RequestHandle -----------------------------------------------------------------------------
+
+
+def _finished(reason: str = "stop") -> Finished:
+    return Finished(reason, 3, 2, RequestTimings())  # type: ignore[arg-type]
+
+
+def test_sync_handle_yields_events_until_finished() -> None:
+    handle = RequestHandle("r1")
+    handle.emit(TokenText("a"))
+    handle.emit(TokenText("b"))
+    handle.emit(_finished())
+    handle.emit(TokenText("after the end"))
+    events = list(handle.iter_events(timeout=1))
+    assert [type(e) for e in events] == [TokenText, TokenText, Finished]
+    assert [e.text for e in events[:2]] == ["a", "b"]
+
+
+def test_sync_handle_times_out_when_nothing_arrives() -> None:
+    handle = RequestHandle("r1")
+    with pytest.raises(queue.Empty):
+        next(handle.iter_events(timeout=0.05))
+
+
+def test_cancel_is_visible() -> None:
+    handle = RequestHandle("r1")
+    assert not handle.cancelled
+    handle.cancel()
+    assert handle.cancelled
+
+
+def test_async_handle_receives_events_from_another_thread() -> None:
+    async def main() -> list[object]:
+        handle = RequestHandle("r1", asyncio.get_running_loop())
+
+        def produce() -> None:
+            for text in ("x", "y"):
+                handle.emit(TokenText(text))
+            handle.emit(_finished())
+
+        thread = threading.Thread(target=produce)
+        thread.start()
+        events = [event async for event in handle.events()]
+        thread.join()
+        return events
+
+    events = asyncio.run(asyncio.wait_for(main(), timeout=5))
+    assert events[:2] == [TokenText("x"), TokenText("y")]
+    assert isinstance(events[2], Finished) and len(events) == 3
+
+
+def test_emitting_to_a_closed_loop_cancels_the_request() -> None:
+    loop = asyncio.new_event_loop()
+    handle = RequestHandle("r1", loop)
+    loop.close()
+    handle.emit(TokenText("nobody listens"))
+    assert handle.cancelled
+
+
+# -- Scheduler on a tiny random model ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tokenizer(converted_model_dir: Path) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(converted_model_dir)
+
+
+@pytest.fixture(scope="module")
+def tiny(tokenizer: PreTrainedTokenizerBase) -> LoadedModel:
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.lm_head.weight[tokenizer.eos_token_id] = 0.0  # noise never ends on its own
+    info = ModelInfo(name="tiny", version="0-fp32", source="memory", device="cpu", dtype="fp32",
+                     quantization="none", context_length=4096)
+    return LoadedModel(model=model, tokenizer=tokenizer, info=info, device=torch.device("cpu"))
+
+
+@pytest.fixture
+def make_scheduler(tiny: LoadedModel) -> Iterator[Callable[..., Scheduler]]:
+    made: list[Scheduler] = []
+
+    def make(start: bool = True, **overrides: object) -> Scheduler:
+        settings: Settings = load_settings({"warmup": False, **overrides}, environ={})
+        scheduler = Scheduler(tiny, settings)
+        made.append(scheduler)
+        if start:
+            scheduler.start()
+        return scheduler
+
+    yield make
+    for scheduler in made:
+        if scheduler._thread.is_alive():
+            scheduler.stop()
+
+
+PROMPT = [1, 9690, 198, 2683, 253, 2]
+
+
+def greedy(max_tokens: int, **extra: object) -> SamplingParams:
+    return SamplingParams(max_tokens=max_tokens, temperature=0.0, top_p=1.0, repetition_penalty=1.0,
+                          **extra)  # type: ignore[arg-type]
+
+
+def run(handle: RequestHandle, timeout: float = 30) -> tuple[str, Finished]:
+    text = ""
+    for event in handle.iter_events(timeout=timeout):
+        if isinstance(event, TokenText):
+            text += event.text
+        else:
+            return text, event
+    raise AssertionError("no Finished event")
+
+
+def test_requests_run_to_their_length(make_scheduler: Callable[..., Scheduler]) -> None:
+    finished: list[Finished] = []
+    scheduler = make_scheduler()
+    scheduler.on_finished = lambda _handle, fin: finished.append(fin)
+    handles = [RequestHandle(f"r{i}") for i in range(3)]
+    for i, handle in enumerate(handles):
+        scheduler.submit(handle, "u", PROMPT[: 3 + i], greedy(5 + i))
+    results = [run(h) for h in handles]
+    for i, (_, fin) in enumerate(results):
+        assert (fin.reason, fin.completion_tokens, fin.prompt_tokens) == ("length", 5 + i, 3 + i)
+        t = fin.timings
+        assert t.started is not None and t.first_token is not None and t.finished is not None
+        assert t.arrived <= t.started <= t.first_token <= t.finished
+    assert len(finished) == 3
+    counters = scheduler.counters
+    assert (counters.completed, counters.tokens_out, counters.tokens_in) == (3, 5 + 6 + 7, 3 + 4 + 5)
+    assert scheduler.idle() and scheduler.in_flight == 0
+
+
+def test_refused_after_stop_accepting(make_scheduler: Callable[..., Scheduler]) -> None:
+    scheduler = make_scheduler(start=False)
+    scheduler.stop_accepting()
+    with pytest.raises(ShuttingDown):
+        scheduler.submit(RequestHandle("r"), "u", PROMPT, greedy(4))
+    assert scheduler.counters.rejected == 1
+
+
+def test_rate_limited_per_user(make_scheduler: Callable[..., Scheduler]) -> None:
+    scheduler = make_scheduler(start=False, rate_limit_per_minute=60, rate_limit_burst=2)
+    scheduler.submit(RequestHandle("a1"), "alice", PROMPT, greedy(4))
+    scheduler.submit(RequestHandle("a2"), "alice", PROMPT, greedy(4))
+    with pytest.raises(RateLimited) as info:
+        scheduler.submit(RequestHandle("a3"), "alice", PROMPT, greedy(4))
+    assert info.value.retry_after is not None and 0.9 < info.value.retry_after <= 1.0
+    assert "alice" in info.value.message
+    scheduler.submit(RequestHandle("b1"), "bob", PROMPT, greedy(4))
+    assert scheduler.queue_depth == 3
+    assert scheduler.counters.rejected == 1
+
+
+def test_queue_full(make_scheduler: Callable[..., Scheduler]) -> None:
+    scheduler = make_scheduler(start=False, queue_size=2, max_batch=1)
+    scheduler.submit(RequestHandle("r1"), "u", PROMPT, greedy(4))
+    scheduler.submit(RequestHandle("r2"), "u", PROMPT, greedy(4))
+    with pytest.raises(QueueFull) as info:
+        scheduler.submit(RequestHandle("r3"), "u", PROMPT, greedy(4))
+    assert info.value.retry_after == 2.0  # two waiting, one batch slot
+    assert scheduler.queue_depth == 2 and scheduler.counters.rejected == 1
+
+
+def test_backlog_caps_max_tokens(make_scheduler: Callable[..., Scheduler]) -> None:
+    scheduler = make_scheduler(start=False, backlog_threshold=1, backlog_max_tokens=3)
+    first, second, third = RequestHandle("r1"), RequestHandle("r2"), RequestHandle("r3")
+    assert not scheduler.backlogged
+    scheduler.submit(first, "u", PROMPT, greedy(10))  # nothing was waiting: not capped
+    assert scheduler.backlogged
+    scheduler.submit(second, "u", PROMPT, greedy(10))
+    scheduler.submit(third, "u", PROMPT, greedy(2))  # already under the cap
+    assert (first.max_tokens_capped, second.max_tokens_capped, third.max_tokens_capped) == (False, True, False)
+    scheduler.start()
+    assert run(first)[1].completion_tokens == 10
+    assert run(second)[1].completion_tokens == 3
+    assert run(third)[1].completion_tokens == 2
+
+
+def test_cancelled_while_waiting(make_scheduler: Callable[..., Scheduler]) -> None:
+    scheduler = make_scheduler(start=False)
+    handle = RequestHandle("r")
+    scheduler.submit(handle, "u", PROMPT, greedy(50))
+    handle.cancel()
+    scheduler.start()
+    text, fin = run(handle)
+    assert (fin.reason, fin.completion_tokens, text) == ("cancelled", 0, "")
+    assert fin.timings.started is None
+    assert scheduler.counters.cancelled == 1 and scheduler.counters.tokens_in == 0
+
+
+def test_timed_out_while_waiting(make_scheduler: Callable[..., Scheduler]) -> None:
+    scheduler = make_scheduler(start=False, request_timeout_s=0.0)
+    handle = RequestHandle("r")
+    scheduler.submit(handle, "u", PROMPT, greedy(5))
+    scheduler.start()
+    _, fin = run(handle)
+    assert fin.reason == "error" and isinstance(fin.error, RequestTimeout)
+    assert scheduler.counters.failed == 1
+
+
+def test_timed_out_while_running(make_scheduler: Callable[..., Scheduler]) -> None:
+    scheduler = make_scheduler(request_timeout_s=0.3)
+    handle = RequestHandle("r")
+    scheduler.submit(handle, "u", PROMPT, greedy(1_000_000))
+    _, fin = run(handle)
+    assert fin.reason == "error" and isinstance(fin.error, RequestTimeout)
+    assert "0.3 s" in fin.error.message
+    assert 0 < fin.completion_tokens < 1_000_000
+
+
+def test_stop_cancels_running_and_fails_waiting(make_scheduler: Callable[..., Scheduler]) -> None:
+    scheduler = make_scheduler(max_batch=1)
+    running, waiting = RequestHandle("running"), RequestHandle("waiting")
+    scheduler.submit(running, "u", PROMPT, greedy(1_000_000))
+    events = running.iter_events(timeout=30)
+    assert isinstance(next(events), TokenText)  # it is decoding now
+    scheduler.submit(waiting, "u", PROMPT, greedy(5))
+    scheduler.stop()
+    assert not scheduler._thread.is_alive()
+    last = [e for e in events][-1]
+    assert isinstance(last, Finished) and last.reason == "cancelled"
+    _, fin = run(waiting, timeout=5)
+    assert fin.reason == "error" and isinstance(fin.error, ShuttingDown)
+    assert scheduler.in_flight == 0

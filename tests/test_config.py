@@ -1,0 +1,125 @@
+"""Settings precedence (defaults < file < env < overrides), coercion and the errors that name their source."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from trayllm import config
+from trayllm.errors import ConfigError
+
+
+@pytest.fixture
+def config_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    path = tmp_path / "trayllm.toml"
+    monkeypatch.setenv("TRAYLLM_CONFIG", str(path))
+    return path
+
+
+def test_defaults_and_xdg_paths(monkeypatch: pytest.MonkeyPatch):
+    xdg = {var: Path(os.environ[var]) for var in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")}
+    settings = config.load_settings()
+    assert settings.max_batch == config.Settings.max_batch == 8
+    assert settings.quantization == "none"
+    assert settings.socket_path == config.runtime_dir() / "daemon.sock"
+    assert settings.lock_path.name == "daemon.sock.lock"
+    assert settings.token_path == xdg["XDG_CONFIG_HOME"] / "trayllm" / "token"
+    assert settings.cache_path == xdg["XDG_CACHE_HOME"] / "trayllm"
+    assert settings.state_path == xdg["XDG_STATE_HOME"] / "trayllm"
+    assert config.config_file() == xdg["XDG_CONFIG_HOME"] / "trayllm" / "config.toml"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert config.runtime_dir().parent == Path("/tmp")
+
+
+def test_precedence_default_file_env_override(config_file: Path, monkeypatch: pytest.MonkeyPatch):
+    config_file.write_text('max_batch = 4\ntemperature = 0.5\nmodel = "/models/a.gguf"\nwarmup = false\n')
+    from_file = config.load_settings()
+    assert (from_file.max_batch, from_file.temperature, from_file.model, from_file.warmup) == (
+        4, 0.5, "/models/a.gguf", False)
+    assert from_file.queue_size == 100  # untouched: the default
+
+    monkeypatch.setenv("TRAYLLM_MAX_BATCH", "6")
+    monkeypatch.setenv("TRAYLLM_WARMUP", "on")
+    from_env = config.load_settings()
+    assert (from_env.max_batch, from_env.warmup, from_env.temperature) == (6, True, 0.5)
+
+    overridden = config.load_settings({"max_batch": 7, "temperature": None})  # None = flag not given
+    assert (overridden.max_batch, overridden.temperature) == (7, 0.5)
+
+
+def test_explicit_environ_replaces_os_environ(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TRAYLLM_MAX_BATCH", "6")
+    assert config.load_settings(environ={"TRAYLLM_MAX_BATCH": "3"}).max_batch == 3
+    assert config.load_settings(environ={}).max_batch == 8
+
+
+def test_bad_env_value_names_the_variable(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TRAYLLM_MAX_BATCH", "lots")
+    with pytest.raises(ConfigError, match=r"^TRAYLLM_MAX_BATCH: max_batch must be a int, got 'lots'$"):
+        config.load_settings()
+
+
+def test_bad_bool_and_fractional_int(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TRAYLLM_WARMUP", "maybe")
+    with pytest.raises(ConfigError, match="TRAYLLM_WARMUP"):
+        config.load_settings()
+    with pytest.raises(ConfigError, match="--queue-size"):
+        config.load_settings({"queue_size": 2.5}, environ={})
+
+
+def test_bad_file_value_names_the_file(config_file: Path):
+    config_file.write_text('queue_size = "many"\n')
+    with pytest.raises(ConfigError) as info:
+        config.load_settings()
+    assert info.value.message.startswith(f"{config_file}: queue_size must be a int")
+
+
+def test_unknown_file_key_is_refused(config_file: Path):
+    config_file.write_text("max_batchh = 4\n")
+    with pytest.raises(ConfigError, match=r"unknown setting 'max_batchh'") as info:
+        config.load_settings()
+    assert str(config_file) in info.value.message
+
+
+def test_invalid_toml_is_refused(config_file: Path):
+    config_file.write_text("max_batch = \n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        config.load_settings()
+
+
+def test_unknown_override_is_refused():
+    with pytest.raises(ConfigError, match="unknown setting 'nope'"):
+        config.load_settings({"nope": 1})
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"quantization": "3bit"}, "quantization must be"),
+        ({"dtype": "float8"}, "dtype must be"),
+        ({"max_batch": 0}, "max_batch must be at least 1"),
+        ({"listen": "0.0.0.0:8080"}, "loopback only"),
+        ({"listen": "127.0.0.1:http"}, "loopback only"),
+    ],
+)
+def test_invalid_values_are_refused(overrides: dict, message: str):
+    with pytest.raises(ConfigError, match=message):
+        config.load_settings(overrides)
+
+
+def test_explicit_paths_win_over_xdg(tmp_path: Path):
+    settings = config.load_settings({"socket": str(tmp_path / "s.sock"), "state_dir": str(tmp_path / "st")})
+    assert settings.socket_path == tmp_path / "s.sock"
+    assert settings.state_path == tmp_path / "st"
+
+
+def test_describe_settings_covers_every_field(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TRAYLLM_DEVICE", "cpu")
+    rows = config.describe_settings(config.load_settings())
+    assert [r["name"] for r in rows] == [f.name for f in config.SETTING_FIELDS]
+    device = next(r for r in rows if r["name"] == "device")
+    assert device == {"name": "device", "env": "TRAYLLM_DEVICE", "value": "cpu", "default": "auto",
+                      "help": device["help"]}
+    assert all(r["help"] for r in rows)

@@ -1,0 +1,1 @@
+"""Chat front ends: the terminal REPL now, the Qt window later."""

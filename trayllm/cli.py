@@ -1,0 +1,366 @@
+"""Command line: one entry point, thin sub-commands (parse, call, print).
+
+Every TrayllmError ends here as one ``trayllm: error: ...`` line on stderr and exit status 1
+(see ``_Cli.main``); click's own usage errors keep click's format and status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from trayllm import __version__, api, config, errors
+from trayllm.chat.terminal import TerminalChat, complete_reply, stream_reply, timings_line
+from trayllm.client import DaemonClient
+
+# top-level modules the daemon needs that a client-only install lacks
+_DAEMON_DEPS = {"torch", "transformers", "accelerate", "safetensors", "gguf", "fastapi", "uvicorn", "starlette"}
+
+
+class _Cli(click.Group):
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """The one place a TrayllmError becomes a short message and an exit status."""
+        try:
+            return super().main(*args, **kwargs)
+        except errors.TrayllmError as exc:
+            click.echo(f"trayllm: error: {exc.message}", err=True)
+            sys.exit(1)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=list(argv) if argv is not None else None, prog_name="trayllm")
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> config.Settings:
+    return config.load_settings({**ctx.obj, **overrides})
+
+
+@click.group(cls=_Cli)
+@click.option("--socket", metavar="PATH",
+              help="The daemon's Unix socket (default: $XDG_RUNTIME_DIR/trayllm/daemon.sock).")
+@click.version_option(__version__, prog_name="trayllm")
+@click.pass_context
+def cli(ctx: click.Context, socket: str | None) -> None:
+    """trayllm: chat with a local LLM served by one background daemon.
+
+    \b
+    trayllm up                  start the daemon if needed, then chat in the terminal
+    trayllm ask "Why is the sky blue?"
+    trayllm status              what is loaded, queue, counters
+    trayllm bench --markdown    measure first-token latency and decode speed
+    trayllm down                stop the daemon
+
+    Settings come from ~/.config/trayllm/config.toml and TRAYLLM_* variables
+    (`trayllm config show` lists them all).
+    """
+    ctx.obj = {"socket": socket}
+
+
+# -- daemon lifecycle ---------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--model", metavar="PATH", help="Hugging Face model directory or .gguf file (default: embedded SmolLM2).")
+@click.option("--model-name", help="Name clients use in the 'model' field.")
+@click.option("--device", help="auto, cpu, cuda or cuda:N.")
+@click.option("--dtype", help="auto, float32, bfloat16 or float16.")
+@click.option("--quantization", help="none, 4bit or 8bit (bitsandbytes, CUDA only).")
+@click.option("--listen", metavar="HOST:PORT", help="Also serve TCP on 127.0.0.1:PORT (bearer token required).")
+@click.option("--max-batch", type=int, help="Requests decoded together in one batch.")
+@click.option("--queue-size", type=int, help="Requests that may wait before new ones get 503.")
+@click.option("--warmup/--no-warmup", default=None, help="Run one short generation before turning ready.")
+@click.option("--log-level", help="debug, info, warning or error.")
+@click.pass_context
+def daemon(ctx: click.Context, **options: Any) -> None:
+    """Run the daemon in the foreground: load the model, serve the socket until SIGTERM."""
+    settings = _settings(ctx, **options)
+    try:
+        from trayllm.daemon.server import run_daemon
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in _DAEMON_DEPS:
+            raise
+        raise errors.TrayllmError(f"the daemon needs the 'daemon' extra (no module {exc.name!r}); "
+                                  "install it with `pip install -e '.[daemon]'` or `make setup`") from None
+    run_daemon(settings)
+
+
+def daemon_command(settings: config.Settings) -> list[str]:
+    """How `trayllm up` starts a daemon (tests replace this)."""
+    return [sys.executable, "-m", "trayllm", "--socket", str(settings.socket_path), "daemon"]
+
+
+def _log_tail(path: Path, offset: int, lines: int = 15) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "    (the log is empty)"
+
+
+def _show_progress(status: api.DaemonStatus) -> None:
+    click.echo(f"trayllm: daemon {status.state}" + (f": {status.load_progress}" if status.load_progress else ""),
+               err=True)
+
+
+def _ensure_ready(client: DaemonClient, timeout: float) -> api.DaemonStatus:
+    """The daemon's status once ready; waits (showing progress) if it is still loading."""
+    if not client.health():
+        client.status()  # raises DaemonNotRunning with the usual message
+    seen: list[api.DaemonStatus] = []
+
+    def progress(status: api.DaemonStatus) -> None:
+        if seen or status.state != "ready":  # quiet when it was ready all along
+            _show_progress(status)
+        seen.append(status)
+
+    return client.wait_ready(timeout, on_progress=progress)
+
+
+@cli.command()
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for the model to load.")
+@click.option("--system", help="System prompt for the chat.")
+@click.pass_context
+def up(ctx: click.Context, timeout: float, system: str | None) -> None:
+    """Start the daemon unless one is running, wait for the model, then chat in the terminal."""
+    settings = _settings(ctx)
+    with DaemonClient.from_settings(settings) as client:
+        status = _ensure_ready(client, timeout) if client.health() else _start_and_wait(client, settings, timeout)
+        if status.model is not None:
+            click.echo(f"trayllm: ready: {status.model.name} on {status.model.device} ({status.model.dtype}); "
+                       "`trayllm down` stops the daemon", err=True)
+        TerminalChat(client, system=system).run()
+
+
+def _start_and_wait(client: DaemonClient, settings: config.Settings, timeout: float) -> api.DaemonStatus:
+    """Start a detached daemon (output to daemon.log) and wait for it; if it dies, show this run's log lines."""
+    log_path = settings.state_path / "daemon.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(daemon_command(settings), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    click.echo(f"trayllm: started the daemon (pid {proc.pid}, log {log_path})", err=True)
+    try:
+        return client.wait_ready(timeout, on_progress=_show_progress, alive=lambda: proc.poll() is None)
+    except errors.DaemonNotRunning:
+        if proc.poll() is None:
+            raise
+        raise errors.DaemonNotRunning(f"the daemon exited with status {proc.returncode}; "
+                                      f"last lines of {log_path}:\n{_log_tail(log_path, offset)}") from None
+
+
+@cli.command()
+@click.option("--timeout", type=float, help="Seconds to wait (default: shutdown_grace_s + 15).")
+@click.pass_context
+def down(ctx: click.Context, timeout: float | None) -> None:
+    """Stop the daemon (SIGTERM) and wait until it is gone."""
+    settings = _settings(ctx)
+    with DaemonClient.from_settings(settings) as client:
+        try:
+            pid = client.status().pid
+        except errors.DaemonNotRunning:
+            click.echo(f"trayllm: no daemon running on {settings.socket_path}", err=True)
+            return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pid = 0
+    except PermissionError:
+        raise errors.TrayllmError(f"not allowed to stop the daemon (pid {pid})") from None
+    wait = timeout if timeout is not None else settings.shutdown_grace_s + 15
+    deadline = time.monotonic() + wait
+    while pid and settings.socket_path.exists() and _alive(pid):
+        if time.monotonic() > deadline:
+            raise errors.TrayllmError(f"the daemon (pid {pid}) is still running {wait:g} s after SIGTERM")
+        time.sleep(0.05)
+    click.echo(f"trayllm: daemon stopped (pid {pid})" if pid else "trayllm: daemon stopped", err=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- talking to it ------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("prompt")
+@click.option("--system", "-s", help="System prompt.")
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Most tokens in the reply.")
+@click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature (0 = greedy).")
+@click.option("--seed", type=int, help="Sampling seed, for repeatable replies.")
+@click.option("--no-stream", is_flag=True, help="Wait for the whole reply instead of streaming it.")
+@click.pass_context
+def ask(ctx: click.Context, prompt: str, system: str | None, max_tokens: int | None, temperature: float | None,
+        seed: int | None, no_stream: bool) -> None:
+    """Ask one question (PROMPT, or - to read stdin); the reply goes to stdout, timings to stderr."""
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    if not prompt.strip():
+        raise click.UsageError("the prompt is empty")
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    options = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
+    request = {"messages": messages, **{k: v for k, v in options.items() if v is not None}}
+    with DaemonClient.from_settings(_settings(ctx)) as client:
+        reply = (complete_reply if no_stream else stream_reply)(client, request, sys.stdout)
+    click.echo(timings_line(reply), err=True)
+
+
+@cli.command()
+@click.option("--terminal", is_flag=True, help="Chat in this terminal (the only mode so far).")
+@click.option("--system", "-s", help="System prompt.")
+@click.option("--max-tokens", type=click.IntRange(min=1), help="Most tokens per reply.")
+@click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature (0 = greedy).")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for a loading model.")
+@click.pass_context
+def chat(ctx: click.Context, terminal: bool, system: str | None, max_tokens: int | None, temperature: float | None,
+         timeout: float) -> None:
+    """Chat with the model; reads lines until /exit or end of input (a pipe works too)."""
+    with DaemonClient.from_settings(_settings(ctx)) as client:
+        _ensure_ready(client, timeout)
+        TerminalChat(client, system=system, options={"max_tokens": max_tokens, "temperature": temperature}).run()
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print /v1/status as JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """What the daemon is doing: model, queue, counters, memory."""
+    with DaemonClient.from_settings(_settings(ctx)) as client:
+        daemon_status = client.status()
+    click.echo(daemon_status.model_dump_json(indent=2) if as_json else format_status(daemon_status))
+
+
+def _duration(seconds: float) -> str:
+    minutes, s = divmod(int(seconds), 60)
+    hours, m = divmod(minutes, 60)
+    return f"{hours}h {m:02d}m" if hours else f"{m}m {s:02d}s" if m else f"{seconds:.1f}s"
+
+
+def format_status(s: api.DaemonStatus) -> str:
+    rows = [("state", s.state + (f" ({s.load_progress})" if s.load_progress else ""))]
+    if s.error:
+        rows.append(("error", s.error))
+    if s.model:
+        m = s.model
+        rows.append(("model", f"{m.name} · version {m.version} · context {m.context_length}"))
+        rows.append(("runs on", f"{m.device} · {m.dtype} · quantization {m.quantization}"))
+    q, r = s.queue, s.requests
+    backlog = f" · backlog cap {q.backlog_max_tokens} tokens" if q.backlog_cap_active else ""
+    rows.append(("queue", f"{q.depth}/{q.capacity} waiting · {q.in_flight} in flight · batch {q.max_batch}{backlog}"))
+    rows.append(("requests", f"{r.completed} completed · {r.failed} failed · {r.cancelled} cancelled · "
+                             f"{r.rejected} rejected · tokens {r.tokens_in} in, {r.tokens_out} out"))
+    if s.vram:
+        gib = 1024**3
+        pct = s.vram.used_bytes / s.vram.total_bytes * 100 if s.vram.total_bytes else 0.0
+        rows.append(("vram", f"{s.vram.used_bytes / gib:.2f} / {s.vram.total_bytes / gib:.2f} GiB ({pct:.0f}%)"))
+    rows.append(("uptime", _duration(s.uptime_s)))
+    rows.append(("daemon", f"pid {s.pid} · trayllm {s.version}"))
+    return "\n".join(f"{name:<9} {value}" for name, value in rows)
+
+
+# -- bench --------------------------------------------------------------------------
+
+
+def _levels(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        levels = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        raise click.BadParameter("give whole numbers separated by commas, e.g. 1,8") from None
+    if not levels or min(levels) < 1:
+        raise click.BadParameter("every level must be at least 1")
+    return levels
+
+
+@cli.command()
+@click.option("--concurrency", default="1,8", show_default=True, callback=_levels, help="Concurrency levels.")
+@click.option("--requests-per-level", "-n", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--max-tokens", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--markdown", is_flag=True, help="Print a Markdown section for docs/BENCHMARKS.md.")
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for a loading model.")
+@click.pass_context
+def bench(ctx: click.Context, concurrency: list[int], requests_per_level: int, max_tokens: int, as_json: bool,
+          markdown: bool, timeout: float) -> None:
+    """Measure first-token latency and decode speed at each concurrency level (streamed, temperature 0)."""
+    from trayllm.bench import load, report
+
+    if as_json and markdown:
+        raise click.UsageError("choose one of --json and --markdown")
+    settings = _settings(ctx)
+    with DaemonClient.from_settings(settings) as client:
+        daemon_status = _ensure_ready(client, timeout)
+    counts: dict[int, list[int]] = {}
+    lock = threading.Lock()
+
+    def progress(level: int, result: load.RequestResult) -> None:
+        with lock:
+            done = counts.setdefault(level, [0, 0])
+            done[0] += 1
+            done[1] += result.error is not None
+            click.echo(f"bench: concurrency {level}: {done[0]}/{requests_per_level} requests, {done[1]} errors",
+                       err=True)
+
+    levels = load.run_bench(lambda: DaemonClient.from_settings(settings), concurrency, requests_per_level, max_tokens,
+                            on_result=progress)
+    command = report.command_line()
+    if as_json:
+        click.echo(report.to_json(levels, max_tokens=max_tokens, status=daemon_status, command=command))
+    elif markdown:
+        click.echo(report.to_markdown(levels, max_tokens=max_tokens, status=daemon_status, command=command))
+    else:
+        click.echo(report.to_text(levels))
+
+
+# -- config -------------------------------------------------------------------------
+
+
+@cli.group("config")
+def config_group() -> None:
+    """Show the settings and where they come from."""
+
+
+def _toml(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else json.dumps(value)
+
+
+@config_group.command("show")
+@click.option("--json", "as_json", is_flag=True, help="One object per setting: name, env, value, default, help.")
+@click.pass_context
+def config_show(ctx: click.Context, as_json: bool) -> None:
+    """Every setting's value (defaults < config file < TRAYLLM_* < flags), as TOML you can copy."""
+    rows = config.describe_settings(_settings(ctx))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        changed = "" if row["value"] == row["default"] else f" (default {_toml(row['default'])})"
+        click.echo(f"# {row['help']} [{row['env']}]{changed}\n{row['name']} = {_toml(row['value'])}\n")
+
+
+@config_group.command("path")
+def config_path() -> None:
+    """Where the config file is read from (TRAYLLM_CONFIG overrides it)."""
+    path = config.config_file()
+    click.echo(str(path))
+    if not path.exists():
+        click.echo("trayllm: (the file does not exist; defaults and TRAYLLM_* apply)", err=True)

@@ -1,0 +1,269 @@
+"""One typed client for every consumer: the CLI, tray, chat window and bench talk to the daemon through it.
+
+HTTP over the daemon's Unix socket (or loopback TCP with a bearer token). Foreign errors are
+translated at this boundary: no daemon -> ``DaemonNotRunning``; an OpenAI-shaped error body
+(or an error event mid-stream) -> the matching ``RequestError`` subclass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pydantic
+
+from trayllm import api, errors
+from trayllm.config import Settings
+
+__all__ = ["DEFAULT_TIMEOUT", "DaemonClient", "Done", "StreamEvent", "TextDelta"]
+
+# connect fast or report "no daemon"; reads may wait behind a queue for minutes
+DEFAULT_TIMEOUT = httpx.Timeout(330.0, connect=5.0)
+
+
+def _error_classes(base: type[errors.RequestError] = errors.RequestError) -> list[type[errors.RequestError]]:
+    """Every RequestError subclass, parents before children (so new ones in errors.py map without edits here)."""
+    found = []
+    for cls in base.__subclasses__():
+        found += [cls, *_error_classes(cls)]
+    return found
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """New reply text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The end of a streamed reply."""
+
+    finish_reason: str | None
+    usage: api.Usage | None
+    timings: api.Timings | None
+    request_id: str | None
+
+
+StreamEvent = TextDelta | Done
+
+
+def error_from_body(body: Any, status_code: int | None, retry_after: float | None = None) -> errors.RequestError:
+    """The RequestError subclass for an OpenAI-shaped error body, chosen by status code and ``code``."""
+    detail = body.get("error") if isinstance(body, dict) else None
+    if isinstance(detail, dict):
+        message, code, param = str(detail.get("message", "")), detail.get("code"), detail.get("param")
+    else:  # not our shape (a proxy, or a framework's own 422): keep whatever text there is
+        message, code, param = json.dumps(body) if body is not None else "", None, None
+    candidates = [c for c in _error_classes() if status_code is None or c.status_code == status_code]
+    cls = next((c for c in candidates if c.code == code), None)
+    if cls is None and status_code is not None:
+        cls = next((c for c in candidates if c.__bases__[0] is errors.RequestError), None)
+    if cls is None:
+        cls = errors.InvalidRequest if status_code is not None and 400 <= status_code < 500 else errors.EngineFailure
+    return cls(message or f"the daemon answered HTTP {status_code}", param=param, retry_after=retry_after)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    try:
+        return float(response.headers["retry-after"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _sse_data(lines: Iterator[str]) -> Iterator[str]:
+    """The ``data`` of each server-sent event (multi-line data joined by newlines, comments skipped)."""
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            value = line[5:]
+            data.append(value[1:] if value.startswith(" ") else value)
+    if data:
+        yield "\n".join(data)
+
+
+class DaemonClient:
+    """Synchronous client for one daemon. Not shared between threads: give each thread its own."""
+
+    def __init__(self, *, socket_path: Path | str | None = None, url: str | None = None, token: str | None = None,
+                 timeout: httpx.Timeout | float = DEFAULT_TIMEOUT) -> None:
+        if (socket_path is None) == (url is None):
+            raise ValueError("give exactly one of socket_path or url")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        if socket_path is not None:
+            self.where = str(socket_path)
+            transport = httpx.HTTPTransport(uds=self.where)
+            self._http = httpx.Client(transport=transport, base_url="http://trayllm", headers=headers, timeout=timeout)
+        else:
+            self.where = str(url)
+            self._http = httpx.Client(base_url=str(url), headers=headers, timeout=timeout)
+        self.last_request_id: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, tcp: bool = False, **kwargs: Any) -> DaemonClient:
+        """The socket client; with ``tcp=True`` the ``listen`` address and the token file instead."""
+        if not tcp:
+            return cls(socket_path=settings.socket_path, **kwargs)
+        if not settings.listen:
+            raise errors.ConfigError("TCP needs the listen setting (TRAYLLM_LISTEN=127.0.0.1:PORT)")
+        try:
+            token = settings.token_path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise errors.ConfigError(f"cannot read the token file {settings.token_path}: {exc.strerror}") from None
+        return cls(url=f"http://{settings.listen}", token=token, **kwargs)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DaemonClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- the boundary -------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _mapped_errors(self) -> Iterator[None]:
+        """Turn transport failures into trayllm errors."""
+        try:
+            yield
+        except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError):
+            raise errors.DaemonNotRunning(
+                f"no trayllm daemon on {self.where}; start one with `trayllm daemon` or `trayllm up`") from None
+        except httpx.TimeoutException as exc:
+            raise errors.RequestTimeout(f"the daemon on {self.where} did not answer in time ({exc})") from None
+        except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            raise errors.DaemonNotRunning(f"lost the connection to the daemon on {self.where} ({exc})") from None
+
+    def _check(self, response: httpx.Response) -> httpx.Response:
+        self.last_request_id = response.headers.get("x-request-id") or self.last_request_id
+        if response.is_success:
+            return response
+        response.read()
+        try:
+            body = response.json()
+        except ValueError:
+            body = response.text or None
+        exc = error_from_body(body, response.status_code, _retry_after(response))
+        exc.request_id = response.headers.get("x-request-id")  # type: ignore[attr-defined]
+        raise exc
+
+    def _get(self, path: str) -> httpx.Response:
+        with self._mapped_errors():
+            return self._check(self._http.get(path))
+
+    # -- endpoints ----------------------------------------------------------------
+
+    def health(self) -> bool:
+        """True if a daemon answers ``/healthz``; False if none is there."""
+        try:
+            with self._mapped_errors():
+                return self._http.get("/healthz").is_success
+        except errors.DaemonNotRunning:
+            return False
+
+    def ready(self) -> bool:
+        """True once the model is loaded and warmed; False while loading or with no daemon."""
+        try:
+            with self._mapped_errors():
+                return self._http.get("/readyz").is_success
+        except errors.DaemonNotRunning:
+            return False
+
+    def status(self) -> api.DaemonStatus:
+        return api.DaemonStatus.model_validate(self._get("/v1/status").json())
+
+    def models(self) -> api.ModelList:
+        return api.ModelList.model_validate(self._get("/v1/models").json())
+
+    def chat(self, request: api.ChatCompletionRequest | Mapping[str, Any]) -> api.ChatCompletion:
+        body = _request_body(request, stream=False)
+        with self._mapped_errors():
+            response = self._check(self._http.post("/v1/chat/completions", json=body))
+        return api.ChatCompletion.model_validate(response.json())
+
+    def stream_chat(self, request: api.ChatCompletionRequest | Mapping[str, Any]) -> Iterator[StreamEvent]:
+        """Yield ``TextDelta``s as they arrive, then one ``Done``. Closing the iterator cancels the request."""
+        body = _request_body(request, stream=True)
+        finish_reason: str | None = None
+        usage: api.Usage | None = None
+        timings: api.Timings | None = None
+        with self._mapped_errors(), self._http.stream("POST", "/v1/chat/completions", json=body) as response:
+            self._check(response)
+            request_id = response.headers.get("x-request-id")
+            for data in _sse_data(response.iter_lines()):
+                if data == "[DONE]":
+                    yield Done(finish_reason, usage, timings, request_id)
+                    return
+                try:
+                    payload = json.loads(data)
+                    if isinstance(payload, dict) and "error" in payload:
+                        exc = error_from_body(payload, None)
+                        exc.request_id = request_id  # type: ignore[attr-defined]
+                        raise exc
+                    chunk = api.ChatCompletionChunk.model_validate(payload)
+                except ValueError as bad:  # not JSON, or not a chunk
+                    raise errors.EngineFailure(f"the daemon sent a malformed event ({bad})") from None
+                usage, timings = chunk.usage or usage, chunk.timings or timings
+                for choice in chunk.choices:
+                    finish_reason = choice.finish_reason or finish_reason
+                    if choice.delta.content:
+                        yield TextDelta(choice.delta.content)
+        raise errors.EngineFailure(f"the daemon ended the stream without [DONE] (request {request_id})")
+
+    def wait_ready(self, timeout: float, on_progress: Callable[[api.DaemonStatus], None] | None = None, *,
+                   alive: Callable[[], bool] | None = None, interval: float = 0.2) -> api.DaemonStatus:
+        """Poll ``/v1/status`` until the daemon is ready; ``on_progress`` sees each new state or progress text.
+
+        Raises ModelLoadError if loading failed, DaemonNotRunning if ``alive()`` turns false or no
+        daemon ever answered, and NotReady on timeout.
+        """
+        deadline = time.monotonic() + timeout
+        last: tuple[str, str | None] | None = None
+        status: api.DaemonStatus | None = None
+        while True:
+            with contextlib.suppress(errors.DaemonNotRunning, errors.ServiceUnavailable):
+                status = self.status()
+            if status is not None:
+                if (status.state, status.load_progress) != last:
+                    last = (status.state, status.load_progress)
+                    if on_progress is not None:
+                        on_progress(status)
+                if status.state == "ready":
+                    return status
+                if status.state == "failed":
+                    raise errors.ModelLoadError(status.error or "the daemon failed to load its model")
+            if alive is not None and not alive():
+                raise errors.DaemonNotRunning(f"the daemon for {self.where} exited before it was ready")
+            if time.monotonic() >= deadline:
+                if status is None:
+                    raise errors.DaemonNotRunning(f"no trayllm daemon answered on {self.where} within {timeout:g} s")
+                raise errors.NotReady(f"the daemon is still {status.state} after {timeout:g} s", retry_after=5.0)
+            time.sleep(interval)
+
+
+def _request_body(request: api.ChatCompletionRequest | Mapping[str, Any], *, stream: bool) -> dict[str, Any]:
+    """Validate here, so a bad request fails before it leaves the process, and fix ``stream``."""
+    try:
+        parsed = request if isinstance(request, api.ChatCompletionRequest) else \
+            api.ChatCompletionRequest.model_validate(dict(request))
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise errors.InvalidRequest(f"invalid request: {where}: {first['msg']}", param=where or None) from None
+    update: dict[str, Any] = {"stream": stream}
+    if stream and parsed.stream_options is None:
+        update["stream_options"] = api.StreamOptions(include_usage=True)
+    return parsed.model_copy(update=update).model_dump(mode="json", exclude_none=True)
