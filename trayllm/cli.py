@@ -298,15 +298,23 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> list[int]
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--markdown", is_flag=True, help="Print a Markdown section for docs/BENCHMARKS.md.")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for a loading model.")
+@click.option("--startup", "startup_runs", type=click.IntRange(min=1), default=None, metavar="RUNS",
+              help="Instead: time RUNS warm starts of a fresh daemon until /readyz (after one priming start).")
 @click.pass_context
 def bench(ctx: click.Context, concurrency: list[int], requests_per_level: int, max_tokens: int, as_json: bool,
-          markdown: bool, timeout: float) -> None:
+          markdown: bool, timeout: float, startup_runs: int | None) -> None:
     """Measure first-token latency and decode speed at each concurrency level (streamed, temperature 0)."""
     from trayllm.bench import load, report
 
     if as_json and markdown:
         raise click.UsageError("choose one of --json and --markdown")
     settings = _settings(ctx)
+    if startup_runs is not None:
+        from trayllm.bench import startup
+
+        results = startup.measure_startup(settings, startup_runs, timeout)
+        click.echo(startup.to_markdown(results, report.command_line()))
+        return
     with DaemonClient.from_settings(settings) as client:
         daemon_status = _ensure_ready(client, timeout)
     counts: dict[int, list[int]] = {}

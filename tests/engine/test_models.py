@@ -6,12 +6,14 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from trayllm.config import load_settings
+from trayllm.engine.engine import Engine
 from trayllm.engine.models import (
     EMBEDDED_DISTRIBUTION,
     content_digest,
@@ -22,7 +24,7 @@ from trayllm.engine.models import (
     resolve_dtype,
     resolve_source,
 )
-from trayllm.errors import ModelLoadError
+from trayllm.errors import ModelLoadError, NotReady
 
 CPU = torch.device("cpu")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -176,8 +178,8 @@ def test_resolve_device_cuda_without_cuda_is_refused(setting: str) -> None:
 
 
 def test_resolve_device_nonsense_is_a_model_load_error() -> None:
-    """BUG: an unknown device string (TRAYLLM_DEVICE=gpu) escapes as torch's RuntimeError, not a one-line
-    ModelLoadError that names the setting like every other bad model setting."""
+    """An unknown device string (TRAYLLM_DEVICE=gpu) is a one-line ModelLoadError naming the setting,
+    not torch's RuntimeError."""
     with pytest.raises(ModelLoadError) as info:
         resolve_device("gpu")
     assert "TRAYLLM_DEVICE" in info.value.message
@@ -259,3 +261,26 @@ def test_loaded_model_is_ready_for_generation(converted_model_dir: Path, tmp_pat
     assert loaded.tokenizer.chat_template
     assert loaded.tokenizer.pad_token_id is not None
     assert loaded.tokenizer.eos_token_id in eos_token_ids(loaded)
+
+
+# -- the Engine facade while loading fails ------------------------------------------------------
+
+
+def test_engine_reports_a_failed_load_without_dying(tmp_path: Path) -> None:
+    engine = Engine(settings(model=str(tmp_path / "missing-model"), cache_dir=str(tmp_path / "cache")))
+    with pytest.raises(NotReady):
+        engine.require_ready()
+    with pytest.raises(NotReady):
+        engine.build_prompt([{"role": "user", "content": "hi"}], None)
+    engine.start()
+    assert not engine.wait_ready(0.5)
+    deadline = time.monotonic() + 30
+    while engine.state != "failed" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert engine.state == "failed"
+    assert engine.error is not None and "TRAYLLM_MODEL" in engine.error
+    assert engine.info is None and engine.in_flight == 0 and engine.queue_depth == 0
+    with pytest.raises(NotReady) as info:
+        engine.submit("r", "u", None, None)  # type: ignore[arg-type]
+    assert "TRAYLLM_MODEL" in info.value.message
+    engine.stop()  # nothing to stop: must not raise

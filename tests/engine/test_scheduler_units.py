@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -97,17 +98,13 @@ def test_waiting_the_returned_time_is_enough() -> None:
     assert bucket.take("u") == 0.0
 
 
-def test_burst_zero_still_lets_requests_through_after_the_wait() -> None:
-    """BUG: rate_limit_burst is not validated, and a bucket of size 0 never holds a whole token.
+def test_burst_zero_is_refused_by_the_settings() -> None:
+    """A bucket of size 0 never holds a whole token and would refuse everyone forever."""
+    from trayllm.config import load_settings
+    from trayllm.errors import ConfigError
 
-    TokenBucket(per_minute=60, burst=0) answers "retry in 1.0 s" to every request forever: the
-    level is capped at 0, so waiting never helps. Every request of every user is refused.
-    """
-    clock = FakeClock()
-    bucket = TokenBucket(per_minute=60, burst=0, clock=clock)
-    wait = bucket.take("u")
-    clock.now += max(wait, 0.0) + 60
-    assert bucket.take("u") == 0.0
+    with pytest.raises(ConfigError, match="rate_limit_burst"):
+        load_settings({"rate_limit_burst": 0}, environ={})
 
 
 # -- RequestHandle -----------------------------------------------------------------------------
@@ -338,3 +335,60 @@ def test_stop_cancels_running_and_fails_waiting(make_scheduler: Callable[..., Sc
     _, fin = run(waiting, timeout=5)
     assert fin.reason == "error" and isinstance(fin.error, ShuttingDown)
     assert scheduler.in_flight == 0
+
+
+def test_idle_is_never_true_while_a_request_is_being_admitted(make_scheduler: Callable[..., Scheduler]) -> None:
+    """idle() never says True between a job leaving the queue and being counted in flight; if it did,
+    Engine.drain() could end a graceful shutdown early and cancel a request instead of finishing it.
+
+    The queue is replaced by a deque that, right after each pop, asks idle() from another thread, as a
+    racing drain() would (a fixed idle() may block on the scheduler's lock until the admission is done).
+    """
+    scheduler = make_scheduler(start=False)
+    answers: list[bool] = []
+    askers: list[threading.Thread] = []
+
+    class Probe(deque):  # type: ignore[type-arg]
+        def popleft(self) -> object:
+            job = super().popleft()
+            asker = threading.Thread(target=lambda: answers.append(scheduler.idle()))
+            asker.start()
+            asker.join(0.2)
+            askers.append(asker)
+            return job
+
+    scheduler._pending = Probe()
+    handle = RequestHandle("r")
+    scheduler.submit(handle, "u", PROMPT, greedy(1_000_000))
+    assert not scheduler.idle()
+    scheduler.start()
+    events = handle.iter_events(timeout=30)
+    assert isinstance(next(events), TokenText)  # admitted and decoding
+    for asker in askers:
+        asker.join(5)
+    handle.cancel()
+    assert [e for e in events][-1].reason == "cancelled"  # type: ignore[union-attr]
+    assert answers == [False]
+
+
+def test_submit_after_stop_is_refused(make_scheduler: Callable[..., Scheduler]) -> None:
+    """After stop() the inference thread is gone: a late submit() is refused rather than queued forever."""
+    scheduler = make_scheduler()
+    scheduler.stop()
+    handle = RequestHandle("late")
+    with pytest.raises(ShuttingDown):
+        scheduler.submit(handle, "u", PROMPT, greedy(2))
+
+
+# -- timings -----------------------------------------------------------------------------------
+
+
+def test_timings_and_decode_rate() -> None:
+    timings = RequestTimings(arrived=10.0, started=10.5, first_token=11.0, finished=13.0)
+    assert timings.queue_ms == pytest.approx(500.0)
+    assert timings.first_token_ms == pytest.approx(1000.0)
+    assert timings.total_ms == pytest.approx(3000.0)
+    assert Finished("length", 5, 11, timings).decode_tokens_per_second == pytest.approx(5.0)  # 10 tokens in 2 s
+    assert Finished("length", 5, 1, timings).decode_tokens_per_second is None
+    unstarted = RequestTimings(arrived=10.0, finished=10.25)
+    assert unstarted.queue_ms == pytest.approx(250.0) and unstarted.first_token_ms is None

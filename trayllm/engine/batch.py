@@ -46,7 +46,7 @@ class RunningBatch(Generic[Row]):
 
     def keep(self, indices: Sequence[int]) -> None:
         """Keep only the rows at ``indices`` (in that order), then trim padding no row needs."""
-        if len(indices) == len(self.rows):
+        if list(indices) == list(range(len(self.rows))):
             return
         index = torch.tensor(list(indices), dtype=torch.long, device=self.mask.device)
         self.rows = [self.rows[i] for i in indices]

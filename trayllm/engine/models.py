@@ -124,7 +124,11 @@ def _write_atomically(path: Path, text: str) -> None:
 def resolve_device(setting: str) -> torch.device:
     if setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(setting)
+    try:
+        device = torch.device(setting)
+    except RuntimeError:
+        raise ModelLoadError(f"device {setting!r} is not a device; set TRAYLLM_DEVICE to auto, cpu, cuda or cuda:N") \
+            from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"device {setting!r} asked for, but torch sees no CUDA GPU; "
                              "set TRAYLLM_DEVICE=cpu or auto")

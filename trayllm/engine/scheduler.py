@@ -174,20 +174,24 @@ class Scheduler:
         return len(self._pending) >= self._settings.backlog_threshold
 
     def submit(self, handle: RequestHandle, user: str, prompt: list[int], params: SamplingParams) -> None:
-        """Queue a request, or raise RateLimited / QueueFull / ShuttingDown at once."""
+        """Queue a request, or raise ShuttingDown / QueueFull / RateLimited at once.
+
+        The queue is checked before the rate limit, so a request refused for a full queue
+        does not use up the user's allowance.
+        """
         settings = self._settings
-        if not self._accepting:
-            self._reject()
-            raise ShuttingDown("the daemon is shutting down", retry_after=5)
-        wait = self._bucket.take(user)
-        if wait > 0:
-            self._reject()
-            raise RateLimited(f"rate limit for user {user!r} reached; retry in {wait:.1f} s", retry_after=wait)
         with self._wake:
+            if not self._accepting:
+                self._reject()
+                raise ShuttingDown("the daemon is shutting down", retry_after=5)
             if len(self._pending) >= settings.queue_size:
                 self._reject()
                 raise QueueFull(f"the queue is full ({settings.queue_size} waiting); retry shortly",
                                 retry_after=max(1.0, len(self._pending) / max(1, settings.max_batch)))
+            wait = self._bucket.take(user)
+            if wait > 0:
+                self._reject()
+                raise RateLimited(f"rate limit for user {user!r} reached; retry in {wait:.1f} s", retry_after=wait)
             if self.backlogged and params.max_tokens > settings.backlog_max_tokens:
                 params = SamplingParams(**{**params.__dict__, "max_tokens": settings.backlog_max_tokens})
                 handle.max_tokens_capped = True
@@ -202,11 +206,13 @@ class Scheduler:
         self._accepting = False
 
     def idle(self) -> bool:
-        return not self._pending and self._in_flight == 0
+        with self._wake:  # a job leaves the queue and enters the batch under this lock
+            return not self._pending and self._in_flight == 0
 
     def stop(self) -> None:
         """Cancel whatever is left and end the inference thread."""
         with self._wake:
+            self._accepting = False
             self._stopping = True
             self._wake.notify()
         self._thread.join(timeout=30)

@@ -1,0 +1,86 @@
+"""Warm-start benchmark: how long a fresh `trayllm daemon` takes until /readyz says ready.
+
+Each run starts a real daemon process on a private socket (its own XDG dirs) that shares the
+user's weight cache, so the first run converts the GGUF if needed and the rest measure the
+warm path a user sees on every login: imports, loading cached safetensors, warm-up.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from trayllm.client import DaemonClient
+from trayllm.config import Settings
+from trayllm.errors import TrayllmError
+
+POLL_S = 0.02
+
+
+@dataclass(frozen=True)
+class StartupRun:
+    seconds: float
+    primed: bool  # True for the first run, which may have converted the model
+
+
+def _start_once(settings: Settings, workdir: Path, timeout: float) -> float:
+    env = dict(os.environ)
+    for var in ("XDG_RUNTIME_DIR", "XDG_STATE_HOME", "XDG_CONFIG_HOME"):
+        path = workdir / var.lower()
+        path.mkdir(mode=0o700, exist_ok=True)
+        env[var] = str(path)
+    env["TRAYLLM_CACHE_DIR"] = str(settings.cache_path)
+    env.pop("TRAYLLM_SOCKET", None)
+    began = time.monotonic()
+    with (workdir / "daemon.log").open("ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "trayllm", "daemon"], env=env, stdout=log,
+                                   stderr=subprocess.STDOUT)
+    probe = Settings(socket=str(workdir / "xdg_runtime_dir" / "trayllm" / "daemon.sock"))
+    try:
+        with DaemonClient.from_settings(probe) as client:
+            while time.monotonic() - began < timeout:
+                if process.poll() is not None:
+                    tail = (workdir / "daemon.log").read_text(errors="replace")[-2000:]
+                    raise TrayllmError(f"the daemon exited with {process.returncode} while starting:\n{tail}")
+                try:
+                    if client.ready():
+                        return time.monotonic() - began
+                except TrayllmError:
+                    pass
+                time.sleep(POLL_S)
+        raise TrayllmError(f"the daemon was not ready after {timeout:.0f} s")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(60)
+
+
+def measure_startup(settings: Settings, runs: int, timeout: float = 600.0) -> list[StartupRun]:
+    """One priming start, then ``runs`` timed warm starts."""
+    results = []
+    with tempfile.TemporaryDirectory(prefix="trayllm-startup-") as tmp:
+        for index in range(runs + 1):
+            workdir = Path(tmp) / f"run{index}"
+            workdir.mkdir()
+            results.append(StartupRun(_start_once(settings, workdir, timeout), primed=index == 0))
+    return results
+
+
+def to_markdown(results: list[StartupRun], command: str) -> str:
+    warm = [r.seconds for r in results if not r.primed]
+    lines = [
+        f"### trayllm warm start, {time.strftime('%Y-%m-%d')}",
+        "",
+        f"- Machine: {os.cpu_count()} CPUs; process start to `/readyz` = 200, warm-up included",
+        f"- Command: `{command}`",
+        f"- Priming run (may convert the GGUF): {results[0].seconds:.2f} s",
+        f"- Warm starts ({len(warm)}): min {min(warm):.2f} s, median {statistics.median(warm):.2f} s, "
+        f"max {max(warm):.2f} s",
+    ]
+    return "\n".join(lines)
