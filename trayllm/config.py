@@ -75,6 +75,12 @@ class Settings:
     cache_dir: str = _setting("", "Converted weights and hashes; empty = $XDG_CACHE_HOME/trayllm.")
     state_dir: str = _setting("", "Logs and records; empty = $XDG_STATE_HOME/trayllm.")
     log_level: str = _setting("info", "Daemon log level: debug, info, warning, error.")
+    # request records
+    log_content: bool = _setting(False,
+                                 "Also record prompt and reply text in each request record; off by default, "
+                                 "so text stays out of logs and Elasticsearch.")
+    records_max_bytes: int = _setting(50_000_000, "Rotate the request-record file at this size.")
+    records_backups: int = _setting(5, "Rotated request-record files kept (requests.jsonl.1 ... .N).")
 
     # -- derived paths -------------------------------------------------------------
 
@@ -93,6 +99,10 @@ class Settings:
     @property
     def cache_path(self) -> Path:
         return Path(self.cache_dir) if self.cache_dir else _xdg("XDG_CACHE_HOME", ".cache") / "trayllm"
+
+    @property
+    def records_path(self) -> Path:
+        return self.state_path / "requests.jsonl"
 
     @property
     def state_path(self) -> Path:
@@ -184,7 +194,7 @@ def _validate(settings: Settings) -> None:
     if settings.dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {settings.dtype!r}")
     for name in ("queue_size", "max_batch", "default_max_tokens", "backlog_max_tokens", "history_turns",
-                 "rate_limit_burst"):
+                 "rate_limit_burst", "records_max_bytes"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(settings, name)}")
     if settings.listen:

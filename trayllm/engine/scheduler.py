@@ -124,6 +124,7 @@ class _Job:
     decoder: IncrementalDecoder | None = None
     stopper: StopMatcher = field(default_factory=lambda: StopMatcher(()))
     generator: torch.Generator | None = None
+    vram_peak: int | None = None
 
 
 @dataclass
@@ -270,6 +271,7 @@ class Scheduler:
             job.stopper = StopMatcher(job.params.stop)
             job.generator = row_generator(job.params, loaded.device)
         fresh, out = prefill(loaded.model, jobs, [j.prompt for j in jobs], self._pad, loaded.device)
+        self._note_vram(jobs)
         self._accept_tokens(fresh, out.logits)
         if self._batch is None:
             self._batch = fresh
@@ -291,8 +293,23 @@ class Scheduler:
         if not self._batch:
             return
         out = self._batch.step(self._loaded.model, [job.next_token for job in self._batch.rows])
+        self._note_vram(self._batch.rows)
         self._accept_tokens(self._batch, out.logits)
         self._drop_finished()
+
+    def _note_vram(self, jobs: list[_Job]) -> None:
+        """Charge the allocator's peak of the pass just run to every request that was in it.
+
+        Requests in one batch share its forward passes, so each one's peak is the highest
+        peak of any pass it took part in: what the GPU needed while that request was served.
+        """
+        device = self._loaded.device
+        if device.type != "cuda":
+            return
+        peak = int(torch.cuda.max_memory_allocated(device))
+        torch.cuda.reset_peak_memory_stats(device)
+        for job in jobs:
+            job.vram_peak = peak if job.vram_peak is None else max(job.vram_peak, peak)
 
     def _accept_tokens(self, batch: RunningBatch[_Job], logits: torch.Tensor) -> None:
         jobs = batch.rows
@@ -346,7 +363,7 @@ class Scheduler:
             counters.failed += 1
         else:
             counters.completed += 1
-        finished = Finished(reason, len(job.prompt), job.generated, job.timings, error)
+        finished = Finished(reason, len(job.prompt), job.generated, job.timings, error, job.vram_peak)
         job.handle.emit(finished)
         if self.on_finished is not None:
             self.on_finished(job.handle, finished)

@@ -80,6 +80,7 @@ class Finished:
     completion_tokens: int
     timings: RequestTimings
     error: RequestError | None = None
+    vram_peak_bytes: int | None = None  # CUDA allocator peak over the steps this request took part in
 
     @property
     def decode_tokens_per_second(self) -> float | None:
