@@ -184,6 +184,8 @@ class ModelStatus(BaseModel):
     dtype: str
     quantization: str
     context_length: int
+    device_index: int | None = None
+    memory_total_bytes: int | None = None
 
 
 class QueueStatus(BaseModel):

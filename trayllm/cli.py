@@ -278,6 +278,42 @@ def format_status(s: api.DaemonStatus) -> str:
     return "\n".join(f"{name:<9} {value}" for name, value in rows)
 
 
+# -- logs ---------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--follow", "-f", is_flag=True, help="Keep printing records as they are written.")
+@click.option("--outcome", type=click.Choice(["success", "failure", "unknown"]), help="Only this event.outcome.")
+@click.option("--user", help="Only this user.name.")
+@click.option("--id", "request_id", metavar="ID", help="Only this request id (a prefix is enough).")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines, unchanged.")
+@click.option("-n", "--lines", type=click.IntRange(min=0), default=None, help="Only the last N matching records.")
+@click.pass_context
+def logs(ctx: click.Context, follow: bool, outcome: str | None, user: str | None, request_id: str | None,
+         as_json: bool, lines: int | None) -> None:
+    """Show the request records (one per request), oldest first; --follow to keep watching."""
+    from collections import deque
+
+    from trayllm.telemetry.pretty import RecordFilter, format_record
+    from trayllm.telemetry.reader import follow as follow_records
+    from trayllm.telemetry.reader import iter_records
+
+    path = _settings(ctx).records_path
+    if not path.exists() and not follow:
+        raise errors.TrayllmError(f"no request records yet at {path}; they appear once the daemon served a request")
+    wanted = RecordFilter(outcome=outcome, user=user, request_id=request_id)
+
+    def show(record: Any) -> None:
+        click.echo(json.dumps(record, ensure_ascii=False) if as_json else format_record(record))
+
+    past = wanted.apply(iter_records(path)) if path.exists() else iter([])
+    for record in deque(past, maxlen=lines) if lines is not None else past:
+        show(record)
+    if follow:
+        for record in wanted.apply(follow_records(path)):
+            show(record)
+
+
 # -- bench --------------------------------------------------------------------------
 
 

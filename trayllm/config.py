@@ -194,7 +194,7 @@ def _validate(settings: Settings) -> None:
     if settings.dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {settings.dtype!r}")
     for name in ("queue_size", "max_batch", "default_max_tokens", "backlog_max_tokens", "history_turns",
-                 "rate_limit_burst", "records_max_bytes"):
+                 "rate_limit_burst", "records_max_bytes", "records_backups"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(settings, name)}")
     if settings.listen:

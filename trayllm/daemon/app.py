@@ -17,8 +17,11 @@ from trayllm.api import DaemonStatus, Memory, ModelCard, ModelList, ModelStatus,
 from trayllm.config import Settings
 from trayllm.daemon.chat import ChatCompletionHandler
 from trayllm.daemon.edge import EdgeMiddleware, error_response
+from trayllm.daemon.records import RequestRecorder
 from trayllm.engine.engine import Engine
 from trayllm.errors import EndpointNotFound, MethodNotAllowed, RequestError
+
+PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def daemon_status(engine: Engine, settings: Settings) -> DaemonStatus:
@@ -42,8 +45,9 @@ def daemon_status(engine: Engine, settings: Settings) -> DaemonStatus:
     )
 
 
-def build_app(engine: Engine, settings: Settings, *, token: str | None = None) -> Starlette:
-    chat = ChatCompletionHandler(engine)
+def build_app(engine: Engine, settings: Settings, recorder: RequestRecorder, *,
+              token: str | None = None) -> Starlette:
+    chat = ChatCompletionHandler(engine, recorder)
     started = int(time.time())
 
     async def healthz(_: Request) -> Response:
@@ -61,6 +65,14 @@ def build_app(engine: Engine, settings: Settings, *, token: str | None = None) -
     async def status(_: Request) -> Response:
         return JSONResponse(daemon_status(engine, settings).model_dump())
 
+    async def metrics(_: Request) -> Response:
+        memory = engine.memory()
+        recorder.metrics.set_state(waiting=engine.queue_depth, running=engine.in_flight,
+                                   loaded=engine.state in ("ready", "draining"),
+                                   vram_used=None if memory is None else memory[0],
+                                   vram_total=None if memory is None else memory[1])
+        return Response(recorder.metrics.render(), media_type=PROMETHEUS_TEXT)
+
     async def on_request_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestError)
         return error_response(exc)
@@ -77,6 +89,7 @@ def build_app(engine: Engine, settings: Settings, *, token: str | None = None) -
         Route("/readyz", readyz),
         Route("/v1/models", models),
         Route("/v1/status", status),
+        Route("/metrics", metrics),
         Route("/v1/chat/completions", chat.handle, methods=["POST"]),
     ]
     return Starlette(routes=routes, middleware=[Middleware(EdgeMiddleware, token=token)],

@@ -24,11 +24,12 @@ from trayllm.api import (
 )
 from trayllm.config import Settings
 from trayllm.daemon.edge import error_body
+from trayllm.daemon.records import RequestContext, RequestRecorder
 from trayllm.engine.conversation import Message
 from trayllm.engine.engine import Engine
 from trayllm.engine.scheduler import RequestHandle
 from trayllm.engine.types import Finished, SamplingParams, TokenText
-from trayllm.errors import EngineFailure, InvalidRequest, ModelNotFound
+from trayllm.errors import EngineFailure, InvalidRequest, ModelNotFound, RequestError
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -83,25 +84,44 @@ def usage_of(finished: Finished) -> Usage:
 
 
 class ChatCompletionHandler:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, recorder: RequestRecorder) -> None:
         self.engine = engine
+        self.recorder = recorder
 
     async def handle(self, request: Request) -> Response:
-        parsed = parse_request(await request.body())
-        engine = self.engine
-        info = engine.require_ready()
-        if parsed.model not in (None, "", info.name):
-            raise ModelNotFound(f"model {parsed.model!r} is not served here; this daemon serves {info.name!r}",
-                                param="model")
-        prompt = engine.build_prompt(to_messages(parsed), parsed.requested_max_tokens)
-        params = sampling_params(parsed, engine.settings, prompt.max_tokens)
         state = request.scope["state"]
-        handle = engine.submit(state["request_id"], state["user"], prompt, params, asyncio.get_running_loop())
+        context = RequestContext.arriving(state["request_id"], state["user"], request.headers.get("traceparent"))
+        try:
+            parsed, handle = await self._admit(request, context)
+        except RequestError as error:
+            self.recorder.rejected(context, error)  # the engine never saw it: its one record is written here
+            raise
+        info = self.engine.info
+        assert info is not None
         if parsed.stream:
             include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
             return StreamingResponse(self._stream(handle, info.name, include_usage), media_type="text/event-stream",
                                      headers=SSE_HEADERS)
         return await self._collect(request, handle, info.name)
+
+    async def _admit(self, request: Request, context: RequestContext) -> tuple[ChatCompletionRequest, RequestHandle]:
+        """Parse and check the request and queue it, filling in ``context`` as facts become known."""
+        parsed = parse_request(await request.body())
+        context.requested_model, context.stream = parsed.model, parsed.stream
+        engine = self.engine
+        info = engine.require_ready()
+        if parsed.model not in (None, "", info.name):
+            raise ModelNotFound(f"model {parsed.model!r} is not served here; this daemon serves {info.name!r}",
+                                param="model")
+        messages = to_messages(parsed)
+        log_content = engine.settings.log_content
+        if log_content:
+            context.messages = messages
+        prompt = engine.build_prompt(messages, parsed.requested_max_tokens)
+        context.params = sampling_params(parsed, engine.settings, prompt.max_tokens)
+        handle = engine.submit(context.request_id, context.user, prompt, context.params, asyncio.get_running_loop(),
+                               context=context, keep_text=log_content, arrived=context.received)
+        return parsed, handle
 
     async def _collect(self, request: Request, handle: RequestHandle, model: str) -> Response:
         """Gather the whole reply; if the client hangs up first, cancel the generation."""

@@ -20,9 +20,12 @@ import uvicorn
 from trayllm.config import Settings
 from trayllm.daemon.app import build_app
 from trayllm.daemon.auth import ensure_token
+from trayllm.daemon.records import RequestRecorder
 from trayllm.daemon.sockets import InstanceLock, PeerCredProtocol, bind_tcp, bind_unix
 from trayllm.engine.engine import Engine
 from trayllm.engine.models import resolve_source
+from trayllm.telemetry.metrics import DaemonMetrics
+from trayllm.telemetry.vram import NvmlProbe
 
 log = logging.getLogger("trayllm.daemon")
 
@@ -78,14 +81,19 @@ def run_daemon(settings: Settings) -> None:
             token = ensure_token(settings.token_path)
             sockets.append(bind_tcp(settings.listen))
         engine = Engine(settings)
+        recorder = RequestRecorder(settings, DaemonMetrics(), NvmlProbe(), lambda: engine.info)
+        engine.on_finished = recorder.finished
         engine.start()
-        app = build_app(engine, settings, token=token)
+        app = build_app(engine, settings, recorder, token=token)
         config = uvicorn.Config(app, http=PeerCredProtocol, lifespan="off", log_config=None, access_log=False,
                                 proxy_headers=False,  # a client must not name its own user with X-Forwarded-For
                                 timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)))
         log.info("listening", extra={"socket": str(settings.socket_path), "tcp": settings.listen or None})
-        DrainingServer(config, engine).run(sockets=sockets)
-        engine.stop()
+        try:
+            DrainingServer(config, engine).run(sockets=sockets)
+        finally:
+            engine.stop()
+            recorder.close()  # after the engine, so the records of cancelled leftovers are written
     finally:
         for sock in sockets:
             sock.close()

@@ -35,7 +35,7 @@ class Engine:
         self.progress: str | None = "starting"
         self.error: str | None = None
         self.started_at = time.monotonic()
-        self._on_finished = on_finished
+        self.on_finished = on_finished  # called once per finished request, on the inference thread
         self._loaded: LoadedModel | None = None
         self._scheduler: Scheduler | None = None
         self._loader = threading.Thread(target=self._load, name="trayllm-loader", daemon=True)
@@ -63,7 +63,7 @@ class Engine:
                 self._set_progress("warming up")
                 self._warm_up()
             self._scheduler.counters = Counters()  # warm-up is not a request anyone made
-            self._scheduler.on_finished = self._on_finished
+            self._scheduler.on_finished = self.on_finished
             self.state, self.progress = "ready", None
             self._ready.set()
             log.info("ready", extra={"seconds": round(time.monotonic() - self.started_at, 2)})
@@ -134,12 +134,17 @@ class Engine:
                             default_max_tokens=self.settings.default_max_tokens)
 
     def submit(self, request_id: str, user: str, prompt: Prompt, params: SamplingParams,
-               loop: asyncio.AbstractEventLoop | None = None) -> RequestHandle:
-        """Queue a request; raises NotReady, ShuttingDown, RateLimited or QueueFull at once."""
+               loop: asyncio.AbstractEventLoop | None = None, *, context: object = None, keep_text: bool = False,
+               arrived: float | None = None) -> RequestHandle:
+        """Queue a request; raises NotReady, ShuttingDown, RateLimited or QueueFull at once.
+
+        ``context`` rides on the handle to the ``on_finished`` callback; ``arrived`` (monotonic)
+        is when the request reached the daemon, so its durations include parsing and tokenizing.
+        """
         self.require_ready()
         assert self._scheduler is not None
-        handle = RequestHandle(request_id, loop)
-        self._scheduler.submit(handle, user, prompt.ids, params)
+        handle = RequestHandle(request_id, loop, context=context, keep_text=keep_text)
+        self._scheduler.submit(handle, user, prompt.ids, params, arrived)
         return handle
 
     @property

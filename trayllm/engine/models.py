@@ -232,8 +232,14 @@ def load_model(settings: Settings, progress: ProgressCallback = lambda _: None) 
     context = int(getattr(config, "max_position_embeddings", 0) or 2048)
     quant_name = settings.quantization if quant is not None else "none"
     version = f"{digest[:12]}-{_short_dtype(dtype)}" + ("" if quant_name == "none" else f"-{quant_name}")
+    index = None
+    total = None
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        total = int(torch.cuda.get_device_properties(index).total_memory)
     info = ModelInfo(name=source.name, version=version, source=str(source.path), device=str(device),
-                     dtype=_short_dtype(dtype), quantization=quant_name, context_length=context)
+                     dtype=_short_dtype(dtype), quantization=quant_name, context_length=context,
+                     device_index=index, memory_total_bytes=total)
     return LoadedModel(model=model, tokenizer=tokenizer, info=info, device=torch.device(device))
 
 

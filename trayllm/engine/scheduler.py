@@ -70,8 +70,12 @@ class RequestHandle:
     with no loop, for a plain thread (events arrive through a thread-safe queue).
     """
 
-    def __init__(self, request_id: str, loop: asyncio.AbstractEventLoop | None = None) -> None:
+    def __init__(self, request_id: str, loop: asyncio.AbstractEventLoop | None = None, *,
+                 context: object = None, keep_text: bool = False) -> None:
         self.request_id = request_id
+        self.context = context  # the caller's own bookkeeping, handed back with the finish callback
+        self.text: list[str] = []  # the reply, kept only with keep_text (opt-in content records)
+        self._keep_text = keep_text
         self._loop = loop
         self._async_events: asyncio.Queue[EngineEvent] | None = asyncio.Queue() if loop else None
         self._sync_events: queue.SimpleQueue[EngineEvent] = queue.SimpleQueue()
@@ -87,6 +91,8 @@ class RequestHandle:
         return self._cancelled.is_set()
 
     def emit(self, event: EngineEvent) -> None:
+        if self._keep_text and isinstance(event, TokenText):
+            self.text.append(event.text)
         if self._loop is None or self._async_events is None:
             self._sync_events.put(event)
             return
@@ -174,7 +180,8 @@ class Scheduler:
     def backlogged(self) -> bool:
         return len(self._pending) >= self._settings.backlog_threshold
 
-    def submit(self, handle: RequestHandle, user: str, prompt: list[int], params: SamplingParams) -> None:
+    def submit(self, handle: RequestHandle, user: str, prompt: list[int], params: SamplingParams,
+               arrived: float | None = None) -> None:
         """Queue a request, or raise ShuttingDown / QueueFull / RateLimited at once.
 
         The queue is checked before the rate limit, so a request refused for a full queue
@@ -196,7 +203,7 @@ class Scheduler:
             if self.backlogged and params.max_tokens > settings.backlog_max_tokens:
                 params = SamplingParams(**{**params.__dict__, "max_tokens": settings.backlog_max_tokens})
                 handle.max_tokens_capped = True
-            timings = RequestTimings()
+            timings = RequestTimings() if arrived is None else RequestTimings(arrived=arrived)
             self._pending.append(_Job(handle, prompt, params, timings, timings.arrived + settings.request_timeout_s))
             self._wake.notify()
 

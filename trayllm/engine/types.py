@@ -37,6 +37,8 @@ class ModelInfo:
     dtype: str
     quantization: str
     context_length: int
+    device_index: int | None = None  # CUDA device number; None on CPU
+    memory_total_bytes: int | None = None  # that device's memory; None on CPU
 
 
 @dataclass

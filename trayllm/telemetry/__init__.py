@@ -1,0 +1,1 @@
+"""Request records (ECS JSON lines), their schema, reader and writer, Prometheus metrics and NVML readings."""

@@ -1,0 +1,220 @@
+"""Read request records back: the whole rotated set oldest first, or the live file as it grows.
+
+Readers of the record file (the shipper, the SLO monitor, ``trayllm slo``) must never fail on what a
+crash or a concurrent write leaves behind. A trailing line without its newline is a write in progress
+(or a crash mid-write) and a line that is not a JSON object is damage: both are skipped and counted in
+``ReadStats``, and reading goes on.
+
+Files are identified by (device, inode), not by name, because rotation renames them: ``iter_records``
+opens the set newest first and drops a file it already holds under another name, and ``follow`` notices
+that the live name now points at a new file, finishes the old one, reads any backups written in between
+and carries on with the new one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+_CHUNK = 1 << 16
+
+
+@dataclass
+class ReadStats:
+    """What a read saw: documents yielded, and lines skipped."""
+
+    records: int = 0
+    corrupt: int = 0  # complete lines that are not a JSON object
+    partial: int = 0  # a last line with no newline (in-progress write, or a crash mid-write)
+    files: int = 0  # distinct files opened
+
+    @property
+    def skipped(self) -> int:
+        return self.corrupt + self.partial
+
+
+def _parse(line: bytes, stats: ReadStats) -> dict[str, Any] | None:
+    if not line.strip():
+        return None
+    try:
+        doc = json.loads(line)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are both ValueErrors
+        doc = None
+    if not isinstance(doc, dict):
+        stats.corrupt += 1
+        return None
+    stats.records += 1
+    return doc
+
+
+def _lines(f: IO[bytes], stats: ReadStats) -> Iterator[dict[str, Any]]:
+    """Every complete line of ``f`` from where it stands to its current end; a last partial line is counted."""
+    for line in f:
+        if not line.endswith(b"\n"):
+            stats.partial += 1
+            return
+        doc = _parse(line, stats)
+        if doc is not None:
+            yield doc
+
+
+def backup_path(path: Path, index: int) -> Path:
+    """``path.index``: where rotation put the index-th newest backup."""
+    return path.with_name(f"{path.name}.{index}")
+
+
+def _identity(f: IO[bytes]) -> tuple[int, int]:
+    st = os.fstat(f.fileno())
+    return st.st_dev, st.st_ino
+
+
+def iter_records(path: Path, *, include_rotated: bool = True, stats: ReadStats | None = None
+                 ) -> Iterator[dict[str, Any]]:
+    """Every record in ``path`` (and its backups ``path.N`` … ``path.1`` first, oldest first, when
+    ``include_rotated``), skipping a trailing partial line and corrupt lines and counting them in ``stats``.
+
+    The files are all opened before the first is read, newest first, and a file already held under a
+    newer name is dropped, so a rotation during the opening neither duplicates nor reorders records. A
+    missing ``path`` yields nothing.
+    """
+    stats = stats if stats is not None else ReadStats()
+    path = Path(path)
+    opened: list[IO[bytes]] = []
+    seen: set[tuple[int, int]] = set()
+    try:
+        index = 0
+        while True:
+            candidate = path if index == 0 else backup_path(path, index)
+            try:
+                f = open(candidate, "rb")  # noqa: SIM115 (closed in finally)
+            except FileNotFoundError:
+                if index > 0:
+                    break
+                f = None
+            if f is not None:
+                key = _identity(f)
+                if key in seen:
+                    f.close()
+                else:
+                    seen.add(key)
+                    opened.append(f)
+            if not include_rotated:
+                break
+            index += 1
+        stats.files += len(opened)
+        for f in reversed(opened):
+            yield from _lines(f, stats)
+    finally:
+        for f in opened:
+            f.close()
+
+
+def _newer_backups(path: Path, old: tuple[int, int]) -> list[Path]:
+    """The backups written after the file ``old`` (oldest first), now that ``path`` is a new file.
+
+    ``old`` is found among ``path.1``, ``path.2``, …: those before it are newer. If rotation already
+    deleted it, every backup is newer.
+    """
+    newer: list[Path] = []
+    index = 1
+    while True:
+        candidate = backup_path(path, index)
+        try:
+            st = os.stat(candidate)
+        except FileNotFoundError:
+            break
+        if (st.st_dev, st.st_ino) == old:
+            break
+        newer.append(candidate)
+        index += 1
+    return newer[::-1]
+
+
+def follow(path: Path, poll_s: float = 0.5, *, from_start: bool = False, stop: threading.Event | None = None,
+           stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
+    """Yield records appended to the live file ``path``, forever (or until ``stop`` is set), across rotations.
+
+    Starts at the end of the file (``from_start``: at its beginning). A line is yielded once its newline
+    is written. When ``path`` is rotated, the rest of the old file is read, then any backups written
+    since (if several rotations happened within one poll), then the new file from its start. A file
+    truncated in place is read again from its start. Waits ``poll_s`` between looks when idle.
+    """
+    stats = stats if stats is not None else ReadStats()
+    path = Path(path)
+
+    def wait() -> bool:
+        if stop is None:
+            time.sleep(poll_s)
+            return False
+        return stop.wait(poll_s)
+
+    def open_live(at_end: bool) -> IO[bytes] | None:
+        try:
+            f = open(path, "rb")  # noqa: SIM115 (closed by follow)
+        except FileNotFoundError:
+            return None
+        stats.files += 1
+        if at_end:
+            f.seek(0, os.SEEK_END)
+        return f
+
+    current = open_live(at_end=not from_start)
+    buf = b""
+    try:
+        while stop is None or not stop.is_set():
+            if current is None:
+                current = open_live(at_end=False)  # it appeared (or came back): all of it is new
+                if current is None:
+                    if wait():
+                        return
+                    continue
+            chunk = current.read(_CHUNK)
+            if chunk:
+                buf += chunk
+                *complete, buf = buf.split(b"\n")
+                for line in complete:
+                    doc = _parse(line, stats)
+                    if doc is not None:
+                        yield doc
+                continue
+            try:
+                live = os.stat(path)
+            except FileNotFoundError:
+                live = None  # between rotation's rename and its reopen, or deleted: keep the old one
+            old = _identity(current)
+            if live is not None and (live.st_dev, live.st_ino) != old:
+                # rotated: finish the old file (the writer may have added to it after our last read)
+                buf += current.read()
+                current.close()
+                current = None
+                *complete, buf = buf.split(b"\n")
+                if buf:
+                    stats.partial += 1
+                    buf = b""
+                for line in complete:
+                    doc = _parse(line, stats)
+                    if doc is not None:
+                        yield doc
+                for backup in _newer_backups(path, old):
+                    try:
+                        with open(backup, "rb") as f:
+                            stats.files += 1
+                            yield from _lines(f, stats)
+                    except FileNotFoundError:
+                        continue  # rotated out of existence meanwhile
+                continue
+            if live is not None and live.st_size < current.tell():
+                current.seek(0)  # truncated in place (not by trayllm): start over
+                buf = b""
+                continue
+            if wait():
+                return
+    finally:
+        if current is not None:
+            current.close()

@@ -1,0 +1,292 @@
+"""The request record's fields, in one table, so the writer, the validator and the index template never drift apart.
+
+Every field a request record may carry is a row of ``REQUEST_FIELDS``: its dotted ECS path, its
+Elasticsearch type and what it means. ``es_properties()`` turns the table into the ``properties`` of an
+index template, ``validate_record()`` checks a document against it, and ``flatten()`` / ``nest()`` convert
+between the nested JSON we write and the dotted paths the table (and Kibana) use.
+
+Names follow ECS where ECS has one, OpenTelemetry's GenAI conventions (``gen_ai.*``) for the model call,
+and the product namespace ``llm.*`` for the rest (ECS custom-field guidance: never ``labels.*`` for numbers).
+Durations are nanoseconds (``long``) like ``event.duration``; ``*.pct`` fields are fractions from 0 to 1.
+``event.duration`` and ``llm.ttft.ns`` are both measured from the request's arrival at the daemon, so the
+queue wait is part of each; ``@timestamp`` is that arrival (wall clock), and the request ended
+``event.duration`` later.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+# The Elasticsearch types the table uses, and the JSON values each accepts.
+ES_TYPES = frozenset({"date", "keyword", "constant_keyword", "long", "float", "scaled_float", "text", "boolean",
+                      "flattened"})
+
+OUTCOMES = ("success", "failure", "unknown")
+"""ECS ``event.outcome`` values: ``unknown`` is a request the client cancelled."""
+
+ERROR_TYPES = ("oom", "timeout", "cancelled", "invalid_request", "unauthorized", "forbidden", "rate_limited",
+               "queue_full", "not_ready", "shutting_down", "not_found", "engine_error")
+"""Every ``error.type`` a record may carry (see ``record.classify_outcome``)."""
+
+DATA_STREAM = {"type": "logs", "dataset": "trayllm.requests", "namespace": "default"}
+"""The data stream records go to: ``logs-trayllm.requests-default``."""
+
+
+@dataclass(frozen=True)
+class FieldType:
+    """One field of the record: Elasticsearch type, meaning, and what values it may take."""
+
+    es_type: str
+    description: str
+    array: bool = False  # a JSON array of values of es_type is allowed (ES maps arrays to the element type)
+    allowed: tuple[str, ...] | None = None  # closed set of keyword values
+    scaling_factor: int | None = None  # scaled_float only
+
+    def __post_init__(self) -> None:
+        if self.es_type not in ES_TYPES:
+            raise ValueError(f"unknown Elasticsearch type {self.es_type!r}")
+        if (self.es_type == "scaled_float") != (self.scaling_factor is not None):
+            raise ValueError("scaling_factor goes with scaled_float, and only with it")
+
+    def mapping(self) -> dict[str, Any]:
+        """This field's leaf mapping in an index template."""
+        out: dict[str, Any] = {"type": self.es_type}
+        if self.scaling_factor is not None:
+            out["scaling_factor"] = self.scaling_factor
+        return out
+
+
+def _f(es_type: str, description: str, **kw: Any) -> FieldType:
+    return FieldType(es_type, description, **kw)
+
+
+REQUEST_FIELDS: dict[str, FieldType] = {
+    # --- base, log
+    "@timestamp": _f("date", "When the request arrived at the daemon (wall clock, UTC, ISO 8601)."),
+    "log.level": _f("keyword", "info for success or cancel, warn for a refused request (4xx), error otherwise.",
+                    allowed=("info", "warn", "error")),
+    "message": _f("text", "One human-readable line summing the request up."),
+    # --- event
+    "event.id": _f("keyword", "The request id (x-request-id); also the Elasticsearch _id: re-shipping is idempotent."),
+    "event.kind": _f("keyword", "Always 'event'.", allowed=("event",)),
+    "event.category": _f("keyword", "ECS category: ['web'].", array=True),
+    "event.outcome": _f("keyword", "success, failure, or unknown (the client cancelled).", allowed=OUTCOMES),
+    "event.duration": _f("long", "End-to-end latency in nanoseconds: arrival to last byte (queue included)."),
+    "event.dataset": _f("keyword", "Always 'trayllm.requests' (equals data_stream.dataset)."),
+    # --- who, where
+    "user.name": _f("keyword", "The authenticated caller (socket peer user, or the token's user)."),
+    "service.name": _f("keyword", "Always 'trayllm'."),
+    "service.version": _f("keyword", "trayllm's version."),
+    "host.name": _f("keyword", "The machine the daemon runs on."),
+    # --- the model call (OpenTelemetry GenAI names)
+    "gen_ai.operation.name": _f("keyword", "The kind of call: 'chat'."),
+    "gen_ai.request.model": _f("keyword", "The model name the client asked for."),
+    "gen_ai.response.model": _f("keyword", "The model that answered."),
+    "gen_ai.request.max_tokens": _f("long", "max_tokens in effect (after any cap, see llm.max_tokens_capped)."),
+    "gen_ai.request.temperature": _f("float", "Sampling temperature in effect."),
+    "gen_ai.request.top_p": _f("float", "Nucleus-sampling top_p in effect."),
+    "gen_ai.request.seed": _f("long", "The sampling seed, when the client gave one."),
+    "gen_ai.request.stream": _f("boolean", "Whether the reply was streamed (SSE)."),
+    "gen_ai.response.finish_reasons": _f("keyword", "Why generation ended: stop, length, cancelled, error.",
+                                         array=True),
+    "gen_ai.usage.input_tokens": _f("long", "Prompt tokens (after the chat template)."),
+    "gen_ai.usage.output_tokens": _f("long", "Generated tokens."),
+    # --- what is loaded (custom: llm.*)
+    "llm.model.version": _f("keyword", "The model's content hash or revision."),
+    "llm.model.dtype": _f("keyword", "Weights dtype: bfloat16, float16, float32."),
+    "llm.model.quantization": _f("keyword", "none, nf4, int8, or the GGUF quantization it came from."),
+    "llm.model.device": _f("keyword", "cpu, cuda, cuda:0, ... (VRAM fields are absent when cpu)."),
+    # --- timings and speed
+    "llm.ttft.ns": _f("long", "Time to first token in nanoseconds, from arrival (queue included)."),
+    "llm.queue.ns": _f("long", "Time waiting in the daemon's queue before generation started, nanoseconds."),
+    "llm.tokens_per_second": _f("float", "Decode speed: output tokens after the first per second of decoding."),
+    "llm.max_tokens_capped": _f("boolean", "True when the daemon lowered the client's max_tokens."),
+    # --- memory (CUDA only; absent on CPU)
+    "llm.vram.peak.bytes": _f("long", "torch.cuda.max_memory_allocated over the request's lifetime."),
+    "llm.vram.peak.pct": _f("scaled_float", "llm.vram.peak.bytes / llm.vram.total.bytes (0-1); the SLO is < 0.8.",
+                            scaling_factor=1000),
+    "llm.vram.total.bytes": _f("long", "Total memory of the device the model runs on."),
+    "llm.vram.nvml.used.bytes": _f("long", "NVML's device-wide used memory at the end of the request."),
+    "llm.vram.nvml.pct": _f("scaled_float", "NVML used / NVML total (0-1), every process on the device included.",
+                            scaling_factor=1000),
+    # --- HTTP, errors, tracing
+    "http.response.status_code": _f("long", "The HTTP status the client got (200 also for a stream that failed)."),
+    "error.type": _f("keyword", "Why the request failed or stopped early; set whenever event.outcome is not success.",
+                     allowed=ERROR_TYPES),
+    "error.message": _f("text", "The error message the client saw."),
+    "trace.id": _f("keyword", "W3C trace-id from the request's traceparent header."),
+    "span.id": _f("keyword", "W3C parent-id from the traceparent header: the caller's span that made this request."),
+    # --- data stream (constant per stream; constant_keyword like Elastic's own logs template)
+    "data_stream.type": _f("constant_keyword", "Always 'logs'."),
+    "data_stream.dataset": _f("constant_keyword", "Always 'trayllm.requests'."),
+    "data_stream.namespace": _f("constant_keyword", "Always 'default'."),
+    # --- content: ONLY when the user turned log_content on; absent otherwise
+    "gen_ai.input.messages": _f("flattened", "Opt-in (log_content): the chat messages sent, [{role, content}]."),
+    "gen_ai.output.text": _f("text", "Opt-in (log_content): the reply text."),
+}
+
+REQUIRED: frozenset[str] = frozenset({
+    "@timestamp", "log.level", "message",
+    "event.id", "event.kind", "event.category", "event.outcome", "event.duration", "event.dataset",
+    "service.name", "service.version", "host.name",
+    "gen_ai.operation.name",
+    "data_stream.type", "data_stream.dataset", "data_stream.namespace",
+})
+"""Fields every record carries, whatever happened to the request (a request refused before its body was
+parsed still has these)."""
+
+CONTENT_FIELDS: frozenset[str] = frozenset({"gen_ai.input.messages", "gen_ai.output.text"})
+"""Prompt and reply text: written only when the user opted in with ``log_content``."""
+
+_LEAVES_THAT_ARE_OBJECTS = frozenset(p for p, f in REQUEST_FIELDS.items() if f.es_type == "flattened")
+
+
+def _check_table() -> None:
+    """A path may not be both a leaf and a parent (``a.b`` and ``a.b.c``): ES could not map it."""
+    for path in REQUEST_FIELDS:
+        parts = path.split(".")
+        for i in range(1, len(parts)):
+            if ".".join(parts[:i]) in REQUEST_FIELDS:
+                raise ValueError(f"{path!r} is below the leaf field {'.'.join(parts[:i])!r}")
+    unknown = (REQUIRED | CONTENT_FIELDS) - REQUEST_FIELDS.keys()
+    if unknown:
+        raise ValueError(f"REQUIRED/CONTENT_FIELDS name fields not in the table: {sorted(unknown)}")
+
+
+_check_table()
+
+
+def es_properties() -> dict[str, Any]:
+    """The ``mappings.properties`` of an index template, nested the way Elasticsearch wants it."""
+    root: dict[str, Any] = {}
+    for path, field in REQUEST_FIELDS.items():
+        *parents, leaf = path.split(".")
+        node = root
+        for part in parents:
+            node = node.setdefault(part, {"properties": {}})["properties"]
+        node[leaf] = field.mapping()
+    return root
+
+
+def flatten(record: Mapping[str, Any]) -> dict[str, Any]:
+    """Nested document → ``{dotted.path: value}``.
+
+    Objects are walked into, except under a ``flattened`` field (its value is one leaf). Lists are values.
+    An empty object contributes nothing. Keys that already hold dots are joined as they are.
+    """
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Mapping[str, Any]) -> None:
+        for key, value in node.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, Mapping) and path not in _LEAVES_THAT_ARE_OBJECTS:
+                walk(path, value)
+            else:
+                out[path] = value
+
+    walk("", record)
+    return out
+
+
+def nest(flat: Iterable[tuple[str, Any]] | Mapping[str, Any]) -> dict[str, Any]:
+    """``{dotted.path: value}`` (or pairs) → nested document, in the order given. The inverse of ``flatten``."""
+    items = flat.items() if isinstance(flat, Mapping) else flat
+    root: dict[str, Any] = {}
+    for path, value in items:
+        # "@timestamp" and friends have no dots; everything else nests at each dot
+        *parents, leaf = path.split(".")
+        node = root
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"{path!r}: {part!r} is already a value, not an object")
+            node = child
+        if isinstance(node.get(leaf), dict):
+            raise ValueError(f"{path!r} is already an object")
+        node[leaf] = value
+    return root
+
+
+def _is_iso_datetime(value: str) -> bool:
+    try:
+        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        return False
+    return parsed.tzinfo is not None
+
+
+def _type_problem(path: str, field: FieldType, value: Any) -> str | None:
+    """Why ``value`` cannot be indexed as ``field`` (None if it can)."""
+    t = field.es_type
+    if t == "flattened":
+        ok = isinstance(value, (dict, list))
+    elif t == "date":
+        ok = isinstance(value, str) and _is_iso_datetime(value)
+    elif t in ("keyword", "constant_keyword", "text"):
+        ok = isinstance(value, str)
+    elif t == "long":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif t in ("float", "scaled_float"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    else:  # boolean
+        ok = isinstance(value, bool)
+    if not ok:
+        want = "an ISO 8601 time with a zone" if t == "date" else {
+            "flattened": "an object or array", "keyword": "a string", "constant_keyword": "a string",
+            "text": "a string", "long": "an integer", "float": "a finite number",
+            "scaled_float": "a finite number", "boolean": "true or false"}[t]
+        return f"{path}: {t} wants {want}, got {type(value).__name__} {value!r:.60}"
+    if field.allowed is not None and value not in field.allowed:
+        return f"{path}: {value!r} is not one of {', '.join(field.allowed)}"
+    return None
+
+
+def validate_record(record: Mapping[str, Any]) -> list[str]:
+    """Everything wrong with a nested record document; an empty list means it is a good record.
+
+    Checks: every field is in ``REQUEST_FIELDS``; each value has the JSON type its ES type needs (arrays only
+    where the field allows them); closed keyword sets; ``REQUIRED`` fields present; keys are nested objects,
+    not dotted strings; a record that did not succeed says why in ``error.type``; ``data_stream.*`` match
+    the stream.
+    """
+    problems: list[str] = []
+
+    def dotted_keys(prefix: str, node: Mapping[str, Any]) -> None:
+        for key, value in node.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if "." in str(key):
+                problems.append(f"{path}: dotted key in a nested document (write nested objects)")
+            if isinstance(value, Mapping) and path not in _LEAVES_THAT_ARE_OBJECTS:
+                dotted_keys(path, value)
+
+    dotted_keys("", record)
+    flat = flatten(record)
+    for path, value in flat.items():
+        field = REQUEST_FIELDS.get(path)
+        if field is None:
+            problems.append(f"{path}: not a request-record field")
+            continue
+        if value is None:
+            problems.append(f"{path}: null (leave an absent field out instead)")
+            continue
+        if isinstance(value, list) and field.es_type != "flattened":
+            if not field.array:
+                problems.append(f"{path}: {field.es_type} wants one value, got an array")
+                continue
+            problems.extend(p for p in (_type_problem(f"{path}[{i}]", field, v) for i, v in enumerate(value)) if p)
+            continue
+        problem = _type_problem(path, field, value)
+        if problem:
+            problems.append(problem)
+    problems.extend(f"{path}: required field missing" for path in sorted(REQUIRED - flat.keys()))
+    if flat.get("event.outcome") in ("failure", "unknown") and "error.type" not in flat:
+        problems.append(f"error.type: required when event.outcome is {flat['event.outcome']}")
+    for part, expected in DATA_STREAM.items():
+        value = flat.get(f"data_stream.{part}")
+        if value is not None and value != expected:
+            problems.append(f"data_stream.{part}: {value!r} is not this stream's {expected!r}")
+    return problems
