@@ -336,15 +336,26 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> list[int]
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for a loading model.")
 @click.option("--startup", "startup_runs", type=click.IntRange(min=1), default=None, metavar="RUNS",
               help="Instead: time RUNS warm starts of a fresh daemon until /readyz (after one priming start).")
+@click.option("--telemetry-overhead", "overhead_rounds", type=click.IntRange(min=0), default=None, metavar="ROUNDS",
+              help="Instead: time the request records directly, then ROUNDS alternating daemons with telemetry "
+                   "off and on, each serving --requests-per-level requests (0 = direct only).")
 @click.pass_context
 def bench(ctx: click.Context, concurrency: list[int], requests_per_level: int, max_tokens: int, as_json: bool,
-          markdown: bool, timeout: float, startup_runs: int | None) -> None:
+          markdown: bool, timeout: float, startup_runs: int | None, overhead_rounds: int | None) -> None:
     """Measure first-token latency and decode speed at each concurrency level (streamed, temperature 0)."""
     from trayllm.bench import load, report
 
     if as_json and markdown:
         raise click.UsageError("choose one of --json and --markdown")
     settings = _settings(ctx)
+    if overhead_rounds is not None:
+        from trayllm.bench import telemetry
+
+        direct = telemetry.measure_direct()
+        e2e = (telemetry.measure_end_to_end(settings, overhead_rounds, requests_per_level, max_tokens, timeout)
+               if overhead_rounds else None)
+        click.echo(telemetry.to_markdown(direct, e2e, report.command_line()))
+        return
     if startup_runs is not None:
         from trayllm.bench import startup
 

@@ -76,6 +76,8 @@ class Settings:
     state_dir: str = _setting("", "Logs and records; empty = $XDG_STATE_HOME/trayllm.")
     log_level: str = _setting("info", "Daemon log level: debug, info, warning, error.")
     # request records
+    telemetry: bool = _setting(True, "Write one record per request and count it in /metrics (off only to measure "
+                                     "what telemetry costs).")
     log_content: bool = _setting(False,
                                  "Also record prompt and reply text in each request record; off by default, "
                                  "so text stays out of logs and Elasticsearch.")

@@ -115,3 +115,14 @@ def test_one_record_per_request_whatever_its_fate(start_daemon) -> None:
     assert token_samples[0].value == generated
     e2e = [s for s in families["trayllm_e2e_request_latency_seconds"].samples if s.name.endswith("_count")]
     assert e2e[0].value == len(seen)
+
+
+def test_prompt_and_reply_are_recorded_only_when_the_user_opts_in(start_daemon) -> None:
+    daemon = start_daemon(log_content=1)
+    records_path = daemon.socket.parents[2] / "xdg_state_home" / "trayllm" / "requests.jsonl"
+    with daemon.client() as client:
+        reply = client.post("/v1/chat/completions", json=chat("What is the capital of France?", 12)).json()
+    record = wait_for(lambda: next(iter_records(records_path), None))
+    assert record["gen_ai"]["input"]["messages"] == [{"role": "user", "content": "What is the capital of France?"}]
+    assert record["gen_ai"]["output"]["text"] == reply["choices"][0]["message"]["content"]
+    assert validate_record(record) == []

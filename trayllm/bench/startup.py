@@ -7,6 +7,7 @@ warm path a user sees on every login: imports, loading cached safetensors, warm-
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import statistics
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +32,13 @@ class StartupRun:
     primed: bool  # True for the first run, which may have converted the model
 
 
-def _start_once(settings: Settings, workdir: Path, timeout: float) -> float:
+@contextlib.contextmanager
+def private_daemon(settings: Settings, workdir: Path, timeout: float,
+                   extra_env: dict[str, str] | None = None) -> Iterator[tuple[DaemonClient, float]]:
+    """A real `trayllm daemon` process on its own socket and XDG dirs, sharing the weight cache.
+
+    Yields a client and the seconds from process start to ready; SIGTERMs the daemon on exit.
+    """
     env = dict(os.environ)
     for var in ("XDG_RUNTIME_DIR", "XDG_STATE_HOME", "XDG_CONFIG_HOME"):
         path = workdir / var.lower()
@@ -38,6 +46,7 @@ def _start_once(settings: Settings, workdir: Path, timeout: float) -> float:
         env[var] = str(path)
     env["TRAYLLM_CACHE_DIR"] = str(settings.cache_path)
     env.pop("TRAYLLM_SOCKET", None)
+    env.update(extra_env or {})
     began = time.monotonic()
     with (workdir / "daemon.log").open("ab") as log:
         process = subprocess.Popen([sys.executable, "-m", "trayllm", "daemon"], env=env, stdout=log,
@@ -45,20 +54,25 @@ def _start_once(settings: Settings, workdir: Path, timeout: float) -> float:
     probe = Settings(socket=str(workdir / "xdg_runtime_dir" / "trayllm" / "daemon.sock"))
     try:
         with DaemonClient.from_settings(probe) as client:
-            while time.monotonic() - began < timeout:
-                if process.poll() is not None:
-                    tail = (workdir / "daemon.log").read_text(errors="replace")[-2000:]
-                    raise TrayllmError(f"the daemon exited with {process.returncode} while starting:\n{tail}")
-                try:
-                    if client.ready():
-                        return time.monotonic() - began
-                except TrayllmError:
-                    pass
-                time.sleep(POLL_S)
-        raise TrayllmError(f"the daemon was not ready after {timeout:.0f} s")
+            yield client, _wait_ready(client, process, workdir, began, timeout)
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
+
+
+def _wait_ready(client: DaemonClient, process: subprocess.Popen[bytes], workdir: Path, began: float,
+                timeout: float) -> float:
+    while time.monotonic() - began < timeout:
+        if process.poll() is not None:
+            tail = (workdir / "daemon.log").read_text(errors="replace")[-2000:]
+            raise TrayllmError(f"the daemon exited with {process.returncode} while starting:\n{tail}")
+        try:
+            if client.ready():
+                return time.monotonic() - began
+        except TrayllmError:
+            pass
+        time.sleep(POLL_S)
+    raise TrayllmError(f"the daemon was not ready after {timeout:.0f} s")
 
 
 def measure_startup(settings: Settings, runs: int, timeout: float = 600.0) -> list[StartupRun]:
@@ -68,7 +82,8 @@ def measure_startup(settings: Settings, runs: int, timeout: float = 600.0) -> li
         for index in range(runs + 1):
             workdir = Path(tmp) / f"run{index}"
             workdir.mkdir()
-            results.append(StartupRun(_start_once(settings, workdir, timeout), primed=index == 0))
+            with private_daemon(settings, workdir, timeout) as (_, seconds):
+                results.append(StartupRun(seconds, primed=index == 0))
     return results
 
 

@@ -54,6 +54,7 @@ def _ns(seconds: float | None) -> int | None:
 class RequestRecorder:
     def __init__(self, settings: Settings, metrics: DaemonMetrics, nvml: NvmlProbe,
                  model_info: Callable[[], ModelInfo | None]) -> None:
+        self.enabled = settings.telemetry
         self.settings = settings
         self.model_info = model_info
         self.metrics = metrics
@@ -66,6 +67,8 @@ class RequestRecorder:
 
     def rejected(self, context: RequestContext, error: RequestError) -> None:
         """A request that ended at the edge, before the engine took it."""
+        if not self.enabled:
+            return
         record = self._base(context, classify_outcome(None, error), time.monotonic() - context.received)
         record.http_status = error.status_code
         self._write(record)
@@ -73,7 +76,7 @@ class RequestRecorder:
     def finished(self, handle: RequestHandle, finished: Finished) -> None:
         """A request the engine took, at its end (called on the inference thread)."""
         context = handle.context
-        if not isinstance(context, RequestContext):
+        if not self.enabled or not isinstance(context, RequestContext):
             return  # the engine's own warm-up request
         t = finished.timings
         end = t.finished if t.finished is not None else time.monotonic()

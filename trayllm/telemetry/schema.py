@@ -290,3 +290,12 @@ def validate_record(record: Mapping[str, Any]) -> list[str]:
         if value is not None and value != expected:
             problems.append(f"data_stream.{part}: {value!r} is not this stream's {expected!r}")
     return problems
+
+
+def markdown_table() -> str:
+    """The field table of docs/RECORDS.md, generated here so the docs cannot drift from the schema."""
+    rows = ["| field | type | required | meaning |", "|---|---|---|---|"]
+    for path, field in REQUEST_FIELDS.items():
+        kind = field.es_type + ("[]" if field.array else "")
+        rows.append(f"| `{path}` | {kind} | {'yes' if path in REQUIRED else ''} | {field.description} |")
+    return "\n".join(rows)
