@@ -392,3 +392,24 @@ def test_timings_and_decode_rate() -> None:
     assert Finished("length", 5, 1, timings).decode_tokens_per_second is None
     unstarted = RequestTimings(arrived=10.0, finished=10.25)
     assert unstarted.queue_ms == pytest.approx(250.0) and unstarted.first_token_ms is None
+
+
+def test_a_failing_finish_callback_does_not_fail_the_batch(make_scheduler: Callable[..., Scheduler]) -> None:
+    """The callback writes records; if writing one raises, the other requests still finish normally."""
+    scheduler = make_scheduler(max_batch=2)
+    calls: list[str] = []
+
+    def flaky(handle: RequestHandle, finished: Finished) -> None:
+        calls.append(handle.request_id)
+        if handle.request_id == "short":
+            raise ValueError("cannot write this record")
+
+    scheduler.on_finished = flaky
+    short, long = RequestHandle("short"), RequestHandle("long")
+    scheduler.submit(short, "u", PROMPT, greedy(1))
+    scheduler.submit(long, "u", PROMPT, greedy(6))
+    _, short_end = run(short)
+    _, long_end = run(long)
+    assert short_end.reason == "length" and long_end.reason == "length"
+    assert long_end.completion_tokens == 6
+    assert sorted(calls) == ["long", "short"]

@@ -373,7 +373,10 @@ class Scheduler:
         finished = Finished(reason, len(job.prompt), job.generated, job.timings, error, job.vram_peak)
         job.handle.emit(finished)
         if self.on_finished is not None:
-            self.on_finished(job.handle, finished)
+            try:
+                self.on_finished(job.handle, finished)
+            except Exception:  # a broken record must never fail the rest of the batch
+                log.exception("finish callback failed for request %s", job.handle.request_id)
 
     def _fail_everything(self, exc: Exception, newcomers: list[_Job]) -> None:
         """A forward pass raised: fail every row it touched, free memory, and carry on empty."""
