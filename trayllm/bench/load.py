@@ -7,7 +7,6 @@ speed (all completion tokens / wall time of the level) and errors.
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +16,7 @@ from typing import Any
 
 from trayllm import errors
 from trayllm.client import DaemonClient, Done, TextDelta
+from trayllm.slo.percentile import percentile
 
 # No way to ignore EOS through the API, so ask for answers longer than max_tokens.
 PROMPTS = (
@@ -29,17 +29,6 @@ PROMPTS = (
     "Write a long story about a library that is open only at night.",
     "Write a long story about a train that never stops at the same station twice.",
 )
-
-
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """The nearest-rank percentile: the smallest value with at least ``p`` percent of values at or below it."""
-    if not 0 <= p <= 100:
-        raise ValueError(f"percentile must be within 0..100, got {p}")
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(round(p * len(ordered) / 100, 9)))  # round: 99.9% of 1000 is rank 999, not 1000
-    return ordered[rank - 1]
 
 
 @dataclass(frozen=True)
