@@ -168,17 +168,16 @@ class DaemonClient:
 
     def health(self) -> bool:
         """True if a daemon answers ``/healthz``; False if none is there."""
-        try:
-            with self._mapped_errors():
-                return self._http.get("/healthz").is_success
-        except errors.DaemonNotRunning:
-            return False
+        return self._succeeds("/healthz")
 
     def ready(self) -> bool:
         """True once the model is loaded and warmed; False while loading or with no daemon."""
+        return self._succeeds("/readyz")
+
+    def _succeeds(self, path: str) -> bool:
         try:
             with self._mapped_errors():
-                return self._http.get("/readyz").is_success
+                return self._http.get(path).is_success
         except errors.DaemonNotRunning:
             return False
 

@@ -339,10 +339,10 @@ def test_stop_cancels_running_and_fails_waiting(make_scheduler: Callable[..., Sc
 
 def test_idle_is_never_true_while_a_request_is_being_admitted(make_scheduler: Callable[..., Scheduler]) -> None:
     """idle() never says True between a job leaving the queue and being counted in flight; if it did,
-    Engine.drain() could end a graceful shutdown early and cancel a request instead of finishing it.
+    a caller waiting for idleness before stopping could cancel a request instead of finishing it.
 
     The queue is replaced by a deque that, right after each pop, asks idle() from another thread, as a
-    racing drain() would (a fixed idle() may block on the scheduler's lock until the admission is done).
+    racing waiter would (a fixed idle() may block on the scheduler's lock until the admission is done).
     """
     scheduler = make_scheduler(start=False)
     answers: list[bool] = []

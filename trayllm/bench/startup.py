@@ -21,7 +21,7 @@ from pathlib import Path
 
 from trayllm.client import DaemonClient
 from trayllm.config import Settings
-from trayllm.errors import TrayllmError
+from trayllm.errors import DaemonNotRunning, TrayllmError
 
 POLL_S = 0.02
 
@@ -54,25 +54,15 @@ def private_daemon(settings: Settings, workdir: Path, timeout: float,
     probe = Settings(socket=str(workdir / "xdg_runtime_dir" / "trayllm" / "daemon.sock"))
     try:
         with DaemonClient.from_settings(probe) as client:
-            yield client, _wait_ready(client, process, workdir, began, timeout)
+            try:
+                client.wait_ready(timeout, alive=lambda: process.poll() is None, interval=POLL_S)
+            except DaemonNotRunning as exc:
+                tail = (workdir / "daemon.log").read_text(errors="replace")[-2000:]
+                raise TrayllmError(f"{exc.message} (exit status {process.poll()}):\n{tail}") from None
+            yield client, time.monotonic() - began
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(60)
-
-
-def _wait_ready(client: DaemonClient, process: subprocess.Popen[bytes], workdir: Path, began: float,
-                timeout: float) -> float:
-    while time.monotonic() - began < timeout:
-        if process.poll() is not None:
-            tail = (workdir / "daemon.log").read_text(errors="replace")[-2000:]
-            raise TrayllmError(f"the daemon exited with {process.returncode} while starting:\n{tail}")
-        try:
-            if client.ready():
-                return time.monotonic() - began
-        except TrayllmError:
-            pass
-        time.sleep(POLL_S)
-    raise TrayllmError(f"the daemon was not ready after {timeout:.0f} s")
 
 
 def measure_startup(settings: Settings, runs: int, timeout: float = 600.0) -> list[StartupRun]:

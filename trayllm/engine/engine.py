@@ -97,15 +97,6 @@ class Engine:
             self._scheduler.stop_accepting()
         self.state = "draining"
 
-    async def drain(self, grace_s: float) -> bool:
-        """Wait up to ``grace_s`` for in-flight work to finish; True if it all did."""
-        deadline = time.monotonic() + grace_s
-        while self._scheduler is not None and not self._scheduler.idle():
-            if time.monotonic() > deadline:
-                return False
-            await asyncio.sleep(0.05)
-        return True
-
     def stop(self) -> None:
         if self._scheduler is not None:
             self._scheduler.stop()
