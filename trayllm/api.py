@@ -7,7 +7,7 @@ trayllm does not support yet, so a client learns at once that an option had no e
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -195,6 +195,42 @@ class QueueStatus(BaseModel):
     max_batch: int
     backlog_cap_active: bool
     backlog_max_tokens: int
+    vram_blocked: bool = False  # the next request waits until running ones free VRAM
+
+
+class SloRow(BaseModel):
+    """One objective judged now (``trayllm slo``; also inside /v1/status)."""
+
+    objective: str
+    window_s: float
+    value: float | None
+    threshold: float
+    state: str  # ok | breach | insufficient
+    budget_left: float | None
+    samples: int
+    unit: str = ""
+
+
+class SloReport(BaseModel):
+    """GET /v1/slo: the objectives at one moment, and every alert's state."""
+
+    at: float  # Unix seconds the report was taken at (``trayllm slo --from FILE --at`` reproduces it)
+    objectives: list[SloRow]
+    alerts: dict[str, Literal["ok", "firing", "resolved"]]
+
+
+class Alert(BaseModel):
+    """An alert transition, as /v1/events data and in /v1/status's list of firing alerts."""
+
+    key: str
+    state: Literal["firing", "resolved"]
+    severity: Literal["critical", "warning"]
+    message: str
+    value: float | None = None
+    threshold: float | None = None
+    at: float
+    id: str | None = None  # the event id (also the alert record's event.id)
+    details: dict[str, Any] | None = None
 
 
 class RequestCounters(BaseModel):
@@ -214,7 +250,8 @@ class Memory(BaseModel):
 class DaemonStatus(BaseModel):
     """GET /v1/status: everything a tray tooltip or `trayllm status` shows."""
 
-    state: Literal["loading", "warming", "ready", "failed", "draining"]
+    state: Literal["loading", "warming", "ready", "failed", "reloading", "draining"]
+    paused: str | None = None  # the reason, while new requests are refused
     model: ModelStatus | None
     load_progress: str | None = None
     error: str | None = None
@@ -224,3 +261,6 @@ class DaemonStatus(BaseModel):
     uptime_s: float
     pid: int
     version: str
+    boot_id: str | None = None  # changes when the daemon restarts (the /v1/events id prefix)
+    slo: list[SloRow] = []
+    alerts: list[Alert] = []  # firing now

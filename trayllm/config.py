@@ -83,6 +83,31 @@ class Settings:
                                  "so text stays out of logs and Elasticsearch.")
     records_max_bytes: int = _setting(50_000_000, "Rotate the request-record file at this size.")
     records_backups: int = _setting(5, "Rotated request-record files kept (requests.jsonl.1 ... .N).")
+    # service-level objectives and alerts (docs/SLO.md)
+    slo_ttft_p99_s: float = _setting(3.0, "Objective: first-token latency P99 at most this many seconds.")
+    slo_ttft_window_s: float = _setting(3600.0, "Rolling window of the first-token latency objective.")
+    slo_min_samples: int = _setting(100,
+                        "Requests a latency or error-rate window needs before it is judged (a P99 of fewer is "
+                        "just the slowest one).")
+    vram_limit: float = _setting(0.8,
+                        "Objective: peak VRAM below this share of the device; also the admission limit (a "
+                        "request whose KV cache would pass it waits).")
+    slo_vram_window_s: float = _setting(300.0, "Rolling window of the peak-VRAM objective.")
+    slo_error_rate: float = _setting(0.001, "Objective: server-side error rate at most this share (error budget).")
+    slo_error_window_days: float = _setting(30.0,
+                        "Error-budget period; the burn-rate alert windows scale with it (1 h/5 min at 30 days).")
+    slo_eval_interval_s: float = _setting(1.0, "How often the daemon re-judges its objectives.")
+    alert_margin: float = _setting(0.1,
+                        "Hysteresis: a firing alert resolves only below threshold x (1 - margin).")
+    alert_hold_s: float = _setting(0.0, "...and only after staying below that mark this long.")
+    oom_quiet_s: float = _setting(300.0, "An OOM alert resolves after this long without another OOM.")
+    oom_retry: bool = _setting(False,
+                        "Retry a request once, alone and with half its max_tokens, when the GPU ran out of "
+                        "memory before it produced a token.")
+    events_buffer: int = _setting(1000, "Recent /v1/events kept for clients reconnecting with Last-Event-ID.")
+    fault_injection: bool = _setting(False,
+                        "Testing only: enable PUT /v1/faults, which makes the engine raise a real CUDA OOM or "
+                        "sleep at a chosen point.")
 
     # -- derived paths -------------------------------------------------------------
 
@@ -105,6 +130,10 @@ class Settings:
     @property
     def records_path(self) -> Path:
         return self.state_path / "requests.jsonl"
+
+    @property
+    def alerts_path(self) -> Path:
+        return self.state_path / "alerts.jsonl"
 
     @property
     def state_path(self) -> Path:
@@ -196,9 +225,18 @@ def _validate(settings: Settings) -> None:
     if settings.dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {settings.dtype!r}")
     for name in ("queue_size", "max_batch", "default_max_tokens", "backlog_max_tokens", "history_turns",
-                 "rate_limit_burst", "records_max_bytes", "records_backups"):
+                 "rate_limit_burst", "records_max_bytes", "records_backups", "slo_min_samples", "events_buffer"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(settings, name)}")
+    for name in ("slo_ttft_p99_s", "slo_ttft_window_s", "slo_vram_window_s", "slo_error_window_days",
+                 "slo_eval_interval_s"):
+        if not getattr(settings, name) > 0:
+            raise ConfigError(f"{name} must be positive, got {getattr(settings, name)}")
+    for name in ("vram_limit", "slo_error_rate"):
+        if not 0 < getattr(settings, name) <= 1:
+            raise ConfigError(f"{name} is a share: it must be within (0, 1], got {getattr(settings, name)}")
+    if not 0 <= settings.alert_margin < 1 or settings.alert_hold_s < 0 or settings.oom_quiet_s < 0:
+        raise ConfigError("need 0 <= alert_margin < 1, alert_hold_s >= 0 and oom_quiet_s >= 0")
     if settings.listen:
         host, _, port = settings.listen.rpartition(":")
         if host not in ("127.0.0.1", "localhost", "[::1]") or not port.isdigit():

@@ -17,11 +17,13 @@ them into one line on stderr in one place.
         ├── ModelNotFound             404 model_not_found
         ├── EndpointNotFound          404 not_found
         ├── MethodNotAllowed          405 method_not_allowed
+        ├── Conflict                  409 conflict (e.g. a reload while one runs)
         ├── RateLimited               429 rate_limit_exceeded (Retry-After)
         ├── ServiceUnavailable        503 (Retry-After)
         │   ├── QueueFull             503 queue_full
         │   ├── NotReady              503 model_loading
         │   ├── ShuttingDown          503 shutting_down
+        │   ├── Paused                503 paused (the user paused serving)
         │   └── EngineOutOfMemory     503 oom
         ├── RequestTimeout            504 timeout
         └── EngineFailure             500 engine_error (a bug or a broken model, never bad input)
@@ -108,6 +110,12 @@ class MethodNotAllowed(RequestError):
     code = "method_not_allowed"
 
 
+class Conflict(RequestError):
+    status_code = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class RateLimited(RequestError):
     status_code = 429
     type = "rate_limit_error"
@@ -130,6 +138,10 @@ class NotReady(ServiceUnavailable):
 
 class ShuttingDown(ServiceUnavailable):
     code = "shutting_down"
+
+
+class Paused(ServiceUnavailable):
+    code = "paused"
 
 
 class EngineOutOfMemory(ServiceUnavailable):

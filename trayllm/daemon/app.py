@@ -15,8 +15,11 @@ from starlette.routing import Route
 from trayllm import __version__
 from trayllm.api import DaemonStatus, Memory, ModelCard, ModelList, ModelStatus, QueueStatus, RequestCounters
 from trayllm.config import Settings
+from trayllm.daemon.alerting import AlertCenter
 from trayllm.daemon.chat import ChatCompletionHandler
+from trayllm.daemon.control import ControlHandlers
 from trayllm.daemon.edge import EdgeMiddleware, error_response
+from trayllm.daemon.events import EventBus
 from trayllm.daemon.records import RequestRecorder
 from trayllm.engine.engine import Engine
 from trayllm.errors import EndpointNotFound, MethodNotAllowed, RequestError
@@ -24,46 +27,59 @@ from trayllm.errors import EndpointNotFound, MethodNotAllowed, RequestError
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def daemon_status(engine: Engine, settings: Settings) -> DaemonStatus:
+def daemon_status(engine: Engine, settings: Settings, control: ControlHandlers) -> DaemonStatus:
     info = engine.info
     memory = engine.memory()
     c = engine.counters
     return DaemonStatus(
         state=engine.state,
+        paused=engine.paused,
         model=None if info is None else ModelStatus(**info.__dict__),
         load_progress=engine.progress,
         error=engine.error,
         vram=None if memory is None else Memory(used_bytes=memory[0], total_bytes=memory[1]),
         queue=QueueStatus(depth=engine.queue_depth, capacity=settings.queue_size, in_flight=engine.in_flight,
                           max_batch=settings.max_batch, backlog_cap_active=engine.backlogged,
-                          backlog_max_tokens=settings.backlog_max_tokens),
+                          backlog_max_tokens=settings.backlog_max_tokens, vram_blocked=engine.vram_blocked),
         requests=RequestCounters(completed=c.completed, cancelled=c.cancelled, failed=c.failed, rejected=c.rejected,
                                  tokens_in=c.tokens_in, tokens_out=c.tokens_out),
         uptime_s=round(time.monotonic() - engine.started_at, 3),
         pid=os.getpid(),
         version=__version__,
+        boot_id=control.bus.boot_id,
+        slo=control.slo_report().objectives,
+        alerts=control.alerts.firing(),
     )
 
 
-def build_app(engine: Engine, settings: Settings, recorder: RequestRecorder, *,
+def build_app(engine: Engine, settings: Settings, recorder: RequestRecorder, bus: EventBus, alerts: AlertCenter, *,
               token: str | None = None) -> Starlette:
     chat = ChatCompletionHandler(engine, recorder)
     started = int(time.time())
+
+    def hello() -> dict[str, object]:
+        """The snapshot a new /v1/events subscriber starts from."""
+        info = engine.info
+        return {"state": engine.state, "paused": engine.paused, "model": info.name if info else None,
+                "version": info.version if info else None, "pid": os.getpid(),
+                "alerts": [a.model_dump() for a in alerts.firing()]}
+
+    control = ControlHandlers(engine, settings, bus, alerts, hello)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        engine.require_ready()
+        engine.require_loaded()
         return JSONResponse({"status": "ready"})
 
     async def models(_: Request) -> Response:
-        info = engine.require_ready()
+        info = engine.require_loaded()
         card = ModelCard(id=info.name, created=started, version=info.version, context_length=info.context_length)
         return JSONResponse(ModelList(data=[card]).model_dump())
 
     async def status(_: Request) -> Response:
-        return JSONResponse(daemon_status(engine, settings).model_dump())
+        return JSONResponse(daemon_status(engine, settings, control).model_dump())
 
     async def metrics(_: Request) -> Response:
         memory = engine.memory()
@@ -91,6 +107,12 @@ def build_app(engine: Engine, settings: Settings, recorder: RequestRecorder, *,
         Route("/v1/status", status),
         Route("/metrics", metrics),
         Route("/v1/chat/completions", chat.handle, methods=["POST"]),
+        Route("/v1/events", control.events),
+        Route("/v1/slo", control.slo),
+        Route("/v1/pause", control.pause, methods=["POST"]),
+        Route("/v1/resume", control.resume, methods=["POST"]),
+        Route("/v1/reload", control.reload, methods=["POST"]),
+        Route("/v1/faults", control.faults, methods=["GET", "PUT", "DELETE"]),
     ]
     return Starlette(routes=routes, middleware=[Middleware(EdgeMiddleware, token=token)],
                      exception_handlers={RequestError: on_request_error, HTTPException: on_http_error})

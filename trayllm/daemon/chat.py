@@ -23,7 +23,7 @@ from trayllm.api import (
     Usage,
 )
 from trayllm.config import Settings
-from trayllm.daemon.edge import error_body
+from trayllm.daemon.edge import SSE_HEADERS, error_body, json_object
 from trayllm.daemon.records import RequestContext, RequestRecorder
 from trayllm.engine.conversation import Message
 from trayllm.engine.engine import Engine
@@ -31,20 +31,10 @@ from trayllm.engine.scheduler import RequestHandle
 from trayllm.engine.types import Finished, SamplingParams, TokenText
 from trayllm.errors import EngineFailure, InvalidRequest, ModelNotFound, RequestError
 
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
 
 def parse_request(body: bytes) -> ChatCompletionRequest:
     """The body as a ChatCompletionRequest, or InvalidRequest with a message that names the problem."""
-    try:
-        data = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise InvalidRequest("the request body is not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise InvalidRequest(f"the request body is not valid JSON: {exc.msg} at {where}") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("the request body must be a JSON object")
+    data = json_object(body)
     try:
         return ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import math
 import re
 import uuid
@@ -13,9 +14,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trayllm.api import ErrorBody, ErrorDetail
 from trayllm.daemon.auth import check_tcp_request
-from trayllm.errors import RequestError
+from trayllm.errors import InvalidRequest, RequestError
 
 REQUEST_ID_HEADER = "x-request-id"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}  # for every text/event-stream
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
 
@@ -29,6 +31,23 @@ def new_request_id(offered: str | None) -> str:
 def error_body(error: RequestError) -> dict[str, Any]:
     detail = ErrorDetail(message=error.message, type=error.type, code=error.code, param=error.param)
     return ErrorBody(error=detail).model_dump(exclude_none=True)
+
+
+def json_object(body: bytes, *, empty: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A request body that must be one JSON object, or InvalidRequest naming the problem. An empty body is
+    ``empty`` where the endpoint allows one (``POST /v1/pause`` with no reason), an error otherwise."""
+    if not body.strip() and empty is not None:
+        return empty
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InvalidRequest("the request body is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise InvalidRequest(f"the request body is not valid JSON: {exc.msg} at {where}") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    return data
 
 
 def error_response(error: RequestError) -> JSONResponse:

@@ -61,6 +61,7 @@ class RequestRecorder:
         self.nvml = nvml
         self.writer = RecordWriter(settings.records_path, settings.records_max_bytes, settings.records_backups)
         self.host = socket.gethostname()
+        self.observers: list[Callable[[dict[str, Any]], None]] = []  # each record, once written (the SLO monitor)
 
     def close(self) -> None:
         self.writer.close()
@@ -127,3 +128,5 @@ class RequestRecorder:
         document = to_document(record, include_content=self.settings.log_content)
         self.writer.write(document)
         self.metrics.observe(document)
+        for observer in self.observers:
+            observer(document)

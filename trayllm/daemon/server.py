@@ -18,12 +18,16 @@ from types import FrameType
 import uvicorn
 
 from trayllm.config import Settings
+from trayllm.daemon.alerting import AlertCenter
 from trayllm.daemon.app import build_app
 from trayllm.daemon.auth import ensure_token
+from trayllm.daemon.events import EventBus
 from trayllm.daemon.records import RequestRecorder
 from trayllm.daemon.sockets import InstanceLock, PeerCredProtocol, bind_tcp, bind_unix
 from trayllm.engine.engine import Engine
 from trayllm.engine.models import resolve_source
+from trayllm.slo.monitor import SloMonitor
+from trayllm.slo.objectives import configured_objectives
 from trayllm.telemetry.metrics import DaemonMetrics
 from trayllm.telemetry.vram import NvmlProbe
 
@@ -33,9 +37,10 @@ log = logging.getLogger("trayllm.daemon")
 class DrainingServer(uvicorn.Server):
     """uvicorn.Server that tells the engine to refuse new work the moment a stop signal arrives."""
 
-    def __init__(self, config: uvicorn.Config, engine: Engine) -> None:
+    def __init__(self, config: uvicorn.Config, engine: Engine, bus: EventBus) -> None:
         super().__init__(config)
         self.engine = engine
+        self.bus = bus
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -49,7 +54,8 @@ class DrainingServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if not self.should_exit:
             log.info("stop signal %s: draining in-flight requests", signal.Signals(sig).name)
-            self.engine.begin_drain()
+            self.engine.begin_drain()  # publishes daemon.shutting_down
+            self.bus.close()  # ends the event streams, which uvicorn would otherwise wait on
         super().handle_exit(sig, frame)
 
 
@@ -82,18 +88,27 @@ def run_daemon(settings: Settings) -> None:
             sockets.append(bind_tcp(settings.listen))
         engine = Engine(settings)
         recorder = RequestRecorder(settings, DaemonMetrics(), NvmlProbe(), lambda: engine.info)
+        bus = EventBus(settings.events_buffer)
+        monitor = SloMonitor(configured_objectives(settings), margin=settings.alert_margin,
+                             hold_s=settings.alert_hold_s, oom_quiet_s=settings.oom_quiet_s)
+        alerts = AlertCenter(settings, bus, monitor, lambda: engine.info)
+        recorder.observers.append(alerts.observe)
         engine.on_finished = recorder.finished
+        engine.on_oom = alerts.oom
+        engine.on_event = bus.publish
+        alerts.start()
         engine.start()
-        app = build_app(engine, settings, recorder, token=token)
+        app = build_app(engine, settings, recorder, bus, alerts, token=token)
         config = uvicorn.Config(app, http=PeerCredProtocol, lifespan="off", log_config=None, access_log=False,
                                 proxy_headers=False,  # a client must not name its own user with X-Forwarded-For
                                 timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)))
         log.info("listening", extra={"socket": str(settings.socket_path), "tcp": settings.listen or None})
         try:
-            DrainingServer(config, engine).run(sockets=sockets)
+            DrainingServer(config, engine, bus).run(sockets=sockets)
         finally:
             engine.stop()
             recorder.close()  # after the engine, so the records of cancelled leftovers are written
+            alerts.close()
     finally:
         for sock in sockets:
             sock.close()

@@ -1,28 +1,33 @@
 """The engine facade the daemon talks to: load in the background, then prompt building and submission.
 
 Loading runs on its own thread so the daemon answers /healthz and /v1/status (with load
-progress) while weights are converted or loaded; /readyz turns true only after warm-up.
+progress) while weights are converted or loaded; /readyz turns true only after warm-up. The same
+thread reloads the model on request (in-flight requests finish first, new ones get 503 meanwhile).
+Pausing makes new requests fail with 503 ``paused`` while the model stays loaded. Every such change
+is announced through ``on_event`` (for /v1/events), and an out-of-memory through ``on_oom``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from trayllm.config import Settings
 from trayllm.engine.conversation import Message, Prompt, build_prompt
+from trayllm.engine.faults import FaultPlan
 from trayllm.engine.models import LoadedModel, load_model
 from trayllm.engine.scheduler import Counters, RequestHandle, Scheduler
-from trayllm.engine.types import Finished, ModelInfo, SamplingParams
-from trayllm.errors import NotReady, ShuttingDown, TrayllmError
+from trayllm.engine.types import Finished, ModelInfo, OomReport, SamplingParams
+from trayllm.errors import Conflict, NotReady, Paused, ShuttingDown, TrayllmError
 
 log = logging.getLogger(__name__)
 
-EngineState = Literal["loading", "warming", "ready", "failed", "draining"]
+EngineState = Literal["loading", "warming", "ready", "failed", "reloading", "draining"]
 WARMUP_MESSAGES: list[Message] = [{"role": "user", "content": "Say hello."}]
 WARMUP_TOKENS = 4
 
@@ -36,10 +41,16 @@ class Engine:
         self.error: str | None = None
         self.started_at = time.monotonic()
         self.on_finished = on_finished  # called once per finished request, on the inference thread
+        self.on_oom: Callable[[OomReport], None] | None = None  # called on the inference thread
+        self.on_event: Callable[[str, dict[str, Any]], None] | None = None  # state changes, any thread
+        self.faults = FaultPlan()  # only ever set when fault_injection is on
+        self.paused: str | None = None  # the reason, while paused
+        self._counters = Counters()  # one set for the daemon's life, across reloads
         self._loaded: LoadedModel | None = None
         self._scheduler: Scheduler | None = None
         self._loader = threading.Thread(target=self._load, name="trayllm-loader", daemon=True)
         self._ready = threading.Event()
+        self._lifecycle = threading.Lock()  # one load or reload at a time
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -49,12 +60,20 @@ class Engine:
     def wait_ready(self, timeout: float | None = None) -> bool:
         return self._ready.wait(timeout)
 
-    def _load(self) -> None:
+    def _emit(self, kind: str, **data: Any) -> None:
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, data)
+            except Exception:  # an event nobody could publish must not stop a load
+                log.exception("event callback failed for %s", kind)
+
+    def _load(self, reloaded: bool = False) -> None:
         try:
             began = time.monotonic()
             loaded = load_model(self.settings, progress=self._set_progress)
             self._loaded = loaded
-            self._scheduler = Scheduler(loaded, self.settings)
+            self._scheduler = Scheduler(loaded, self.settings, faults=self.faults)
+            self._scheduler.on_oom = self.on_oom
             self._scheduler.start()
             log.info("model loaded", extra={"model": loaded.info.name, "version": loaded.info.version,
                                             "seconds": round(time.monotonic() - began, 2)})
@@ -62,11 +81,13 @@ class Engine:
                 self.state = "warming"
                 self._set_progress("warming up")
                 self._warm_up()
-            self._scheduler.counters = Counters()  # warm-up is not a request anyone made
+            self._scheduler.counters = self._counters  # warm-up is not a request anyone made
             self._scheduler.on_finished = self.on_finished
-            self.state, self.progress = "ready", None
+            self.state, self.progress, self.error = "ready", None, None
             self._ready.set()
             log.info("ready", extra={"seconds": round(time.monotonic() - self.started_at, 2)})
+            self._emit("model.loaded", model=loaded.info.name, version=loaded.info.version, reloaded=reloaded,
+                       seconds=round(time.monotonic() - began, 2))
         except TrayllmError as exc:
             self._fail(exc.message)
         except Exception as exc:  # a broken model file must not kill the daemon silently
@@ -76,6 +97,47 @@ class Engine:
     def _fail(self, message: str) -> None:
         self.state, self.error, self.progress = "failed", message, None
         log.error("model load failed: %s", message)
+        self._emit("model.failed", error=message)
+
+    def reload(self) -> None:
+        """Reload the model in the background without restarting the process (weights changed on disk).
+
+        New requests get 503 at once; queued and in-flight ones finish first (up to ``shutdown_grace_s``,
+        then they are cancelled). Raises Conflict while a load is under way, ShuttingDown when draining.
+        """
+        with self._lifecycle:
+            if self.state in ("loading", "warming", "reloading"):
+                raise Conflict(f"the model is already {self.state}; wait for it to finish")
+            if self.state == "draining":
+                raise ShuttingDown("the daemon is shutting down", retry_after=5)
+            self.state, self.progress = "reloading", "reloading the model"
+        self._ready.clear()
+        self._emit("model.reloading", model=self.info.name if self.info else None)
+        threading.Thread(target=self._reload, name="trayllm-reloader", daemon=True).start()
+
+    def _reload(self) -> None:
+        old = self._scheduler
+        if old is not None:
+            old.stop_accepting()
+            deadline = time.monotonic() + self.settings.shutdown_grace_s
+            while not old.idle() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            old.stop()
+        self._scheduler = self._loaded = None
+        del old
+        gc.collect()
+        _empty_cuda_cache()
+        self._load(reloaded=True)
+
+    def pause(self, reason: str | None = None) -> None:
+        """New requests get 503 ``paused`` until ``resume``; in-flight ones carry on."""
+        self.paused = reason or "paused by the user"
+        self._emit("serving.paused", reason=self.paused)
+
+    def resume(self) -> None:
+        was, self.paused = self.paused, None
+        if was is not None:
+            self._emit("serving.resumed")
 
     def _set_progress(self, text: str) -> None:
         self.progress = text
@@ -96,6 +158,7 @@ class Engine:
         if self._scheduler is not None:
             self._scheduler.stop_accepting()
         self.state = "draining"
+        self._emit("daemon.shutting_down")
 
     def stop(self) -> None:
         if self._scheduler is not None:
@@ -108,13 +171,21 @@ class Engine:
         return self._loaded.info if self._loaded is not None else None
 
     def require_ready(self) -> ModelInfo:
-        """The loaded model's info, or NotReady / ShuttingDown when requests cannot be served."""
-        if self._loaded is None or self.state in ("loading", "warming", "failed"):
-            detail = self.error if self.state == "failed" else self.progress or self.state
-            raise NotReady(f"the model is not ready ({detail})", retry_after=2)
+        """The loaded model's info, or NotReady / ShuttingDown / Paused when requests cannot be served."""
+        info = self.require_loaded()
+        if self.paused is not None:
+            raise Paused(f"serving is paused ({self.paused}); resume it from the tray or with `trayllm resume`")
+        return info
+
+    def require_loaded(self) -> ModelInfo:
+        """The loaded model's info, or NotReady / ShuttingDown; a paused daemon still has its model."""
+        loaded = self._loaded
         if self.state == "draining":
             raise ShuttingDown("the daemon is shutting down", retry_after=5)
-        return self._loaded.info
+        if loaded is None or self.state != "ready":
+            detail = self.error if self.state == "failed" else self.progress or self.state
+            raise NotReady(f"the model is not ready ({detail})", retry_after=2)
+        return loaded.info
 
     def build_prompt(self, messages: Sequence[Message], max_tokens: int | None) -> Prompt:
         loaded = self._loaded
@@ -150,6 +221,11 @@ class Engine:
     def backlogged(self) -> bool:
         return self._scheduler.backlogged if self._scheduler is not None else False
 
+    @property
+    def vram_blocked(self) -> bool:
+        """The next queued request waits for VRAM (admission control)."""
+        return self._scheduler.vram_blocked if self._scheduler is not None else False
+
     def memory(self) -> tuple[int, int] | None:
         """(used, total) bytes of the model's GPU, or None on CPU."""
         loaded = self._loaded
@@ -162,4 +238,11 @@ class Engine:
 
     @property
     def counters(self) -> Counters:
-        return self._scheduler.counters if self._scheduler is not None else Counters()
+        return self._counters
+
+
+def _empty_cuda_cache() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -252,3 +252,15 @@ def eos_token_ids(loaded: LoadedModel) -> frozenset[int]:
         elif value:
             ids.update(value)
     return frozenset(ids)
+
+
+def kv_bytes_per_token(loaded: LoadedModel) -> int:
+    """KV-cache bytes one token of one sequence takes: 2 (K and V) × layers × KV heads × head dim × element
+    size. What VRAM admission multiplies by the tokens a request may hold."""
+    config = loaded.model.config
+    config = getattr(config, "get_text_config", lambda: config)()
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    dtype = loaded.model.dtype if loaded.model.dtype.is_floating_point else torch.float16
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * dtype.itemsize

@@ -4,6 +4,13 @@ One thread runs every forward pass (CUDA state and the KV cache are not shared a
 threads). Between two decode steps it drops finished, cancelled and timed-out rows and
 prefills waiting requests into the free slots, so a new request starts within one step
 instead of waiting for the whole batch to finish.
+
+On CUDA a waiting request joins the batch only if the KV cache the batch could grow to, with it,
+stays under ``vram_limit`` of the device (VRAM admission); otherwise it waits for rows to finish. A
+request that would run alone is always started: nothing else can make room for it. A CUDA
+out-of-memory in a forward pass fails the requests in that pass with a 503 (or, with ``oom_retry``,
+puts those that produced nothing yet back to run once more alone with half the ``max_tokens``),
+empties the allocator's cache, reports an ``OomReport`` through ``on_oom`` and carries on serving.
 """
 
 from __future__ import annotations
@@ -15,16 +22,25 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
 from trayllm.config import Settings
 from trayllm.engine.batch import RunningBatch, prefill
-from trayllm.engine.models import LoadedModel, eos_token_ids
+from trayllm.engine.faults import FaultPlan, Phase
+from trayllm.engine.models import LoadedModel, eos_token_ids, kv_bytes_per_token
 from trayllm.engine.sampling import pick_tokens, row_generator
 from trayllm.engine.textstream import IncrementalDecoder, StopMatcher
-from trayllm.engine.types import EngineEvent, Finished, FinishReason, RequestTimings, SamplingParams, TokenText
+from trayllm.engine.types import (
+    EngineEvent,
+    Finished,
+    FinishReason,
+    OomReport,
+    RequestTimings,
+    SamplingParams,
+    TokenText,
+)
 from trayllm.errors import (
     EngineFailure,
     EngineOutOfMemory,
@@ -117,7 +133,7 @@ class RequestHandle:
                 return
 
 
-@dataclass
+@dataclass(eq=False)  # a job is itself: compared by identity, never by its tensors
 class _Job:
     handle: RequestHandle
     prompt: list[int]
@@ -131,6 +147,8 @@ class _Job:
     stopper: StopMatcher = field(default_factory=lambda: StopMatcher(()))
     generator: torch.Generator | None = None
     vram_peak: int | None = None
+    retried: bool = False  # already put back once after an OOM
+    solo: bool = False  # runs alone (its retry after an OOM)
 
 
 @dataclass
@@ -143,13 +161,31 @@ class Counters:
     tokens_out: int = 0
 
 
+MemoryProbe = Callable[[], "tuple[int, int] | None"]
+"""(allocated bytes, device total bytes) of the model's GPU, or None where there is none (CPU)."""
+
+
+def cuda_memory_probe(device: torch.device) -> MemoryProbe:
+    """The allocator's reading for ``device``; None for a CPU device."""
+    if device.type != "cuda":
+        return lambda: None
+    total = torch.cuda.get_device_properties(device).total_memory
+    return lambda: (int(torch.cuda.memory_allocated(device)), int(total))
+
+
 class Scheduler:
     """Owns the queue and the inference thread for one loaded model."""
 
     def __init__(self, loaded: LoadedModel, settings: Settings,
-                 on_finished: Callable[[RequestHandle, Finished], None] | None = None) -> None:
+                 on_finished: Callable[[RequestHandle, Finished], None] | None = None, *,
+                 faults: FaultPlan | None = None, memory: MemoryProbe | None = None) -> None:
         self._loaded = loaded
         self._settings = settings
+        self._faults = faults or FaultPlan()
+        self._memory = memory or cuda_memory_probe(loaded.device)
+        self._kv_per_token = kv_bytes_per_token(loaded)
+        self.on_oom: Callable[[OomReport], None] | None = None
+        self.vram_blocked = False  # the head of the queue is waiting for VRAM
         self._eos = eos_token_ids(loaded)
         self._pad = int(loaded.tokenizer.pad_token_id)
         self._bucket = TokenBucket(settings.rate_limit_per_minute, settings.rate_limit_burst)
@@ -233,13 +269,19 @@ class Scheduler:
             newcomers = self._next_newcomers()
             if newcomers is None:
                 break
+            phase: Phase = "prefill"
             try:
                 if newcomers:
                     self._admit(newcomers)
+                phase = "decode"
                 if self._batch:
                     self._decode_step()
+            except _PrefillFailed as failed:  # the running batch is untouched: only the newcomers failed
+                self._pass_failed(failed.error, "prefill", newcomers)
             except Exception as exc:  # keep serving: fail the rows involved, never the thread
-                self._fail_everything(exc, newcomers)
+                rows = list(self._batch.rows) if self._batch else []
+                self._batch = None
+                self._pass_failed(exc, phase, rows + [j for j in newcomers if j not in rows and not j.done])
         self._drain_on_stop()
 
     def _next_newcomers(self) -> list[_Job] | None:
@@ -256,12 +298,46 @@ class Scheduler:
                     self._in_flight += 1
                     self._finish_unstarted(job, now)
             batch = self._batch
-            if batch and not batch.mergeable:
+            if batch and (not batch.mergeable or any(job.solo for job in batch.rows)):
                 return []
             room = self._settings.max_batch - (len(batch) if batch else 0)
-            taken = [self._pending.popleft() for _ in range(min(room, len(self._pending)))]
+            taken: list[_Job] = []
+            self.vram_blocked = False
+            while self._pending and len(taken) < room:
+                job = self._pending[0]
+                if job.solo and (batch or taken):
+                    break
+                if not self._vram_admits(job, batch, taken):
+                    self.vram_blocked = True
+                    break
+                taken.append(self._pending.popleft())
+                if job.solo:
+                    break
             self._in_flight += len(taken)
             return taken
+
+    def _vram_admits(self, job: _Job, batch: RunningBatch[_Job] | None, taken: list[_Job]) -> bool:
+        """Whether the batch's KV cache, grown to its worst case with ``job`` in it, stays under the limit.
+
+        Worst case of a left-padded batch: every row as wide as the widest, each growing by the most
+        tokens any row may still generate. The cache already held is in ``allocated``; only the growth is
+        added. A request that would run alone is always admitted.
+        """
+        if not batch and not taken:
+            return True
+        reading = self._memory()
+        if reading is None:
+            return True
+        allocated, total = reading
+        running = batch.rows if batch else []
+        width = batch.mask.shape[1] if batch else 0
+        newcomers = [*taken, job]
+        rows = len(running) + len(newcomers)
+        widest = max([width] + [len(j.prompt) for j in newcomers])
+        remaining = max([j.params.max_tokens - j.generated for j in running]
+                        + [j.params.max_tokens for j in newcomers])
+        growth_tokens = rows * (widest + remaining) - len(running) * width
+        return allocated + growth_tokens * self._kv_per_token <= self._settings.vram_limit * total
 
     def _finish_unstarted(self, job: _Job, now: float) -> None:
         if job.handle.cancelled:
@@ -277,7 +353,11 @@ class Scheduler:
             job.decoder = IncrementalDecoder(loaded.tokenizer)
             job.stopper = StopMatcher(job.params.stop)
             job.generator = row_generator(job.params, loaded.device)
-        fresh, out = prefill(loaded.model, jobs, [j.prompt for j in jobs], self._pad, loaded.device)
+        try:
+            self._faults.hit("prefill")
+            fresh, out = prefill(loaded.model, jobs, [j.prompt for j in jobs], self._pad, loaded.device)
+        except Exception as exc:
+            raise _PrefillFailed(exc) from exc
         self._note_vram(jobs)
         self._accept_tokens(fresh, out.logits)
         if self._batch is None:
@@ -299,6 +379,7 @@ class Scheduler:
         self._drop_finished()
         if not self._batch:
             return
+        self._faults.hit("decode")
         out = self._batch.step(self._loaded.model, [job.next_token for job in self._batch.rows])
         self._note_vram(self._batch.rows)
         self._accept_tokens(self._batch, out.logits)
@@ -378,18 +459,44 @@ class Scheduler:
             except Exception:  # a broken record must never fail the rest of the batch
                 log.exception("finish callback failed for request %s", job.handle.request_id)
 
-    def _fail_everything(self, exc: Exception, newcomers: list[_Job]) -> None:
-        """A forward pass raised: fail every row it touched, free memory, and carry on empty."""
-        if isinstance(exc, torch.cuda.OutOfMemoryError):
-            error: RequestError = EngineOutOfMemory("the GPU ran out of memory for this request; retry with a "
-                                                    "shorter prompt or fewer max_tokens", retry_after=2)
+    def _pass_failed(self, exc: Exception, phase: Phase, jobs: list[_Job]) -> None:
+        """A forward pass raised: fail (or, after an OOM, maybe retry) the requests it held, and carry on."""
+        if not isinstance(exc, torch.cuda.OutOfMemoryError):
+            log.error("inference step failed", exc_info=exc)
+            failure = EngineFailure(f"generation failed: {type(exc).__name__}: {exc}")
+            for job in jobs:
+                self._finish(job, "error", failure)
+            return
+        retry = [j for j in jobs if self._settings.oom_retry and not j.retried and j.generated == 0]
+        report = self._oom_report(phase, jobs, retried=bool(retry))
+        log.warning(report.message, extra={"request_ids": list(report.request_ids)})
+        error = EngineOutOfMemory("the GPU ran out of memory for this request; retry with a shorter prompt or "
+                                  "fewer max_tokens", retry_after=2)
+        for job in jobs:
+            if job not in retry:
+                self._finish(job, "error", error)
+        with self._wake:
+            for job in reversed(retry):
+                job.retried, job.solo, job.timings.started = True, True, None
+                job.params = replace(job.params, max_tokens=max(1, job.params.max_tokens // 2))
+                self._in_flight -= 1
+                self._pending.appendleft(job)
+        if self.on_oom is not None:
+            try:
+                self.on_oom(report)
+            except Exception:
+                log.exception("OOM callback failed")
+
+    def _oom_report(self, phase: Phase, jobs: list[_Job], *, retried: bool) -> OomReport:
+        """Free what the allocator caches, then describe the failed pass and the memory left in use."""
+        allocated = reserved = total = None
+        if self._loaded.device.type == "cuda":
             torch.cuda.empty_cache()
-        else:
-            log.exception("inference step failed")
-            error = EngineFailure(f"generation failed: {type(exc).__name__}: {exc}")
-        for job in list(self._batch.rows if self._batch else []) + newcomers:
-            self._finish(job, "error", error)
-        self._batch = None
+            device = self._loaded.device
+            allocated, reserved = int(torch.cuda.memory_allocated(device)), int(torch.cuda.memory_reserved(device))
+            total = int(torch.cuda.get_device_properties(device).total_memory)
+        return OomReport(phase, tuple(j.handle.request_id for j in jobs), sum(len(j.prompt) for j in jobs),
+                         max((j.params.max_tokens for j in jobs), default=0), retried, allocated, reserved, total)
 
     def _drain_on_stop(self) -> None:
         for job in list(self._batch.rows if self._batch else []):
@@ -399,3 +506,11 @@ class Scheduler:
             job = self._pending.popleft()
             self._in_flight += 1
             self._finish(job, "error", ShuttingDown("the daemon stopped before this request started"))
+
+
+class _PrefillFailed(Exception):
+    """The prefill of new requests raised; the running batch was not touched."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error

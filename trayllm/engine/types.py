@@ -93,4 +93,25 @@ class Finished:
         return (self.completion_tokens - 1) / elapsed if elapsed > 0 else None
 
 
+@dataclass(frozen=True)
+class OomReport:
+    """What was running when the GPU ran out of memory: the forensics an OOM alert carries."""
+
+    phase: Literal["prefill", "decode"]
+    request_ids: tuple[str, ...]
+    prompt_tokens: int  # summed over the requests in the failed pass
+    max_tokens: int  # the largest max_tokens among them
+    retried: bool  # the requests were put back to run once more, alone, with half the max_tokens
+    allocated_bytes: int | None = None  # torch.cuda.memory_allocated after empty_cache (None on CPU)
+    reserved_bytes: int | None = None
+    total_bytes: int | None = None
+
+    @property
+    def message(self) -> str:
+        n = len(self.request_ids)
+        fate = "retrying once with half the max_tokens" if self.retried else "failed with 503"
+        return (f"GPU out of memory during {self.phase} of {n} request{'s' if n != 1 else ''} "
+                f"({self.prompt_tokens} prompt tokens, max_tokens up to {self.max_tokens}); {fate}")
+
+
 EngineEvent = TokenText | Finished

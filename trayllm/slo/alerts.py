@@ -107,6 +107,14 @@ class AlertStateMachine:
         text = message or f"{self.key} firing: occurrence {self._occurrences} of this episode"
         return self._event("firing", value, at, text)
 
+    def restore_firing(self, now: float) -> None:
+        """Take up a firing state silently (after a restart): no event, so nobody is told twice. A one-shot
+        alert restored this way resolves ``quiet_s`` after ``now``."""
+        self._state = "firing"
+        self._clear_since = None
+        if self.threshold is None:
+            self._last_once = now
+
     def tick(self, now: float | None = None) -> AlertEvent | None:
         """Resolve a one-shot alert once ``quiet_s`` has passed since its last occurrence."""
         at = self.clock() if now is None else now

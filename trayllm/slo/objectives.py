@@ -15,8 +15,9 @@ Kinds:
 Which failures burn the error budget (decided here, see ``CLIENT_FAULT`` and ``SERVER_FAULT``): a request
 the client got wrong or gave up on is not a failure of the service, so ``invalid_request``,
 ``unauthorized``, ``forbidden``, ``not_found``, ``rate_limited`` (the caller exceeded its own quota) and
-``cancelled`` are left out of both numerator and denominator (the SRE workbook's "valid events"): a client
-sending garbage neither burns the budget nor dilutes it. ``oom``, ``timeout``, ``engine_error``,
+``cancelled`` are left out of both numerator and denominator (the SRE workbook's "valid events"), and so
+is ``paused`` (the user chose to stop serving): a client sending garbage neither burns the budget nor
+dilutes it. ``oom``, ``timeout``, ``engine_error``,
 ``queue_full`` (the daemon had no capacity), ``not_ready`` and ``shutting_down`` (the daemon could not
 serve) burn it. An ``error.type`` in neither set (one added to the schema later) burns it too, and a test
 makes sure the two sets cover the schema's list so such a type gets a deliberate decision.
@@ -32,9 +33,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from trayllm.config import Settings
 from trayllm.slo.percentile import percentile
 from trayllm.slo.window import RollingWindow
 
@@ -43,8 +45,9 @@ State = Literal["ok", "breach", "insufficient"]
 KINDS: tuple[str, ...] = ("percentile", "max", "ratio")
 
 CLIENT_FAULT: frozenset[str] = frozenset({"invalid_request", "unauthorized", "forbidden", "not_found",
-                                          "rate_limited", "cancelled"})
-"""``error.type`` values that are the client's doing: not counted by the error-rate objective."""
+                                          "rate_limited", "cancelled", "paused"})
+"""``error.type`` values that are the client's doing (or the user's choice: ``paused``): not counted by the
+error-rate objective."""
 
 SERVER_FAULT: frozenset[str] = frozenset({"oom", "timeout", "engine_error", "queue_full", "not_ready",
                                           "shutting_down"})
@@ -178,3 +181,18 @@ DEFAULT_OBJECTIVES: tuple[Objective, ...] = (
 )
 """The deployment guide's defaults. OOM is not an objective but an alert on every occurrence
 (``alerts.AlertStateMachine.fire_once``)."""
+
+
+def configured_objectives(settings: Settings) -> tuple[Objective, ...]:
+    """``DEFAULT_OBJECTIVES`` with the thresholds, windows and minimum samples the user configured."""
+    ttft, vram, errors = DEFAULT_OBJECTIVES
+    return (
+        replace(ttft, threshold=settings.slo_ttft_p99_s, window_s=settings.slo_ttft_window_s,
+                min_samples=settings.slo_min_samples,
+                description=f"first-token latency P99 < {settings.slo_ttft_p99_s:g} s"),
+        replace(vram, threshold=settings.vram_limit, window_s=settings.slo_vram_window_s,
+                description=f"peak VRAM < {settings.vram_limit:.0%} of the device (CUDA only)"),
+        replace(errors, threshold=settings.slo_error_rate, window_s=settings.slo_error_window_days * DAY,
+                min_samples=settings.slo_min_samples,
+                description=f"server-side error rate < {settings.slo_error_rate:.2%}, as an error budget"),
+    )

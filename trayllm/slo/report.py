@@ -66,18 +66,24 @@ def record_end_time(record: Mapping[str, Any]) -> float | None:
     return arrival + (duration / 1e9 if ok and duration > 0 else 0.0)
 
 
+def add_record(objectives: Sequence[Objective], windows: Mapping[str, RollingWindow],
+               record: Mapping[str, Any]) -> None:
+    """Add one record's samples to ``windows`` (by objective name), stamped with its end time."""
+    at = record_end_time(record)
+    if at is None:
+        return
+    for o in objectives:
+        value = o.from_record(record)
+        if value is not None:
+            windows[o.name].add(at, value)
+
+
 def fill_windows(objectives: Sequence[Objective], records: Iterable[Mapping[str, Any]]
                  ) -> dict[str, RollingWindow]:
     """One ``RollingWindow`` per objective (by name), filled from ``records`` in one pass."""
     windows = {o.name: RollingWindow(o.window_s) for o in objectives}
     for record in records:
-        at = record_end_time(record)
-        if at is None:
-            continue
-        for o in objectives:
-            value = o.from_record(record)
-            if value is not None:
-                windows[o.name].add(at, value)
+        add_record(objectives, windows, record)
     return windows
 
 

@@ -38,6 +38,7 @@ _ERROR_TYPES: tuple[tuple[type[errors.RequestError], str], ...] = (
     (errors.QueueFull, "queue_full"),
     (errors.NotReady, "not_ready"),
     (errors.ShuttingDown, "shutting_down"),
+    (errors.Paused, "paused"),
     (errors.RateLimited, "rate_limited"),
     (errors.Unauthorized, "unauthorized"),
     (errors.Forbidden, "forbidden"),
@@ -45,6 +46,7 @@ _ERROR_TYPES: tuple[tuple[type[errors.RequestError], str], ...] = (
     (errors.EndpointNotFound, "not_found"),
     (errors.InvalidRequest, "invalid_request"),  # ContextLengthExceeded included
     (errors.MethodNotAllowed, "invalid_request"),
+    (errors.Conflict, "invalid_request"),
     (errors.ServiceUnavailable, "not_ready"),  # a bare 503 that no subclass describes
     (errors.EngineFailure, "engine_error"),
 )
@@ -175,7 +177,8 @@ def _message(rec: RequestRecord) -> str:
     return f"{OPERATION} failed ({rec.outcome.error_type}) after {seconds:.3f} s: {rec.outcome.error_message}"
 
 
-def _timestamp(started: datetime) -> str:
+def iso_timestamp(started: datetime) -> str:
+    """A timezone-aware time in the records' form: ISO 8601, UTC, microseconds, ``Z``."""
     if started.tzinfo is None:
         raise ValueError("RequestRecord.started must be timezone-aware (a naive time has no place in a record)")
     return started.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
@@ -193,7 +196,7 @@ def to_document(rec: RequestRecord, *, include_content: bool = False) -> dict[st
     vram_peak = None if on_cpu else rec.vram_peak_bytes
     nvml_used = None if on_cpu else rec.nvml_used_bytes
     pairs: list[tuple[str, Any]] = [
-        ("@timestamp", _timestamp(rec.started)),
+        ("@timestamp", iso_timestamp(rec.started)),
         ("log.level", _level(rec)),
         ("message", _message(rec)),
         ("event.id", rec.request_id),

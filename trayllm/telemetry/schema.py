@@ -16,7 +16,7 @@ queue wait is part of each; ``@timestamp`` is that arrival (wall clock), and the
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +29,7 @@ OUTCOMES = ("success", "failure", "unknown")
 """ECS ``event.outcome`` values: ``unknown`` is a request the client cancelled."""
 
 ERROR_TYPES = ("oom", "timeout", "cancelled", "invalid_request", "unauthorized", "forbidden", "rate_limited",
-               "queue_full", "not_ready", "shutting_down", "not_found", "engine_error")
+               "queue_full", "not_ready", "shutting_down", "paused", "not_found", "engine_error")
 """Every ``error.type`` a record may carry (see ``record.classify_outcome``)."""
 
 DATA_STREAM = {"type": "logs", "dataset": "trayllm.requests", "namespace": "default"}
@@ -142,54 +142,178 @@ parsed still has these)."""
 CONTENT_FIELDS: frozenset[str] = frozenset({"gen_ai.input.messages", "gen_ai.output.text"})
 """Prompt and reply text: written only when the user opted in with ``log_content``."""
 
-_LEAVES_THAT_ARE_OBJECTS = frozenset(p for p, f in REQUEST_FIELDS.items() if f.es_type == "flattened")
+ALERT_DATA_STREAM = {"type": "logs", "dataset": "trayllm.alerts", "namespace": "default"}
+"""The data stream alert transitions go to: ``logs-trayllm.alerts-default``."""
+
+ALERT_SEVERITIES = ("critical", "warning")
+
+ALERT_FIELDS: dict[str, FieldType] = {
+    "@timestamp": _f("date", "When the alert changed state (wall clock, UTC, ISO 8601)."),
+    "log.level": _f("keyword", "error for a critical alert firing, warn for others firing, info when resolved.",
+                    allowed=("info", "warn", "error")),
+    "message": _f("text", "What happened, in one line (the notification text)."),
+    "event.id": _f("keyword", "The transition's id, '<daemon boot id>-<sequence>': also the /v1/events id and "
+                              "the Elasticsearch _id."),
+    "event.kind": _f("keyword", "Always 'alert'.", allowed=("alert",)),
+    "event.action": _f("keyword", "The transition: firing or resolved.", allowed=("firing", "resolved")),
+    "event.dataset": _f("keyword", "Always 'trayllm.alerts' (equals data_stream.dataset)."),
+    "rule.name": _f("keyword", "The alert key: oom, slo.<objective>, burn.<objective>.<fast_burn|slow_burn>."),
+    "llm.alert.severity": _f("keyword", "critical (OOM) or warning (an objective).", allowed=ALERT_SEVERITIES),
+    "llm.alert.value": _f("float", "The measured value that caused the transition (absent for OOM)."),
+    "llm.alert.threshold": _f("float", "The threshold it crossed (absent for OOM)."),
+    "llm.alert.request_ids": _f("keyword", "OOM: the requests that were in the failed forward pass.", array=True),
+    "llm.oom.phase": _f("keyword", "OOM: prefill or decode.", allowed=("prefill", "decode")),
+    "llm.oom.batch_size": _f("long", "OOM: requests in the failed forward pass."),
+    "llm.oom.prompt_tokens": _f("long", "OOM: prompt tokens of those requests, summed."),
+    "llm.oom.max_tokens": _f("long", "OOM: the largest max_tokens among them."),
+    "llm.oom.retried": _f("boolean", "OOM: whether the requests were retried once (oom_retry)."),
+    "llm.vram.allocated.bytes": _f("long", "OOM: torch.cuda.memory_allocated after the cache was emptied."),
+    "llm.vram.reserved.bytes": _f("long", "OOM: torch.cuda.memory_reserved after the cache was emptied."),
+    "llm.vram.total.bytes": REQUEST_FIELDS["llm.vram.total.bytes"],
+    "llm.model.version": REQUEST_FIELDS["llm.model.version"],
+    "gen_ai.response.model": _f("keyword", "The model loaded when the alert changed state."),
+    "service.name": REQUEST_FIELDS["service.name"],
+    "service.version": REQUEST_FIELDS["service.version"],
+    "host.name": REQUEST_FIELDS["host.name"],
+    "data_stream.type": REQUEST_FIELDS["data_stream.type"],
+    "data_stream.dataset": _f("constant_keyword", "Always 'trayllm.alerts'."),
+    "data_stream.namespace": REQUEST_FIELDS["data_stream.namespace"],
+}
+
+ALERT_REQUIRED: frozenset[str] = frozenset({
+    "@timestamp", "log.level", "message", "event.id", "event.kind", "event.action", "event.dataset", "rule.name",
+    "llm.alert.severity", "service.name", "service.version", "host.name",
+    "data_stream.type", "data_stream.dataset", "data_stream.namespace",
+})
 
 
-def _check_table() -> None:
-    """A path may not be both a leaf and a parent (``a.b`` and ``a.b.c``): ES could not map it."""
-    for path in REQUEST_FIELDS:
-        parts = path.split(".")
-        for i in range(1, len(parts)):
-            if ".".join(parts[:i]) in REQUEST_FIELDS:
-                raise ValueError(f"{path!r} is below the leaf field {'.'.join(parts[:i])!r}")
-    unknown = (REQUIRED | CONTENT_FIELDS) - REQUEST_FIELDS.keys()
-    if unknown:
-        raise ValueError(f"REQUIRED/CONTENT_FIELDS name fields not in the table: {sorted(unknown)}")
+def _outcome_needs_error_type(flat: Mapping[str, Any]) -> list[str]:
+    if flat.get("event.outcome") in ("failure", "unknown") and "error.type" not in flat:
+        return [f"error.type: required when event.outcome is {flat['event.outcome']}"]
+    return []
 
 
-_check_table()
+@dataclass(frozen=True)
+class RecordSchema:
+    """One record stream's fields, required set and data stream: the table everything else derives from."""
+
+    name: str
+    fields: Mapping[str, FieldType]
+    required: frozenset[str]
+    data_stream: Mapping[str, str]
+    content_fields: frozenset[str] = frozenset()
+    rules: Callable[[Mapping[str, Any]], list[str]] = lambda flat: []  # cross-field checks on the flat record
+
+    def __post_init__(self) -> None:
+        """A path may not be both a leaf and a parent (``a.b`` and ``a.b.c``): ES could not map it."""
+        for path in self.fields:
+            parts = path.split(".")
+            for i in range(1, len(parts)):
+                if ".".join(parts[:i]) in self.fields:
+                    raise ValueError(f"{path!r} is below the leaf field {'.'.join(parts[:i])!r}")
+        unknown = (self.required | self.content_fields) - self.fields.keys()
+        if unknown:
+            raise ValueError(f"{self.name}: required/content fields not in the table: {sorted(unknown)}")
+
+    @property
+    def object_leaves(self) -> frozenset[str]:
+        """Fields whose value is one JSON object (``flattened``): not walked into."""
+        return frozenset(p for p, f in self.fields.items() if f.es_type == "flattened")
+
+    @property
+    def index_pattern(self) -> str:
+        """``logs-trayllm.requests-default``: the data stream's name."""
+        d = self.data_stream
+        return f"{d['type']}-{d['dataset']}-{d['namespace']}"
+
+    def es_properties(self) -> dict[str, Any]:
+        """The ``mappings.properties`` of an index template, nested the way Elasticsearch wants it."""
+        root: dict[str, Any] = {}
+        for path, field in self.fields.items():
+            *parents, leaf = path.split(".")
+            node = root
+            for part in parents:
+                node = node.setdefault(part, {"properties": {}})["properties"]
+            node[leaf] = field.mapping()
+        return root
+
+    def flatten(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """Nested document → ``{dotted.path: value}``.
+
+        Objects are walked into, except under a ``flattened`` field (its value is one leaf). Lists are values.
+        An empty object contributes nothing. Keys that already hold dots are joined as they are.
+        """
+        out: dict[str, Any] = {}
+        leaves = self.object_leaves
+
+        def walk(prefix: str, node: Mapping[str, Any]) -> None:
+            for key, value in node.items():
+                path = f"{prefix}.{key}" if prefix else str(key)
+                if isinstance(value, Mapping) and path not in leaves:
+                    walk(path, value)
+                else:
+                    out[path] = value
+
+        walk("", record)
+        return out
+
+    def validate(self, record: Mapping[str, Any]) -> list[str]:
+        """Everything wrong with a nested document; an empty list means it is a good record.
+
+        Checks: every field is in the table; each value has the JSON type its ES type needs (arrays only
+        where the field allows them); closed keyword sets; required fields present; keys are nested objects,
+        not dotted strings; the schema's cross-field ``rules``; ``data_stream.*`` match the stream.
+        """
+        problems: list[str] = []
+        leaves = self.object_leaves
+
+        def dotted_keys(prefix: str, node: Mapping[str, Any]) -> None:
+            for key, value in node.items():
+                path = f"{prefix}.{key}" if prefix else str(key)
+                if "." in str(key):
+                    problems.append(f"{path}: dotted key in a nested document (write nested objects)")
+                if isinstance(value, Mapping) and path not in leaves:
+                    dotted_keys(path, value)
+
+        dotted_keys("", record)
+        flat = self.flatten(record)
+        for path, value in flat.items():
+            field = self.fields.get(path)
+            if field is None:
+                problems.append(f"{path}: not a {self.name}-record field")
+                continue
+            if value is None:
+                problems.append(f"{path}: null (leave an absent field out instead)")
+                continue
+            if isinstance(value, list) and field.es_type != "flattened":
+                if not field.array:
+                    problems.append(f"{path}: {field.es_type} wants one value, got an array")
+                    continue
+                problems.extend(p for p in (_type_problem(f"{path}[{i}]", field, v) for i, v in enumerate(value))
+                                if p)
+                continue
+            problem = _type_problem(path, field, value)
+            if problem:
+                problems.append(problem)
+        problems.extend(f"{path}: required field missing" for path in sorted(self.required - flat.keys()))
+        problems.extend(self.rules(flat))
+        for part, expected in self.data_stream.items():
+            value = flat.get(f"data_stream.{part}")
+            if value is not None and value != expected:
+                problems.append(f"data_stream.{part}: {value!r} is not this stream's {expected!r}")
+        return problems
+
+    def markdown_table(self) -> str:
+        """The field table of docs/RECORDS.md, generated here so the docs cannot drift from the schema."""
+        rows = ["| field | type | required | meaning |", "|---|---|---|---|"]
+        for path, field in self.fields.items():
+            kind = field.es_type + ("[]" if field.array else "")
+            rows.append(f"| `{path}` | {kind} | {'yes' if path in self.required else ''} | {field.description} |")
+        return "\n".join(rows)
 
 
-def es_properties() -> dict[str, Any]:
-    """The ``mappings.properties`` of an index template, nested the way Elasticsearch wants it."""
-    root: dict[str, Any] = {}
-    for path, field in REQUEST_FIELDS.items():
-        *parents, leaf = path.split(".")
-        node = root
-        for part in parents:
-            node = node.setdefault(part, {"properties": {}})["properties"]
-        node[leaf] = field.mapping()
-    return root
-
-
-def flatten(record: Mapping[str, Any]) -> dict[str, Any]:
-    """Nested document → ``{dotted.path: value}``.
-
-    Objects are walked into, except under a ``flattened`` field (its value is one leaf). Lists are values.
-    An empty object contributes nothing. Keys that already hold dots are joined as they are.
-    """
-    out: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Mapping[str, Any]) -> None:
-        for key, value in node.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if isinstance(value, Mapping) and path not in _LEAVES_THAT_ARE_OBJECTS:
-                walk(path, value)
-            else:
-                out[path] = value
-
-    walk("", record)
-    return out
+REQUESTS = RecordSchema("request", REQUEST_FIELDS, REQUIRED, DATA_STREAM, CONTENT_FIELDS, _outcome_needs_error_type)
+ALERTS = RecordSchema("alert", ALERT_FIELDS, ALERT_REQUIRED, ALERT_DATA_STREAM)
 
 
 def nest(flat: Iterable[tuple[str, Any]] | Mapping[str, Any]) -> dict[str, Any]:
@@ -245,57 +369,8 @@ def _type_problem(path: str, field: FieldType, value: Any) -> str | None:
     return None
 
 
-def validate_record(record: Mapping[str, Any]) -> list[str]:
-    """Everything wrong with a nested record document; an empty list means it is a good record.
-
-    Checks: every field is in ``REQUEST_FIELDS``; each value has the JSON type its ES type needs (arrays only
-    where the field allows them); closed keyword sets; ``REQUIRED`` fields present; keys are nested objects,
-    not dotted strings; a record that did not succeed says why in ``error.type``; ``data_stream.*`` match
-    the stream.
-    """
-    problems: list[str] = []
-
-    def dotted_keys(prefix: str, node: Mapping[str, Any]) -> None:
-        for key, value in node.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if "." in str(key):
-                problems.append(f"{path}: dotted key in a nested document (write nested objects)")
-            if isinstance(value, Mapping) and path not in _LEAVES_THAT_ARE_OBJECTS:
-                dotted_keys(path, value)
-
-    dotted_keys("", record)
-    flat = flatten(record)
-    for path, value in flat.items():
-        field = REQUEST_FIELDS.get(path)
-        if field is None:
-            problems.append(f"{path}: not a request-record field")
-            continue
-        if value is None:
-            problems.append(f"{path}: null (leave an absent field out instead)")
-            continue
-        if isinstance(value, list) and field.es_type != "flattened":
-            if not field.array:
-                problems.append(f"{path}: {field.es_type} wants one value, got an array")
-                continue
-            problems.extend(p for p in (_type_problem(f"{path}[{i}]", field, v) for i, v in enumerate(value)) if p)
-            continue
-        problem = _type_problem(path, field, value)
-        if problem:
-            problems.append(problem)
-    problems.extend(f"{path}: required field missing" for path in sorted(REQUIRED - flat.keys()))
-    if flat.get("event.outcome") in ("failure", "unknown") and "error.type" not in flat:
-        problems.append(f"error.type: required when event.outcome is {flat['event.outcome']}")
-    for part, expected in DATA_STREAM.items():
-        value = flat.get(f"data_stream.{part}")
-        if value is not None and value != expected:
-            problems.append(f"data_stream.{part}: {value!r} is not this stream's {expected!r}")
-    return problems
-
-
-def markdown_table() -> str:
-    """The field table of docs/RECORDS.md, generated here so the docs cannot drift from the schema."""
-    rows = ["| field | type | required | meaning |", "|---|---|---|---|"]
-    for path, field in REQUEST_FIELDS.items():
-        kind = field.es_type + ("[]" if field.array else "")
-        rows.append(f"| `{path}` | {kind} | {'yes' if path in REQUIRED else ''} | {field.description} |")
-    return "\n".join(rows)
+# The request stream's table as plain functions: what most callers want.
+es_properties = REQUESTS.es_properties
+flatten = REQUESTS.flatten
+validate_record = REQUESTS.validate
+markdown_table = REQUESTS.markdown_table

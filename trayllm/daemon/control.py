@@ -1,0 +1,80 @@
+"""The endpoints the tray and `trayllm` use to watch and steer the daemon.
+
+``GET /v1/events`` (SSE), ``GET /v1/slo``, ``POST /v1/pause`` (optional ``{"reason": "..."}``),
+``POST /v1/resume``, ``POST /v1/reload`` (202: the reload runs in the background and ends with a
+``model.loaded`` or ``model.failed`` event), and, only with ``fault_injection`` on, ``GET/PUT/DELETE
+/v1/faults``. Over TCP they need the bearer token like every other endpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from trayllm.api import SloReport, SloRow
+from trayllm.config import Settings
+from trayllm.daemon.alerting import AlertCenter
+from trayllm.daemon.edge import SSE_HEADERS, json_object
+from trayllm.daemon.events import EventBus
+from trayllm.engine.engine import Engine
+from trayllm.engine.faults import Faults
+from trayllm.errors import EndpointNotFound, InvalidRequest
+
+MAX_REASON = 200
+
+
+class ControlHandlers:
+    def __init__(self, engine: Engine, settings: Settings, bus: EventBus, alerts: AlertCenter,
+                 hello: Callable[[], dict[str, Any]]) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.bus = bus
+        self.alerts = alerts
+        self.hello = hello
+        self.keepalive_s = 15.0
+
+    async def events(self, request: Request) -> Response:
+        last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+        return StreamingResponse(self.bus.stream(last, self.hello, self.keepalive_s), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
+
+    def slo_report(self) -> SloReport:
+        now = time.time()
+        rows = [SloRow(**row.to_dict()) for row in self.alerts.monitor.report(now)]
+        return SloReport(at=now, objectives=rows, alerts=self.alerts.monitor.states())
+
+    async def slo(self, _: Request) -> Response:
+        return JSONResponse(self.slo_report().model_dump())
+
+    async def pause(self, request: Request) -> Response:
+        body = json_object(await request.body(), empty={})
+        reason = body.get("reason")
+        if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
+            raise InvalidRequest(f"reason must be a string of at most {MAX_REASON} characters", param="reason")
+        self.engine.pause(reason or None)
+        return JSONResponse({"paused": self.engine.paused})
+
+    async def resume(self, _: Request) -> Response:
+        self.engine.resume()
+        return JSONResponse({"paused": None})
+
+    async def reload(self, _: Request) -> Response:
+        self.engine.reload()
+        return JSONResponse({"state": self.engine.state}, status_code=202)
+
+    async def faults(self, request: Request) -> Response:
+        if not self.settings.fault_injection:
+            raise EndpointNotFound("fault injection is off; start the daemon with fault_injection = true "
+                                   "(TRAYLLM_FAULT_INJECTION=1) to use /v1/faults")
+        if request.method == "PUT":
+            try:
+                self.engine.faults.set(Faults.from_json(json_object(await request.body())))
+            except ValueError as exc:
+                raise InvalidRequest(f"bad fault plan: {exc}") from None
+        elif request.method == "DELETE":
+            self.engine.faults.set(Faults())
+        return JSONResponse(self.engine.faults.current)
