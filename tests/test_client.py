@@ -11,7 +11,7 @@ import pytest
 from fake_daemon import READY_STATUS, FakeDaemon, fake_daemon_fixture, serve  # noqa: F401
 
 from trayllm import api, client, config, errors
-from trayllm.client import DaemonClient, Done, TextDelta, _sse_data, error_from_body
+from trayllm.client import DaemonClient, Done, TextDelta, _sse_messages, error_from_body
 
 
 def _messages(text: str) -> dict:
@@ -143,7 +143,14 @@ def test_error_from_body_picks_by_status_then_code(body, status, expected):
 
 def test_sse_parsing_joins_multiline_data_and_skips_comments():
     lines = [": keep-alive", "data: a", "", "data: b1", "data:b2", "", "event: x", "", "data: [DONE]"]
-    assert list(_sse_data(iter(lines))) == ["a", "b1\nb2", "[DONE]"]
+    assert [m.data for m in _sse_messages(iter(lines))] == ["a", "b1\nb2", "[DONE]"]
+
+
+def test_sse_parsing_keeps_event_names_and_ids_per_message():
+    lines = ["retry: 2000", "", "event: hello", 'data: {"a":1}', "", "id: b-7", "event: alert.firing", "data: {}", "",
+             "data: plain", ""]
+    got = [(m.event, m.data, m.id) for m in _sse_messages(iter(lines))]
+    assert got == [("hello", '{"a":1}', None), ("alert.firing", "{}", "b-7"), ("message", "plain", None)]
 
 
 def test_missing_socket_is_daemon_not_running(tmp_path: Path):

@@ -57,7 +57,10 @@ def cli(ctx: click.Context, socket: str | None) -> None:
     \b
     trayllm up                  start the daemon if needed, then chat in the terminal
     trayllm ask "Why is the sky blue?"
-    trayllm status              what is loaded, queue, counters
+    trayllm status              what is loaded, queue, counters, SLOs, alerts
+    trayllm slo                 the service-level objectives and their error budgets
+    trayllm events              follow alerts and state changes as they happen
+    trayllm pause | resume | reload
     trayllm bench --markdown    measure first-token latency and decode speed
     trayllm down                stop the daemon
 
@@ -258,6 +261,8 @@ def _duration(seconds: float) -> str:
 
 def format_status(s: api.DaemonStatus) -> str:
     rows = [("state", s.state + (f" ({s.load_progress})" if s.load_progress else ""))]
+    if s.paused:
+        rows.append(("paused", f"{s.paused} (`trayllm resume` to serve again)"))
     if s.error:
         rows.append(("error", s.error))
     if s.model:
@@ -273,9 +278,121 @@ def format_status(s: api.DaemonStatus) -> str:
         gib = 1024**3
         pct = s.vram.used_bytes / s.vram.total_bytes * 100 if s.vram.total_bytes else 0.0
         rows.append(("vram", f"{s.vram.used_bytes / gib:.2f} / {s.vram.total_bytes / gib:.2f} GiB ({pct:.0f}%)"))
+    for row in s.slo:
+        if row.state != "insufficient":
+            rows.append(("slo", f"{row.objective} {_slo_value(row.value, row.unit)} "
+                                f"(limit {_slo_value(row.threshold, row.unit)}) {row.state}"))
+    rows.extend(("alert", f"{a.severity}: {a.message}") for a in s.alerts)
     rows.append(("uptime", _duration(s.uptime_s)))
     rows.append(("daemon", f"pid {s.pid} · trayllm {s.version}"))
     return "\n".join(f"{name:<9} {value}" for name, value in rows)
+
+
+def _slo_value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 100:.3g}%" if unit == "ratio" else f"{value:.3g} {unit}".rstrip()
+
+
+# -- SLOs, events and control -------------------------------------------------------
+
+
+def _parse_at(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    from datetime import datetime, timezone
+
+    try:
+        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+    except ValueError:
+        raise errors.ConfigError(f"--at wants Unix seconds or an ISO 8601 time, got {value!r}") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (the shape of GET /v1/slo).")
+@click.option("--from", "from_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Compute offline from a request-record file (and its rotated copies) instead of asking the daemon.")
+@click.option("--at", "at", metavar="TIME", help="With --from: judge as of this moment (Unix seconds or ISO 8601; "
+                                                 "default now).")
+@click.pass_context
+def slo(ctx: click.Context, as_json: bool, from_file: Path | None, at: str | None) -> None:
+    """The SLO report: objective, window, value, threshold, state, error budget left."""
+    from trayllm.slo.objectives import configured_objectives
+    from trayllm.slo.report import ReportRow, slo_report, to_text
+    from trayllm.telemetry.reader import iter_records
+
+    settings = _settings(ctx)
+    if from_file is None:
+        if at is not None:
+            raise errors.ConfigError("--at needs --from FILE: the daemon only judges the present")
+        with DaemonClient.from_settings(settings) as client:
+            report = client.slo()
+    else:
+        if not from_file.exists():
+            raise errors.ConfigError(f"no record file at {from_file}")
+        now = _parse_at(at) or time.time()
+        rows = slo_report(configured_objectives(settings), iter_records(from_file), now)
+        report = api.SloReport(at=now, objectives=[api.SloRow(**r.to_dict()) for r in rows], alerts={})
+    if as_json:
+        click.echo(report.model_dump_json(indent=2))
+        return
+    click.echo(to_text([ReportRow(**row.model_dump()) for row in report.objectives]))
+    firing = sorted(key for key, state in report.alerts.items() if state == "firing")
+    if firing:
+        click.echo(f"firing: {', '.join(firing)}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event: {id, type, data}.")
+@click.option("--last-event-id", metavar="ID", help="Start after this event id (replays what was kept since).")
+@click.pass_context
+def events(ctx: click.Context, as_json: bool, last_event_id: str | None) -> None:
+    """Follow the daemon's alerts and state changes (GET /v1/events) until it stops."""
+    with DaemonClient.from_settings(_settings(ctx)) as client:
+        for event in client.events(last_event_id):
+            if as_json:
+                click.echo(json.dumps({"id": event.id, "type": event.type, "data": event.data}), nl=True)
+                continue
+            at = time.strftime("%H:%M:%S", time.localtime(event.data.get("at", time.time())))
+            text = event.data.get("message") or ", ".join(
+                f"{k}={v}" for k, v in event.data.items() if k not in ("at", "alerts") and v is not None)
+            click.echo(f"{at} {event.type:<20} {text}")
+
+
+@cli.command()
+@click.argument("reason", required=False)
+@click.pass_context
+def pause(ctx: click.Context, reason: str | None) -> None:
+    """Refuse new requests (503 paused) until `trayllm resume`; running ones finish."""
+    with DaemonClient.from_settings(_settings(ctx)) as client:
+        client.pause(reason)
+    click.echo("paused: new requests get 503 until `trayllm resume`")
+
+
+@cli.command()
+@click.pass_context
+def resume(ctx: click.Context) -> None:
+    """Serve again after `trayllm pause`."""
+    with DaemonClient.from_settings(_settings(ctx)) as client:
+        client.resume()
+    click.echo("serving")
+
+
+@cli.command()
+@click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for the new load.")
+@click.pass_context
+def reload(ctx: click.Context, timeout: float) -> None:
+    """Reload the model (say, after its files changed) without restarting the daemon."""
+    with DaemonClient.from_settings(_settings(ctx)) as client:
+        client.reload()
+        ready = client.wait_ready(timeout, _show_progress)
+    assert ready.model is not None
+    click.echo(f"reloaded {ready.model.name} (version {ready.model.version})")
 
 
 # -- logs ---------------------------------------------------------------------------

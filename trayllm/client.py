@@ -21,10 +21,12 @@ import pydantic
 from trayllm import api, errors
 from trayllm.config import Settings
 
-__all__ = ["DEFAULT_TIMEOUT", "DaemonClient", "Done", "StreamEvent", "TextDelta"]
+__all__ = ["DEFAULT_TIMEOUT", "DaemonClient", "DaemonEvent", "Done", "StreamEvent", "TextDelta"]
 
 # connect fast or report "no daemon"; reads may wait behind a queue for minutes
 DEFAULT_TIMEOUT = httpx.Timeout(330.0, connect=5.0)
+# /v1/events sends a keepalive every 15 s: a read silent for much longer means a dead connection
+EVENTS_READ_TIMEOUT = 45.0
 
 
 def _error_classes(base: type[errors.RequestError] = errors.RequestError) -> list[type[errors.RequestError]]:
@@ -55,6 +57,24 @@ class Done:
 StreamEvent = TextDelta | Done
 
 
+@dataclass(frozen=True)
+class DaemonEvent:
+    """One /v1/events message: ``hello`` (no id: the snapshot on connect), ``gap``, ``alert.firing``,
+    ``alert.resolved``, ``model.loaded``, ``model.reloading``, ``model.failed``, ``serving.paused``,
+    ``serving.resumed``, ``daemon.shutting_down``."""
+
+    type: str
+    data: dict[str, Any]
+    id: str | None = None
+
+
+@dataclass(frozen=True)
+class _SseMessage:
+    event: str
+    data: str
+    id: str | None
+
+
 def error_from_body(body: Any, status_code: int | None, retry_after: float | None = None) -> errors.RequestError:
     """The RequestError subclass for an OpenAI-shaped error body, chosen by status code and ``code``."""
     detail = body.get("error") if isinstance(body, dict) else None
@@ -78,19 +98,26 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-def _sse_data(lines: Iterator[str]) -> Iterator[str]:
-    """The ``data`` of each server-sent event (multi-line data joined by newlines, comments skipped)."""
+def _sse_messages(lines: Iterator[str]) -> Iterator[_SseMessage]:
+    """Each server-sent event (multi-line data joined by newlines; comments and ``retry`` skipped)."""
     data: list[str] = []
+    event, event_id = "message", None
     for line in lines:
         if not line:
             if data:
-                yield "\n".join(data)
-                data = []
-        elif line.startswith("data:"):
-            value = line[5:]
-            data.append(value[1:] if value.startswith(" ") else value)
+                yield _SseMessage(event, "\n".join(data), event_id)
+            data, event, event_id = [], "message", None
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "data":
+            data.append(value)
+        elif name == "event":
+            event = value
+        elif name == "id":
+            event_id = value
     if data:
-        yield "\n".join(data)
+        yield _SseMessage(event, "\n".join(data), event_id)
 
 
 class DaemonClient:
@@ -164,6 +191,10 @@ class DaemonClient:
         with self._mapped_errors():
             return self._check(self._http.get(path))
 
+    def _send(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Any:
+        with self._mapped_errors():
+            return self._check(self._http.request(method, path, json=body)).json()
+
     # -- endpoints ----------------------------------------------------------------
 
     def health(self) -> bool:
@@ -202,7 +233,8 @@ class DaemonClient:
         with self._mapped_errors(), self._http.stream("POST", "/v1/chat/completions", json=body) as response:
             self._check(response)
             request_id = response.headers.get("x-request-id")
-            for data in _sse_data(response.iter_lines()):
+            for message in _sse_messages(response.iter_lines()):
+                data = message.data
                 if data == "[DONE]":
                     yield Done(finish_reason, usage, timings, request_id)
                     return
@@ -221,6 +253,42 @@ class DaemonClient:
                     if choice.delta.content:
                         yield TextDelta(choice.delta.content)
         raise errors.EngineFailure(f"the daemon ended the stream without [DONE] (request {request_id})")
+
+    def slo(self) -> api.SloReport:
+        return api.SloReport.model_validate(self._get("/v1/slo").json())
+
+    def pause(self, reason: str | None = None) -> None:
+        """New requests get 503 ``paused`` until ``resume``."""
+        self._send("POST", "/v1/pause", {"reason": reason} if reason else None)
+
+    def resume(self) -> None:
+        self._send("POST", "/v1/resume")
+
+    def reload(self) -> None:
+        """Start a reload of the model; it ends with a ``model.loaded`` or ``model.failed`` event."""
+        self._send("POST", "/v1/reload")
+
+    def set_faults(self, **plan: Any) -> dict[str, Any]:
+        """Fault injection (daemon started with ``fault_injection``): see ``engine.faults.Faults``."""
+        return self._send("PUT", "/v1/faults", plan)  # type: ignore[no-any-return]
+
+    def clear_faults(self) -> dict[str, Any]:
+        return self._send("DELETE", "/v1/faults")  # type: ignore[no-any-return]
+
+    def events(self, last_event_id: str | None = None) -> Iterator[DaemonEvent]:
+        """Follow /v1/events until the daemon ends the stream (shutdown); a dead connection raises
+        DaemonNotRunning. Reconnect with the last event's id to get what was missed."""
+        headers = {"last-event-id": last_event_id} if last_event_id else {}
+        timeout = httpx.Timeout(EVENTS_READ_TIMEOUT, connect=5.0)
+        with self._mapped_errors(), self._http.stream("GET", "/v1/events", headers=headers,
+                                                      timeout=timeout) as response:
+            self._check(response)
+            for message in _sse_messages(response.iter_lines()):
+                try:
+                    data = json.loads(message.data)
+                except ValueError:
+                    raise errors.EngineFailure(f"the daemon sent a malformed event: {message.data!r:.80}") from None
+                yield DaemonEvent(message.event, data if isinstance(data, dict) else {"value": data}, message.id)
 
     def wait_ready(self, timeout: float, on_progress: Callable[[api.DaemonStatus], None] | None = None, *,
                    alive: Callable[[], bool] | None = None, interval: float = 0.2) -> api.DaemonStatus:

@@ -117,7 +117,8 @@ class AlertCenter:
                 self._firing[event.key] = alert
             else:
                 self._firing.pop(event.key, None)
-        log.warning(event.message, extra={"alert": event.key, "alert_state": event.state, "event_id": alert.id})
+        log.log(logging.WARNING if event.state == "firing" else logging.INFO, event.message,
+                extra={"alert": event.key, "alert_state": event.state, "event_id": alert.id})
         if self.writer is None:
             return
         model = self.model_info()
