@@ -10,17 +10,13 @@ import asyncio
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
-import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+from scheduling import PROMPT, greedy, run
 
-from trayllm.config import Settings, load_settings
-from trayllm.engine.models import LoadedModel
 from trayllm.engine.scheduler import RequestHandle, Scheduler, TokenBucket
-from trayllm.engine.types import Finished, ModelInfo, RequestTimings, SamplingParams, TokenText
+from trayllm.engine.types import Finished, RequestTimings, TokenText
 from trayllm.errors import QueueFull, RateLimited, RequestTimeout, ShuttingDown
 
 
@@ -167,61 +163,6 @@ def test_emitting_to_a_closed_loop_cancels_the_request() -> None:
 
 
 # -- Scheduler on a tiny random model ------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tokenizer(converted_model_dir: Path) -> PreTrainedTokenizerBase:
-    return AutoTokenizer.from_pretrained(converted_model_dir)
-
-
-@pytest.fixture(scope="module")
-def tiny(tokenizer: PreTrainedTokenizerBase) -> LoadedModel:
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():
-        model.lm_head.weight[tokenizer.eos_token_id] = 0.0  # noise never ends on its own
-    info = ModelInfo(name="tiny", version="0-fp32", source="memory", device="cpu", dtype="fp32",
-                     quantization="none", context_length=4096)
-    return LoadedModel(model=model, tokenizer=tokenizer, info=info, device=torch.device("cpu"))
-
-
-@pytest.fixture
-def make_scheduler(tiny: LoadedModel) -> Iterator[Callable[..., Scheduler]]:
-    made: list[Scheduler] = []
-
-    def make(start: bool = True, **overrides: object) -> Scheduler:
-        settings: Settings = load_settings({"warmup": False, **overrides}, environ={})
-        scheduler = Scheduler(tiny, settings)
-        made.append(scheduler)
-        if start:
-            scheduler.start()
-        return scheduler
-
-    yield make
-    for scheduler in made:
-        if scheduler._thread.is_alive():
-            scheduler.stop()
-
-
-PROMPT = [1, 9690, 198, 2683, 253, 2]
-
-
-def greedy(max_tokens: int, **extra: object) -> SamplingParams:
-    return SamplingParams(max_tokens=max_tokens, temperature=0.0, top_p=1.0, repetition_penalty=1.0,
-                          **extra)  # type: ignore[arg-type]
-
-
-def run(handle: RequestHandle, timeout: float = 30) -> tuple[str, Finished]:
-    text = ""
-    for event in handle.iter_events(timeout=timeout):
-        if isinstance(event, TokenText):
-            text += event.text
-        else:
-            return text, event
-    raise AssertionError("no Finished event")
 
 
 def test_requests_run_to_their_length(make_scheduler: Callable[..., Scheduler]) -> None:

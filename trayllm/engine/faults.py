@@ -39,6 +39,10 @@ class Faults:
             value = getattr(self, name)
             if value is not None and value not in PHASES:
                 raise ValueError(f"{name} must be one of {', '.join(PHASES)} or null, got {value!r}")
+        if isinstance(self.oom_count, bool) or not isinstance(self.oom_count, int):
+            raise ValueError(f"oom_count must be an integer, got {self.oom_count!r}")
+        if isinstance(self.delay_s, bool) or not isinstance(self.delay_s, (int, float)):
+            raise ValueError(f"delay_s must be a number of seconds, got {self.delay_s!r}")
         if self.oom_count < 0 or not 0 <= self.delay_s <= 600:
             raise ValueError("need oom_count >= 0 and 0 <= delay_s <= 600")
 

@@ -82,13 +82,13 @@ class SloMonitor:
             n += 1
         return n
 
-    def restore(self, key: str, state: AlertState) -> None:
+    def restore(self, key: str, state: AlertState, now: float | None = None) -> None:
         """Start an alert in the state it was left in (from the alert records), so a restart does not
         announce again what was already announced. Unknown keys (an objective removed since) are ignored."""
         machine = self._machines.get(key)
         if machine is not None and state == "firing":
             with self._lock:
-                machine.restore_firing(self.clock())
+                machine.restore_firing(self.clock() if now is None else now)
 
     def evaluate(self, now: float | None = None) -> list[AlertEvent]:
         """Judge every objective at ``now``; the transitions that caused (usually none)."""
