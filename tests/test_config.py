@@ -102,6 +102,11 @@ def test_unknown_override_is_refused():
         ({"max_batch": 0}, "max_batch must be at least 1"),
         ({"listen": "0.0.0.0:8080"}, "loopback only"),
         ({"listen": "127.0.0.1:http"}, "loopback only"),
+        ({"vram_limit": 1.5}, "vram_limit is a share"),
+        ({"slo_error_rate": 0}, "slo_error_rate is a share"),
+        ({"slo_ttft_p99_s": 0}, "slo_ttft_p99_s must be positive"),
+        ({"slo_min_samples": 0}, "slo_min_samples must be at least 1"),
+        ({"alert_margin": 1}, "alert_margin"),
     ],
 )
 def test_invalid_values_are_refused(overrides: dict, message: str):

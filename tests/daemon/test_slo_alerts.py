@@ -229,3 +229,38 @@ def test_trayllm_slo_from_the_file_matches_the_live_daemon(start_daemon) -> None
     assert (errors_row["samples"], errors_row["value"]) == (5, pytest.approx(0.2))
     text = CliRunner().invoke(cli, ["slo", "--from", str(records), "--at", repr(live.at)], env=daemon.env)
     assert "error_rate" in text.output and "breach" in text.output
+
+
+def test_a_restarted_daemon_refills_its_windows_and_remembers_firing_alerts(tmp_path: Path) -> None:
+    from daemons import spawn_daemon
+
+    home = tmp_path / "home"  # both daemons share it: same record and alert files
+    first = spawn_daemon(home, fault_injection=True, slo_min_samples=3, rate_limit_per_minute=0)
+    with DaemonClient(socket_path=first.socket) as client:
+        for _ in range(3):
+            client.chat(CHAT)
+        client.set_faults(oom_at="prefill")
+        with pytest.raises(errors.EngineOutOfMemory):
+            client.chat(CHAT)
+        wait_for(lambda: client.slo().objectives[2].samples == 4)
+        before = client.slo()
+    assert first.stop() == 0
+
+    second = spawn_daemon(home, slo_min_samples=3)
+    try:
+        listener = Listener(second.socket)
+        with DaemonClient(socket_path=second.socket) as client:
+            wait_for(lambda: client.slo().objectives[2].samples == 4)  # refilled from requests.jsonl
+            after = client.slo()
+            assert [(r.objective, r.samples, r.value) for r in after.objectives] == [
+                (r.objective, r.samples, r.value) for r in before.objectives]
+            assert after.alerts["oom"] == "firing"  # restored from alerts.jsonl...
+            assert [a.key for a in client.status().alerts if a.key == "oom"] == ["oom"]
+            client.chat(CHAT)
+        hello = next(e for _, e in listener.seen if e.type == "hello")
+        assert [a["key"] for a in hello.data["alerts"] if a["key"] == "oom"] == ["oom"]
+        # ...and not announced again by the new daemon
+        assert not [e for e in listener.drain(1.5) if e.type.startswith("alert.") and e.data["key"] == "oom"]
+        listener.close()
+    finally:
+        second.stop()
