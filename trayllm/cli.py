@@ -456,15 +456,23 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> list[int]
 @click.option("--telemetry-overhead", "overhead_rounds", type=click.IntRange(min=0), default=None, metavar="ROUNDS",
               help="Instead: time the request records directly, then ROUNDS alternating daemons with telemetry "
                    "off and on, each serving --requests-per-level requests (0 = direct only).")
+@click.option("--slo", "slo_records", type=click.IntRange(min=1), default=None, metavar="RECORDS",
+              help="Instead: time refilling the SLO windows from RECORDS synthetic records, and one evaluation.")
 @click.pass_context
 def bench(ctx: click.Context, concurrency: list[int], requests_per_level: int, max_tokens: int, as_json: bool,
-          markdown: bool, timeout: float, startup_runs: int | None, overhead_rounds: int | None) -> None:
+          markdown: bool, timeout: float, startup_runs: int | None, overhead_rounds: int | None,
+          slo_records: int | None) -> None:
     """Measure first-token latency and decode speed at each concurrency level (streamed, temperature 0)."""
     from trayllm.bench import load, report
 
     if as_json and markdown:
         raise click.UsageError("choose one of --json and --markdown")
     settings = _settings(ctx)
+    if slo_records is not None:
+        from trayllm.bench import slo as slo_bench
+
+        click.echo(slo_bench.to_markdown(slo_bench.measure_slo(slo_records), report.command_line()))
+        return
     if overhead_rounds is not None:
         from trayllm.bench import telemetry
 
