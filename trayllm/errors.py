@@ -9,6 +9,7 @@ them into one line on stderr in one place.
     ├── ModelLoadError            model missing or unloadable (CLI / daemon start)
     ├── DaemonAlreadyRunning      a second daemon on the same socket
     ├── DaemonNotRunning          a client found no daemon behind the socket
+    ├── ElasticError              Elasticsearch or Kibana refused, failed or is incompatible (CLI)
     └── RequestError              anything a request can fail with (has an HTTP status)
         ├── InvalidRequest            400 invalid_request_error
         │   └── ContextLengthExceeded 400 context_length_exceeded
@@ -54,6 +55,11 @@ class DaemonAlreadyRunning(TrayllmError):
 
 class DaemonNotRunning(TrayllmError):
     """No daemon answers on the socket."""
+
+
+class ElasticError(TrayllmError):
+    """Elasticsearch or Kibana cannot be used: unreachable, refused our credentials, or an incompatible
+    version. The message names the fix."""
 
 
 class RequestError(TrayllmError):

@@ -1,0 +1,183 @@
+"""The shipper against the wire-level stand-in: exactly-once delivery through outages, 429 storms, dropped
+connections, rotation and restarts; dead letters; the one-shipper lock; the rotating tail on its own."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from es_standin import ElasticStandIn
+from waiting import wait_for
+
+from trayllm import __version__
+from trayllm.config import Settings, load_settings
+from trayllm.elastic.connection import ElasticTarget
+from trayllm.elastic.shipper import DEAD_LETTER, Shipper
+from trayllm.elastic.tail import RotatingTail
+from trayllm.elastic.templates import install
+from trayllm.errors import ElasticError
+from trayllm.telemetry.record import RequestRecord, classify_outcome, to_document
+from trayllm.telemetry.writer import RecordWriter
+
+REQUESTS = "logs-trayllm.requests-default"
+T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+
+
+def document(i: int) -> dict:
+    record = RequestRecord(request_id=f"req-{i:06d}", started=T0 + timedelta(seconds=i), duration_ns=10**8,
+                           outcome=classify_outcome("stop"), service_version=__version__, host_name="box", user="u",
+                           ttft_ns=5 * 10**7, output_tokens=8)
+    return to_document(record)
+
+
+@pytest.fixture
+def standin() -> ElasticStandIn:
+    server = ElasticStandIn()
+    yield server
+    server.close()
+
+
+def settings_for(tmp_path: Path, standin: ElasticStandIn, **extra: object) -> Settings:
+    return load_settings({"state_dir": str(tmp_path / "state"), "es_url": standin.url, **extra}, environ={})
+
+
+def shipper_for(settings: Settings, **kw: object) -> Shipper:
+    es = ElasticTarget.from_settings(settings).client(timeout=5)
+    shipper = Shipper(settings, es, initial_backoff=0.02, max_backoff=0.2, **kw)
+    shipper.open()
+    return shipper
+
+
+def run_in_thread(shipper: Shipper) -> threading.Thread:
+    thread = threading.Thread(target=shipper.run, kwargs={"poll_s": 0.02}, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_ten_thousand_records_through_outage_429s_dropped_connection_rotations_and_a_restart(
+        tmp_path: Path, standin: ElasticStandIn) -> None:
+    """Issue 5, acceptance 1."""
+    settings = settings_for(tmp_path, standin, ship_batch=250)
+    install(ElasticTarget.from_settings(settings).client(), standin.url)
+    # ~520 bytes a record: rotating at 600 kB gives a new file every ~1150 records; 20 backups keep them all
+    writer = RecordWriter(settings.records_path, max_bytes=600_000, backups=20)
+    written = 0
+
+    def write(n: int) -> None:
+        nonlocal written
+        for _ in range(n):
+            writer.write(document(written))
+            written += 1
+
+    def rotations() -> int:
+        return len(list(settings.records_path.parent.glob("requests.jsonl.*")))
+
+    shipper = shipper_for(settings)
+    thread = run_in_thread(shipper)
+    write(2500)
+    wait_for(lambda: len(standin.ids(REQUESTS)) == 2500, timeout=30)
+
+    standin.down()  # Elasticsearch goes away; the daemon keeps writing, and the file rotates twice
+    before = rotations()
+    write(3000)
+    wait_for(lambda: rotations() >= before + 2, timeout=30)
+    wait_for(lambda: shipper.stats.state == "backing off" and shipper.stats.retries >= 2, timeout=30)
+    assert shipper.backlog_bytes() > 1_000_000  # visible to `trayllm status`
+
+    shipper.stop()  # the shipper restarts while Elasticsearch is still down
+    thread.join(10)
+    shipper.close()
+    shipper = shipper_for(settings)
+    thread = run_in_thread(shipper)
+
+    standin.reject_bulks(5, status=429)  # it comes back overloaded: a storm of whole-request 429s,
+    standin.reject_items(300)  # then 429s for single documents
+    standin.up()
+    wait_for(lambda: standin._reject_items == 0, timeout=30)
+    standin.drop_after_store(1)  # then it stores one bulk and drops the connection before answering
+    write(2500)
+    wait_for(lambda: len(standin.ids(REQUESTS)) >= 8000, timeout=60)
+    standin.slow(0.05)  # and a slow patch
+    write(2000)
+    standin.slow(0.0)
+    writer.close()
+    assert written == 10_000
+    wait_for(lambda: shipper.backlog_bytes() == 0 and shipper.stats.state == "idle", timeout=60)
+    shipper.stop()
+    thread.join(10)
+    shipper.close()
+
+    assert standin.ids(REQUESTS) == {f"req-{i:06d}" for i in range(10_000)}
+    assert max(standin.indexed.values()) == 1, "an id was indexed twice"
+    assert shipper.stats.duplicates >= 1  # the dropped bulk was sent again and came back 409
+    assert shipper.stats.dead_lettered == 0
+    assert not (settings.shipping_path / DEAD_LETTER).exists()
+
+
+def test_a_document_refused_for_good_goes_to_the_dead_letter_file_and_the_rest_ships(
+        tmp_path: Path, standin: ElasticStandIn) -> None:
+    settings = settings_for(tmp_path, standin)
+    install(ElasticTarget.from_settings(settings).client(), standin.url)
+    settings.records_path.parent.mkdir(parents=True)
+    good = [document(i) for i in range(3)]
+    bad = document(99)
+    bad["event"]["duration"] = "slow"  # a long field Elasticsearch cannot parse
+    lines = [json.dumps(good[0]), json.dumps(bad), "not json at all", json.dumps(good[1]), json.dumps(good[2])]
+    settings.records_path.write_text("\n".join(lines) + "\n")
+    shipper = shipper_for(settings)
+    stats = shipper.run(once=True)
+    shipper.close()
+    assert standin.ids(REQUESTS) == {"req-000000", "req-000001", "req-000002"}
+    assert (stats.delivered, stats.dead_lettered) == (3, 2)
+    letters = [json.loads(line) for line in (settings.shipping_path / DEAD_LETTER).read_text().splitlines()]
+    assert [(d["status"], d["id"]) for d in letters] == [(None, None), (400, "req-000099")]
+    assert letters[0]["reason"] == "not valid JSON" and letters[0]["record"] == "not json at all"
+    assert "document_parsing_exception" in letters[1]["reason"] and letters[1]["record"]["event"]["duration"] == "slow"
+    # shipping again sends nothing: the position moved past the dead letters too
+    again = shipper_for(settings)
+    assert again.run(once=True).delivered == 0 and standin.bulk_requests == 1
+    again.close()
+
+
+def test_one_shipper_per_state_directory(tmp_path: Path, standin: ElasticStandIn) -> None:
+    settings = settings_for(tmp_path, standin)
+    first = shipper_for(settings)
+    with pytest.raises(ElasticError, match=r"another shipper \(pid \d+\) is already shipping"):
+        shipper_for(settings)
+    first.close()
+    shipper_for(settings).close()  # free again
+
+
+def test_alerts_ship_to_their_own_stream(tmp_path: Path, standin: ElasticStandIn) -> None:
+    from trayllm.telemetry.alert_record import alert_document
+
+    settings = settings_for(tmp_path, standin)
+    install(ElasticTarget.from_settings(settings).client(), standin.url)
+    with RecordWriter(settings.alerts_path, 0, 1) as writer:
+        writer.write(alert_document(event_id="b-1", key="oom", state="firing", severity="critical", message="oom",
+                                    at=time.time(), value=None, threshold=None, host="box"))
+    shipper = shipper_for(settings)
+    shipper.run(once=True)
+    shipper.close()
+    assert standin.ids("logs-trayllm.alerts-default") == {"b-1"} and standin.ids(REQUESTS) == set()
+
+
+def test_the_tail_keeps_its_place_across_renames_and_partial_lines(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b"a\nb\nhalf")
+    tail = RotatingTail(path)
+    assert [line.raw for line in tail.read(10)] == [b"a", b"b"]
+    cursor = tail.cursor
+    tail.close()
+    with path.open("ab") as f:
+        f.write(b"-done\n")
+    path.rename(tmp_path / "r.jsonl.1")  # rotation while the shipper was away
+    path.write_bytes(b"c\n")
+    resumed = RotatingTail(path, cursor)
+    assert [line.raw for line in resumed.read(10)] == [b"half-done", b"c"]
+    assert resumed.backlog_bytes() == 0
+    resumed.close()
