@@ -31,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from es_search import SearchError, search
+
 _COMPAT = re.compile(r"compatible-with=(\d+)")
 
 
@@ -134,9 +136,9 @@ class ElasticStandIn:
         best = None
         for body in self.templates.values():
             for pattern in body.get("index_patterns", []):
-                if re.fullmatch(re.escape(pattern).replace(r"\*", ".*"), index):
-                    if best is None or body.get("priority", 0) > best.get("priority", 0):
-                        best = body
+                matches = re.fullmatch(re.escape(pattern).replace(r"\*", ".*"), index)
+                if matches and (best is None or body.get("priority", 0) > best.get("priority", 0)):
+                    best = body
         return best
 
 
@@ -195,9 +197,10 @@ class _Handler(BaseHTTPRequestHandler):
         if parts[:1] == ["_index_template"] and len(parts) == 2:
             return self._named(owner.templates, parts[1], body, wrap="index_template")
         if len(parts) == 2 and parts[1] == "_search" and self.command in ("GET", "POST"):
-            from es_search import search  # the aggregation subset lives beside this file
-
-            return self._send(200, search(owner, parts[0], json.loads(body or b"{}"), query))
+            try:
+                return self._send(200, search(owner, parts[0], json.loads(body or b"{}"), query))
+            except SearchError as exc:
+                return self._error(400, "parsing_exception", str(exc))
         return self._error(404, "resource_not_found_exception", f"no handler for {self.command} {url.path}")
 
     def _named(self, store: dict[str, Any], name: str, body: bytes, wrap: str) -> None:
@@ -295,9 +298,9 @@ def _mapping_problem(properties: dict[str, Any], source: dict[str, Any], prefix:
         kind = spec.get("type")
         values = value if isinstance(value, list) else [value]
         for v in values:
-            if kind in ("long", "float", "scaled_float") and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                if not (isinstance(v, str) and _is_number(v)):
-                    return f"[{path}] failed to parse field [{path}] of type [{kind}]: For input string: \"{v}\""
+            numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
+            if kind in ("long", "float", "scaled_float") and not numeric and not (isinstance(v, str) and _is_number(v)):
+                return f"[{path}] failed to parse field [{path}] of type [{kind}]: For input string: \"{v}\""
             if kind == "date" and not (isinstance(v, str) and _is_date(v)):
                 return f"[{path}] failed to parse field [{path}] of type [date]"
             if kind == "boolean" and not isinstance(v, bool):

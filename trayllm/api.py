@@ -247,6 +247,19 @@ class Memory(BaseModel):
     total_bytes: int
 
 
+class ShippingStatus(BaseModel):
+    """Shipping to Elasticsearch, when ``es_url`` is set (see elastic.shipper.ShipperStats)."""
+
+    state: str
+    delivered: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    backlog_bytes: int = 0
+    last_error: str | None = None
+    last_delivery: float | None = None
+
+
 class DaemonStatus(BaseModel):
     """GET /v1/status: everything a tray tooltip or `trayllm status` shows."""
 
@@ -264,3 +277,4 @@ class DaemonStatus(BaseModel):
     boot_id: str | None = None  # changes when the daemon restarts (the /v1/events id prefix)
     slo: list[SloRow] = []
     alerts: list[Alert] = []  # firing now
+    shipping: ShippingStatus | None = None

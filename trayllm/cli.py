@@ -283,6 +283,11 @@ def format_status(s: api.DaemonStatus) -> str:
             rows.append(("slo", f"{row.objective} {_slo_value(row.value, row.unit)} "
                                 f"(limit {_slo_value(row.threshold, row.unit)}) {row.state}"))
     rows.extend(("alert", f"{a.severity}: {a.message}") for a in s.alerts)
+    if s.shipping is not None:
+        sh = s.shipping
+        rows.append(("shipping", f"{sh.state} · {sh.delivered} delivered · {sh.duplicates} already there · "
+                                 f"{sh.dead_lettered} dead-lettered · backlog {sh.backlog_bytes / 1e6:.1f} MB"
+                                 + (f" · last error: {sh.last_error}" if sh.last_error else "")))
     rows.append(("uptime", _duration(s.uptime_s)))
     rows.append(("daemon", f"pid {s.pid} · trayllm {s.version}"))
     return "\n".join(f"{name:<9} {value}" for name, value in rows)
@@ -295,6 +300,30 @@ def _slo_value(value: float | None, unit: str) -> str:
 
 
 # -- SLOs, events and control -------------------------------------------------------
+
+
+def _elastic_options(func: Any) -> Any:
+    """--es-url and the credentials, shared by every command that talks to Elasticsearch."""
+    for option in reversed([
+        click.option("--es-url", metavar="URL", help="Elasticsearch URL (default: the es_url setting)."),
+        click.option("--api-key", help="Elasticsearch API key (default: es_api_key)."),
+        click.option("--user", "username", help="Elasticsearch user (default: es_username)."),
+        click.option("--password", help="That user's password (default: es_password; prompted when missing)."),
+        click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="CA certificate for https."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _elastic_settings(ctx: click.Context, es_url: str | None, api_key: str | None, username: str | None,
+                      password: str | None, ca_file: str | None) -> config.Settings:
+    settings = _settings(ctx, es_url=es_url, es_api_key=api_key, es_username=username, es_password=password,
+                         es_ca_file=ca_file)
+    if settings.es_username and not settings.es_password:
+        password = click.prompt(f"password for {settings.es_username}", hide_input=True, err=True)
+        settings = _settings(ctx, es_url=es_url, es_api_key=api_key, es_username=username, es_password=password,
+                             es_ca_file=ca_file)
+    return settings
 
 
 def _parse_at(value: str | None) -> float | None:
@@ -317,19 +346,35 @@ def _parse_at(value: str | None) -> float | None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (the shape of GET /v1/slo).")
 @click.option("--from", "from_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Compute offline from a request-record file (and its rotated copies) instead of asking the daemon.")
-@click.option("--at", "at", metavar="TIME", help="With --from: judge as of this moment (Unix seconds or ISO 8601; "
-                                                 "default now).")
+@click.option("--from-elastic", is_flag=True, help="Compute from the records in Elasticsearch instead.")
+@click.option("--at", "at", metavar="TIME", help="With --from or --from-elastic: judge as of this moment (Unix "
+                                                 "seconds or ISO 8601; default now).")
+@_elastic_options
 @click.pass_context
-def slo(ctx: click.Context, as_json: bool, from_file: Path | None, at: str | None) -> None:
+def slo(ctx: click.Context, as_json: bool, from_file: Path | None, from_elastic: bool, at: str | None,
+        **elastic: Any) -> None:
     """The SLO report: objective, window, value, threshold, state, error budget left."""
     from trayllm.slo.objectives import configured_objectives
     from trayllm.slo.report import ReportRow, slo_report, to_text
     from trayllm.telemetry.reader import iter_records
 
     settings = _settings(ctx)
-    if from_file is None:
+    if from_file is not None and from_elastic:
+        raise click.UsageError("choose one of --from FILE and --from-elastic")
+    if from_elastic:
+        from trayllm.elastic.connection import ElasticTarget, check_version
+        from trayllm.elastic.slo_query import slo_report_from_elastic
+
+        settings = _elastic_settings(ctx, **elastic)
+        target = ElasticTarget.from_settings(settings)
+        es = target.client()
+        check_version(es, target.url)
+        now = _parse_at(at) or time.time()
+        rows = slo_report_from_elastic(es, configured_objectives(settings), now, target.url)
+        report = api.SloReport(at=now, objectives=[api.SloRow(**r.to_dict()) for r in rows], alerts={})
+    elif from_file is None:
         if at is not None:
-            raise errors.ConfigError("--at needs --from FILE: the daemon only judges the present")
+            raise errors.ConfigError("--at needs --from FILE or --from-elastic: the daemon only judges the present")
         with DaemonClient.from_settings(settings) as client:
             report = client.slo()
     else:
@@ -393,6 +438,58 @@ def reload(ctx: click.Context, timeout: float) -> None:
         ready = client.wait_ready(timeout, _show_progress)
     assert ready.model is not None
     click.echo(f"reloaded {ready.model.name} (version {ready.model.version})")
+
+
+# -- Elastic ------------------------------------------------------------------------
+
+
+@cli.group("elastic")
+def elastic_group() -> None:
+    """Set up Elasticsearch and Kibana for trayllm's records (docs/ELASTIC.md)."""
+
+
+@elastic_group.command("setup")
+@_elastic_options
+@click.pass_context
+def elastic_setup(ctx: click.Context, **options: Any) -> None:
+    """Install the lifecycle policy and the index templates of both record streams."""
+    from trayllm.elastic.connection import ElasticTarget, check_version
+    from trayllm.elastic.templates import install
+
+    target = ElasticTarget.from_settings(_elastic_settings(ctx, **options))
+    es = target.client()
+    version = check_version(es, target.url)
+    click.echo(f"Elasticsearch {version} at {target.url}")
+    for line in install(es, target.url):
+        click.echo(f"  installed {line}")
+
+
+@cli.command()
+@_elastic_options
+@click.option("--once", is_flag=True, help="Ship what is there, then exit (default: keep following the files).")
+@click.pass_context
+def ship(ctx: click.Context, once: bool, **options: Any) -> None:
+    """Ship the request and alert records to Elasticsearch, exactly once, from where shipping last stopped."""
+    from trayllm.elastic.connection import ElasticTarget, check_version
+    from trayllm.elastic.shipper import Shipper
+
+    settings = _elastic_settings(ctx, **options)
+    target = ElasticTarget.from_settings(settings)
+    es = target.client()
+    check_version(es, target.url)
+    shipper = Shipper(settings, es)
+    shipper.open()
+    previous = signal.signal(signal.SIGTERM, lambda *_: shipper.stop())
+    try:
+        stats = shipper.run(once=once)
+    except KeyboardInterrupt:
+        stats = shipper.stats
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        shipper.close()
+    click.echo(f"shipped to {target.url}: {stats.delivered} new, {stats.duplicates} already there, "
+               f"{stats.dead_lettered} dead-lettered (see {settings.shipping_path / 'dead-letter.jsonl'}), "
+               f"{stats.retries} retries; backlog {stats.backlog_bytes} bytes")
 
 
 # -- logs ---------------------------------------------------------------------------

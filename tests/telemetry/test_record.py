@@ -17,7 +17,8 @@ def test_document_is_nested_ecs_with_nanoseconds(make_gpu_record):
     assert list(doc)[:3] == ["@timestamp", "log", "message"]
     assert doc["@timestamp"] == "2026-03-01T12:00:00.123456Z"
     assert doc["event"] == {"id": "req-1", "kind": "event", "category": ["web"], "outcome": "success",
-                            "duration": 1_500_000_000, "dataset": "trayllm.requests"}
+                            "duration": 1_500_000_000, "end": "2026-03-01T12:00:01.623456Z",
+                            "dataset": "trayllm.requests"}
     assert doc["llm"]["ttft"] == {"ns": 250_000_000}
     assert doc["llm"]["vram"] == {"peak": {"bytes": 2 * 1024**3, "pct": 0.025}, "total": {"bytes": 80 * 1024**3},
                                   "nvml": {"used": {"bytes": 3 * 1024**3}, "pct": 0.0375}}

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -13,7 +15,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from trayllm import __version__
-from trayllm.api import DaemonStatus, Memory, ModelCard, ModelList, ModelStatus, QueueStatus, RequestCounters
+from trayllm.api import (
+    DaemonStatus,
+    Memory,
+    ModelCard,
+    ModelList,
+    ModelStatus,
+    QueueStatus,
+    RequestCounters,
+    ShippingStatus,
+)
 from trayllm.config import Settings
 from trayllm.daemon.alerting import AlertCenter
 from trayllm.daemon.chat import ChatCompletionHandler
@@ -27,7 +38,8 @@ from trayllm.errors import EndpointNotFound, MethodNotAllowed, RequestError
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def daemon_status(engine: Engine, settings: Settings, control: ControlHandlers) -> DaemonStatus:
+def daemon_status(engine: Engine, settings: Settings, control: ControlHandlers,
+                  shipping: Callable[[], dict[str, Any]] | None = None) -> DaemonStatus:
     info = engine.info
     memory = engine.memory()
     c = engine.counters
@@ -49,11 +61,12 @@ def daemon_status(engine: Engine, settings: Settings, control: ControlHandlers) 
         boot_id=control.bus.boot_id,
         slo=control.slo_report().objectives,
         alerts=control.alerts.firing(),
+        shipping=None if shipping is None else ShippingStatus(**shipping()),
     )
 
 
 def build_app(engine: Engine, settings: Settings, recorder: RequestRecorder, bus: EventBus, alerts: AlertCenter, *,
-              token: str | None = None) -> Starlette:
+              token: str | None = None, shipping: Callable[[], dict[str, Any]] | None = None) -> Starlette:
     chat = ChatCompletionHandler(engine, recorder)
     started = int(time.time())
 
@@ -79,7 +92,7 @@ def build_app(engine: Engine, settings: Settings, recorder: RequestRecorder, bus
         return JSONResponse(ModelList(data=[card]).model_dump())
 
     async def status(_: Request) -> Response:
-        return JSONResponse(daemon_status(engine, settings, control).model_dump())
+        return JSONResponse(daemon_status(engine, settings, control, shipping).model_dump())
 
     async def metrics(_: Request) -> Response:
         memory = engine.memory()

@@ -23,6 +23,7 @@ from trayllm.daemon.app import build_app
 from trayllm.daemon.auth import ensure_token
 from trayllm.daemon.events import EventBus
 from trayllm.daemon.records import RequestRecorder
+from trayllm.daemon.shipping import ShippingThread
 from trayllm.daemon.sockets import InstanceLock, PeerCredProtocol, bind_tcp, bind_unix
 from trayllm.engine.engine import Engine
 from trayllm.engine.models import resolve_source
@@ -96,9 +97,13 @@ def run_daemon(settings: Settings) -> None:
         engine.on_finished = recorder.finished
         engine.on_oom = alerts.oom
         engine.on_event = bus.publish
+        shipping = ShippingThread(settings) if settings.es_url else None
         alerts.start()
         engine.start()
-        app = build_app(engine, settings, recorder, bus, alerts, token=token)
+        if shipping is not None:
+            shipping.start()
+        app = build_app(engine, settings, recorder, bus, alerts, token=token,
+                        shipping=shipping.stats if shipping is not None else None)
         config = uvicorn.Config(app, http=PeerCredProtocol, lifespan="off", log_config=None, access_log=False,
                                 proxy_headers=False,  # a client must not name its own user with X-Forwarded-For
                                 timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)))
@@ -109,6 +114,8 @@ def run_daemon(settings: Settings) -> None:
             engine.stop()
             recorder.close()  # after the engine, so the records of cancelled leftovers are written
             alerts.close()
+            if shipping is not None:
+                shipping.stop()  # what it did not ship yet, the next start (or `trayllm ship`) ships
     finally:
         for sock in sockets:
             sock.close()

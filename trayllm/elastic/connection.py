@@ -96,9 +96,20 @@ def _reason(exc: Any) -> str:
 
 
 def check_version(es: Any, where: str) -> str:
-    """The server's version number; ElasticError in one line when trayllm cannot use it."""
+    """The server's version number; ElasticError in one line when trayllm cannot use it.
+
+    Asked through the transport with a plain ``application/json`` Accept header: any major answers that,
+    where the client's compatibility header (which its API methods always send) would make a 7.x or 10.x
+    server refuse before saying what it is.
+    """
     with elastic_errors(where):
-        info = es.info()
+        response = es.transport.perform_request("GET", "/", headers={**es._headers, "accept": "application/json"})
+    status = response.meta.status
+    if status == 401:
+        raise ElasticError(f"{where} refused the credentials (401): check es_api_key or es_username/es_password")
+    info = response.body if isinstance(response.body, dict) else {}
+    if status != 200 or response.meta.headers.get("x-elastic-product") != "Elasticsearch":
+        raise ElasticError(f"{where} is not an Elasticsearch that trayllm can use (HTTP {status}); check the URL")
     number = str(info.get("version", {}).get("number", "?"))
     major = int(number.split(".")[0]) if number.split(".")[0].isdigit() else 0
     if major not in SUPPORTED_MAJORS:

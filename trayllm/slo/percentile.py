@@ -13,12 +13,16 @@ import math
 from collections.abc import Sequence
 
 
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """The nearest-rank percentile: the smallest value with at least ``p`` percent of values at or below it."""
+def nearest_rank(n: int, p: float) -> int:
+    """The 1-based rank of the nearest-rank ``p``-th percentile among ``n`` sorted values (n >= 1)."""
     if not 0 <= p <= 100:
         raise ValueError(f"percentile must be within 0..100, got {p}")
+    return max(1, math.ceil(round(p * n / 100, 9)))  # round: 99.9% of 1000 is rank 999, not 1000
+
+
+def percentile(values: Sequence[float], p: float) -> float | None:
+    """The nearest-rank percentile: the smallest value with at least ``p`` percent of values at or below it."""
+    rank = nearest_rank(max(1, len(values)), p)
     if not values:
         return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(round(p * len(ordered) / 100, 9)))  # round: 99.9% of 1000 is rank 999, not 1000
-    return ordered[rank - 1]
+    return sorted(values)[rank - 1]

@@ -57,7 +57,11 @@ def _parse_time(value: Any) -> float | None:
 
 
 def record_end_time(record: Mapping[str, Any]) -> float | None:
-    """Unix seconds when the request ended: ``@timestamp`` + ``event.duration`` (ns; 0 when absent)."""
+    """Unix seconds when the request ended: ``event.end``, or (records written before it existed)
+    ``@timestamp`` + ``event.duration`` (ns; 0 when absent)."""
+    end = _parse_time(field_value(record, "event.end"))
+    if end is not None:
+        return end
     arrival = _parse_time(record.get("@timestamp"))
     if arrival is None:
         return None
@@ -87,17 +91,24 @@ def fill_windows(objectives: Sequence[Objective], records: Iterable[Mapping[str,
     return windows
 
 
+def make_row(objective: Objective, value: float | None, samples: int, bad: int) -> ReportRow:
+    """One report row from a window's statistic, its sample count and how many samples were bad: the one
+    judgement both the local windows and Elasticsearch's aggregations go through."""
+    if samples < objective.min_samples or value is None:
+        state = "insufficient"
+    else:
+        state = "breach" if value > objective.threshold else "ok"
+    target = objective.budget_fraction
+    budget = budget_remaining(bad, samples, target) if target is not None and state != "insufficient" else None
+    return ReportRow(objective.name, objective.window_s, value, objective.threshold, state, budget, samples,
+                     objective.unit)
+
+
 def judge(objective: Objective, window: RollingWindow, now: float) -> ReportRow:
     """One objective's report row from its window at ``now``."""
     ev = evaluate(objective, window, now)
-    budget = None
-    target = objective.budget_fraction
-    if target is not None and ev.state_hint != "insufficient":
-        values = window.values(now, objective.window_s)
-        bad = sum(1 for v in values if objective.is_bad(v))
-        budget = budget_remaining(bad, len(values), target)
-    return ReportRow(objective.name, objective.window_s, ev.value, objective.threshold, ev.state_hint, budget,
-                     ev.samples, objective.unit)
+    values = window.values(now, min(objective.window_s, window.duration_s))
+    return make_row(objective, ev.value, ev.samples, sum(1 for v in values if objective.is_bad(v)))
 
 
 def slo_report(objectives: Sequence[Objective], records: Iterable[Mapping[str, Any]], now: float

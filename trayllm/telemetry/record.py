@@ -13,7 +13,7 @@ import asyncio
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
 from trayllm import errors
@@ -204,6 +204,7 @@ def to_document(rec: RequestRecord, *, include_content: bool = False) -> dict[st
         ("event.category", ["web"]),
         ("event.outcome", rec.outcome.outcome),
         ("event.duration", int(rec.duration_ns)),
+        ("event.end", iso_timestamp(rec.started + timedelta(microseconds=rec.duration_ns // 1000))),
         ("event.dataset", DATA_STREAM["dataset"]),
         ("user.name", rec.user),
         ("service.name", SERVICE_NAME),

@@ -76,6 +76,8 @@ REQUEST_FIELDS: dict[str, FieldType] = {
     "event.category": _f("keyword", "ECS category: ['web'].", array=True),
     "event.outcome": _f("keyword", "success, failure, or unknown (the client cancelled).", allowed=OUTCOMES),
     "event.duration": _f("long", "End-to-end latency in nanoseconds: arrival to last byte (queue included)."),
+    "event.end": _f("date", "When the request ended: @timestamp + event.duration. The SLO windows count a request "
+                            "when it ended (it is judged then), live and in Elasticsearch alike."),
     "event.dataset": _f("keyword", "Always 'trayllm.requests' (equals data_stream.dataset)."),
     # --- who, where
     "user.name": _f("keyword", "The authenticated caller (socket peer user, or the token's user)."),
@@ -131,7 +133,7 @@ REQUEST_FIELDS: dict[str, FieldType] = {
 
 REQUIRED: frozenset[str] = frozenset({
     "@timestamp", "log.level", "message",
-    "event.id", "event.kind", "event.category", "event.outcome", "event.duration", "event.dataset",
+    "event.id", "event.kind", "event.category", "event.outcome", "event.duration", "event.end", "event.dataset",
     "service.name", "service.version", "host.name",
     "gen_ai.operation.name",
     "data_stream.type", "data_stream.dataset", "data_stream.namespace",
