@@ -61,7 +61,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class ElasticStandIn:
-    def __init__(self, version: str = "8.19.3", *, api_key: str | None = None) -> None:
+    def __init__(self, version: str = "8.19.3", *, api_key: str | None = None, port: int = 0) -> None:
         self.version = version
         self.api_key = api_key
         self.templates: dict[str, dict[str, Any]] = {}
@@ -77,7 +77,7 @@ class ElasticStandIn:
         self._drops = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
-        self.port = 0
+        self.port = port
         self.up()
 
     # -- lifecycle and faults ----------------------------------------------------------------------
@@ -322,3 +322,24 @@ def _is_date(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def main() -> None:
+    """Run the stand-in on its own, for `trayllm bench --shipping` or trying `trayllm ship` by hand."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Elasticsearch stand-in on 127.0.0.1 (testing only)")
+    parser.add_argument("--port", type=int, default=9299)
+    parser.add_argument("--version", default="8.19.3")
+    args = parser.parse_args()
+    standin = ElasticStandIn(args.version, port=args.port)
+    print(f"Elasticsearch stand-in {args.version} on {standin.url}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        standin.close()
+
+
+if __name__ == "__main__":
+    main()

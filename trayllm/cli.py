@@ -464,6 +464,30 @@ def elastic_setup(ctx: click.Context, **options: Any) -> None:
         click.echo(f"  installed {line}")
 
 
+@elastic_group.command("dashboards")
+@click.option("--kibana-url", metavar="URL", help="Kibana URL (default: the kibana_url setting).")
+@click.option("--space", help="Kibana space to import into (default: the default space).")
+@_elastic_options
+@click.pass_context
+def elastic_dashboards(ctx: click.Context, kibana_url: str | None, space: str | None, es_url: str | None,
+                       **credentials: Any) -> None:
+    """Import the trayllm data views and dashboard into Kibana (same credentials as Elasticsearch)."""
+    from trayllm.elastic.kibana import import_dashboards
+
+    settings = _elastic_settings(ctx, es_url, **credentials)
+    url = kibana_url or settings.kibana_url
+    if not url:
+        raise errors.ConfigError("no Kibana URL: pass --kibana-url or set kibana_url (TRAYLLM_KIBANA_URL)")
+    result = import_dashboards(url, api_key=settings.es_api_key or None, username=settings.es_username or None,
+                               password=settings.es_password or None, ca_file=settings.es_ca_file or None, space=space)
+    click.echo(result.summary())
+    for problem in result.errors:
+        click.echo(f"  {problem}", err=True)
+    if not result.ok:
+        sys.exit(1)
+    click.echo(f"open {url.rstrip('/')}/app/dashboards and pick \"trayllm\"")
+
+
 @cli.command()
 @_elastic_options
 @click.option("--once", is_flag=True, help="Ship what is there, then exit (default: keep following the files).")
@@ -555,16 +579,33 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> list[int]
                    "off and on, each serving --requests-per-level requests (0 = direct only).")
 @click.option("--slo", "slo_records", type=click.IntRange(min=1), default=None, metavar="RECORDS",
               help="Instead: time refilling the SLO windows from RECORDS synthetic records, and one evaluation.")
+@click.option("--shipping", "ship_records", type=click.IntRange(min=1), default=None, metavar="RECORDS",
+              help="Instead: ship RECORDS synthetic records to --es-url and time it; with --shipping-rounds, also "
+                   "compare daemon latency with shipping off and on.")
+@click.option("--shipping-rounds", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Alternating daemon pairs for the latency comparison (each serves --requests-per-level).")
+@_elastic_options
 @click.pass_context
 def bench(ctx: click.Context, concurrency: list[int], requests_per_level: int, max_tokens: int, as_json: bool,
           markdown: bool, timeout: float, startup_runs: int | None, overhead_rounds: int | None,
-          slo_records: int | None) -> None:
+          slo_records: int | None, ship_records: int | None, shipping_rounds: int, **elastic: Any) -> None:
     """Measure first-token latency and decode speed at each concurrency level (streamed, temperature 0)."""
     from trayllm.bench import load, report
 
     if as_json and markdown:
         raise click.UsageError("choose one of --json and --markdown")
     settings = _settings(ctx)
+    if ship_records is not None:
+        from trayllm.bench import shipping
+        from trayllm.elastic.connection import ElasticTarget, check_version
+
+        target = ElasticTarget.from_settings(_elastic_settings(ctx, **elastic))
+        check_version(target.client(), target.url)
+        throughput = shipping.measure_throughput(target, ship_records)
+        latency = (shipping.measure_latency(settings, target, shipping_rounds, requests_per_level, max_tokens,
+                                            ship_records, timeout) if shipping_rounds else None)
+        click.echo(shipping.to_markdown(throughput, latency, report.command_line()))
+        return
     if slo_records is not None:
         from trayllm.bench import slo as slo_bench
 

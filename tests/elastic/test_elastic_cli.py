@@ -125,3 +125,17 @@ def test_the_daemon_ships_its_own_records_and_reports_it(start_daemon, standin: 
     assert daemon.stop() == 0
     stored = list(standin.sources("logs-trayllm.requests-default"))
     assert all("gen_ai" in doc and "input" not in doc["gen_ai"] for doc in stored)  # no prompt text shipped
+
+
+def test_elastic_dashboards_imports_into_kibana_and_reports_failures() -> None:
+    from kibana_standin import KibanaStandin
+
+    with KibanaStandin(api_key="k3y") as kibana:
+        result = run("elastic", "dashboards", "--kibana-url", kibana.url, "--api-key", "k3y")
+        assert result.exit_code == 0, result.output
+        assert "imported 13 saved objects" in result.stdout and "/app/dashboards" in result.stdout
+        assert {kind for _, kind, _ in kibana.store} >= {"index-pattern", "dashboard", "lens"}
+        refused = run("elastic", "dashboards", "--kibana-url", kibana.url, "--api-key", "nope")
+        assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
+    missing = run("elastic", "dashboards")
+    assert missing.exit_code == 1 and "no Kibana URL" in missing.stderr

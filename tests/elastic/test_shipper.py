@@ -181,3 +181,29 @@ def test_the_tail_keeps_its_place_across_renames_and_partial_lines(tmp_path: Pat
     assert [line.raw for line in resumed.read(10)] == [b"half-done", b"c"]
     assert resumed.backlog_bytes() == 0
     resumed.close()
+
+
+def test_a_busy_daemon_defers_shipping_but_never_for_longer_than_the_limit(
+        tmp_path: Path, standin: ElasticStandIn) -> None:
+    settings = settings_for(tmp_path, standin, ship_batch=10)
+    install(ElasticTarget.from_settings(settings).client(), standin.url)
+    with RecordWriter(settings.records_path, 0, 1) as writer:
+        for i in range(30):
+            writer.write(document(i))
+    busy = threading.Event()
+    busy.set()
+    es = ElasticTarget.from_settings(settings).client(timeout=5)
+    shipper = Shipper(settings, es, busy=busy.is_set, max_defer_s=0.5)
+    shipper.open()
+    thread = run_in_thread(shipper)
+    time.sleep(0.3)
+    assert standin.bulk_requests == 0 and shipper.stats.state == "deferred while serving"
+    wait_for(lambda: standin.bulk_requests >= 1, timeout=5)  # the limit passed: one batch goes anyway
+    first = time.monotonic()
+    wait_for(lambda: standin.bulk_requests >= 2, timeout=5)
+    assert time.monotonic() - first >= 0.25  # ... and then the next waits again (0.5 s, less polling slack)
+    busy.clear()  # idle: the rest goes at once
+    wait_for(lambda: len(standin.ids(REQUESTS)) == 30, timeout=5)
+    shipper.stop()
+    thread.join(5)
+    shipper.close()

@@ -97,7 +97,9 @@ def run_daemon(settings: Settings) -> None:
         engine.on_finished = recorder.finished
         engine.on_oom = alerts.oom
         engine.on_event = bus.publish
-        shipping = ShippingThread(settings) if settings.es_url else None
+        shipping = ShippingThread(settings, engine) if settings.es_url else None
+        if shipping is not None:
+            recorder.observers.append(shipping.observe)
         alerts.start()
         engine.start()
         if shipping is not None:

@@ -140,8 +140,13 @@ class Shipper:
     """Ships ``settings.records_path`` and ``settings.alerts_path`` with one Elasticsearch client."""
 
     def __init__(self, settings: Settings, es: Any, *, batch: int | None = None, initial_backoff: float = 0.5,
-                 max_backoff: float = 30.0, sleep: Callable[[float], None] | None = None) -> None:
+                 max_backoff: float = 30.0, sleep: Callable[[float], None] | None = None,
+                 busy: Callable[[], bool] | None = None, max_defer_s: float = 10.0) -> None:
+        """``busy`` (the daemon's serving state) defers each batch while it says True, but never for longer
+        than ``max_defer_s``: serving goes first, and a daemon that is never idle still ships, slowly."""
         self.settings = settings
+        self.busy = busy
+        self.max_defer_s = max_defer_s
         self.es = es
         self.batch = batch or settings.ship_batch
         self.initial_backoff = initial_backoff
@@ -175,7 +180,15 @@ class Shipper:
 
     def run(self, *, once: bool = False, poll_s: float = 0.5) -> ShipperStats:
         """Ship until stopped; with ``once``, until every file is read to its end."""
+        deferred_since: float | None = None
         while not self._stop.is_set():
+            if self.busy is not None and self.busy():
+                deferred_since = deferred_since or time.monotonic()
+                if time.monotonic() - deferred_since < self.max_defer_s:
+                    self.stats.state = "deferred while serving"
+                    self._stop.wait(0.05)
+                    continue
+            deferred_since = None
             moved = sum(self._ship_stream(stream) for stream in self._streams)
             self.stats.backlog_bytes = self.backlog_bytes()
             if moved == 0:
