@@ -21,15 +21,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from trayllm import __version__
-from trayllm.bench.startup import private_daemon
+from trayllm.bench.startup import private_daemon, sequential_latencies
 from trayllm.config import Settings
 from trayllm.elastic.connection import ElasticTarget
 from trayllm.elastic.shipper import Shipper
 from trayllm.elastic.templates import install
 from trayllm.telemetry.record import RequestRecord, classify_outcome, to_document
 from trayllm.telemetry.writer import RecordWriter
-
-PROMPT = "Write two sentences about the sea."
 
 
 @dataclass(frozen=True)
@@ -97,11 +95,7 @@ def measure_latency(settings: Settings, target: ElasticTarget, rounds: int, requ
                    "TRAYLLM_ES_API_KEY": target.api_key, "TRAYLLM_ES_USERNAME": target.username,
                    "TRAYLLM_ES_PASSWORD": target.password, "TRAYLLM_ES_CA_FILE": target.ca_file}
             with private_daemon(settings, workdir, timeout, env) as (client, _):
-                for _ in range(requests):
-                    began = time.perf_counter()
-                    client.chat({"messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens,
-                                 "temperature": 0})
-                    latencies[shipping].append(time.perf_counter() - began)
+                latencies[shipping] += sequential_latencies(client, requests, max_tokens)
                 if shipping:
                     status = client.status().shipping
                     if status is None:

@@ -89,3 +89,16 @@ def to_markdown(results: list[StartupRun], command: str) -> str:
         f"max {max(warm):.2f} s",
     ]
     return "\n".join(lines)
+
+
+PROMPT = "Write two sentences about the sea."
+
+
+def sequential_latencies(client: DaemonClient, requests: int, max_tokens: int) -> list[float]:
+    """Seconds each of ``requests`` greedy chat requests took, one after another: the A/B benches' workload."""
+    out = []
+    for _ in range(requests):
+        began = time.perf_counter()
+        client.chat({"messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens, "temperature": 0})
+        out.append(time.perf_counter() - began)
+    return out

@@ -14,10 +14,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from trayllm.bench.startup import private_daemon
+from trayllm.bench.startup import private_daemon, sequential_latencies
 from trayllm.config import Settings
-
-PROMPT = "Write two sentences about the sea."
 
 
 @dataclass(frozen=True)
@@ -86,11 +84,7 @@ def measure_end_to_end(settings: Settings, rounds: int, requests: int, max_token
             workdir.mkdir()
             env = {"TRAYLLM_TELEMETRY": side, "TRAYLLM_RATE_LIMIT_PER_MINUTE": "0"}
             with private_daemon(settings, workdir, timeout, env) as (client, _):
-                for _ in range(requests):
-                    began = time.perf_counter()
-                    client.chat({"messages": [{"role": "user", "content": PROMPT}], "max_tokens": max_tokens,
-                                 "temperature": 0})
-                    latencies[side].append(time.perf_counter() - began)
+                latencies[side] += sequential_latencies(client, requests, max_tokens)
     return EndToEnd(requests_per_side=len(latencies["1"]), mean_ms_off=statistics.fmean(latencies["0"]) * 1e3,
                     mean_ms_on=statistics.fmean(latencies["1"]) * 1e3)
 
