@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -19,7 +18,7 @@ from typing import Any
 
 import click
 
-from trayllm import __version__, api, config, errors
+from trayllm import __version__, api, config, errors, launcher
 from trayllm.chat.terminal import TerminalChat, complete_reply, stream_reply, timings_line
 from trayllm.client import DaemonClient
 
@@ -100,7 +99,7 @@ def daemon(ctx: click.Context, **options: Any) -> None:
 
 def daemon_command(settings: config.Settings) -> list[str]:
     """How `trayllm up` starts a daemon (tests replace this)."""
-    return [sys.executable, "-m", "trayllm", "--socket", str(settings.socket_path), "daemon"]
+    return launcher.daemon_command(settings)
 
 
 def _log_tail(path: Path, offset: int, lines: int = 15) -> str:
@@ -149,12 +148,7 @@ def up(ctx: click.Context, timeout: float, system: str | None) -> None:
 
 def _start_and_wait(client: DaemonClient, settings: config.Settings, timeout: float) -> api.DaemonStatus:
     """Start a detached daemon (output to daemon.log) and wait for it; if it dies, show this run's log lines."""
-    log_path = settings.state_path / "daemon.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    offset = log_path.stat().st_size if log_path.exists() else 0
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(daemon_command(settings), stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    proc, log_path, offset = launcher.start_detached(daemon_command(settings), settings)
     click.echo(f"trayllm: started the daemon (pid {proc.pid}, log {log_path})", err=True)
     try:
         return client.wait_ready(timeout, on_progress=_show_progress, alive=lambda: proc.poll() is None)
@@ -438,6 +432,15 @@ def reload(ctx: click.Context, timeout: float) -> None:
         ready = client.wait_ready(timeout, _show_progress)
     assert ready.model is not None
     click.echo(f"reloaded {ready.model.name} (version {ready.model.version})")
+
+
+@cli.command()
+@click.pass_context
+def tray(ctx: click.Context) -> None:
+    """Show the tray icon: daemon health, a menu (chat, dashboards, pause, reload), alert notifications."""
+    from trayllm.tray.app import TrayApp
+
+    TrayApp(_settings(ctx)).run()
 
 
 # -- Elastic ------------------------------------------------------------------------

@@ -1,0 +1,195 @@
+"""`trayllm tray`: the pystray icon wired to the daemon through the client, and to ``TrayModel`` for its logic.
+
+Three background threads feed the model: one follows ``/v1/events`` and reconnects with backoff (1 s
+doubling to 30 s, with the last event id so nothing kept is missed); one polls ``/v1/status`` every 5 s for
+the tooltip; one releases storm summaries. Every change goes through ``_apply``, which updates icon,
+tooltip and menu and sends notifications.
+
+Backends: on Linux pystray's ``appindicator`` backend (StatusNotifierItem with a D-Bus menu, which
+KDE, GNOME with the AppIndicator extension and most panels show), falling back to ``gtk`` (XEmbed). The
+plain ``xorg`` backend has no menu and no notifications and is refused with a one-line error naming the
+packages to install. Windows and macOS use pystray's native backends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import threading
+import webbrowser
+from collections.abc import Callable
+from typing import Any
+
+from trayllm import launcher
+from trayllm.client import DaemonClient
+from trayllm.config import Settings
+from trayllm.errors import ConfigError, TrayllmError
+from trayllm.tray.icons import icon_image
+from trayllm.tray.model import MenuItem, Notification, TrayModel
+from trayllm.tray.notify import DesktopNotifier
+
+log = logging.getLogger(__name__)
+
+POLL_S = 5.0
+MAX_BACKOFF_S = 30.0
+LINUX_PACKAGES = "gir1.2-ayatanaappindicator3-0.1 gir1.2-gtk-3.0 and PyGObject (pip install 'trayllm[gui]')"
+
+
+def load_pystray() -> Any:
+    """pystray with a backend that has a menu and notifications; ConfigError naming the fix otherwise."""
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault("PYSTRAY_BACKEND", "appindicator")
+    try:
+        import pystray
+    except ImportError as exc:
+        if sys.platform.startswith("linux") and os.environ.get("PYSTRAY_BACKEND") == "appindicator":
+            os.environ["PYSTRAY_BACKEND"] = "gtk"  # no AppIndicator typelib: try Gtk.StatusIcon
+            try:
+                import pystray
+            except ImportError:
+                raise ConfigError(f"the tray needs {LINUX_PACKAGES} ({exc})") from None
+        else:
+            raise ConfigError(f"the tray needs pystray: pip install 'trayllm[gui]' ({exc})") from None
+    if pystray.Icon.__module__.endswith("_xorg"):
+        raise ConfigError(f"pystray fell back to its X backend, which has no menu and no notifications; install "
+                          f"{LINUX_PACKAGES}")
+    return pystray
+
+
+def chat_command() -> list[str] | None:
+    """How "Open chat" opens a chat: the terminal chat in the desktop's terminal emulator."""
+    terminal = shutil.which("x-terminal-emulator") or shutil.which("gnome-terminal") or shutil.which("xterm")
+    if terminal is None:
+        return None
+    return [terminal, "-e", sys.executable, "-m", "trayllm", "chat", "--terminal"]
+
+
+class TrayApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.model = TrayModel(kibana_url=settings.kibana_url)
+        self.notifier = DesktopNotifier()
+        self.icon: Any = None
+        self._pystray: Any = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Show the icon and serve its menu until Quit (blocks: the toolkit's main loop)."""
+        pystray = self._pystray = load_pystray()
+        view = self.model.view()
+        self.icon = pystray.Icon("trayllm", icon_image(view.state), view.tooltip,
+                                 menu=pystray.Menu(self._menu_items))
+        if getattr(self.icon, "HAS_NOTIFICATION", False):
+            self.notifier.fallback = self.icon.notify
+        self.icon.run(setup=self._setup)
+
+    def _setup(self, icon: Any) -> None:
+        icon.visible = True
+        for target in (self._follow_events, self._poll_status):
+            threading.Thread(target=target, name=f"trayllm-tray-{target.__name__}", daemon=True).start()
+
+    def quit(self) -> None:
+        self._stop.set()
+        if self.icon is not None:
+            self.icon.stop()
+
+    # -- the model's inputs ----------------------------------------------------------------------
+
+    def _apply(self, change: Callable[[TrayModel], list[Notification] | None]) -> None:
+        """Change the model, then show the result: icon, tooltip, menu, notifications."""
+        with self._lock:
+            notes = change(self.model) or []
+            view = self.model.view()
+        icon = self.icon
+        if icon is not None:
+            icon.icon = icon_image(view.state)
+            icon.title = view.tooltip
+            icon.update_menu()
+        for note in notes:
+            self.notifier.send(note)
+
+    def _follow_events(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                with DaemonClient.from_settings(self.settings) as client:
+                    for event in client.events(self.model.last_event_id):
+                        if event.type == "hello":
+                            self._apply(lambda m, data=event.data: m.connected(data))
+                            backoff = 1.0
+                        else:
+                            self._apply(lambda m, e=event: m.event(e.type, e.data, e.id))
+            except TrayllmError as exc:
+                log.debug("event stream: %s", exc.message)
+            except Exception:  # whatever breaks the stream, the tray carries on and reconnects
+                log.exception("event stream failed")
+            if self._stop.is_set():
+                return
+            self._apply(lambda m: m.disconnected())
+            self._stop.wait(backoff)
+            backoff = min(MAX_BACKOFF_S, backoff * 2)
+
+    def _poll_status(self) -> None:
+        while not self._stop.wait(POLL_S if self.model.reachable else 1.0):
+            self._apply(lambda m: m.tick())
+            if not self.model.reachable:
+                continue
+            try:
+                with DaemonClient.from_settings(self.settings) as client:
+                    status = client.status()
+            except TrayllmError:
+                continue
+            self._apply(lambda m, s=status: m.status(s))
+
+    # -- the menu --------------------------------------------------------------------------------
+
+    def _menu_items(self) -> list[Any]:
+        pystray = self._pystray
+        with self._lock:
+            items = self.model.view().menu
+        out = []
+        for item in items:
+            if item.label == "-":
+                out.append(pystray.Menu.SEPARATOR)
+                continue
+            checked = None if item.checked is None else (lambda _i, value=item.checked: value)
+            out.append(pystray.MenuItem(item.label, self._handler(item), checked=checked, enabled=item.enabled,
+                                        default=item.action == "open-chat"))
+        return out
+
+    def _handler(self, item: MenuItem) -> Callable[[Any, Any], None]:
+        def handle(_icon: Any, _item: Any) -> None:
+            if item.action == "quit":
+                self.quit()
+                return
+            threading.Thread(target=self._do, args=(item.action,), daemon=True).start()
+
+        return handle
+
+    def _do(self, action: str) -> None:
+        """A menu action, off the toolkit's thread; a failure becomes a notification."""
+        try:
+            if action == "open-chat":
+                command = chat_command()
+                if command is None:
+                    raise TrayllmError("no terminal emulator found; run `trayllm chat --terminal` in a terminal")
+                launcher.start_detached(command, self.settings)
+            elif action == "open-dashboards":
+                webbrowser.open(f"{self.settings.kibana_url.rstrip('/')}/app/dashboards")
+            elif action == "start":
+                launcher.start_detached(launcher.daemon_command(self.settings), self.settings)
+            elif action in ("pause", "resume", "reload"):
+                with DaemonClient.from_settings(self.settings) as client:
+                    if action == "pause":
+                        client.pause("paused from the tray")
+                    elif action == "resume":
+                        client.resume()
+                    else:
+                        client.reload()
+        except TrayllmError as exc:
+            self.notifier.send(Notification("action", f"trayllm: {action} failed", exc.message, 1))
