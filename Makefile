@@ -88,11 +88,11 @@ run: setup
 	$(BIN)/trayllm up
 
 test: setup
-	$(BIN)/ruff check trayllm tests
+	$(BIN)/ruff check trayllm tests scripts
 	$(BIN)/pytest -q
 
 lint: setup
-	$(BIN)/ruff check trayllm tests
+	$(BIN)/ruff check trayllm tests scripts
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
