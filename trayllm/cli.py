@@ -223,7 +223,7 @@ def ask(ctx: click.Context, prompt: str, system: str | None, max_tokens: int | N
 
 
 @cli.command()
-@click.option("--terminal", is_flag=True, help="Chat in this terminal (the only mode so far).")
+@click.option("--terminal", is_flag=True, help="Chat in this terminal even where a window could open.")
 @click.option("--system", "-s", help="System prompt.")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Most tokens per reply.")
 @click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature (0 = greedy).")
@@ -231,8 +231,14 @@ def ask(ctx: click.Context, prompt: str, system: str | None, max_tokens: int | N
 @click.pass_context
 def chat(ctx: click.Context, terminal: bool, system: str | None, max_tokens: int | None, temperature: float | None,
          timeout: float) -> None:
-    """Chat with the model; reads lines until /exit or end of input (a pipe works too)."""
-    with DaemonClient.from_settings(_settings(ctx)) as client:
+    """Chat with the model: the chat window on a desktop; in a terminal (or from a pipe) lines until /exit."""
+    settings = _settings(ctx)
+    desktop = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform != "linux"
+    if not terminal and desktop and sys.stdin.isatty():
+        from trayllm.chat.app import run_window
+
+        sys.exit(run_window(settings))
+    with DaemonClient.from_settings(settings) as client:
         _ensure_ready(client, timeout)
         TerminalChat(client, system=system, options={"max_tokens": max_tokens, "temperature": temperature}).run()
 

@@ -74,6 +74,7 @@ class Settings:
     # places
     cache_dir: str = _setting("", "Converted weights and hashes; empty = $XDG_CACHE_HOME/trayllm.")
     state_dir: str = _setting("", "Logs and records; empty = $XDG_STATE_HOME/trayllm.")
+    data_dir: str = _setting("", "Chat window conversations (conversations.db); empty = $XDG_DATA_HOME/trayllm.")
     log_level: str = _setting("info", "Daemon log level: debug, info, warning, error.")
     # request records
     telemetry: bool = _setting(True, "Write one record per request and count it in /metrics (off only to measure "
@@ -151,6 +152,10 @@ class Settings:
     @property
     def state_path(self) -> Path:
         return Path(self.state_dir) if self.state_dir else _xdg("XDG_STATE_HOME", ".local/state") / "trayllm"
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir) if self.data_dir else _xdg("XDG_DATA_HOME", ".local/share") / "trayllm"
 
 
 SETTING_FIELDS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Settings)

@@ -1,0 +1,437 @@
+"""`trayllm chat`: the PySide6 chat window.
+
+Conversations are listed on the left (new, rename, delete, search) and kept in SQLite (``store.py``). The
+conversation on the right streams its replies as they arrive, rendered as Markdown. Each reply has its
+cost underneath: first token, tokens, tokens/s, peak VRAM on a GPU, and the request id. The request id
+links to its record in Kibana when ``kibana_url`` is set.
+
+The network never runs on the UI thread: each reply streams on a ``ReplyWorker`` thread and the daemon's
+status is polled on a ``StatusPoller`` thread (``workers.py``). A banner, with a button to start the daemon,
+shows while the daemon cannot be reached, and goes away by itself once the daemon answers again.
+A reply that fails (daemon restarted mid-stream, out of memory, …) keeps what had arrived, shows the
+error inline, and can be retried.
+
+Keys: Enter sends, Shift+Enter starts a new line, Ctrl+N starts a new conversation, Esc stops the reply.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QMetaObject, Qt, QThread, Signal
+from PySide6.QtGui import QGuiApplication, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtWidgets import (
+    QDoubleSpinBox,
+    QFormLayout,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMainWindow,
+    QPlainTextEdit,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QTabWidget,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from trayllm import api, launcher
+from trayllm.chat.health import HealthView
+from trayllm.chat.store import ConversationStore, Message, ReplyStats, stats_line
+from trayllm.chat.workers import ReplyWorker, StatusPoller
+from trayllm.client import Done
+from trayllm.config import Settings
+
+
+class MessageInput(QPlainTextEdit):
+    """Enter sends, Shift+Enter is a new line, Esc stops the reply."""
+
+    submitted = Signal()
+    escaped = Signal()
+
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
+        shift = event.modifiers() & Qt.KeyboardModifier.ShiftModifier
+        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not shift:
+            self.submitted.emit()
+            return
+        if event.key() == Qt.Key.Key_Escape:
+            self.escaped.emit()
+            return
+        super().keyPressEvent(event)
+
+
+class ChatWindow(QMainWindow):
+    reply_delta = Signal(str)  # reply text as it is shown
+    reply_done = Signal()  # a reply ended, whatever the way (tests wait on it)
+
+    def __init__(self, settings: Settings, store: ConversationStore | None = None,
+                 poll_ms: int = 2000) -> None:
+        super().__init__()
+        self.settings = settings
+        self.store = store or ConversationStore(settings.data_path / "conversations.db")
+        self.setWindowTitle("trayllm")
+        self.resize(1000, 680)
+        self.model_name = "?"
+        self.queue_depth = 0
+        self.conversation_id: int | None = None
+        self.streaming: str | None = None  # the reply arriving now
+        self.reply_message: Message | None = None
+        self.last_error: str | None = None
+        self._worker: ReplyWorker | None = None
+        self._thread: QThread | None = None
+        self._build()
+        self._poller_thread = QThread(self)
+        self._poller = StatusPoller(settings, poll_ms)
+        self._poller.moveToThread(self._poller_thread)
+        self._poller_thread.started.connect(self._poller.start)
+        self._poller.status.connect(self._on_status)
+        self._poller.unreachable.connect(self._on_unreachable)
+        self._poller_thread.start()
+        self.refresh_list()
+        conversations = self.store.list()
+        if conversations:
+            self.open_conversation(conversations[0].id)
+        else:
+            self.new_conversation()
+
+    # -- layout ----------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        self.banner = QWidget()
+        banner_row = QHBoxLayout(self.banner)
+        self.banner_text = QLabel("The trayllm daemon is not running.")
+        self.start_button = QPushButton("Start daemon")
+        self.start_button.clicked.connect(self.start_daemon)
+        banner_row.addWidget(self.banner_text, 1)
+        banner_row.addWidget(self.start_button)
+        self.banner.setStyleSheet("background: #fff3cd; color: #664d03;")
+        self.banner.hide()
+
+        self.search = QLineEdit(placeholderText="Search conversations")
+        self.search.textChanged.connect(self.refresh_list)
+        self.conversations = QListWidget()
+        self.conversations.itemClicked.connect(lambda item: self.open_conversation(item.data(Qt.ItemDataRole.UserRole)))
+        self.conversations.itemDoubleClicked.connect(lambda _: self.rename_conversation())
+        new, delete = QPushButton("New"), QPushButton("Delete")
+        new.clicked.connect(self.new_conversation)
+        delete.clicked.connect(self.delete_conversation)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.addWidget(self.search)
+        left_layout.addWidget(self.conversations, 1)
+        buttons = QHBoxLayout()
+        buttons.addWidget(new)
+        buttons.addWidget(delete)
+        left_layout.addLayout(buttons)
+
+        self.model_label = QLabel("model: ?")
+        self.system_prompt = QLineEdit(placeholderText="System prompt (optional)")
+        self.temperature = QDoubleSpinBox(minimum=-0.1, maximum=2.0, singleStep=0.1, specialValueText="default")
+        self.top_p = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, specialValueText="default")
+        self.max_tokens = QSpinBox(minimum=0, maximum=32768, specialValueText="default")
+        for widget in (self.system_prompt,):
+            widget.editingFinished.connect(self._save_settings)
+        for spin in (self.temperature, self.top_p, self.max_tokens):
+            spin.valueChanged.connect(self._save_settings)
+        settings_form = QFormLayout()
+        settings_form.addRow(self.model_label)
+        settings_form.addRow("System", self.system_prompt)
+        row = QHBoxLayout()
+        for label, widget in (("temperature", self.temperature), ("top_p", self.top_p),
+                              ("max tokens", self.max_tokens)):
+            row.addWidget(QLabel(label))
+            row.addWidget(widget)
+        settings_form.addRow(row)
+
+        self.transcript = QTextBrowser(openExternalLinks=True)
+        self.waiting = QLabel("")
+        self.input = MessageInput(placeholderText="Message (Enter sends, Shift+Enter new line)")
+        self.input.setFixedHeight(80)
+        self.input.submitted.connect(self.send)
+        self.input.escaped.connect(self.stop)
+        self.send_button, self.stop_button = QPushButton("Send"), QPushButton("Stop")
+        self.regenerate_button, self.retry_button = QPushButton("Regenerate"), QPushButton("Retry")
+        self.copy_button, self.export_button = QPushButton("Copy"), QPushButton("Export")
+        self.send_button.clicked.connect(self.send)
+        self.stop_button.clicked.connect(self.stop)
+        self.regenerate_button.clicked.connect(self.regenerate)
+        self.retry_button.clicked.connect(self.regenerate)
+        self.copy_button.clicked.connect(self.copy_last_reply)
+        self.export_button.clicked.connect(self.export_dialog)
+        actions = QHBoxLayout()
+        for button in (self.send_button, self.stop_button, self.regenerate_button, self.retry_button,
+                       self.copy_button, self.export_button):
+            actions.addWidget(button)
+        chat = QWidget()
+        chat_layout = QVBoxLayout(chat)
+        chat_layout.addLayout(settings_form)
+        chat_layout.addWidget(self.transcript, 1)
+        chat_layout.addWidget(self.waiting)
+        chat_layout.addWidget(self.input)
+        chat_layout.addLayout(actions)
+
+        self.health = HealthView()
+        self.tabs = QTabWidget()
+        self.tabs.addTab(chat, "Chat")
+        self.tabs.addTab(self.health, "Health")
+        splitter = QSplitter()
+        splitter.addWidget(left)
+        splitter.addWidget(self.tabs)
+        splitter.setSizes([240, 760])
+        root = QWidget()
+        root_layout = QVBoxLayout(root)
+        root_layout.addWidget(self.banner)
+        root_layout.addWidget(splitter, 1)
+        self.setCentralWidget(root)
+        QShortcut(QKeySequence("Ctrl+N"), self, activated=self.new_conversation)
+        QShortcut(QKeySequence(Qt.Key.Key_Escape), self, activated=self.stop)
+        self._update_buttons()
+
+    # -- conversations ---------------------------------------------------------------------------
+
+    def refresh_list(self) -> None:
+        self.conversations.clear()
+        for conversation in self.store.list(self.search.text() or None):
+            item = QListWidgetItem(conversation.title or "New conversation")
+            item.setData(Qt.ItemDataRole.UserRole, conversation.id)
+            self.conversations.addItem(item)
+            if conversation.id == self.conversation_id:
+                self.conversations.setCurrentItem(item)
+
+    def new_conversation(self) -> None:
+        if self._busy:
+            return
+        self.open_conversation(self.store.create().id)
+        self.refresh_list()
+
+    def open_conversation(self, conversation_id: int) -> None:
+        if self._busy:
+            return
+        self.conversation_id = conversation_id
+        conversation = self.store.get(conversation_id)
+        for spin, value in ((self.temperature, conversation.temperature), (self.top_p, conversation.top_p),
+                            (self.max_tokens, conversation.max_tokens)):
+            spin.blockSignals(True)
+            spin.setValue(spin.minimum() if value is None else value)  # the minimum reads "default"
+            spin.blockSignals(False)
+        self.system_prompt.setText(conversation.system_prompt or "")
+        self.last_error = None
+        self.render()
+        self._update_buttons()
+
+    def rename_conversation(self) -> None:
+        if self.conversation_id is None:
+            return
+        title, ok = QInputDialog.getText(self, "Rename", "Title", text=self.store.get(self.conversation_id).title or "")
+        if ok and title.strip():
+            self.store.rename(self.conversation_id, title.strip())
+            self.refresh_list()
+
+    def delete_conversation(self) -> None:
+        if self.conversation_id is None or self._busy:
+            return
+        self.store.delete(self.conversation_id)
+        self.conversation_id = None
+        remaining = self.store.list()
+        if remaining:
+            self.open_conversation(remaining[0].id)
+        else:
+            self.new_conversation()
+        self.refresh_list()
+
+    def _save_settings(self) -> None:
+        if self.conversation_id is None:
+            return
+        def chosen(spin: QDoubleSpinBox | QSpinBox) -> Any:
+            return None if spin.value() == spin.minimum() else spin.value()  # the minimum reads "default"
+
+        self.store.update_settings(self.conversation_id, system_prompt=self.system_prompt.text().strip() or None,
+                                   temperature=chosen(self.temperature), top_p=chosen(self.top_p),
+                                   max_tokens=chosen(self.max_tokens))
+
+    # -- replies ---------------------------------------------------------------------------------
+
+    @property
+    def _busy(self) -> bool:
+        return self._worker is not None
+
+    def send(self) -> None:
+        text = self.input.toPlainText().strip()
+        if not text or self._busy or self.conversation_id is None:
+            return
+        self.input.clear()
+        self.store.add_message(self.conversation_id, "user", text)
+        if not self.store.get(self.conversation_id).title:
+            self.store.auto_title(self.conversation_id)
+            self.refresh_list()
+        self._ask()
+
+    def regenerate(self) -> None:
+        """Ask again for the last user message (after an error, or for another answer)."""
+        if self._busy or self.conversation_id is None:
+            return
+        self.store.delete_last_reply(self.conversation_id)
+        if any(m.role == "user" for m in self.store.messages(self.conversation_id)):
+            self._ask()
+
+    def _ask(self) -> None:
+        assert self.conversation_id is not None
+        conversation = self.store.get(self.conversation_id)
+        body: dict[str, Any] = {"messages": self.store.chat_messages(self.conversation_id),
+                                "stream_options": {"include_usage": True}}
+        for name in ("temperature", "top_p", "max_tokens"):
+            if getattr(conversation, name) is not None:
+                body[name] = getattr(conversation, name)
+        self.reply_message = self.store.add_message(self.conversation_id, "assistant", "")
+        self.streaming, self.last_error = "", None
+        self._worker = ReplyWorker(self.settings, body)
+        self._thread = QThread(self)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.delta.connect(self._on_delta)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.failed.connect(self._on_failed)
+        self._worker.stopped.connect(self._on_stopped)
+        self._thread.start()
+        self.waiting.setText(f"waiting for the model… ({self.queue_depth} queued before this)")
+        self.render()
+        self._update_buttons()
+
+    def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+
+    def _on_delta(self, text: str) -> None:
+        if self.streaming is None:
+            return
+        self.waiting.setText("")
+        self.streaming += text
+        self.render()
+        self.reply_delta.emit(text)
+
+    def _on_finished(self, done: Done) -> None:
+        t = done.timings
+        stats = ReplyStats(request_id=done.request_id, model=self.model_name,
+                           first_token_ms=None if t is None else t.first_token_ms,
+                           tokens_per_second=None if t is None else t.tokens_per_second,
+                           completion_tokens=None if done.usage is None else done.usage.completion_tokens,
+                           prompt_tokens=None if done.usage is None else done.usage.prompt_tokens,
+                           finish_reason=done.finish_reason)
+        self._end_reply(stats)
+
+    def _on_failed(self, message: str, kind: str) -> None:
+        self.last_error = message
+        self._end_reply(ReplyStats(error=f"{kind}: {message}", finish_reason="error"))
+
+    def _on_stopped(self) -> None:
+        worker = self._worker
+        self._end_reply(ReplyStats(finish_reason="cancelled", request_id=worker.request_id if worker else None))
+
+    def _end_reply(self, stats: ReplyStats) -> None:
+        if self.reply_message is not None:
+            self.store.update_message(self.reply_message.id, content=self.streaming or "", stats=stats)
+        self.streaming, self.reply_message = None, None
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait(5000)
+        self._worker, self._thread = None, None
+        self.waiting.setText("")
+        self.render()
+        self._update_buttons()
+        self.reply_done.emit()
+
+    def copy_last_reply(self) -> None:
+        replies = [m for m in self.store.messages(self.conversation_id or 0) if m.role == "assistant"]
+        if replies:
+            QGuiApplication.clipboard().setText(replies[-1].content)
+
+    def export_dialog(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        path, _ = QFileDialog.getSaveFileName(self, "Export conversation", "conversation.md",
+                                              "Markdown (*.md);;JSON (*.json)")
+        if path:
+            self.export_to(Path(path))
+
+    def export_to(self, path: Path) -> None:
+        """Markdown or JSON, by the file's suffix."""
+        assert self.conversation_id is not None
+        if path.suffix == ".json":
+            path.write_text(json.dumps(self.store.export_json(self.conversation_id), indent=2), encoding="utf-8")
+        else:
+            path.write_text(self.store.export_markdown(self.conversation_id), encoding="utf-8")
+
+    # -- rendering -------------------------------------------------------------------------------
+
+    def transcript_markdown(self) -> str:
+        if self.conversation_id is None:
+            return ""
+        blocks = []
+        for message in self.store.messages(self.conversation_id):
+            if message.role == "system":
+                continue
+            if self.reply_message is not None and message.id == self.reply_message.id:
+                blocks.append(f"**{self.model_name}**\n\n{self.streaming or '…'}")
+                continue
+            if message.role == "user":
+                blocks.append(f"**You**\n\n{message.content}")
+                continue
+            stats = message.stats
+            text = message.content
+            if stats is not None and stats.error:
+                text += "\n\n**The reply failed** (Retry asks again)"
+            line = f"_{stats_line(stats, self.settings.kibana_url)}_" if stats is not None else ""
+            blocks.append(f"**{(stats.model if stats and stats.model else None) or self.model_name}**\n\n{text}"
+                          + (f"\n\n{line}" if line.strip("_") else ""))
+        return "\n\n---\n\n".join(blocks)
+
+    def render(self) -> None:
+        scrollbar = self.transcript.verticalScrollBar()
+        at_end = scrollbar.value() >= scrollbar.maximum() - 4
+        self.transcript.setMarkdown(self.transcript_markdown())
+        if at_end:
+            scrollbar.setValue(scrollbar.maximum())
+
+    def _update_buttons(self) -> None:
+        busy = self._busy
+        self.send_button.setEnabled(not busy)
+        self.stop_button.setEnabled(busy)
+        self.regenerate_button.setEnabled(not busy)
+        self.retry_button.setVisible(self.last_error is not None and not busy)
+
+    # -- the daemon ------------------------------------------------------------------------------
+
+    def _on_status(self, status: api.DaemonStatus) -> None:
+        self.banner.hide()
+        self.queue_depth = status.queue.depth
+        if status.model is not None:
+            self.model_name = status.model.name
+            self.model_label.setText(f"model: {status.model.name} ({status.model.device}, {status.state})")
+        self.health.add_sample(status, time.time())
+
+    def _on_unreachable(self, message: str) -> None:
+        self.banner_text.setText(f"The trayllm daemon is not reachable: {message}")
+        self.banner.show()
+
+    def start_daemon(self) -> None:
+        launcher.start_detached(launcher.daemon_command(self.settings), self.settings)
+        self.banner_text.setText("Starting the daemon…")
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        self.stop()
+        if self._thread is not None:
+            self._thread.quit()
+            self._thread.wait(5000)
+        if self._poller_thread.isRunning():
+            QMetaObject.invokeMethod(self._poller, "shutdown", Qt.ConnectionType.BlockingQueuedConnection)
+            self._poller_thread.quit()
+            self._poller_thread.wait(5000)
+        super().closeEvent(event)
