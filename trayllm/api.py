@@ -107,6 +107,7 @@ class Timings(BaseModel):
     total_ms: float
     tokens_per_second: float | None
     max_tokens_capped: bool = False
+    vram_peak_bytes: int | None = None  # CUDA only: the allocator's peak while this request ran
 
 
 class AssistantMessage(BaseModel):

@@ -324,7 +324,7 @@ class ChatWindow(QMainWindow):
                            tokens_per_second=None if t is None else t.tokens_per_second,
                            completion_tokens=None if done.usage is None else done.usage.completion_tokens,
                            prompt_tokens=None if done.usage is None else done.usage.prompt_tokens,
-                           finish_reason=done.finish_reason)
+                           vram_peak_bytes=None if t is None else t.vram_peak_bytes, finish_reason=done.finish_reason)
         self._end_reply(stats)
 
     def _on_failed(self, message: str, kind: str) -> None:

@@ -65,7 +65,8 @@ def timings_of(handle: RequestHandle, finished: Finished) -> Timings:
     return Timings(request_id=handle.request_id, queue_ms=round(t.queue_ms, 2),
                    first_token_ms=None if t.first_token_ms is None else round(t.first_token_ms, 2),
                    total_ms=round(t.total_ms, 2), tokens_per_second=None if finished.decode_tokens_per_second is None
-                   else round(finished.decode_tokens_per_second, 2), max_tokens_capped=handle.max_tokens_capped)
+                   else round(finished.decode_tokens_per_second, 2), max_tokens_capped=handle.max_tokens_capped,
+                   vram_peak_bytes=finished.vram_peak_bytes)
 
 
 def usage_of(finished: Finished) -> Usage:
