@@ -118,3 +118,48 @@ def test_stats_line_links_the_request_to_kibana_when_configured() -> None:
     assert stats_line(stats) == "first token 312 ms · 48 tokens · 15.2 tok/s · peak VRAM 3.00 GiB · req 3f2a1b9c"
     linked = stats_line(stats, "http://127.0.0.1:5601")
     assert "[req 3f2a1b9c](http://127.0.0.1:5601/app/discover#/?_a=" in linked and "3f2a1b9c0000" in linked
+
+
+def test_a_daemon_restart_mid_stream_shows_the_error_inline_and_retry_works(qtbot, tmp_path: Path,
+                                                                          converted_model_dir: Path) -> None:
+    root = tmp_path / "home"
+    daemon = spawn_daemon(root)
+    try:
+        window = make_window(qtbot, root, tmp_path)
+        window.max_tokens.setValue(2000)
+        with qtbot.waitSignal(window.reply_done, timeout=60_000):
+            type_and_send(qtbot, window, "Write a very long story about the sea.")
+            qtbot.waitUntil(lambda: bool(window.streaming), timeout=30_000)
+            daemon.process.kill()  # the daemon dies mid-reply
+            daemon.process.wait()
+        reply = window.store.messages(window.conversation_id)[-1]
+        assert reply.stats.error and reply.content  # what had arrived is kept, with the error
+        assert window.retry_button.isVisibleTo(window) and window.send_button.isEnabled()
+        assert "The reply failed" in window.transcript.toPlainText()
+        daemon = spawn_daemon(root)
+        window.max_tokens.setValue(5)
+        with qtbot.waitSignal(window.reply_done, timeout=60_000):
+            qtbot.mouseClick(window.retry_button, Qt.MouseButton.LeftButton)
+        messages = window.store.messages(window.conversation_id)
+        assert [m.role for m in messages] == ["user", "assistant"]  # the failed reply was replaced
+        assert messages[-1].stats.error is None and messages[-1].content
+    finally:
+        daemon.stop()
+
+
+def test_new_rename_search_and_delete_conversations(qtbot, home, tmp_path: Path, monkeypatch) -> None:
+    from PySide6.QtWidgets import QInputDialog
+
+    root, _ = home
+    window = make_window(qtbot, root, tmp_path)
+    first = window.conversation_id
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: ("Sea stories", True))
+    window.rename_conversation()
+    window.new_conversation()
+    assert window.conversation_id != first and window.conversations.count() >= 2
+    window.search.setText("sea")
+    assert [window.conversations.item(i).text() for i in range(window.conversations.count())] == ["Sea stories"]
+    window.search.setText("")
+    window.open_conversation(first)
+    window.delete_conversation()
+    assert all(c.id != first for c in window.store.list())
