@@ -43,6 +43,7 @@ def test_a_reply_streams_in_order_and_shows_its_stats(qtbot, home, tmp_path: Pat
     root, _ = home
     window = make_window(qtbot, root, tmp_path)
     qtbot.waitUntil(lambda: window.model_name != "?", timeout=10_000)
+    window.temperature.setValue(0.0)  # greedy: the same answer on every run
     window.max_tokens.setValue(12)
     deltas: list[str] = []
     window.reply_delta.connect(deltas.append)
