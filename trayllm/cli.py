@@ -326,20 +326,20 @@ def _elastic_settings(ctx: click.Context, es_url: str | None, api_key: str | Non
     return settings
 
 
-def _parse_at(value: str | None) -> float | None:
+def _parse_at(value: str | None) -> float:
+    """--at as Unix seconds (now when not given)."""
+    from trayllm.slo.report import parse_time
+
     if value is None:
-        return None
+        return time.time()
     try:
         return float(value)
     except ValueError:
         pass
-    from datetime import datetime, timezone
-
-    try:
-        parsed = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
-    except ValueError:
-        raise errors.ConfigError(f"--at wants Unix seconds or an ISO 8601 time, got {value!r}") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).timestamp()
+    parsed = parse_time(value)
+    if parsed is None:
+        raise errors.ConfigError(f"--at wants Unix seconds or an ISO 8601 time, got {value!r}")
+    return parsed
 
 
 @cli.command()
@@ -369,9 +369,8 @@ def slo(ctx: click.Context, as_json: bool, from_file: Path | None, from_elastic:
         target = ElasticTarget.from_settings(settings)
         es = target.client()
         check_version(es, target.url)
-        now = _parse_at(at) or time.time()
+        now = _parse_at(at)
         rows = slo_report_from_elastic(es, configured_objectives(settings), now, target.url)
-        report = api.SloReport(at=now, objectives=[api.SloRow(**r.to_dict()) for r in rows], alerts={})
     elif from_file is None:
         if at is not None:
             raise errors.ConfigError("--at needs --from FILE or --from-elastic: the daemon only judges the present")
@@ -380,8 +379,9 @@ def slo(ctx: click.Context, as_json: bool, from_file: Path | None, from_elastic:
     else:
         if not from_file.exists():
             raise errors.ConfigError(f"no record file at {from_file}")
-        now = _parse_at(at) or time.time()
+        now = _parse_at(at)
         rows = slo_report(configured_objectives(settings), iter_records(from_file), now)
+    if from_elastic or from_file is not None:  # computed here: no alert states, only the daemon has those
         report = api.SloReport(at=now, objectives=[api.SloRow(**r.to_dict()) for r in rows], alerts={})
     if as_json:
         click.echo(report.model_dump_json(indent=2))

@@ -134,19 +134,20 @@ class AlertCenter:
     # -- the SLO thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
+        already_read: set[str] = set()
         try:
-            self._restore()
+            already_read = self._restore()
         except Exception:  # a damaged file must not stop the monitor
             log.exception("could not read the SLO history; starting with empty windows")
-        finally:
-            self._release_held(set())
+        self._release_held(already_read)
         while not self._stop.wait(self.settings.slo_eval_interval_s):
             try:
                 self.evaluate()
             except Exception:
                 log.exception("SLO evaluation failed")
 
-    def _restore(self) -> None:
+    def _restore(self) -> set[str]:
+        """Alert states and windows from the files; the ids of records that may also have been held back."""
         began, started = time.monotonic(), time.time()
         last: dict[str, Mapping[str, Any]] = {}
         for doc in iter_records(self.settings.alerts_path):
@@ -171,7 +172,7 @@ class AlertCenter:
                 recent_ids.add(str(field_value(doc, "event.id")))
         log.info("SLO windows refilled", extra={"records": count, "restored_firing": sorted(self._firing),
                                                 "seconds": round(time.monotonic() - began, 3)})
-        self._release_held(recent_ids)
+        return recent_ids
 
     def _release_held(self, already_read: set[str]) -> None:
         with self._lock:

@@ -62,7 +62,6 @@ class SloMonitor:
                 self._machines[key] = AlertStateMachine(key, o.threshold, margin=margin, hold_s=hold_s, clock=clock)
         self._oom = AlertStateMachine(OOM_KEY, quiet_s=oom_quiet_s, clock=clock)
         self._machines[OOM_KEY] = self._oom
-        self._last: dict[str, AlertEvent] = {}  # the latest transition of each key
 
     @property
     def keys(self) -> list[str]:
@@ -107,21 +106,12 @@ class SloMonitor:
                     value = check.value if check.long_total >= burn.min_events else None
                     events.append(self._machines[f"burn.{o.name}.{check.name}"].update(value, at))  # type: ignore[arg-type]
             events.append(self._oom.tick(at))  # type: ignore[arg-type]
-            found = [e for e in events if e is not None]
-            self._last.update((e.key, e) for e in found)
-        return found
+        return [e for e in events if e is not None]
 
     def oom(self, message: str, now: float | None = None) -> AlertEvent:
         """An out-of-memory just happened: always a "firing" transition."""
         with self._lock:
-            event = self._oom.fire_once(None, message, now)
-            self._last[event.key] = event
-        return event
-
-    def firing(self) -> list[AlertEvent]:
-        """The latest transition of every alert that is firing now."""
-        with self._lock:
-            return [e for k, e in self._last.items() if self._machines[k].state == "firing"]
+            return self._oom.fire_once(None, message, now)
 
     def states(self) -> dict[str, AlertState]:
         """Every alert key's current state."""

@@ -151,17 +151,25 @@ def statistic(objective: Objective, values: list[float]) -> float | None:
     return sum(1 for v in values if v > 0) / len(values)
 
 
-def evaluate(objective: Objective, window: RollingWindow, now: float) -> Evaluation:
-    """Judge ``objective`` over the last ``objective.window_s`` seconds of ``window`` at ``now``.
+def state_of(objective: Objective, value: float | None, samples: int) -> State:
+    """``insufficient`` while fewer than ``min_samples`` samples count (a P99 of 5 requests is just the
+    slowest one); otherwise ``breach`` when the value is above the threshold, else ``ok``. The one rule the
+    live monitor, the offline report and the Elasticsearch report all judge by."""
+    if samples < objective.min_samples or value is None:
+        return "insufficient"
+    return "breach" if value > objective.threshold else "ok"
 
-    ``insufficient`` while fewer than ``min_samples`` samples are in the window (a P99 of 5 requests is
-    just the slowest one); otherwise ``breach`` when the value is above the threshold, else ``ok``.
-    """
-    values = window.values(now, min(objective.window_s, window.duration_s))
+
+def window_values(objective: Objective, window: RollingWindow, now: float) -> list[float]:
+    """The samples of ``window`` inside the objective's own window at ``now``."""
+    return window.values(now, min(objective.window_s, window.duration_s))
+
+
+def evaluate(objective: Objective, window: RollingWindow, now: float) -> Evaluation:
+    """Judge ``objective`` over the last ``objective.window_s`` seconds of ``window`` at ``now``."""
+    values = window_values(objective, window, now)
     value = statistic(objective, values)
-    if len(values) < objective.min_samples or value is None:
-        return Evaluation(value, len(values), "insufficient")
-    return Evaluation(value, len(values), "breach" if value > objective.threshold else "ok")
+    return Evaluation(value, len(values), state_of(objective, value, len(values)))
 
 
 DEFAULT_OBJECTIVES: tuple[Objective, ...] = (

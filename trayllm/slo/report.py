@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from trayllm.slo.burn import budget_remaining
-from trayllm.slo.objectives import Objective, evaluate, field_value
+from trayllm.slo.objectives import Objective, field_value, state_of, statistic, window_values
 from trayllm.slo.window import RollingWindow
 
 
@@ -44,7 +44,8 @@ class ReportRow:
         return asdict(self)
 
 
-def _parse_time(value: Any) -> float | None:
+def parse_time(value: Any) -> float | None:
+    """Unix seconds from an ISO 8601 string (``Z`` or an offset; none means UTC); None if it is not one."""
     if not isinstance(value, str):
         return None
     try:
@@ -59,10 +60,10 @@ def _parse_time(value: Any) -> float | None:
 def record_end_time(record: Mapping[str, Any]) -> float | None:
     """Unix seconds when the request ended: ``event.end``, or (records written before it existed)
     ``@timestamp`` + ``event.duration`` (ns; 0 when absent)."""
-    end = _parse_time(field_value(record, "event.end"))
+    end = parse_time(field_value(record, "event.end"))
     if end is not None:
         return end
-    arrival = _parse_time(record.get("@timestamp"))
+    arrival = parse_time(record.get("@timestamp"))
     if arrival is None:
         return None
     duration = field_value(record, "event.duration")
@@ -94,10 +95,7 @@ def fill_windows(objectives: Sequence[Objective], records: Iterable[Mapping[str,
 def make_row(objective: Objective, value: float | None, samples: int, bad: int) -> ReportRow:
     """One report row from a window's statistic, its sample count and how many samples were bad: the one
     judgement both the local windows and Elasticsearch's aggregations go through."""
-    if samples < objective.min_samples or value is None:
-        state = "insufficient"
-    else:
-        state = "breach" if value > objective.threshold else "ok"
+    state = state_of(objective, value, samples)
     target = objective.budget_fraction
     budget = budget_remaining(bad, samples, target) if target is not None and state != "insufficient" else None
     return ReportRow(objective.name, objective.window_s, value, objective.threshold, state, budget, samples,
@@ -106,9 +104,9 @@ def make_row(objective: Objective, value: float | None, samples: int, bad: int) 
 
 def judge(objective: Objective, window: RollingWindow, now: float) -> ReportRow:
     """One objective's report row from its window at ``now``."""
-    ev = evaluate(objective, window, now)
-    values = window.values(now, min(objective.window_s, window.duration_s))
-    return make_row(objective, ev.value, ev.samples, sum(1 for v in values if objective.is_bad(v)))
+    values = window_values(objective, window, now)
+    return make_row(objective, statistic(objective, values), len(values),
+                    sum(1 for v in values if objective.is_bad(v)))
 
 
 def slo_report(objectives: Sequence[Objective], records: Iterable[Mapping[str, Any]], now: float
