@@ -84,6 +84,7 @@ class ChatWindow(QMainWindow):
         self.conversation_id: int | None = None
         self.streaming: str | None = None  # the reply arriving now
         self.reply_message: Message | None = None
+        self._history: list[str] = []  # the settled messages' Markdown blocks (render() keeps it current)
         self.last_error: str | None = None
         self._worker: ReplyWorker | None = None
         self._thread: QThread | None = None
@@ -314,7 +315,7 @@ class ChatWindow(QMainWindow):
             return
         self.waiting.setText("")
         self.streaming += text
-        self.render()
+        self.render(history_changed=False)
         self.reply_delta.emit(text)
 
     def _on_finished(self, done: Done) -> None:
@@ -371,15 +372,13 @@ class ChatWindow(QMainWindow):
 
     # -- rendering -------------------------------------------------------------------------------
 
-    def transcript_markdown(self) -> str:
+    def _history_blocks(self) -> list[str]:
+        """The stored messages as Markdown blocks, less the reply now streaming into the last one."""
         if self.conversation_id is None:
-            return ""
+            return []
         blocks = []
         for message in self.store.messages(self.conversation_id):
-            if message.role == "system":
-                continue
-            if self.reply_message is not None and message.id == self.reply_message.id:
-                blocks.append(f"**{self.model_name}**\n\n{self.streaming or '…'}")
+            if message.role == "system" or (self.reply_message is not None and message.id == self.reply_message.id):
                 continue
             if message.role == "user":
                 blocks.append(f"**You**\n\n{message.content}")
@@ -391,9 +390,19 @@ class ChatWindow(QMainWindow):
             line = f"_{stats_line(stats, self.settings.kibana_url)}_" if stats is not None else ""
             blocks.append(f"**{(stats.model if stats and stats.model else None) or self.model_name}**\n\n{text}"
                           + (f"\n\n{line}" if line.strip("_") else ""))
+        return blocks
+
+    def transcript_markdown(self) -> str:
+        blocks = list(self._history)
+        if self.reply_message is not None:
+            blocks.append(f"**{self.model_name}**\n\n{self.streaming or '…'}")
         return "\n\n---\n\n".join(blocks)
 
-    def render(self) -> None:
+    def render(self, *, history_changed: bool = True) -> None:
+        """Show the transcript. While a reply streams (``history_changed=False``) the stored messages are
+        not read again for every token: only the streaming block changes."""
+        if history_changed:
+            self._history = self._history_blocks()
         scrollbar = self.transcript.verticalScrollBar()
         at_end = scrollbar.value() >= scrollbar.maximum() - 4
         self.transcript.setMarkdown(self.transcript_markdown())
