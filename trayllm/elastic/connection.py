@@ -72,8 +72,7 @@ def elastic_errors(where: str) -> Iterator[None]:
     try:
         yield
     except AuthenticationException:
-        raise ElasticError(f"{where} refused the credentials (401): check es_api_key or es_username/es_password"
-                           ) from None
+        raise _credentials_refused(where) from None
     except AuthorizationException as exc:
         raise ElasticError(f"{where}: the user may not do this (403: {_reason(exc)}); give it the privileges in "
                            "docs/ELASTIC.md") from None
@@ -85,6 +84,10 @@ def elastic_errors(where: str) -> Iterator[None]:
         raise ElasticError(f"cannot reach {where} ({exc.message}); is it running, and is the URL right?") from None
     except ApiError as exc:
         raise ElasticError(f"{where} answered {exc.meta.status}: {_reason(exc)}") from None
+
+
+def _credentials_refused(where: str) -> ElasticError:
+    return ElasticError(f"{where} refused the credentials (401): check es_api_key or es_username/es_password")
 
 
 def _reason(exc: Any) -> str:
@@ -106,7 +109,7 @@ def check_version(es: Any, where: str) -> str:
         response = es.transport.perform_request("GET", "/", headers={**es._headers, "accept": "application/json"})
     status = response.meta.status
     if status == 401:
-        raise ElasticError(f"{where} refused the credentials (401): check es_api_key or es_username/es_password")
+        raise _credentials_refused(where)
     info = response.body if isinstance(response.body, dict) else {}
     if status != 200 or response.meta.headers.get("x-elastic-product") != "Elasticsearch":
         raise ElasticError(f"{where} is not an Elasticsearch that trayllm can use (HTTP {status}); check the URL")
