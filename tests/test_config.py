@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from trayllm import config
+from trayllm.config import tomllib
 from trayllm.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -73,7 +78,7 @@ def test_bad_file_value_names_the_file(config_file: Path):
     config_file.write_text('queue_size = "many"\n')
     with pytest.raises(ConfigError) as info:
         config.load_settings()
-    assert info.value.message.startswith(f"{config_file}: queue_size must be a int")
+    assert info.value.message == f"{config_file}:1: queue_size must be a int, got 'many'"
 
 
 def test_unknown_file_key_is_refused(config_file: Path):
@@ -128,3 +133,78 @@ def test_describe_settings_covers_every_field(monkeypatch: pytest.MonkeyPatch):
     assert device == {"name": "device", "env": "TRAYLLM_DEVICE", "value": "cpu", "default": "auto",
                       "help": device["help"]}
     assert all(r["help"] for r in rows)
+
+
+def test_file_errors_name_the_line_of_the_key(config_file: Path):
+    config_file.write_text('# comment\nmodel = "/m.gguf"\n\nmax-batch = 4\n')
+    with pytest.raises(ConfigError) as info:
+        config.load_settings()
+    assert info.value.message == (f"{config_file}:4: unknown setting 'max-batch' (did you mean 'max_batch'? "
+                                  "`trayllm config show` lists them all)")
+    config_file.write_text('model = "/m.gguf"\n[scheduler]\nmax_batch = 4\n')
+    with pytest.raises(ConfigError, match=rf"^{config_file}:2: unknown setting 'scheduler' \(`trayllm"):
+        config.load_settings()
+
+
+def test_range_errors_name_where_the_value_came_from(config_file: Path, monkeypatch: pytest.MonkeyPatch):
+    config_file.write_text("max_batch = 4\n  vram_limit = 1.5\n")
+    with pytest.raises(ConfigError) as info:
+        config.load_settings()
+    assert info.value.message == f"{config_file}:2: vram_limit is a share: it must be within (0, 1], got 1.5"
+    config_file.write_text("max_batch = 4\n")
+    monkeypatch.setenv("TRAYLLM_OOM_QUIET_S", "-1")
+    with pytest.raises(ConfigError, match=r"^TRAYLLM_OOM_QUIET_S: oom_quiet_s must not be negative, got -1.0$"):
+        config.load_settings()
+    with pytest.raises(ConfigError, match=r"^--max-batch: max_batch must be at least 1, got 0$"):
+        config.load_settings({"max_batch": 0}, environ={})
+
+
+def test_a_file_value_is_checked_even_where_a_variable_overrides_it(config_file: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch):
+    """A file `trayllm config edit` would refuse does not load either: the file's checks do not depend on the
+    environment it happens to be read in."""
+    config_file.write_text("max_batch = 0\n")
+    monkeypatch.setenv("TRAYLLM_MAX_BATCH", "4")
+    with pytest.raises(ConfigError, match=rf"^{config_file}:1: max_batch must be at least 1"):
+        config.load_settings()
+
+
+def test_parse_config_returns_what_the_file_sets():
+    assert config.parse_config(b'max_batch = 4.0\nwarmup = false\n', "f") == {"max_batch": 4, "warmup": False}
+    assert config.parse_config(b"", "f") == {}
+    with pytest.raises(ConfigError, match=r"^f: not valid TOML \(.*line 2.*\); fix or remove the file$"):
+        config.parse_config(b"max_batch = 4\nmax_batch = 5\n", "f")
+    with pytest.raises(ConfigError, match="^f: not valid TOML"):
+        config.parse_config(b"model = '\xff'\n", "f")
+
+
+def test_settings_groups_are_known_and_each_in_one_run():
+    groups = [f.metadata["group"] for f in config.SETTING_FIELDS]
+    runs = [title for title, _, _ in config.grouped_settings()]
+    assert len(runs) == len(set(runs)) == len(config.SETTING_GROUPS)  # no group split, none unused
+    assert set(groups) == set(config.SETTING_GROUPS)
+
+
+def test_starter_config_has_every_setting_commented_out_at_its_default():
+    starter = config.starter_config()
+    assert tomllib.loads(starter) == {}  # all comments: the starter file alone changes nothing
+    assert "defaults < this file < TRAYLLM_* environment\n# variables < command-line flags" in starter
+    for f in config.SETTING_FIELDS:
+        assert f"\n# {f.name} = {config.toml_value(f.default)}\n" in starter
+        assert f"[{config.env_name(f.name)}]" in starter
+    assert all(len(line) <= 100 for line in starter.splitlines())
+    uncommented = re.sub(r"^# (\w+ = )", r"\1", starter, flags=re.MULTILINE)
+    defaults = {f.name: f.default for f in config.SETTING_FIELDS}
+    assert config.parse_config(uncommented.encode(), "starter") == defaults  # every value is TOML of its type
+
+
+def test_config_doc_is_what_the_generator_writes():
+    spec = importlib.util.spec_from_file_location("build_config_doc", ROOT / "scripts" / "build_config_doc.py")
+    assert spec is not None and spec.loader is not None
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    doc = (ROOT / "docs" / "CONFIG.md").read_text(encoding="utf-8")
+    assert doc == generator.render(), "docs/CONFIG.md is stale: run .venv/bin/python scripts/build_config_doc.py"
+    for f in config.SETTING_FIELDS:
+        assert f"| `{f.name}` | `{config.env_name(f.name)}` | `{config.toml_value(f.default)}` |" in doc
+    assert "| `state_path` | `$XDG_STATE_HOME/trayllm` | `$HOME/.local/state/trayllm` | `state_dir` |" in doc

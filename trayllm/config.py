@@ -9,9 +9,14 @@ Precedence, lowest first: built-in default, config file, environment, explicit o
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import itertools
+import json
 import os
+import re
 import sys
-from collections.abc import Mapping
+import textwrap
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,118 +31,155 @@ else:  # pragma: no cover - Python 3.10
 ENV_PREFIX = "TRAYLLM_"
 
 
-def _setting(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+# group key -> (title, the doc that explains the group, if any); the order of the fields decides the order of
+# the groups in `trayllm config edit`'s starter file and in docs/CONFIG.md
+SETTING_GROUPS: dict[str, tuple[str, str]] = {
+    "model": ("Model", ""),
+    "sockets": ("Sockets", ""),
+    "scheduler": ("Scheduler", ""),
+    "generation": ("Generation defaults", ""),
+    "places": ("Places and logging", ""),
+    "records": ("Request records", "RECORDS.md"),
+    "slo": ("Service-level objectives and alerts", "SLO.md"),
+    "elastic": ("Elastic stack", "ELASTIC.md"),
+    "testing": ("Testing", ""),
+}
+
+
+def _setting(default: Any, help: str, group: str) -> Any:
+    """A Settings field with the help text and group that `config show`, `config edit` and docs/CONFIG.md print."""
+    return field(default=default, metadata={"help": help, "group": group})
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every trayllm setting. Each field is also file key ``name`` and env var ``TRAYLLM_NAME``."""
 
-    # model
     model: str = _setting("",
                         "Model to serve: a local Hugging Face directory or .gguf file; empty = embedded "
-                        "SmolLM2-135M-Instruct.")
-    model_name: str = _setting("", "Name clients use in the 'model' field; empty = derived from the model.")
-    device: str = _setting("auto", "auto (CUDA when present), cpu, cuda or cuda:N.")
+                        "SmolLM2-135M-Instruct.", group="model")
+    model_name: str = _setting("", "Name clients use in the 'model' field; empty = derived from the model.",
+                        group="model")
+    device: str = _setting("auto", "auto (CUDA when present), cpu, cuda or cuda:N.", group="model")
     dtype: str = _setting("auto",
                         "auto (bf16 where the GPU supports it, else fp16; fp32 on CPU), float32, bfloat16 or "
-                        "float16.")
-    quantization: str = _setting("none", "none, 4bit (bitsandbytes nf4) or 8bit (bitsandbytes int8); CUDA only.")
-    warmup: bool = _setting(True, "Run one short generation before /readyz turns true.")
-    # sockets
-    socket: str = _setting("", "Unix socket path; empty = $XDG_RUNTIME_DIR/trayllm/daemon.sock.")
-    listen: str = _setting("", "Also serve TCP on this 127.0.0.1:PORT (bearer token required); empty = off.")
+                        "float16.", group="model")
+    quantization: str = _setting("none", "none, 4bit (bitsandbytes nf4) or 8bit (bitsandbytes int8); CUDA only.",
+                        group="model")
+    warmup: bool = _setting(True, "Run one short generation before /readyz turns true.", group="model")
+
+    socket: str = _setting("", "Unix socket path; empty = $XDG_RUNTIME_DIR/trayllm/daemon.sock.", group="sockets")
+    listen: str = _setting("", "Also serve TCP on this 127.0.0.1:PORT (bearer token required); empty = off.",
+                        group="sockets")
     token_file: str = _setting("",
-                        "Bearer token for TCP clients; empty = $XDG_CONFIG_HOME/trayllm/token (created 0600).")
-    # scheduler
-    queue_size: int = _setting(100, "Requests that may wait for a batch slot; beyond that, 503 with Retry-After.")
-    max_batch: int = _setting(8, "Requests decoded together in one batch.")
-    rate_limit_per_minute: float = _setting(120.0, "Per-user token-bucket refill rate (requests/minute); 0 = no limit.")
-    rate_limit_burst: int = _setting(30, "Per-user token-bucket size (requests that may arrive at once).")
-    backlog_threshold: int = _setting(8, "Waiting requests above which new requests get backlog_max_tokens.")
-    backlog_max_tokens: int = _setting(128, "max_tokens cap for requests admitted under backlog.")
+                        "Bearer token for TCP clients; empty = $XDG_CONFIG_HOME/trayllm/token (created 0600).",
+                        group="sockets")
+
+    queue_size: int = _setting(100, "Requests that may wait for a batch slot; beyond that, 503 with Retry-After.",
+                        group="scheduler")
+    max_batch: int = _setting(8, "Requests decoded together in one batch.", group="scheduler")
+    rate_limit_per_minute: float = _setting(120.0,
+                        "Per-user token-bucket refill rate (requests/minute); 0 = no limit.", group="scheduler")
+    rate_limit_burst: int = _setting(30, "Per-user token-bucket size (requests that may arrive at once).",
+                        group="scheduler")
+    backlog_threshold: int = _setting(8, "Waiting requests above which new requests get backlog_max_tokens.",
+                        group="scheduler")
+    backlog_max_tokens: int = _setting(128, "max_tokens cap for requests admitted under backlog.", group="scheduler")
     request_timeout_s: float = _setting(300.0,
-                        "A request still unfinished this long after arrival fails with a timeout.")
+                        "A request still unfinished this long after arrival fails with a timeout.", group="scheduler")
     shutdown_grace_s: float = _setting(10.0,
-                        "On SIGTERM, how long in-flight requests may finish before they are cancelled.")
-    # generation defaults
-    default_max_tokens: int = _setting(512, "max_tokens when a request gives none.")
-    temperature: float = _setting(0.2, "Default sampling temperature (0 = greedy).")
-    top_p: float = _setting(0.9, "Default nucleus-sampling mass.")
+                        "On SIGTERM, how long in-flight requests may finish before they are cancelled.",
+                        group="scheduler")
+
+    default_max_tokens: int = _setting(512, "max_tokens when a request gives none.", group="generation")
+    temperature: float = _setting(0.2, "Default sampling temperature (0 = greedy).", group="generation")
+    top_p: float = _setting(0.9, "Default nucleus-sampling mass.", group="generation")
     repetition_penalty: float = _setting(1.1,
                         "Default penalty on tokens already in the context (1 = off); keeps a small model from "
-                        "looping.")
+                        "looping.", group="generation")
     history_turns: int = _setting(5,
                         "Conversation turns (a user message and its replies) kept, newest first, if they fit "
-                        "the context.")
-    # places
-    cache_dir: str = _setting("", "Converted weights and hashes; empty = $XDG_CACHE_HOME/trayllm.")
-    state_dir: str = _setting("", "Logs and records; empty = $XDG_STATE_HOME/trayllm.")
-    data_dir: str = _setting("", "Chat window conversations (conversations.db); empty = $XDG_DATA_HOME/trayllm.")
-    log_level: str = _setting("info", "Daemon log level: debug, info, warning, error.")
-    # request records
+                        "the context.", group="generation")
+
+    cache_dir: str = _setting("", "Converted weights and hashes; empty = $XDG_CACHE_HOME/trayllm.", group="places")
+    state_dir: str = _setting("", "Logs and records; empty = $XDG_STATE_HOME/trayllm.", group="places")
+    data_dir: str = _setting("",
+                        "Chat window conversations (conversations.db); empty = $XDG_DATA_HOME/trayllm.", group="places")
+    log_level: str = _setting("info", "Daemon log level: debug, info, warning, error.", group="places")
+
     telemetry: bool = _setting(True, "Write one record per request and count it in /metrics (off only to measure "
-                                     "what telemetry costs).")
+                                     "what telemetry costs).", group="records")
     log_content: bool = _setting(False,
                                  "Also record prompt and reply text in each request record; off by default, "
-                                 "so text stays out of logs and Elasticsearch.")
-    records_max_bytes: int = _setting(50_000_000, "Rotate the request-record file at this size.")
-    records_backups: int = _setting(5, "Rotated request-record files kept (requests.jsonl.1 ... .N).")
-    # service-level objectives and alerts (docs/SLO.md)
-    slo_ttft_p99_s: float = _setting(3.0, "Objective: first-token latency P99 at most this many seconds.")
-    slo_ttft_window_s: float = _setting(3600.0, "Rolling window of the first-token latency objective.")
+                                 "so text stays out of logs and Elasticsearch.", group="records")
+    records_max_bytes: int = _setting(50_000_000, "Rotate the request-record file at this size.", group="records")
+    records_backups: int = _setting(5, "Rotated request-record files kept (requests.jsonl.1 ... .N).",
+                        group="records")
+
+    slo_ttft_p99_s: float = _setting(3.0, "Objective: first-token latency P99 at most this many seconds.", group="slo")
+    slo_ttft_window_s: float = _setting(3600.0, "Rolling window of the first-token latency objective.", group="slo")
     slo_min_samples: int = _setting(100,
                         "Requests a latency or error-rate window needs before it is judged (a P99 of fewer is "
-                        "just the slowest one).")
+                        "just the slowest one).", group="slo")
     vram_limit: float = _setting(0.8,
                         "Objective: peak VRAM below this share of the device; also the admission limit (a "
-                        "request whose KV cache would pass it waits).")
-    slo_vram_window_s: float = _setting(300.0, "Rolling window of the peak-VRAM objective.")
-    slo_error_rate: float = _setting(0.001, "Objective: server-side error rate at most this share (error budget).")
+                        "request whose KV cache would pass it waits).", group="slo")
+    slo_vram_window_s: float = _setting(300.0, "Rolling window of the peak-VRAM objective.", group="slo")
+    slo_error_rate: float = _setting(0.001, "Objective: server-side error rate at most this share (error budget).",
+                        group="slo")
     slo_error_window_days: float = _setting(30.0,
-                        "Error-budget period; the burn-rate alert windows scale with it (1 h/5 min at 30 days).")
-    slo_eval_interval_s: float = _setting(1.0, "How often the daemon re-judges its objectives.")
+                        "Error-budget period; the burn-rate alert windows scale with it (1 h/5 min at 30 days).",
+                        group="slo")
+    slo_eval_interval_s: float = _setting(1.0, "How often the daemon re-judges its objectives.", group="slo")
     alert_margin: float = _setting(0.1,
-                        "Hysteresis: a firing alert resolves only below threshold x (1 - margin).")
-    alert_hold_s: float = _setting(0.0, "...and only after staying below that mark this long.")
-    oom_quiet_s: float = _setting(300.0, "An OOM alert resolves after this long without another OOM.")
+                        "Hysteresis: a firing alert resolves only below threshold x (1 - margin).", group="slo")
+    alert_hold_s: float = _setting(0.0, "...and only after staying below that mark this long.", group="slo")
+    oom_quiet_s: float = _setting(300.0, "An OOM alert resolves after this long without another OOM.", group="slo")
     oom_retry: bool = _setting(False,
                         "Retry a request once, alone and with half its max_tokens, when the GPU ran out of "
-                        "memory before it produced a token.")
-    events_buffer: int = _setting(1000, "Recent /v1/events kept for clients reconnecting with Last-Event-ID.")
-    # Elastic stack (docs/ELASTIC.md)
-    es_url: str = _setting("", "Elasticsearch URL to ship records to (the daemon ships when set); empty = off.")
-    es_api_key: str = _setting("", "Elasticsearch API key (base64 'id:key' as Kibana shows it).")
-    es_username: str = _setting("", "Elasticsearch user, when not using an API key.")
-    es_password: str = _setting("", "That user's password.")
-    es_ca_file: str = _setting("", "CA certificate file for an https Elasticsearch or Kibana.")
-    kibana_url: str = _setting("", "Kibana URL, for `trayllm elastic dashboards` and the tray's Open dashboards.")
-    ship_batch: int = _setting(1000, "Records per bulk request when shipping.")
+                        "memory before it produced a token.", group="slo")
+    events_buffer: int = _setting(1000, "Recent /v1/events kept for clients reconnecting with Last-Event-ID.",
+                        group="slo")
+
+    es_url: str = _setting("", "Elasticsearch URL to ship records to (the daemon ships when set); empty = off.",
+                        group="elastic")
+    es_api_key: str = _setting("", "Elasticsearch API key (base64 'id:key' as Kibana shows it).", group="elastic")
+    es_username: str = _setting("", "Elasticsearch user, when not using an API key.", group="elastic")
+    es_password: str = _setting("", "That user's password.", group="elastic")
+    es_ca_file: str = _setting("", "CA certificate file for an https Elasticsearch or Kibana.", group="elastic")
+    kibana_url: str = _setting("", "Kibana URL, for `trayllm elastic dashboards` and the tray's Open dashboards.",
+                        group="elastic")
+    ship_batch: int = _setting(1000, "Records per bulk request when shipping.", group="elastic")
+
     fault_injection: bool = _setting(False,
                         "Testing only: enable PUT /v1/faults, which makes the engine raise a real CUDA OOM or "
-                        "sleep at a chosen point.")
+                        "sleep at a chosen point.", group="testing")
 
-    # -- derived paths -------------------------------------------------------------
+    # -- derived paths (docs/CONFIG.md lists them with their docstrings) ------------
 
     @property
     def socket_path(self) -> Path:
+        """The daemon's Unix socket, where every client finds it."""
         return Path(self.socket) if self.socket else runtime_dir() / "daemon.sock"
 
     @property
     def lock_path(self) -> Path:
+        """Held by the running daemon, so a second one on the same socket refuses to start."""
         return self.socket_path.with_name(self.socket_path.name + ".lock")
 
     @property
     def token_path(self) -> Path:
+        """The bearer token TCP clients send (created 0600 on first use)."""
         return Path(self.token_file) if self.token_file else config_dir() / "token"
 
     @property
     def cache_path(self) -> Path:
+        """Converted weights and their content hashes, kept across runs."""
         return Path(self.cache_dir) if self.cache_dir else _xdg("XDG_CACHE_HOME", ".cache") / "trayllm"
 
     @property
     def records_path(self) -> Path:
+        """One JSON line per request (docs/RECORDS.md), rotated at records_max_bytes."""
         return self.state_path / "requests.jsonl"
 
     @property
@@ -147,15 +189,18 @@ class Settings:
 
     @property
     def alerts_path(self) -> Path:
+        """One JSON line per alert that fires or resolves."""
         return self.state_path / "alerts.jsonl"
 
     @property
     def state_path(self) -> Path:
+        """The daemon's log (daemon.log), request records, alert history and shipping state."""
         return Path(self.state_dir) if self.state_dir else _xdg("XDG_STATE_HOME", ".local/state") / "trayllm"
 
     @property
     def data_path(self) -> Path:
-        return Path(self.data_dir) if self.data_dir else _xdg("XDG_DATA_HOME", ".local/share") / "trayllm"
+        """The chat window's conversations (conversations.db)."""
+        return Path(self.data_dir) if self.data_dir else xdg_data_home() / "trayllm"
 
 
 SETTING_FIELDS: tuple[dataclasses.Field[Any], ...] = dataclasses.fields(Settings)
@@ -175,8 +220,18 @@ def runtime_dir() -> Path:
     return Path("/tmp") / f"trayllm-{os.getuid()}"
 
 
+def xdg_config_home() -> Path:
+    """$XDG_CONFIG_HOME (default ~/.config): trayllm's settings, and the user's systemd units and autostart entries."""
+    return _xdg("XDG_CONFIG_HOME", ".config")
+
+
+def xdg_data_home() -> Path:
+    """$XDG_DATA_HOME (default ~/.local/share): trayllm's data, and the user's launcher entries and icons."""
+    return _xdg("XDG_DATA_HOME", ".local/share")
+
+
 def config_dir() -> Path:
-    return _xdg("XDG_CONFIG_HOME", ".config") / "trayllm"
+    return xdg_config_home() / "trayllm"
 
 
 def config_file() -> Path:
@@ -209,57 +264,96 @@ def _coerce(name: str, raw: Any, source: str) -> Any:
 
 
 def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from defaults, the config file, TRAYLLM_* variables and ``overrides``."""
+    """Build Settings from defaults, the config file, TRAYLLM_* variables and ``overrides``; a bad value raises
+    ConfigError naming where it came from (file and line, variable or flag)."""
     env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
     path = config_file()
-    if path.is_file():
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML ({exc}); fix or remove the file") from None
-        for key, raw in data.items():
-            if key not in _BY_NAME:
-                raise ConfigError(f"{path}: unknown setting {key!r} (see `trayllm config show`)")
-            values[key] = _coerce(key, raw, str(path))
+    values = parse_config(path.read_bytes(), str(path)) if path.is_file() else {}
+    sources = dict.fromkeys(values, str(path))
     for name in _BY_NAME:
         raw = env.get(env_name(name))
         if raw is not None:
-            values[name] = _coerce(name, raw, env_name(name))
+            sources[name] = env_name(name)
+            values[name] = _coerce(name, raw, sources[name])
     for name, raw in (overrides or {}).items():
         if raw is None:
             continue
         if name not in _BY_NAME:
             raise ConfigError(f"unknown setting {name!r}")
-        values[name] = _coerce(name, raw, f"--{name.replace('_', '-')}")
+        sources[name] = f"--{name.replace('_', '-')}"
+        values[name] = _coerce(name, raw, sources[name])
     settings = Settings(**values)
-    _validate(settings)
+    _validate(settings, sources)
     return settings
 
 
-def _validate(settings: Settings) -> None:
+def parse_config(data: bytes, source: str) -> dict[str, Any]:
+    """The settings a config file sets, each coerced to its type and checked as load_settings checks it.
+
+    Messages start with ``source`` and the line of the offending key (``path:12: ...``, a place editors jump to).
+    `trayllm config edit` runs an edited copy through this before it replaces the file, so a saved file loads.
+    """
+    try:
+        text = data.decode("utf-8")
+        table = tomllib.loads(text)
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{source}: not valid TOML ({exc}); fix or remove the file") from None
+    where = {key: _key_location(text, key, source) for key in table}
+    values: dict[str, Any] = {}
+    for key, raw in table.items():
+        if key not in _BY_NAME:
+            close = difflib.get_close_matches(key.replace("-", "_"), _BY_NAME, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ConfigError(f"{where[key]}: unknown setting {key!r} ({hint}`trayllm config show` lists them all)")
+        values[key] = _coerce(key, raw, where[key])
+    _validate(Settings(**values), where)
+    return values
+
+
+def _key_location(text: str, key: str, source: str) -> str:
+    """``source:LINE`` of the line that sets top-level ``key`` (or opens a ``[key]`` table); just ``source`` when
+    the key is spelled in a way this does not recognise (escapes in a quoted key)."""
+    name = re.escape(key)
+    pattern = re.compile(rf"""\s*\[*\s*(?:{name}|"{name}"|'{name}')\s*[=.\]]""")
+    for number, line in enumerate(text.split("\n"), start=1):
+        if pattern.match(line):
+            return f"{source}:{number}"
+    return source
+
+
+def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
+    """Raise ConfigError for the first setting out of range, prefixed with where its value came from."""
+    for name, problem in _problems(settings):
+        raise ConfigError(f"{sources[name]}: {problem}" if name in sources else problem)
+
+
+def _problems(settings: Settings) -> Iterator[tuple[str, str]]:
+    """(setting, what is wrong) for each value outside what the daemon accepts."""
     if settings.quantization not in ("none", "4bit", "8bit"):
-        raise ConfigError(f"quantization must be none, 4bit or 8bit, got {settings.quantization!r}")
+        yield "quantization", f"quantization must be none, 4bit or 8bit, got {settings.quantization!r}"
     if settings.dtype not in ("auto", "float32", "bfloat16", "float16"):
-        raise ConfigError(f"dtype must be auto, float32, bfloat16 or float16, got {settings.dtype!r}")
+        yield "dtype", f"dtype must be auto, float32, bfloat16 or float16, got {settings.dtype!r}"
     for name in ("queue_size", "max_batch", "default_max_tokens", "backlog_max_tokens", "history_turns",
                  "rate_limit_burst", "records_max_bytes", "records_backups", "slo_min_samples", "events_buffer",
                  "ship_batch"):
         if getattr(settings, name) < 1:
-            raise ConfigError(f"{name} must be at least 1, got {getattr(settings, name)}")
+            yield name, f"{name} must be at least 1, got {getattr(settings, name)}"
     for name in ("slo_ttft_p99_s", "slo_ttft_window_s", "slo_vram_window_s", "slo_error_window_days",
                  "slo_eval_interval_s"):
         if not getattr(settings, name) > 0:
-            raise ConfigError(f"{name} must be positive, got {getattr(settings, name)}")
+            yield name, f"{name} must be positive, got {getattr(settings, name)}"
     for name in ("vram_limit", "slo_error_rate"):
         if not 0 < getattr(settings, name) <= 1:
-            raise ConfigError(f"{name} is a share: it must be within (0, 1], got {getattr(settings, name)}")
-    if not 0 <= settings.alert_margin < 1 or settings.alert_hold_s < 0 or settings.oom_quiet_s < 0:
-        raise ConfigError("need 0 <= alert_margin < 1, alert_hold_s >= 0 and oom_quiet_s >= 0")
+            yield name, f"{name} is a share: it must be within (0, 1], got {getattr(settings, name)}"
+    if not 0 <= settings.alert_margin < 1:
+        yield "alert_margin", f"alert_margin must be within [0, 1), got {settings.alert_margin}"
+    for name in ("alert_hold_s", "oom_quiet_s"):
+        if getattr(settings, name) < 0:
+            yield name, f"{name} must not be negative, got {getattr(settings, name)}"
     if settings.listen:
         host, _, port = settings.listen.rpartition(":")
         if host not in ("127.0.0.1", "localhost", "[::1]") or not port.isdigit():
-            raise ConfigError(f"listen must be 127.0.0.1:PORT (loopback only), got {settings.listen!r}")
+            yield "listen", f"listen must be 127.0.0.1:PORT (loopback only), got {settings.listen!r}"
 
 
 SECRET_SETTINGS = frozenset({"es_api_key", "es_password"})
@@ -278,3 +372,34 @@ def describe_settings(settings: Settings) -> list[dict[str, Any]]:
         }
         for f in SETTING_FIELDS
     ]
+
+
+def toml_value(value: Any) -> str:
+    """A setting's value (str, int, float or bool) as TOML, for `config show` and the starter config file."""
+    return str(value).lower() if isinstance(value, bool) else json.dumps(value)
+
+
+def grouped_settings() -> list[tuple[str, str, list[dataclasses.Field[Any]]]]:
+    """(title, doc that explains them or "", fields) per group, in field order: how the starter config file and
+    docs/CONFIG.md lay the settings out."""
+    return [(*SETTING_GROUPS[group], list(fields))
+            for group, fields in itertools.groupby(SETTING_FIELDS, key=lambda f: f.metadata["group"])]
+
+
+def starter_config() -> str:
+    """The file `trayllm config edit` opens when there is none yet: every setting commented out at its default,
+    under its help text and variable, so the file documents itself and a change is one uncommented line."""
+    lines = [
+        "# trayllm settings. Precedence, lowest first: built-in defaults < this file < TRAYLLM_* environment",
+        "# variables < command-line flags. Every setting is here, commented out at its default: uncomment",
+        "# a line and change its value. `trayllm config show` prints the values in effect, docs/CONFIG.md",
+        "# explains them all. es_api_key and es_password are secrets: keep this file private",
+        "# (`trayllm config edit` saves it 0600).",
+    ]
+    for title, doc, fields in grouped_settings():
+        lines += ["", "", f"# == {title} (docs/{doc}) ==" if doc else f"# == {title} =="]
+        for f in fields:
+            lines += ["", *textwrap.wrap(f"{f.metadata['help']} [{env_name(f.name)}]", 100, initial_indent="# ",
+                                         subsequent_indent="# "),
+                      f"# {f.name} = {toml_value(f.default)}"]
+    return "\n".join(lines) + "\n"
