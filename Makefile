@@ -19,11 +19,13 @@ setup: $(STAMP)
 #   libgirepository1.0-dev           PyGObject<3.51 builds against it (PyPI has no Linux wheel)
 #   libcairo2-dev                    pycairo, which PyGObject needs, builds against it
 #   pkg-config                       how both builds find those headers
+#   systemd                          systemd-analyze: tests/desktop_files verify the user units
+#   desktop-file-utils               desktop-file-validate: tests/desktop_files validate the desktop entries
 # and, only where they are missing, gcc (no C compiler) and python3-dev ($(PYTHON) has no Python.h).
 # Not needed: ImageMagick (screenshots use python-xlib, which pystray brings, and Pillow) and dunst
 # (the tests own org.freedesktop.Notifications with a recording fake, so nothing draws them).
 DESKTOP_APT := xvfb xauth dbus gir1.2-gtk-3.0 gir1.2-ayatanaappindicator3-0.1 \
-	libgirepository1.0-dev libcairo2-dev pkg-config
+	libgirepository1.0-dev libcairo2-dev pkg-config systemd desktop-file-utils
 DESKTOP_MISSING = missing=; \
 	for p in $(DESKTOP_APT); do \
 		dpkg -s $$p 2>/dev/null | grep -q '^Status: install ok installed' || missing="$$missing $$p"; \
