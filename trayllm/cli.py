@@ -7,7 +7,6 @@ Every TrayllmError ends here as one ``trayllm: error: ...`` line on stderr and e
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import threading
@@ -18,7 +17,7 @@ from typing import Any
 
 import click
 
-from trayllm import __version__, api, config, errors, launcher
+from trayllm import __version__, api, config, errors, instances, launcher, lifecycle
 from trayllm.chat.terminal import TerminalChat, complete_reply, stream_reply, timings_line
 from trayllm.client import DaemonClient
 
@@ -54,14 +53,17 @@ def cli(ctx: click.Context, socket: str | None) -> None:
     """trayllm: chat with a local LLM served by one background daemon.
 
     \b
-    trayllm up                  start the daemon if needed, then chat in the terminal
+    trayllm up                  start the daemon if needed, then the tray and the chat window
+                                (with no display: chat in the terminal)
     trayllm ask "Why is the sky blue?"
     trayllm status              what is loaded, queue, counters, SLOs, alerts
     trayllm slo                 the service-level objectives and their error budgets
     trayllm events              follow alerts and state changes as they happen
     trayllm pause | resume | reload
     trayllm bench --markdown    measure first-token latency and decode speed
-    trayllm down                stop the daemon
+    trayllm down                stop the tray, the chat windows and the daemon
+    trayllm doctor              which GPU this is, and which model sizes it can run
+    trayllm desktop install     start at login (systemd user units), menu entry and icon
 
     Settings come from ~/.config/trayllm/config.toml and TRAYLLM_* variables
     (`trayllm config show` lists them all).
@@ -102,23 +104,17 @@ def daemon_command(settings: config.Settings) -> list[str]:
     return launcher.daemon_command(settings)
 
 
-def _log_tail(path: Path, offset: int, lines: int = 15) -> str:
-    try:
-        with path.open("rb") as f:
-            f.seek(offset)
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "    (the log is empty)"
-
-
 def _show_progress(status: api.DaemonStatus) -> None:
     click.echo(f"trayllm: daemon {status.state}" + (f": {status.load_progress}" if status.load_progress else ""),
                err=True)
 
 
-def _ensure_ready(client: DaemonClient, timeout: float) -> api.DaemonStatus:
-    """The daemon's status once ready; waits (showing progress) if it is still loading."""
+def _ensure_ready(client: DaemonClient, timeout: float, started: launcher.Started | None = None) -> api.DaemonStatus:
+    """The daemon's status once ready; waits (showing progress) if it is still loading.
+
+    With ``started`` (the daemon `up` just launched), a daemon that dies while loading is reported with
+    this run's log lines.
+    """
     if not client.health():
         client.status()  # raises DaemonNotRunning with the usual message
     seen: list[api.DaemonStatus] = []
@@ -128,72 +124,78 @@ def _ensure_ready(client: DaemonClient, timeout: float) -> api.DaemonStatus:
             _show_progress(status)
         seen.append(status)
 
-    return client.wait_ready(timeout, on_progress=progress)
+    alive = None if started is None else (lambda: started.process.poll() is None)
+    try:
+        return client.wait_ready(timeout, on_progress=progress, alive=alive)
+    except errors.DaemonNotRunning:
+        if started is None or started.process.poll() is None:
+            raise
+        raise lifecycle.StartFailed(f"the daemon exited with status {started.process.returncode}; last lines of "
+                                    f"{started.log_path}:\n{started.log_tail()}") from None
 
 
 @cli.command()
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for the model to load.")
-@click.option("--system", help="System prompt for the chat.")
+@click.option("--system", help="System prompt for the terminal chat.")
+@click.option("--terminal", is_flag=True, help="Chat in this terminal even on a desktop (no tray, no window).")
+@click.option("--no-tray", is_flag=True, help="On a desktop: do not start the tray icon.")
+@click.option("--no-chat", is_flag=True, help="Start the daemon (and on a desktop the tray), but no chat.")
 @click.pass_context
-def up(ctx: click.Context, timeout: float, system: str | None) -> None:
-    """Start the daemon unless one is running, wait for the model, then chat in the terminal."""
+def up(ctx: click.Context, timeout: float, system: str | None, terminal: bool, no_tray: bool, no_chat: bool) -> None:
+    """Start trayllm: the daemon unless one runs, then on a desktop the tray and the chat window, else a terminal chat.
+
+    On a desktop it returns once everything is up (the tray shows when the model is ready); `trayllm down`
+    stops the daemon, the tray and the chat windows.
+    """
     settings = _settings(ctx)
     with DaemonClient.from_settings(settings) as client:
-        status = _ensure_ready(client, timeout) if client.health() else _start_and_wait(client, settings, timeout)
-        if status.model is not None:
-            click.echo(f"trayllm: ready: {status.model.name} on {status.model.device} ({status.model.dtype}); "
-                       "`trayllm down` stops the daemon", err=True)
-        TerminalChat(client, system=system).run()
+        started = None
+        if client.health():
+            click.echo(f"trayllm: daemon already running on {settings.socket_path}", err=True)
+        else:
+            started = launcher.start_detached(daemon_command(settings), settings)
+            click.echo(f"trayllm: started the daemon (pid {started.process.pid}, log {started.log_path})", err=True)
+            lifecycle.wait_until_answering(client, started, timeout)
+        if terminal or not launcher.has_display():
+            if no_chat:
+                return
+            status = _ensure_ready(client, timeout, started)
+            if status.model is not None:
+                click.echo(f"trayllm: ready: {status.model.name} on {status.model.device} ({status.model.dtype}); "
+                           "`trayllm down` stops the daemon", err=True)
+            TerminalChat(client, system=system).run()
+            return
+    wanted = [("tray", ["tray"])] * (not no_tray) + [("chat", ["chat", "--window"])] * (not no_chat)
+    failed = [role for role, args in wanted if not _start_client(settings, role, args)]
+    if failed:
+        raise errors.TrayllmError(f"trayllm is up without the {' and the '.join(failed)} (see above)")
+    click.echo("trayllm: up; `trayllm down` stops the daemon, the tray and the chat windows", err=True)
 
 
-def _start_and_wait(client: DaemonClient, settings: config.Settings, timeout: float) -> api.DaemonStatus:
-    """Start a detached daemon (output to daemon.log) and wait for it; if it dies, show this run's log lines."""
-    proc, log_path, offset = launcher.start_detached(daemon_command(settings), settings)
-    click.echo(f"trayllm: started the daemon (pid {proc.pid}, log {log_path})", err=True)
+def _start_client(settings: config.Settings, role: instances.Role, args: list[str]) -> bool:
+    """Start the tray or a chat window unless one runs; False (after saying why) when it did not come up."""
+    what = "chat window" if role == "chat" else role
+    already = instances.running(settings, role)
+    if already:
+        click.echo(f"trayllm: the {what} is already open (pid {already[0].pid})", err=True)
+        return True
     try:
-        return client.wait_ready(timeout, on_progress=_show_progress, alive=lambda: proc.poll() is None)
-    except errors.DaemonNotRunning:
-        if proc.poll() is None:
-            raise
-        raise errors.DaemonNotRunning(f"the daemon exited with status {proc.returncode}; "
-                                      f"last lines of {log_path}:\n{_log_tail(log_path, offset)}") from None
+        instance = lifecycle.start_client(settings, role, args)
+    except lifecycle.StartFailed as exc:
+        click.echo(f"trayllm: warning: {exc.message}", err=True)
+        return False
+    click.echo(f"trayllm: started the {what} (pid {instance.pid})", err=True)
+    return True
 
 
 @cli.command()
-@click.option("--timeout", type=float, help="Seconds to wait (default: shutdown_grace_s + 15).")
+@click.option("--timeout", type=float, help="Seconds to wait for the daemon (default: shutdown_grace_s + 15).")
 @click.pass_context
 def down(ctx: click.Context, timeout: float | None) -> None:
-    """Stop the daemon (SIGTERM) and wait until it is gone."""
+    """Stop the tray and the chat windows, then the daemon (SIGTERM; running requests get to finish)."""
     settings = _settings(ctx)
-    with DaemonClient.from_settings(settings) as client:
-        try:
-            pid = client.status().pid
-        except errors.DaemonNotRunning:
-            click.echo(f"trayllm: no daemon running on {settings.socket_path}", err=True)
-            return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pid = 0
-    except PermissionError:
-        raise errors.TrayllmError(f"not allowed to stop the daemon (pid {pid})") from None
     wait = timeout if timeout is not None else settings.shutdown_grace_s + 15
-    deadline = time.monotonic() + wait
-    while pid and settings.socket_path.exists() and _alive(pid):
-        if time.monotonic() > deadline:
-            raise errors.TrayllmError(f"the daemon (pid {pid}) is still running {wait:g} s after SIGTERM")
-        time.sleep(0.05)
-    click.echo(f"trayllm: daemon stopped (pid {pid})" if pid else "trayllm: daemon stopped", err=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    lifecycle.stop_all(settings, wait, on_step=lambda line: click.echo(f"trayllm: {line}", err=True))
 
 
 # -- talking to it ------------------------------------------------------------------
@@ -224,17 +226,22 @@ def ask(ctx: click.Context, prompt: str, system: str | None, max_tokens: int | N
 
 @cli.command()
 @click.option("--terminal", is_flag=True, help="Chat in this terminal even where a window could open.")
+@click.option("--window", is_flag=True, help="Open the chat window even when not started from a terminal.")
 @click.option("--system", "-s", help="System prompt.")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Most tokens per reply.")
 @click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature (0 = greedy).")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for a loading model.")
 @click.pass_context
-def chat(ctx: click.Context, terminal: bool, system: str | None, max_tokens: int | None, temperature: float | None,
-         timeout: float) -> None:
+def chat(ctx: click.Context, terminal: bool, window: bool, system: str | None, max_tokens: int | None,
+         temperature: float | None, timeout: float) -> None:
     """Chat with the model: the chat window on a desktop; in a terminal (or from a pipe) lines until /exit."""
     settings = _settings(ctx)
-    desktop = bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or sys.platform != "linux"
-    if not terminal and desktop and sys.stdin.isatty():
+    if terminal and window:
+        raise click.UsageError("choose one of --terminal and --window")
+    if window and not launcher.has_display():
+        raise errors.ConfigError("no display for the chat window (DISPLAY and WAYLAND_DISPLAY are unset); "
+                                 "use `trayllm chat --terminal`")
+    if window or (not terminal and launcher.has_display() and sys.stdin.isatty()):
         from trayllm.chat.app import run_window
 
         sys.exit(run_window(settings))
@@ -460,7 +467,43 @@ def tray(ctx: click.Context) -> None:
     """Show the tray icon: daemon health, a menu (chat, dashboards, pause, reload), alert notifications."""
     from trayllm.tray.app import TrayApp
 
-    TrayApp(_settings(ctx)).run()
+    try:
+        TrayApp(_settings(ctx)).run()
+    except instances.AlreadyRunning as exc:  # autostart and `trayllm up` may both start one: not an error
+        click.echo(f"trayllm: {exc.message}", err=True)
+
+
+# -- desktop integration ------------------------------------------------------------
+
+
+@cli.group("desktop")
+def desktop_group() -> None:
+    """Start at login and show in the menu: systemd user units, autostart and launcher entries, the icon."""
+
+
+def _echo_warning(message: str) -> None:
+    click.echo(f"trayllm: warning: {message}", err=True)
+
+
+@desktop_group.command("install")
+@click.option("--no-systemd", is_flag=True,
+              help="Write no systemd units: the autostart entry starts the tray, the daemon starts on demand.")
+@click.option("--start", is_flag=True, help="Also start the daemon and the tray now (systemctl --user enable --now).")
+def desktop_install(no_systemd: bool, start: bool) -> None:
+    """Install for this user, running this Python: units, autostart and launcher entries, icons."""
+    if no_systemd and start:
+        raise click.UsageError("--start starts the systemd units, which --no-systemd leaves out")
+    from trayllm.desktop.install import install
+
+    install(use_systemd=not no_systemd, start=start, say=click.echo, warn=_echo_warning)
+
+
+@desktop_group.command("uninstall")
+def desktop_uninstall() -> None:
+    """Disable and stop the units, and remove every file `trayllm desktop install` writes."""
+    from trayllm.desktop.install import uninstall
+
+    uninstall(say=click.echo, warn=_echo_warning)
 
 
 # -- Elastic ------------------------------------------------------------------------
@@ -677,11 +720,7 @@ def bench(ctx: click.Context, concurrency: list[int], requests_per_level: int, m
 
 @cli.group("config")
 def config_group() -> None:
-    """Show the settings and where they come from."""
-
-
-def _toml(value: Any) -> str:
-    return str(value).lower() if isinstance(value, bool) else json.dumps(value)
+    """Show, locate and edit the settings (every one is in docs/CONFIG.md)."""
 
 
 @config_group.command("show")
@@ -694,8 +733,8 @@ def config_show(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     for row in rows:
-        changed = "" if row["value"] == row["default"] else f" (default {_toml(row['default'])})"
-        click.echo(f"# {row['help']} [{row['env']}]{changed}\n{row['name']} = {_toml(row['value'])}\n")
+        changed = "" if row["value"] == row["default"] else f" (default {config.toml_value(row['default'])})"
+        click.echo(f"# {row['help']} [{row['env']}]{changed}\n{row['name']} = {config.toml_value(row['value'])}\n")
 
 
 @config_group.command("path")
@@ -705,3 +744,45 @@ def config_path() -> None:
     click.echo(str(path))
     if not path.exists():
         click.echo("trayllm: (the file does not exist; defaults and TRAYLLM_* apply)", err=True)
+
+
+@config_group.command("edit")
+@click.pass_context
+def config_edit(ctx: click.Context) -> None:
+    """Edit the config file in $VISUAL or $EDITOR; it is saved only if it loads.
+
+    Without a config file yet, the editor opens one with every setting commented out at its default.
+    """
+    from trayllm.config_edit import edit_config, find_editor
+
+    path = config.config_file()
+    result = edit_config(path, find_editor(), _edit_again)
+    if result.outcome == "unchanged":
+        click.echo(f"unchanged: {path}")
+        return
+    if result.outcome == "starter":
+        click.echo(f"not saved: the starter file came back unchanged, so {path} still does not exist")
+        return
+    click.echo(f"saved {path}")
+    if overriding := result.overriding_variables():
+        click.echo(f"trayllm: note: {', '.join(overriding)}, set in this environment, still override the file",
+                   err=True)
+    try:
+        daemon_running = _settings(ctx).socket_path.is_socket()
+    except errors.ConfigError as exc:  # the file loads; a TRAYLLM_* variable or a flag does not
+        click.echo(f"trayllm: note: {exc.message}", err=True)
+        return
+    if daemon_running:  # it read its settings when it started
+        click.echo("trayllm: restart the daemon to apply (`trayllm down && trayllm up`)", err=True)
+
+
+def _edit_again(error: errors.ConfigError) -> bool:
+    """Offer to reopen an invalid edit, but only to someone at a terminal: a script gets exit 1 and the .rejected
+    copy. Ctrl-C or end of input at the question counts as no, so the edit is still kept."""
+    if not sys.stdin.isatty():
+        return False
+    click.echo(f"trayllm: error: {error.message}", err=True)
+    try:
+        return click.confirm("edit again?", default=True, err=True)
+    except click.Abort:
+        return False

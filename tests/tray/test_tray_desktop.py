@@ -9,8 +9,9 @@ import pytest
 from desktop_session import DesktopSession
 from waiting import wait_for
 
-from trayllm import errors
+from trayllm import errors, instances
 from trayllm.client import DaemonClient
+from trayllm.config import Settings
 
 pytestmark = pytest.mark.slow
 
@@ -23,6 +24,7 @@ def test_the_tray_shows_the_daemon_pauses_it_and_turns_an_oom_into_a_critical_no
         desktop_session: DesktopSession, start_daemon) -> None:
     daemon = start_daemon(fault_injection=True)
     env = {**desktop_session.env, **{k: v for k, v in daemon.env.items() if k.startswith(("XDG_", "TRAYLLM_"))}}
+    env["QT_QPA_PLATFORM"] = "offscreen"  # for the chat window "Open chat" starts: Qt's xcb needs more libraries
     tray = desktop_session.popen([sys.executable, "-m", "trayllm", "tray"], name="tray", env=env)
     item = desktop_session.wait_for_sni_item()
     assert desktop_session.item_property(item, "Id") == "trayllm"
@@ -41,6 +43,12 @@ def test_the_tray_shows_the_daemon_pauses_it_and_turns_an_oom_into_a_critical_no
     wait_for(lambda: labels(desktop_session, item)["Pause serving"] == (True, True), timeout=15)
     desktop_session.click(item, "Pause serving")  # and again: resumes
     wait_for(lambda: daemon.status()["paused"] is None, timeout=15)
+
+    # "Open chat" opens the chat window (a Qt process holding its instance lock), not a terminal
+    desktop_session.click(item, "Open chat")
+    windows = wait_for(lambda: instances.running(Settings(socket=str(daemon.socket)), "chat"), timeout=60)
+    assert len(windows) == 1
+    instances.stop(Settings(socket=str(daemon.socket)), windows)
 
     # an injected OOM becomes one Notify call with critical urgency
     with DaemonClient(socket_path=daemon.socket) as client:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
+from trayllm import instances
 from trayllm.config import Settings
 
 
 def run_window(settings: Settings) -> int:
-    """Show the chat window until it is closed; the exit status."""
+    """Show the chat window until it is closed; the exit status.
+
+    SIGTERM (what `trayllm down` sends) closes the window the way its close button does, so a reply
+    being streamed is stopped and stored rather than lost with the process.
+    """
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from trayllm.chat.window import ChatWindow
@@ -18,4 +25,13 @@ def run_window(settings: Settings) -> int:
     app.setDesktopFileName("trayllm")
     window = ChatWindow(settings)
     window.show()
-    return int(app.exec())
+    previous = signal.signal(signal.SIGTERM, lambda *_: window.close())
+    wake = QTimer()  # Python runs signal handlers only between bytecodes: let it in while Qt waits for events
+    wake.timeout.connect(lambda: None)
+    wake.start(200)
+    try:
+        with instances.hold(settings, "chat"):  # from here on `trayllm down` finds (and closes) this window
+            return int(app.exec())
+    finally:
+        wake.stop()
+        signal.signal(signal.SIGTERM, previous)

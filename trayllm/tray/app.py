@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import threading
 import webbrowser
 from collections.abc import Callable
 from typing import Any
 
-from trayllm import launcher
+from trayllm import instances, launcher
 from trayllm.client import DaemonClient
 from trayllm.config import Settings
 from trayllm.errors import ConfigError, TrayllmError
@@ -58,14 +57,6 @@ def load_pystray() -> Any:
     return pystray
 
 
-def chat_command() -> list[str] | None:
-    """How "Open chat" opens a chat: the terminal chat in the desktop's terminal emulator."""
-    terminal = shutil.which("x-terminal-emulator") or shutil.which("gnome-terminal") or shutil.which("xterm")
-    if terminal is None:
-        return None
-    return [terminal, "-e", sys.executable, "-m", "trayllm", "chat", "--terminal"]
-
-
 class TrayApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -81,12 +72,13 @@ class TrayApp:
     def run(self) -> None:
         """Show the icon and serve its menu until Quit (blocks: the toolkit's main loop)."""
         pystray = self._pystray = load_pystray()
-        view = self.model.view()
-        self.icon = pystray.Icon("trayllm", icon_image(view.state), view.tooltip,
-                                 menu=pystray.Menu(self._menu_items))
-        if getattr(self.icon, "HAS_NOTIFICATION", False):
-            self.notifier.fallback = self.icon.notify
-        self.icon.run(setup=self._setup)
+        with instances.hold(self.settings, "tray"):  # one tray per daemon; `trayllm down` finds it here
+            view = self.model.view()
+            self.icon = pystray.Icon("trayllm", icon_image(view.state), view.tooltip,
+                                     menu=pystray.Menu(self._menu_items))
+            if getattr(self.icon, "HAS_NOTIFICATION", False):
+                self.notifier.fallback = self.icon.notify
+            self.icon.run(setup=self._setup)
 
     def _setup(self, icon: Any) -> None:
         icon.visible = True
@@ -175,10 +167,8 @@ class TrayApp:
         """A menu action, off the toolkit's thread; a failure becomes a notification."""
         try:
             if action == "open-chat":
-                command = chat_command()
-                if command is None:
-                    raise TrayllmError("no terminal emulator found; run `trayllm chat --terminal` in a terminal")
-                launcher.start_detached(command, self.settings)
+                launcher.start_detached(launcher.trayllm_command(self.settings, "chat", "--window"), self.settings,
+                                        "chat.log")
             elif action == "open-dashboards":
                 webbrowser.open(f"{self.settings.kibana_url.rstrip('/')}/app/dashboards")
             elif action == "start":

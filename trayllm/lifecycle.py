@@ -1,0 +1,113 @@
+"""What `trayllm up` and `trayllm down` do: bring the daemon, the tray and a chat window up, and all of them down.
+
+Kept apart from the CLI so the steps are plain functions: the CLI only prints what they report.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trayllm import errors, instances, launcher
+from trayllm.client import DaemonClient
+from trayllm.config import Settings
+
+CLIENT_START_TIMEOUT_S = 60.0  # a cold PySide6 import on a slow disk takes a while
+
+
+class StartFailed(errors.TrayllmError):
+    """A process `up` started exited (or never came up); the message carries its log lines."""
+
+
+def wait_until_answering(client: DaemonClient, started: launcher.Started, timeout: float) -> None:
+    """Wait until the daemon just started answers (loading counts); StartFailed with its log if it dies first."""
+    deadline = time.monotonic() + timeout
+    while not client.health():
+        if started.process.poll() is not None:
+            raise StartFailed(f"the daemon exited with status {started.process.returncode}; last lines of "
+                              f"{started.log_path}:\n{started.log_tail()}")
+        if time.monotonic() > deadline:
+            raise StartFailed(f"the daemon (pid {started.process.pid}) did not answer within {timeout:g} s; "
+                              f"see {started.log_path}")
+        time.sleep(0.1)
+
+
+def start_client(settings: Settings, role: instances.Role, args: list[str],
+                 timeout: float = CLIENT_START_TIMEOUT_S) -> instances.Instance:
+    """Start the tray or a chat window detached, and wait until it holds its instance lock.
+
+    The lock is taken once the process has its toolkit up (see instances.hold's callers), so a tray
+    without its system packages, or a window without a display, is reported here with its log
+    instead of vanishing silently.
+    """
+    started = launcher.start_detached(launcher.trayllm_command(settings, *args), settings, f"{role}.log")
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [i for i in instances.running(settings, role) if i.pid == started.process.pid]
+        if found:
+            return found[0]
+        code = started.process.poll()
+        if code is not None:
+            raise StartFailed(f"the {role} exited with status {code}; last lines of {started.log_path}:\n"
+                              f"{started.log_tail()}")
+        if time.monotonic() > deadline:
+            raise StartFailed(f"the {role} (pid {started.process.pid}) did not come up within {timeout:g} s; "
+                              f"see {started.log_path}")
+        time.sleep(0.1)
+
+
+@dataclass
+class Stopped:
+    """What `down` stopped, for its report."""
+
+    clients: list[instances.Instance] = field(default_factory=list)
+    daemon_pid: int | None = None
+
+
+def stop_all(settings: Settings, daemon_timeout: float,
+             on_step: Callable[[str], None] = lambda _: None) -> Stopped:
+    """Stop the tray and chat windows of this daemon first (so they do not announce its going), then the daemon."""
+    stopped = Stopped(clients=instances.stop(settings, instances.running(settings)))
+    for instance in stopped.clients:
+        on_step(f"{'chat window closed' if instance.role == 'chat' else 'tray stopped'} (pid {instance.pid})")
+    with DaemonClient.from_settings(settings) as client:
+        try:
+            pid = client.status().pid
+        except errors.DaemonNotRunning:
+            on_step(f"no daemon running on {settings.socket_path}")
+            return stopped
+    stopped.daemon_pid = pid
+    stop_daemon(pid, daemon_timeout)
+    on_step(f"daemon stopped (pid {pid})")
+    return stopped
+
+
+def stop_daemon(pid: int, timeout: float) -> None:
+    """SIGTERM the daemon and wait until it is gone (its in-flight requests get shutdown_grace_s to finish)."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    except PermissionError:
+        raise errors.TrayllmError(f"not allowed to stop the daemon (pid {pid})") from None
+    deadline = time.monotonic() + timeout
+    while _alive(pid):  # the socket goes first; the process may still be flushing records
+        if time.monotonic() > deadline:
+            raise errors.TrayllmError(f"the daemon (pid {pid}) is still running {timeout:g} s after SIGTERM")
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs; a zombie nobody reaped yet (its parent, `up`, is gone) counts as gone."""
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, PermissionError):  # PermissionError: somebody else's process has the pid now
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
