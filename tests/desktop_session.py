@@ -227,16 +227,30 @@ class DesktopSession:
         return _menu_entry(root).children
 
     def click(self, item: str, label: str) -> MenuEntry:
-        """Send dbusmenu Event(id, "clicked") for the entry shown as ``label``, as a tray host does."""
+        """Send dbusmenu Event(id, "clicked") for the entry shown as ``label``, as a tray host does.
+
+        The tray rebuilds its menu on every status poll, which renumbers the entries: an id read just before
+        a rebuild is refused ("does not refer to a menu item"), and, like a host after LayoutUpdated, the
+        layout is read again and the click sent again.
+        """
+        from jeepney.wrappers import DBusErrorResponse
+
         bus_name, _path = _split_item(item)
-        entry = _find(self.menu_layout(item), label)
-        if entry is None:
-            labels = [e.label for e in _walk(self.menu_layout(item))]
-            raise AssertionError(f"no menu entry {label!r} in {labels}")
         menu_path = self.item_property(item, "Menu")
-        self.call(bus_name, menu_path, "com.canonical.dbusmenu", "Event", "isvu", entry.id, "clicked", ("s", ""),
-                  int(time.time()) & 0xFFFFFFFF)
-        return entry
+        attempts = 5
+        while True:
+            entry = _find(self.menu_layout(item), label)
+            if entry is None:
+                labels = [e.label for e in _walk(self.menu_layout(item))]
+                raise AssertionError(f"no menu entry {label!r} in {labels}")
+            try:
+                self.call(bus_name, menu_path, "com.canonical.dbusmenu", "Event", "isvu", entry.id, "clicked",
+                          ("s", ""), int(time.time()) & 0xFFFFFFFF)
+                return entry
+            except DBusErrorResponse as exc:
+                attempts -= 1
+                if "does not refer to a menu item" not in str(exc) or not attempts:
+                    raise
 
     # --- notifications ---------------------------------------------------------------------------
     def notifications(self) -> list[dict[str, Any]]:
