@@ -451,13 +451,15 @@ def reload(ctx: click.Context, timeout: float) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
 @click.option("--context", type=click.IntRange(min=1), default=4096, show_default=True,
               help="Context length the fit table budgets KV cache for.")
+@click.option("--vram", "planned_gib", type=click.FloatRange(min=1), metavar="GIB",
+              help="Plan for a GPU with this much memory (all free) instead of the GPUs here.")
 @click.pass_context
-def doctor(ctx: click.Context, as_json: bool, context: int) -> None:
+def doctor(ctx: click.Context, as_json: bool, context: int, planned_gib: float | None) -> None:
     """What GPU this machine has, and which model sizes it can run at fp16, 8-bit and 4-bit."""
     from trayllm.doctor.gpus import probe
     from trayllm.doctor.report import doctor_report, to_text
 
-    report = doctor_report(probe(), context, _settings(ctx).vram_limit)
+    report = doctor_report(probe(), context, _settings(ctx).vram_limit, planned_gib)
     click.echo(json.dumps(report, indent=2) if as_json else to_text(report))
 
 

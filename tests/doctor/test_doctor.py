@@ -141,3 +141,23 @@ def test_nothing_fits_on_a_small_busy_gpu():
     rows = fit_table(free_bytes=1.5 * GIB, total_memory=4 * GIB)
     assert all(v == "no" for row in rows for v in row.verdicts.values())
     assert recommendation(rows).startswith("nothing from 1B up fits")
+
+
+def test_planning_for_a_24_gib_gpu_by_hand():
+    """`doctor --vram 24`, with the 4096-token default and the 80 % limit (19.2 GiB), works anywhere:
+    7-8B fp16: 8.03e9 x 2 B = 14.957 GiB + KV 2x32x8x128x4096x2 B = 0.5 GiB + 1 GiB + 5 % x 14.957 = 17.205 -> fits;
+    13B fp16: 24.214 GiB + KV 2x40x40x128x4096x2 B = 3.125 GiB + 1 + 1.211 = 29.55 -> no (more than 24 free);
+    34B 4-bit: 33.7e9 x (0.5 + 1/64) B = 16.183 GiB + KV 0.75 GiB + 1 + 0.809 = 18.742 -> fits, the largest."""
+    result = CliRunner().invoke(cli, ["doctor", "--vram", "24", "--json"], catch_exceptions=False)
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    fit = {row["size"]: row for row in report["fit"]}
+    assert (fit["7-8B"]["need_gib"]["fp16"], fit["7-8B"]["verdict"]["fp16"]) == (17.2, "fits")
+    assert (fit["13B"]["need_gib"]["fp16"], fit["13B"]["verdict"]["fp16"]) == (29.6, "no")
+    assert (fit["34B"]["need_gib"]["4-bit"], fit["34B"]["verdict"]["4-bit"]) == (18.7, "fits")
+    assert report["recommendation"] == "34B (e.g. CodeLlama-34B) at quantization = 4bit: 18.7 GiB"
+    assert report["fit_for"] == "a 24 GiB GPU (planned, all of it free)"
+    text = CliRunner().invoke(cli, ["doctor", "--vram", "24"]).stdout
+    assert "What fits on a 24 GiB GPU (planned, all of it free) with a 4096-token context" in text
+    bad = CliRunner().invoke(cli, ["doctor", "--vram", "0"])
+    assert bad.exit_code == 2 and "Invalid value for '--vram'" in bad.stderr

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from trayllm.doctor.fit import BYTES_PER_PARAM, GIB, fit_table, recommendation
+from trayllm.doctor.fit import BYTES_PER_PARAM, GIB, FitRow, fit_table, recommendation
 from trayllm.doctor.gpus import Machine
 
 
-def doctor_report(machine: Machine, context: int, limit: float) -> dict[str, Any]:
-    """Everything the doctor says, as data (the JSON output; the text is made from it)."""
+def doctor_report(machine: Machine, context: int, limit: float, planned_gib: float | None = None) -> dict[str, Any]:
+    """Everything the doctor says, as data (the JSON output; the text is made from it).
+
+    With ``planned_gib`` the fit table is for a GPU of that size with all of it free instead of the best
+    one here: the question someone choosing a GPU, or sizing a model for another machine, asks.
+    """
     out: dict[str, Any] = {"machine": machine.to_dict(), "context": context, "vram_limit": limit}
+    if planned_gib is not None:
+        rows = fit_table(planned_gib * GIB, planned_gib * GIB, context, limit)
+        out["fit_gpu"] = None
+        out["fit_for"] = f"a {planned_gib:g} GiB GPU (planned, all of it free)"
+        out["fit"] = _fit_rows(rows)
+        out["recommendation"] = recommendation(rows)
+        return out
     if not machine.gpus:
         out["fit"] = []
         out["recommendation"] = ("no NVIDIA GPU: trayllm runs on the CPU. The embedded SmolLM2-135M answers at "
@@ -20,11 +31,16 @@ def doctor_report(machine: Machine, context: int, limit: float) -> dict[str, Any
     best = max(machine.gpus, key=lambda g: g.free_bytes)
     rows = fit_table(best.free_bytes, best.total_bytes, context, limit)
     out["fit_gpu"] = best.index
-    out["fit"] = [{"size": r.size, "example": r.example, "need_gib": r.need_gib, "verdict": r.verdicts} for r in rows]
+    out["fit_for"] = f"GPU {best.index}"
+    out["fit"] = _fit_rows(rows)
     out["recommendation"] = recommendation(rows)
     if machine.torch_problem:
         out["recommendation"] += f" (but first: {machine.torch_problem})"
     return out
+
+
+def _fit_rows(rows: list[FitRow]) -> list[dict[str, Any]]:
+    return [{"size": r.size, "example": r.example, "need_gib": r.need_gib, "verdict": r.verdicts} for r in rows]
 
 
 def to_text(report: dict[str, Any]) -> str:
@@ -45,7 +61,7 @@ def to_text(report: dict[str, Any]) -> str:
     lines.append(f"4/8-bit   bitsandbytes {bnb}")
     if report["fit"]:
         lines.append("")
-        lines.append(f"What fits on GPU {report['fit_gpu']} with a {report['context']}-token context "
+        lines.append(f"What fits on {report['fit_for']} with a {report['context']}-token context "
                      f"(limit {report['vram_limit']:.0%} of the device; GiB needed):")
         header = ["size", "example"] + list(BYTES_PER_PARAM)
         table = [header] + [[r["size"], r["example"]] + [f"{r['need_gib'][p]:g} {r['verdict'][p]}"
