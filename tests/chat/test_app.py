@@ -39,3 +39,21 @@ def test_window_without_a_display_is_a_one_line_error() -> None:
     assert result.returncode == 1
     assert result.stderr == ("trayllm: error: no display for the chat window (DISPLAY and WAYLAND_DISPLAY are "
                              "unset); use `trayllm chat --terminal`\n")
+
+
+def test_window_without_pyside6_names_the_extra(tmp_path) -> None:
+    """A client-only install (no gui extra): one line with the fix, not a traceback. PySide6 is hidden from the
+    child by a module finder that refuses it, as a missing package would."""
+    (tmp_path / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class Refuse:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'PySide6':\n"
+        "            raise ModuleNotFoundError(f\"No module named {name!r}\", name=name)\n"
+        "sys.meta_path.insert(0, Refuse())\n")
+    env = {**os.environ, "DISPLAY": ":99", "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-m", "trayllm", "chat", "--window"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr == ("trayllm: error: the chat window needs PySide6 (No module named 'PySide6'): pip install "
+                             "'trayllm[gui]', or use `trayllm chat --terminal`\n")

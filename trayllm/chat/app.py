@@ -7,6 +7,7 @@ import sys
 
 from trayllm import instances
 from trayllm.config import Settings
+from trayllm.errors import ConfigError
 
 
 def run_window(settings: Settings) -> int:
@@ -15,8 +16,12 @@ def run_window(settings: Settings) -> int:
     SIGTERM (what `trayllm down` sends) closes the window the way its close button does, so a reply
     being streamed is stopped and stored rather than lost with the process.
     """
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
+    try:
+        from PySide6.QtCore import QTimer
+        from PySide6.QtWidgets import QApplication
+    except ImportError as exc:
+        raise ConfigError(f"the chat window needs PySide6 ({exc}): pip install 'trayllm[gui]', or use "
+                          "`trayllm chat --terminal`") from None
 
     from trayllm.chat.window import ChatWindow
 
