@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import fake_systemctl
 import pytest
 from daemons import MODEL_CACHE
 from desktop_session import DesktopSession, desktop_session  # noqa: F401 (a fixture)
@@ -79,6 +80,26 @@ def test_headless_up_starts_a_detached_daemon_and_chats_in_the_terminal_then_dow
     assert daemon_pid() is None
     assert not config.load_settings().socket_path.exists()
     assert gone(pid)
+
+
+def test_after_desktop_install_up_starts_the_daemon_through_its_systemd_unit(env, tmp_path: Path) -> None:
+    """The unit `trayllm desktop install` wrote runs the daemon (tests/fake_systemctl.py stands in for the user
+    manager: it runs the unit's ExecStart= line), so systemd would restart it and the journal keep its log."""
+    fake_systemctl.install(tmp_path / "bin")
+    env = {**env, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}",
+           "FAKE_SYSTEMCTL_LOG": str(tmp_path / "calls.log"), "FAKE_SYSTEMCTL_STATE": str(tmp_path / "units")}
+    installed = trayllm(env, "desktop", "install")
+    assert installed.returncode == 0, installed.stderr
+    up = trayllm(env, "up", stdin="Say hello.\n")
+    assert up.returncode == 0, up.stderr
+    assert ("trayllm: started the daemon (systemd unit trayllm.service, log `journalctl --user -u "
+            "trayllm.service`)") in up.stderr
+    assert up.stdout.strip()
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert calls.count("--user start trayllm.service") == 1
+    unit_pid = int((tmp_path / "units" / "trayllm.service.pid").read_text())
+    assert daemon_pid() == unit_pid  # the daemon answering is the one the unit ran
+    assert trayllm(env, "down").stderr == f"trayllm: daemon stopped (pid {unit_pid})\n"
 
 
 def test_desktop_up_starts_daemon_tray_and_window_and_down_stops_all_three(

@@ -124,14 +124,12 @@ def _ensure_ready(client: DaemonClient, timeout: float, started: launcher.Starte
             _show_progress(status)
         seen.append(status)
 
-    alive = None if started is None else (lambda: started.process.poll() is None)
     try:
-        return client.wait_ready(timeout, on_progress=progress, alive=alive)
+        return client.wait_ready(timeout, on_progress=progress, alive=None if started is None else started.running)
     except errors.DaemonNotRunning:
-        if started is None or started.process.poll() is None:
+        if started is None or started.running():
             raise
-        raise lifecycle.StartFailed(f"the daemon exited with status {started.process.returncode}; last lines of "
-                                    f"{started.log_path}:\n{started.log_tail()}") from None
+        raise lifecycle.StartFailed(f"the daemon {started.failure()}") from None
 
 
 @cli.command()
@@ -153,8 +151,8 @@ def up(ctx: click.Context, timeout: float, system: str | None, terminal: bool, n
         if client.health():
             click.echo(f"trayllm: daemon already running on {settings.socket_path}", err=True)
         else:
-            started = launcher.start_detached(daemon_command(settings), settings)
-            click.echo(f"trayllm: started the daemon (pid {started.process.pid}, log {started.log_path})", err=True)
+            started = launcher.start_daemon(settings, daemon_command(settings))
+            click.echo(f"trayllm: started the daemon ({started.where()})", err=True)
             lifecycle.wait_until_answering(client, started, timeout)
         if terminal or not launcher.has_display():
             if no_chat:

@@ -1,8 +1,10 @@
 """Starting trayllm processes in the background: the daemon, the tray, a chat window.
 
-Shared by `trayllm up`, the tray's "Start daemon" and "Open chat". Each child gets the caller's socket
-explicitly, so a tray started for one daemon never talks to another, and its own log file in the
-state directory, so a start that fails can be shown with its own lines.
+Shared by `trayllm up`, the tray's "Start daemon" and "Open chat", and the chat window's Start button. Each
+child gets the caller's socket explicitly, so a tray started for one daemon never talks to another, and its
+own log file in the state directory, so a start that fails can be shown with its own lines. Where
+`trayllm desktop install` put the daemon's systemd unit in place, the daemon is started through systemd
+instead: it then restarts on failure and logs to the journal, and a later login does not start a second one.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from trayllm.config import Settings
+from trayllm.config import Settings, load_settings
+from trayllm.errors import ConfigError, TrayllmError
 
 
 def trayllm_command(settings: Settings, *args: str) -> list[str]:
@@ -32,12 +35,23 @@ def has_display() -> bool:
 
 
 @dataclass(frozen=True)
-class Started:
+class Detached:
     """A detached child, with where its output goes and how long that file was before it started."""
 
     process: subprocess.Popen[bytes]
     log_path: Path
     log_offset: int
+
+    def where(self) -> str:
+        return f"pid {self.process.pid}, log {self.log_path}"
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def failure(self) -> str:
+        """Why it is gone: its exit status and this run's last lines of output."""
+        return (f"exited with status {self.process.returncode}; last lines of {self.log_path}:\n"
+                f"{self.log_tail()}")
 
     def log_tail(self, lines: int = 15) -> str:
         """This run's last ``lines`` lines of output, indented for an error message."""
@@ -50,7 +64,29 @@ class Started:
         return "\n".join("    " + line for line in text.splitlines()[-lines:]) or "    (the log is empty)"
 
 
-def start_detached(command: list[str], settings: Settings, log_name: str = "daemon.log") -> Started:
+@dataclass(frozen=True)
+class ViaSystemd:
+    """A unit the user's systemd manager started for us."""
+
+    unit: str
+
+    def where(self) -> str:
+        return f"systemd unit {self.unit}, log `journalctl --user -u {self.unit}`"
+
+    def running(self) -> bool:
+        """Active; a unit that failed, or waits to be restarted after a failure, is not."""
+        from trayllm.desktop.tools import run_tool
+
+        return run_tool(["systemctl", "--user", "is-active", "--quiet", self.unit]) is None
+
+    def failure(self) -> str:
+        return f"failed under systemd; see `systemctl --user status {self.unit}` and `journalctl --user -u {self.unit}`"
+
+
+Started = Detached | ViaSystemd
+
+
+def start_detached(command: list[str], settings: Settings, log_name: str = "daemon.log") -> Detached:
     """Start ``command`` in its own session (it outlives the caller), output appended to ``log_name``."""
     log_path = settings.state_path / log_name
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -58,4 +94,32 @@ def start_detached(command: list[str], settings: Settings, log_name: str = "daem
     with log_path.open("ab") as log:
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-    return Started(process, log_path, offset)
+    return Detached(process, log_path, offset)
+
+
+def start_daemon(settings: Settings, command: list[str] | None = None) -> Started:
+    """Start the daemon for ``settings``: through its systemd unit when that is installed and would serve this
+    socket, else ``command`` (default: daemon_command) as a detached child."""
+    from trayllm.desktop.systemd import systemctl, user_manager_reachable
+    from trayllm.desktop.units import DAEMON_UNIT
+
+    if _unit_serves(settings, DAEMON_UNIT) and user_manager_reachable():
+        try:
+            systemctl("start", DAEMON_UNIT)
+        except TrayllmError as exc:
+            raise TrayllmError(f"could not start the daemon's unit: {exc.message}") from None
+        return ViaSystemd(DAEMON_UNIT)
+    return start_detached(command or daemon_command(settings), settings)
+
+
+def _unit_serves(settings: Settings, unit: str) -> bool:
+    """Whether the installed unit's daemon would listen on ``settings``' socket. The unit reads the config file
+    but not this shell's TRAYLLM_* variables or flags: with another socket from those, it is not ours to start."""
+    from trayllm.desktop.layout import UNITS_DIR, base_dir
+
+    if not (base_dir("config") / UNITS_DIR / unit).is_file():
+        return False
+    try:
+        return load_settings(environ={}).socket_path == settings.socket_path
+    except ConfigError:
+        return False

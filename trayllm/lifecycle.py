@@ -24,15 +24,13 @@ class StartFailed(errors.TrayllmError):
 
 
 def wait_until_answering(client: DaemonClient, started: launcher.Started, timeout: float) -> None:
-    """Wait until the daemon just started answers (loading counts); StartFailed with its log if it dies first."""
+    """Wait until the daemon just started answers (loading counts); StartFailed saying why if it dies first."""
     deadline = time.monotonic() + timeout
     while not client.health():
-        if started.process.poll() is not None:
-            raise StartFailed(f"the daemon exited with status {started.process.returncode}; last lines of "
-                              f"{started.log_path}:\n{started.log_tail()}")
+        if not started.running():
+            raise StartFailed(f"the daemon {started.failure()}")
         if time.monotonic() > deadline:
-            raise StartFailed(f"the daemon (pid {started.process.pid}) did not answer within {timeout:g} s; "
-                              f"see {started.log_path}")
+            raise StartFailed(f"the daemon ({started.where()}) did not answer within {timeout:g} s")
         time.sleep(0.1)
 
 
@@ -50,13 +48,10 @@ def start_client(settings: Settings, role: instances.Role, args: list[str],
         found = [i for i in instances.running(settings, role) if i.pid == started.process.pid]
         if found:
             return found[0]
-        code = started.process.poll()
-        if code is not None:
-            raise StartFailed(f"the {role} exited with status {code}; last lines of {started.log_path}:\n"
-                              f"{started.log_tail()}")
+        if not started.running():
+            raise StartFailed(f"the {role} {started.failure()}")
         if time.monotonic() > deadline:
-            raise StartFailed(f"the {role} (pid {started.process.pid}) did not come up within {timeout:g} s; "
-                              f"see {started.log_path}")
+            raise StartFailed(f"the {role} ({started.where()}) did not come up within {timeout:g} s")
         time.sleep(0.1)
 
 

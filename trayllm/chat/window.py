@@ -431,7 +431,7 @@ class ChatWindow(QMainWindow):
         self.banner.show()
 
     def start_daemon(self) -> None:
-        launcher.start_detached(launcher.daemon_command(self.settings), self.settings)
+        launcher.start_daemon(self.settings)
         self.banner_text.setText("Starting the daemon…")
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)

@@ -172,7 +172,7 @@ class TrayApp:
             elif action == "open-dashboards":
                 webbrowser.open(f"{self.settings.kibana_url.rstrip('/')}/app/dashboards")
             elif action == "start":
-                launcher.start_detached(launcher.daemon_command(self.settings), self.settings)
+                launcher.start_daemon(self.settings)
             elif action in ("pause", "resume", "reload"):
                 with DaemonClient.from_settings(self.settings) as client:
                     if action == "pause":

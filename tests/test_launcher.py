@@ -1,0 +1,74 @@
+"""Where the launcher starts a daemon: through systemd when `trayllm desktop install` put the unit in place and
+that unit serves this socket, else as a detached child. systemctl is tests/fake_systemctl.py (see there why)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import fake_systemctl
+import pytest
+from waiting import wait_for
+
+from trayllm import config, launcher
+
+
+@pytest.fixture
+def systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The stand-in systemctl first on PATH; yields the file its calls are written to. Kills what it started."""
+    fake_systemctl.install(tmp_path / "bin")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SYSTEMCTL_LOG", str(tmp_path / "calls.log"))
+    monkeypatch.setenv("FAKE_SYSTEMCTL_STATE", str(tmp_path / "units"))
+    (tmp_path / "calls.log").touch()
+    yield tmp_path / "calls.log"
+    for pid_file in (tmp_path / "units").glob("*.pid"):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def install_unit(exec_start: str) -> None:
+    units = config.xdg_config_home() / "systemd" / "user"
+    units.mkdir(parents=True)
+    (units / "trayllm.service").write_text(f"[Service]\nExecStart={exec_start}\n")
+
+
+def test_without_the_unit_the_daemon_is_a_detached_child(systemd: Path) -> None:
+    settings = config.load_settings()
+    started = launcher.start_daemon(settings, ["/bin/sleep", "30"])
+    try:
+        assert isinstance(started, launcher.Detached) and started.running()
+        assert systemd.read_text() == ""
+    finally:
+        started.process.kill()
+        started.process.wait()
+
+
+def test_with_the_unit_systemd_starts_it_and_its_end_is_noticed(systemd: Path) -> None:
+    install_unit("/bin/sleep 30")
+    started = launcher.start_daemon(config.load_settings(), ["/bin/false"])
+    assert started == launcher.ViaSystemd("trayllm.service")
+    assert systemd.read_text().splitlines() == ["--user show-environment", "--user start trayllm.service"]
+    assert started.running()
+    os.kill(int((systemd.parent / "units" / "trayllm.service.pid").read_text()), signal.SIGKILL)
+    wait_for(lambda: not started.running(), timeout=10)
+    assert started.failure() == ("failed under systemd; see `systemctl --user status trayllm.service` and "
+                                 "`journalctl --user -u trayllm.service`")
+    assert started.where() == "systemd unit trayllm.service, log `journalctl --user -u trayllm.service`"
+
+
+def test_a_unit_for_another_socket_is_left_alone(systemd: Path, tmp_path: Path, monkeypatch) -> None:
+    """The unit reads the config file, not this shell's TRAYLLM_SOCKET: a daemon for that socket is ours to start."""
+    install_unit("/bin/sleep 30")
+    monkeypatch.setenv("TRAYLLM_SOCKET", str(tmp_path / "elsewhere.sock"))
+    started = launcher.start_daemon(config.load_settings(), ["/bin/sleep", "30"])
+    try:
+        assert isinstance(started, launcher.Detached)
+        assert "start" not in systemd.read_text()
+    finally:
+        assert isinstance(started, launcher.Detached)
+        started.process.kill()
+        started.process.wait()
