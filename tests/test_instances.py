@@ -83,8 +83,9 @@ def test_stop_terms_then_kills_what_ignores_sigterm(holders: list[subprocess.Pop
     settings = config.load_settings()
     polite = hold_in_child(holders, "chat")
     stubborn = hold_in_child(holders, "tray", "stubborn")
-    stopped = instances.stop(settings, instances.running(settings), timeout=1.0)
-    assert {i.pid for i in stopped} == {polite.pid, stubborn.pid}
+    found = instances.running(settings)
+    assert {i.pid for i in found} == {polite.pid, stubborn.pid}
+    instances.stop(settings, found, timeout=1.0)
     assert polite.wait(10) == -signal.SIGTERM
     assert stubborn.wait(10) == -signal.SIGKILL
     wait_for(lambda: not instances.running(settings), timeout=5)

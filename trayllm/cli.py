@@ -163,14 +163,14 @@ def up(ctx: click.Context, timeout: float, system: str | None, terminal: bool, n
                            "`trayllm down` stops the daemon", err=True)
             TerminalChat(client, system=system).run()
             return
-    wanted = [("tray", ["tray"])] * (not no_tray) + [("chat", ["chat", "--window"])] * (not no_chat)
-    failed = [role for role, args in wanted if not _start_client(settings, role, args)]
+    wanted: list[instances.Role] = ["tray"] * (not no_tray) + ["chat"] * (not no_chat)
+    failed = [role for role in wanted if not _start_client(settings, role)]
     if failed:
         raise errors.TrayllmError(f"trayllm is up without the {' and the '.join(failed)} (see above)")
     click.echo("trayllm: up; `trayllm down` stops the daemon, the tray and the chat windows", err=True)
 
 
-def _start_client(settings: config.Settings, role: instances.Role, args: list[str]) -> bool:
+def _start_client(settings: config.Settings, role: instances.Role) -> bool:
     """Start the tray or a chat window unless one runs; False (after saying why) when it did not come up."""
     what = "chat window" if role == "chat" else role
     already = instances.running(settings, role)
@@ -178,7 +178,7 @@ def _start_client(settings: config.Settings, role: instances.Role, args: list[st
         click.echo(f"trayllm: the {what} is already open (pid {already[0].pid})", err=True)
         return True
     try:
-        instance = lifecycle.start_client(settings, role, args)
+        instance = lifecycle.start_client(settings, role)
     except lifecycle.StartFailed as exc:
         click.echo(f"trayllm: warning: {exc.message}", err=True)
         return False

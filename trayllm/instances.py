@@ -104,11 +104,11 @@ def running(settings: Settings, role: Role | None = None) -> list[Instance]:
     return found
 
 
-def stop(settings: Settings, instances: list[Instance], timeout: float = 10.0) -> list[Instance]:
+def stop(settings: Settings, instances: list[Instance], timeout: float = 10.0) -> None:
     """SIGTERM each instance and wait until its lock is released; SIGKILL what outlives ``timeout``.
 
-    Returns those that were stopped. Going by the lock, not by the pid, means a pid the process left
-    behind and the system reused is never signalled after the wait.
+    Going by the lock, not by the pid, means a pid the process left behind and the system reused is never
+    signalled after the wait.
     """
     for instance in instances:
         with contextlib.suppress(ProcessLookupError):
@@ -119,7 +119,6 @@ def stop(settings: Settings, instances: list[Instance], timeout: float = 10.0) -
     for instance in left:
         with contextlib.suppress(ProcessLookupError):
             os.kill(instance.pid, signal.SIGKILL)
-    return instances
 
 
 def _still_held(settings: Settings, instances: list[Instance]) -> list[Instance]:

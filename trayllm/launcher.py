@@ -17,6 +17,10 @@ from pathlib import Path
 
 from trayllm.config import Settings, load_settings
 from trayllm.errors import ConfigError, TrayllmError
+from trayllm.instances import Role
+
+# How each desktop client is started: the tray, and the chat window (forced, as no terminal is attached).
+CLIENT_ARGS: dict[Role, tuple[str, ...]] = {"tray": ("tray",), "chat": ("chat", "--window")}
 
 
 def trayllm_command(settings: Settings, *args: str) -> list[str]:
@@ -75,9 +79,9 @@ class ViaSystemd:
 
     def running(self) -> bool:
         """Active; a unit that failed, or waits to be restarted after a failure, is not."""
-        from trayllm.desktop.tools import run_tool
+        from trayllm.desktop.systemd import unit_active
 
-        return run_tool(["systemctl", "--user", "is-active", "--quiet", self.unit]) is None
+        return unit_active(self.unit)
 
     def failure(self) -> str:
         return f"failed under systemd; see `systemctl --user status {self.unit}` and `journalctl --user -u {self.unit}`"
@@ -95,6 +99,11 @@ def start_detached(command: list[str], settings: Settings, log_name: str = "daem
         process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                    start_new_session=True)
     return Detached(process, log_path, offset)
+
+
+def start_client(settings: Settings, role: Role) -> Detached:
+    """Start the tray or a chat window for ``settings``' daemon, detached, its output in ``<role>.log``."""
+    return start_detached(trayllm_command(settings, *CLIENT_ARGS[role]), settings, f"{role}.log")
 
 
 def start_daemon(settings: Settings, command: list[str] | None = None) -> Started:

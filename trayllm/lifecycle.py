@@ -9,7 +9,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from trayllm import errors, instances, launcher
@@ -34,7 +33,7 @@ def wait_until_answering(client: DaemonClient, started: launcher.Started, timeou
         time.sleep(0.1)
 
 
-def start_client(settings: Settings, role: instances.Role, args: list[str],
+def start_client(settings: Settings, role: instances.Role,
                  timeout: float = CLIENT_START_TIMEOUT_S) -> instances.Instance:
     """Start the tray or a chat window detached, and wait until it holds its instance lock.
 
@@ -42,7 +41,7 @@ def start_client(settings: Settings, role: instances.Role, args: list[str],
     without its system packages, or a window without a display, is reported here with its log
     instead of vanishing silently.
     """
-    started = launcher.start_detached(launcher.trayllm_command(settings, *args), settings, f"{role}.log")
+    started = launcher.start_client(settings, role)
     deadline = time.monotonic() + timeout
     while True:
         found = [i for i in instances.running(settings, role) if i.pid == started.process.pid]
@@ -55,30 +54,21 @@ def start_client(settings: Settings, role: instances.Role, args: list[str],
         time.sleep(0.1)
 
 
-@dataclass
-class Stopped:
-    """What `down` stopped, for its report."""
-
-    clients: list[instances.Instance] = field(default_factory=list)
-    daemon_pid: int | None = None
-
-
-def stop_all(settings: Settings, daemon_timeout: float,
-             on_step: Callable[[str], None] = lambda _: None) -> Stopped:
-    """Stop the tray and chat windows of this daemon first (so they do not announce its going), then the daemon."""
-    stopped = Stopped(clients=instances.stop(settings, instances.running(settings)))
-    for instance in stopped.clients:
+def stop_all(settings: Settings, daemon_timeout: float, on_step: Callable[[str], None] = lambda _: None) -> None:
+    """Stop the tray and chat windows of this daemon first (so they do not announce its going), then the daemon;
+    ``on_step`` hears what each step did."""
+    clients = instances.running(settings)
+    instances.stop(settings, clients)
+    for instance in clients:
         on_step(f"{'chat window closed' if instance.role == 'chat' else 'tray stopped'} (pid {instance.pid})")
     with DaemonClient.from_settings(settings) as client:
         try:
             pid = client.status().pid
         except errors.DaemonNotRunning:
             on_step(f"no daemon running on {settings.socket_path}")
-            return stopped
-    stopped.daemon_pid = pid
+            return
     stop_daemon(pid, daemon_timeout)
     on_step(f"daemon stopped (pid {pid})")
-    return stopped
 
 
 def stop_daemon(pid: int, timeout: float) -> None:

@@ -15,6 +15,11 @@ def user_manager_reachable() -> bool:
     return available("systemctl") and run_tool(["systemctl", "--user", "show-environment"]) is None
 
 
+def unit_active(unit: str) -> bool:
+    """Whether ``unit`` is active (``systemctl --user is-active``); failed or waiting to restart is not."""
+    return run_tool(["systemctl", "--user", "is-active", "--quiet", unit]) is None
+
+
 def systemctl(*args: str) -> None:
     """Run ``systemctl --user ARGS``; a failure is a TrayllmError with systemctl's own message."""
     failure = run_tool(["systemctl", "--user", *args])

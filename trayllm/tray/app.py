@@ -167,8 +167,7 @@ class TrayApp:
         """A menu action, off the toolkit's thread; a failure becomes a notification."""
         try:
             if action == "open-chat":
-                launcher.start_detached(launcher.trayllm_command(self.settings, "chat", "--window"), self.settings,
-                                        "chat.log")
+                launcher.start_client(self.settings, "chat")
             elif action == "open-dashboards":
                 webbrowser.open(f"{self.settings.kibana_url.rstrip('/')}/app/dashboards")
             elif action == "start":
