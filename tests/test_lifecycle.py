@@ -19,6 +19,7 @@ import fake_systemctl
 import pytest
 from daemons import MODEL_CACHE
 from desktop_session import DesktopSession, desktop_session  # noqa: F401 (a fixture)
+from waiting import gone
 
 from trayllm import config, instances
 from trayllm.client import DaemonClient
@@ -45,14 +46,6 @@ def env(converted_model_dir: Path) -> Iterator[dict[str, str]]:
 def trayllm(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "trayllm", *args], env=env, input=stdin, capture_output=True,
                           text=True, timeout=300)
-
-
-def gone(pid: int) -> bool:
-    """No such process, or a zombie (a detached child's parent, `up`, has exited; reaping is init's job)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def daemon_pid() -> int | None:
