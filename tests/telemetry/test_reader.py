@@ -74,7 +74,7 @@ def test_follow_tails_across_rotations(tmp_path: Path):
     stop = threading.Event()
     stats = ReadStats()
     thread = _collect(path, stop, out, stats)  # from the end: "before" is not new
-    time.sleep(0.05)
+    _wait_for(lambda: stats.files == 1)  # it holds the file, at its end: what is written from now on is new
     writer = RecordWriter(path, max_bytes=len(_line(0)) * 3 + 5, backups=50)
     expected = []
     for i in range(40):  # 13 rotations, some of them inside one poll
@@ -106,3 +106,31 @@ def test_follow_waits_for_whole_lines_and_for_the_file(tmp_path: Path):
     stop.set()
     thread.join(5)
     assert _ids(out) == ["r1", "r2"]
+
+
+def _rotate(path: Path, new_live: bytes) -> None:
+    """What RecordWriter's rotation does on disk: shift path.N to path.N+1, path to path.1, start a new path."""
+    backups = sorted(path.parent.glob(path.name + ".*"), key=lambda p: int(p.suffix[1:]), reverse=True)
+    for backup in backups:
+        backup.rename(path.with_name(f"{path.name}.{int(backup.suffix[1:]) + 1}"))
+    path.rename(path.with_name(path.name + ".1"))
+    path.write_bytes(new_live)
+
+
+def test_follow_loses_no_file_to_a_rotation_while_it_reads_the_backups(tmp_path: Path):
+    """A rotation that lands while follow is still reading the backups it found at the previous one: the file
+    that was live then is a backup by the time follow gets to it, and is read all the same."""
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(_line(0))
+    stop = threading.Event()
+    fuse = threading.Timer(10, stop.set)  # a follow that misses a record ends here rather than waiting forever
+    fuse.start()
+    records = follow(path, poll_s=0.01, from_start=True, stop=stop)
+    assert _ids([next(records)]) == ["r0"]
+    _rotate(path, _line(1))
+    _rotate(path, _line(2))  # two rotations in one poll: r1 now sits in a backup, r2 is live
+    assert _ids([next(records)]) == ["r1"]  # follow is now reading that backup...
+    _rotate(path, _line(3))  # ...when r2's file is rotated away too
+    assert _ids([next(records), next(records)]) == ["r2", "r3"]
+    records.close()
+    fuse.cancel()

@@ -74,17 +74,16 @@ def _identity(f: IO[bytes]) -> tuple[int, int]:
     return st.st_dev, st.st_ino
 
 
-def iter_records(path: Path, *, include_rotated: bool = True, stats: ReadStats | None = None
-                 ) -> Iterator[dict[str, Any]]:
-    """Every record in ``path`` (and its backups ``path.N`` … ``path.1`` first, oldest first, when
-    ``include_rotated``), skipping a trailing partial line and corrupt lines and counting them in ``stats``.
+def _open_newest_first(path: Path, *, include_rotated: bool = True,
+                       until: tuple[int, int] | None = None) -> list[IO[bytes]]:
+    """Open ``path``, then ``path.1``, ``path.2``, … (newest first) up to a missing backup or the file ``until``
+    (not included); the caller closes them.
 
-    The files are all opened before the first is read, newest first, and a file already held under a
-    newer name is dropped, so a rotation during the opening neither duplicates nor reorders records. A
-    missing ``path`` yields nothing.
+    Holding each file before looking at the next name is what makes this safe against a rotation at the same
+    moment: the renamed file shows up again under an older name and is dropped as already held, so no file
+    is skipped and none is read twice. A missing ``path`` is passed over (between a rotation's rename and its
+    reopen there is none).
     """
-    stats = stats if stats is not None else ReadStats()
-    path = Path(path)
     opened: list[IO[bytes]] = []
     seen: set[tuple[int, int]] = set()
     try:
@@ -92,48 +91,47 @@ def iter_records(path: Path, *, include_rotated: bool = True, stats: ReadStats |
         while True:
             candidate = path if index == 0 else backup_path(path, index)
             try:
-                f = open(candidate, "rb")  # noqa: SIM115 (closed in finally)
+                f = open(candidate, "rb")  # noqa: SIM115 (the caller closes it)
             except FileNotFoundError:
                 if index > 0:
                     break
                 f = None
             if f is not None:
                 key = _identity(f)
-                if key in seen:
+                if key == until or key in seen:
                     f.close()
+                    if key == until:
+                        break
                 else:
                     seen.add(key)
                     opened.append(f)
             if not include_rotated:
                 break
             index += 1
+    except BaseException:
+        for f in opened:
+            f.close()
+        raise
+    return opened
+
+
+def iter_records(path: Path, *, include_rotated: bool = True, stats: ReadStats | None = None
+                 ) -> Iterator[dict[str, Any]]:
+    """Every record in ``path`` (and its backups ``path.N`` … ``path.1`` first, oldest first, when
+    ``include_rotated``), skipping a trailing partial line and corrupt lines and counting them in ``stats``.
+
+    The files are all opened before the first is read (``_open_newest_first``), so a rotation during the
+    opening neither duplicates nor reorders records. A missing ``path`` yields nothing.
+    """
+    stats = stats if stats is not None else ReadStats()
+    opened = _open_newest_first(Path(path), include_rotated=include_rotated)
+    try:
         stats.files += len(opened)
         for f in reversed(opened):
             yield from _lines(f, stats)
     finally:
         for f in opened:
             f.close()
-
-
-def _newer_backups(path: Path, old: tuple[int, int]) -> list[Path]:
-    """The backups written after the file ``old`` (oldest first), now that ``path`` is a new file.
-
-    ``old`` is found among ``path.1``, ``path.2``, …: those before it are newer. If rotation already
-    deleted it, every backup is newer.
-    """
-    newer: list[Path] = []
-    index = 1
-    while True:
-        candidate = backup_path(path, index)
-        try:
-            st = os.stat(candidate)
-        except FileNotFoundError:
-            break
-        if (st.st_dev, st.st_ino) == old:
-            break
-        newer.append(candidate)
-        index += 1
-    return newer[::-1]
 
 
 def follow(path: Path, poll_s: float = 0.5, *, from_start: bool = False, stop: threading.Event | None = None,
@@ -201,13 +199,16 @@ def follow(path: Path, poll_s: float = 0.5, *, from_start: bool = False, stop: t
                     doc = _parse(line, stats)
                     if doc is not None:
                         yield doc
-                for backup in _newer_backups(path, old):
-                    try:
-                        with open(backup, "rb") as f:
-                            stats.files += 1
-                            yield from _lines(f, stats)
-                    except FileNotFoundError:
-                        continue  # rotated out of existence meanwhile
+                # then every file written since, oldest first; the newest is followed from its start
+                newer = _open_newest_first(path, until=old)
+                stats.files += len(newer)
+                try:
+                    for backup in reversed(newer[1:]):
+                        yield from _lines(backup, stats)
+                finally:
+                    for backup in newer[1:]:
+                        backup.close()
+                current = newer[0] if newer else None
                 continue
             if live is not None and live.st_size < current.tell():
                 current.seek(0)  # truncated in place (not by trayllm): start over
