@@ -17,7 +17,7 @@ import torch
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 from trayllm.config import load_settings
-from trayllm.engine.batch import RunningBatch, prefill
+from trayllm.engine.batch import RunningBatch, cache_argument, prefill
 from trayllm.engine.conversation import Message
 from trayllm.engine.engine import Engine
 from trayllm.engine.types import Finished, SamplingParams, TokenText
@@ -59,6 +59,26 @@ def test_prefill_left_pads_to_the_longest_prompt(tiny: PreTrainedModel) -> None:
     for row, prompt in enumerate(prompts):
         assert set(batch.seen[row].nonzero().flatten().tolist()) == set(prompt)
     assert batch.mergeable
+
+
+def test_the_cache_goes_in_under_the_name_the_forward_declares(tiny: PreTrainedModel) -> None:
+    class Renamed:  # transformers >= 5.24
+        def forward(self, input_ids: torch.Tensor, cache: DynamicCache | None = None, **kwargs: object) -> None: ...
+
+    class Before:  # transformers < 5.24
+        def forward(self, input_ids: torch.Tensor, past_key_values: DynamicCache | None = None,
+                    **kwargs: object) -> None: ...
+
+    cache = DynamicCache(config=tiny.config)
+    assert cache_argument(Renamed(), cache) == {"cache": cache}
+    assert cache_argument(Before(), cache) == {"past_key_values": cache}
+    # The installed release takes whichever name it declares, and fills the cache through it (a name it
+    # did not declare would vanish into **kwargs, leaving the cache empty and every step without context).
+    with torch.no_grad():
+        batch, _ = prefill(tiny, ["a"], [[5, 6, 7]], pad_id=0, device=CPU)
+        assert batch.cache.get_seq_length() == 3
+        batch.step(tiny, [8])
+    assert batch.cache.get_seq_length() == 4
 
 
 def test_rows_join_and_leave_without_changing_anyones_logits(tiny: PreTrainedModel) -> None:

@@ -9,9 +9,11 @@ see exactly the positions they would have seen alone.
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
@@ -86,8 +88,8 @@ class RunningBatch(Generic[Row]):
         positions = self.mask.sum(dim=1, keepdim=True)
         self.mask = torch.cat([self.mask, torch.ones_like(ids)], dim=1)
         self.seen.scatter_(1, ids, True)
-        out = model(input_ids=ids, attention_mask=self.mask, position_ids=positions,
-                    past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        out = model(input_ids=ids, attention_mask=self.mask, position_ids=positions, use_cache=True,
+                    logits_to_keep=1, **cache_argument(model, self.cache))
         return StepOutput(logits=out.logits[:, -1, :])
 
 
@@ -102,13 +104,29 @@ def prefill(model: PreTrainedModel, rows: list[Row], prompts: list[list[int]], p
         mask[i, width - len(prompt):] = 1
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                use_cache=True, logits_to_keep=1)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
+                **cache_argument(model, cache))
     logits = out.logits[:, -1, :]
     seen = torch.zeros((len(prompts), logits.shape[-1]), dtype=torch.bool, device=device)
     for i, prompt in enumerate(prompts):
         seen[i, torch.tensor(prompt, dtype=torch.long, device=device)] = True
     return RunningBatch(list(rows), cache, mask, seen), StepOutput(logits=logits)
+
+
+def cache_argument(model: PreTrainedModel, cache: DynamicCache) -> dict[str, Any]:
+    """The keyword argument that hands ``cache`` to this model's forward.
+
+    transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns, and goes in 5.40);
+    the releases before take only the old name. Asking the forward's signature, rather than the
+    version, also covers an architecture that has not been converted yet.
+    """
+    return {_cache_keyword(type(model)): cache}
+
+
+@functools.cache
+def _cache_keyword(model_type: type) -> str:
+    parameters = inspect.signature(model_type.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:
