@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import subprocess
 import sys
 import threading
+from datetime import datetime, timedelta
 
 import httpx
 import pytest
@@ -90,3 +92,17 @@ def test_tcp_needs_the_token_and_a_loopback_host(start_daemon) -> None:
     assert foreign_origin.status_code == 403
     assert good.status_code == 200, good.text
     assert good.headers["x-request-id"]
+
+
+def test_every_log_line_is_ecs_json_with_a_zoned_timestamp(start_daemon) -> None:
+    daemon = start_daemon()
+    daemon.status()
+    assert daemon.stop() == 0
+    lines = daemon.log.read_text().splitlines()
+    assert len(lines) >= 2, "the daemon logs at least its start and its stop"
+    for line in lines:
+        assert line.startswith("{"), (line, lines)
+        doc = json.loads(line)
+        assert {"@timestamp", "log.level", "log.logger", "message", "ecs.version"} <= doc.keys(), line
+        stamp = datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00"))
+        assert stamp.utcoffset() == timedelta(0), line

@@ -29,6 +29,7 @@ from trayllm.engine.engine import Engine
 from trayllm.engine.models import resolve_source
 from trayllm.slo.monitor import SloMonitor
 from trayllm.slo.objectives import configured_objectives
+from trayllm.telemetry.log_format import EcsJsonFormatter
 from trayllm.telemetry.metrics import DaemonMetrics
 from trayllm.telemetry.vram import NvmlProbe
 
@@ -61,15 +62,23 @@ class DrainingServer(uvicorn.Server):
 
 
 def configure_logging(level: str) -> None:
-    from pythonjsonlogger.json import JsonFormatter
+    """Every line the daemon writes to stderr is one ECS JSON object, whoever logs it.
+
+    transformers logs through a handler of its own (plain text, not propagated) and draws tqdm bars
+    while loading weights; Python's warnings print plain text too. All of them go through the one
+    JSON handler instead, and the bars go: the engine reports load progress itself.
+    """
+    from transformers.utils import logging as transformers_logging
 
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s",
-                                       rename_fields={"asctime": "@timestamp", "levelname": "log.level",
-                                                      "name": "log.logger"}))
+    handler.setFormatter(EcsJsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    transformers_logging.disable_default_handler()
+    transformers_logging.enable_propagation()
+    transformers_logging.disable_progress_bar()
+    logging.captureWarnings(True)
     for noisy in ("uvicorn.access", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
