@@ -74,10 +74,10 @@ def missing_piece() -> str | None:
     for module, package in (("dbus_next", "dbus-next"), ("jeepney", "jeepney"), ("pystray", "pystray"),
                             ("Xlib", "python-xlib"), ("PIL", "pillow")):
         if importlib.util.find_spec(module) is None:
-            return f"the Python package {package} is not installed in this venv (`make setup` installs it)"
+            return f"the Python package {package} is not installed in this venv (`make test` installs it)"
     if importlib.util.find_spec("gi") is None:
         return ("PyGObject (gi) is not installed in this venv: it builds after apt-get install libgirepository1.0-dev "
-                "libcairo2-dev pkg-config (`make setup` does both)")
+                "libcairo2-dev pkg-config (`make test` does both)")
     probe = subprocess.run([sys.executable, "-c", _GI_PROBE], capture_output=True, text=True, timeout=60)
     if probe.returncode:
         error = (probe.stderr.strip().splitlines() or ["?"])[-1]

@@ -1,7 +1,8 @@
 """Command line: one entry point, thin sub-commands (parse, call, print).
 
 Every TrayllmError ends here as one ``trayllm: error: ...`` line on stderr and exit status 1
-(see ``_Cli.main``); click's own usage errors keep click's format and status 2.
+(see ``_Cli.main``); click's own usage errors keep click's format and status 2. A command that needs an extra
+the install lacks fails the same way, with the pip command that adds it (``_Command``, ``trayllm.extras``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,22 @@ from typing import Any
 
 import click
 
-from trayllm import __version__, api, config, errors, instances, launcher, lifecycle
+from trayllm import __version__, api, config, errors, extras, instances, launcher, lifecycle
 from trayllm.chat.terminal import TerminalChat, complete_reply, stream_reply, timings_line
 from trayllm.client import DaemonClient
 
-# top-level modules the daemon needs that a client-only install lacks
-_DAEMON_DEPS = {"torch", "transformers", "accelerate", "safetensors", "gguf", "fastapi", "uvicorn", "starlette"}
+
+class _Command(click.Command):
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; a module only an extra installs, missing here, becomes one line naming that extra."""
+        with extras.require_extra(ctx.command_path):
+            return super().invoke(ctx)
 
 
 class _Cli(click.Group):
+    command_class = _Command
+    group_class = type  # sub-groups (desktop, elastic, config) are _Cli too, so their commands are _Command
+
     def main(self, *args: Any, **kwargs: Any) -> Any:
         """The one place a TrayllmError becomes a short message and an exit status."""
         try:
@@ -89,13 +97,8 @@ def cli(ctx: click.Context, socket: str | None) -> None:
 def daemon(ctx: click.Context, **options: Any) -> None:
     """Run the daemon in the foreground: load the model, serve the socket until SIGTERM."""
     settings = _settings(ctx, **options)
-    try:
-        from trayllm.daemon.server import run_daemon
-    except ModuleNotFoundError as exc:
-        if (exc.name or "").split(".")[0] not in _DAEMON_DEPS:
-            raise
-        raise errors.TrayllmError(f"the daemon needs the 'daemon' extra (no module {exc.name!r}); "
-                                  "install it with `pip install -e '.[daemon]'` or `make setup`") from None
+    from trayllm.daemon.server import run_daemon
+
     run_daemon(settings)
 
 
@@ -291,7 +294,9 @@ def format_status(s: api.DaemonStatus) -> str:
     if s.shipping is not None:
         sh = s.shipping
         rows.append(("shipping", f"{sh.state} · {sh.delivered} delivered · {sh.duplicates} already there · "
-                                 f"{sh.dead_lettered} dead-lettered · backlog {sh.backlog_bytes / 1e6:.1f} MB"
+                                 f"{sh.dead_lettered} dead-lettered"
+                                 + (f" ({sh.unreadable} unreadable: torn or damaged lines)" if sh.unreadable else "")
+                                 + f" · backlog {sh.backlog_bytes / 1e6:.1f} MB"
                                  + (f" · last error: {sh.last_error}" if sh.last_error else "")))
     rows.append(("uptime", _duration(s.uptime_s)))
     rows.append(("daemon", f"pid {s.pid} · trayllm {s.version}"))
@@ -578,7 +583,8 @@ def ship(ctx: click.Context, once: bool, **options: Any) -> None:
         signal.signal(signal.SIGTERM, previous)
         shipper.close()
     click.echo(f"shipped to {target.url}: {stats.delivered} new, {stats.duplicates} already there, "
-               f"{stats.dead_lettered} dead-lettered (see {settings.shipping_path / 'dead-letter.jsonl'}), "
+               f"{stats.dead_lettered} dead-lettered ({stats.unreadable} unreadable lines; see "
+               f"{settings.shipping_path / 'dead-letter.jsonl'}), "
                f"{stats.retries} retries; backlog {stats.backlog_bytes} bytes")
 
 

@@ -55,5 +55,5 @@ def test_window_without_pyside6_names_the_extra(tmp_path) -> None:
     result = subprocess.run([sys.executable, "-m", "trayllm", "chat", "--window"], env=env, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 1
-    assert result.stderr == ("trayllm: error: the chat window needs PySide6 (No module named 'PySide6'): pip install "
-                             "'trayllm[gui]', or use `trayllm chat --terminal`\n")
+    assert result.stderr == ("trayllm: error: the chat window needs the 'gui' extra (no module named 'PySide6'): "
+                             "pip install 'trayllm[gui]'\n")

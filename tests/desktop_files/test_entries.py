@@ -24,7 +24,7 @@ def desktop_entry(text: str) -> dict[str, str]:
 def exec_argv(path: Path) -> list[str]:
     """The argv GLib launches for the entry at ``path``, in GIO's own steps: the key file's string unescaping,
     field codes (only ``%%`` occurs here), then shell-style unquoting."""
-    glib = pytest.importorskip("gi.repository.GLib", reason="needs PyGObject (the gui extra; `make setup`)")
+    glib = pytest.importorskip("gi.repository.GLib", reason="needs PyGObject (the gui extra; `make test`)")
     key_file = glib.KeyFile()
     key_file.load_from_file(str(path), glib.KeyFileFlags.NONE)
     exec_value = key_file.get_string("Desktop Entry", "Exec")

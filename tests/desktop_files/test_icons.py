@@ -1,19 +1,22 @@
-"""The launcher icon: PNGs at every size with alpha, and an SVG that a real renderer draws like the PNGs."""
+"""The launcher icon: PNGs at every size with alpha, shipped as drawn, and an SVG that a real renderer draws like
+the PNGs."""
 
 from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
-from trayllm.desktop.icon import PNG_SIZES, SVG_NAMESPACE, icon_image, icon_png, icon_svg
+from trayllm.desktop import icon
+from trayllm.desktop.icon import PNG_SIZES, SVG_NAMESPACE, draw_png, icon_image, icon_svg, same_pixels
 
 
 @pytest.mark.parametrize("size", PNG_SIZES)
 def test_each_png_has_its_size_and_an_alpha_channel(size: int):
-    image = Image.open(io.BytesIO(icon_png(size)))
+    image = Image.open(io.BytesIO(draw_png(size)))
     assert (image.format, image.size, image.mode) == ("PNG", (size, size), "RGBA")
     alpha = image.getchannel("A")
     assert alpha.getpixel((0, 0)) == 0  # a transparent corner...
@@ -21,7 +24,28 @@ def test_each_png_has_its_size_and_an_alpha_channel(size: int):
 
 
 def test_the_pngs_are_the_same_on_every_render():
-    assert icon_png(48) == icon_png(48)
+    assert draw_png(48) == draw_png(48)
+
+
+@pytest.mark.parametrize("size", PNG_SIZES)
+def test_the_packaged_png_is_the_drawing(size: int):
+    """Install copies trayllm/desktop/icons/ (no Pillow at install time); those files must be what the shapes
+    draw today."""
+    assert same_pixels(icon.packaged_png(size), draw_png(size)), "run `.venv/bin/python scripts/build_packaging.py`"
+
+
+def test_the_package_ships_one_png_per_size_and_nothing_else():
+    shipped = Path(icon.__file__).parent / icon.PACKAGED_DIR
+    assert {path.name for path in shipped.iterdir()} == {icon.packaged_png_name(size) for size in PNG_SIZES}
+
+
+def test_pngs_with_one_pixel_apart_are_not_the_same():
+    image = Image.open(io.BytesIO(draw_png(16)))
+    image.putpixel((0, 0), (1, 2, 3, 4))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    assert not same_pixels(buffer.getvalue(), draw_png(16))
+    assert same_pixels(buffer.getvalue(), buffer.getvalue())
 
 
 def test_the_svg_is_an_svg_document_on_the_tray_icons_64_unit_grid():

@@ -7,6 +7,7 @@ calls; the files themselves are the real ones, which the other tests in this fol
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from trayllm.desktop.units import daemon_unit
 PNG_SIZES = (16, 22, 24, 32, 48, 64, 128, 256)
 ENABLED = ("enabled trayllm.service and trayllm-tray.service: the daemon starts at each login, the tray with each "
            "graphical session (`systemctl --user status trayllm`)")
+UNDONE = "install undone: trayllm's files are as they were before"
 ON_DEMAND = ("the tray starts from the autostart entry at the next login, and the daemon on demand (`trayllm up`, or "
              "the tray's Start daemon)")
 
@@ -215,7 +217,60 @@ def test_a_directory_where_a_file_goes_is_a_one_line_error(fake_tools):
     result = run("desktop", "install")
     assert result.exit_code == 1
     assert result.stderr == (f"trayllm: error: {blocker} is a directory, where trayllm's file belongs; move it away "
-                             "and install again\n")
+                             f"and install again ({UNDONE})\n")
+    assert files_under(config_home(), data_home()) == set()
+
+
+def test_a_failed_write_undoes_the_install_and_leaves_what_was_there(fake_tools):
+    """All or nothing: a regular file where the 256 px icon's directory must go fails the last write for real
+    (as root, permissions would not). What the run wrote goes, a launcher entry it overwrote comes back as it
+    was, the directories it created go, and files that are not trayllm's stay."""
+    calls = fake_tools()
+    older_entry = data_home() / "applications/trayllm.desktop"
+    foreign = data_home() / "icons/hicolor/48x48/apps/other.png"
+    blocker = data_home() / "icons/hicolor/256x256"
+    for path, content in ((older_entry, "[Desktop Entry]\nExec=/old/venv/bin/python -m trayllm chat\n"),
+                          (foreign, "not trayllm's"), (blocker, "a file, where a directory must go")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    before = {path: path.read_bytes() for path in files_under(config_home(), data_home())}
+    result = run("desktop", "install", "--no-systemd")
+    assert result.exit_code == 1
+    png_256 = blocker / "apps/trayllm.png"
+    assert result.stderr == (f"trayllm: error: cannot write {png_256} ({os.strerror(errno.ENOTDIR)}); fix that and "
+                             f"install again ({UNDONE})\n")
+    written = expected_paths(with_units=False)[:-1]  # all but the 256 px icon
+    assert result.stdout.splitlines() == [f"wrote {path}" for path in written] + [
+        f"{'restored' if path == older_entry else 'removed'} {path}" for path in reversed(written)]
+    assert {path: path.read_bytes() for path in files_under(config_home(), data_home())} == before
+    assert not (config_home() / "autostart").exists() and not (data_home() / "icons/hicolor/16x16").exists()
+    assert calls.read_text() == ""  # no cache refresh for an install that did not happen
+    blocker.unlink()
+    assert run("desktop", "install", "--no-systemd").exit_code == 0  # fixed, it installs
+
+
+def test_a_failed_enable_removes_the_units_it_wrote(fake_tools):
+    enable = "systemctl --user enable trayllm.service trayllm-tray.service"
+    calls = fake_tools(failing=enable)
+    result = run("desktop", "install")
+    assert result.exit_code == 1
+    assert result.stderr == (f"trayllm: error: `{enable}` failed with status 1 ({enable}: refused by the test); see "
+                             f"`systemctl --user status` and `journalctl --user -e` ({UNDONE})\n")
+    assert calls.read_text().splitlines() == ["systemctl --user show-environment", "systemctl --user daemon-reload",
+                                              enable, "systemctl --user daemon-reload"]
+    assert list(config_home().iterdir()) == [] and list(data_home().iterdir()) == []
+
+
+def test_a_failure_after_an_install_that_changed_nothing_has_nothing_to_undo(fake_tools):
+    fake_tools()
+    run("desktop", "install")
+    before = {path: path.read_bytes() for path in expected_paths(with_units=True)}
+    enable = "systemctl --user enable trayllm.service trayllm-tray.service"
+    fake_tools(failing=enable)
+    result = run("desktop", "install")
+    assert result.exit_code == 1
+    assert result.stderr.endswith("see `systemctl --user status` and `journalctl --user -e`\n")
+    assert {path: path.read_bytes() for path in expected_paths(with_units=True)} == before
 
 
 @pytest.mark.parametrize("python", ["", "python3", "/opt/new\nline/python"])

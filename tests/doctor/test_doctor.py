@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -134,7 +135,24 @@ def test_without_nvml_the_real_library_error_and_an_honest_recommendation():
     assert report["machine"]["gpus"] == [] and report["machine"]["nvml_error"]  # e.g. NVML Shared Library Not Found
     assert report["fit"] == [] and report["recommendation"].startswith("no NVIDIA GPU")
     text = CliRunner().invoke(cli, ["doctor"]).stdout
-    assert f"none found (NVML: {report['machine']['nvml_error']})" in text
+    assert f"none found: no NVIDIA driver / NVML ({report['machine']['nvml_error']})" in text
+
+
+def test_without_nvidia_ml_py_it_names_the_extra_and_still_recommends(monkeypatch: pytest.MonkeyPatch):
+    """A base install has neither nvidia-ml-py nor torch: `import pynvml` fails for real (None in sys.modules is
+    how Python spells "not importable"), and the doctor still reports the CPU, exit 0."""
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    result = CliRunner().invoke(cli, ["doctor"], catch_exceptions=False)
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == ("GPU       none found: no NVIDIA driver / NVML (nvidia-ml-py is not installed: "
+                        "pip install 'trayllm[gpu]')")
+    assert lines[-1].startswith("recommendation: no NVIDIA GPU: trayllm runs on the CPU.")
+
+
+def test_a_gpu_without_torch_names_the_extra_that_brings_it():
+    machine = Machine(gpus=probe(RecordedNvml([H100])).gpus, torch=None)
+    assert machine.torch_problem == "torch is not installed: pip install 'trayllm[daemon]'"
 
 
 def test_nothing_fits_on_a_small_busy_gpu():

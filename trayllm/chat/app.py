@@ -8,6 +8,7 @@ import sys
 from trayllm import instances
 from trayllm.config import Settings
 from trayllm.errors import ConfigError
+from trayllm.extras import missing_extra
 
 
 def run_window(settings: Settings) -> int:
@@ -19,9 +20,9 @@ def run_window(settings: Settings) -> int:
     try:
         from PySide6.QtCore import QTimer
         from PySide6.QtWidgets import QApplication
-    except ImportError as exc:
-        raise ConfigError(f"the chat window needs PySide6 ({exc}): pip install 'trayllm[gui]', or use "
-                          "`trayllm chat --terminal`") from None
+    except ImportError as exc:  # absent (the gui extra), or there but its Qt libraries do not load
+        raise missing_extra(exc, "the chat window") or ConfigError(
+            f"the chat window cannot load Qt ({exc}); use `trayllm chat --terminal`") from None
 
     from trayllm.chat.window import ChatWindow
 

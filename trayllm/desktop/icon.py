@@ -5,6 +5,11 @@ One list of shapes in the tray icon's 64-unit grid (trayllm/tray/icons.py draws 
 Shapes are painted in order, each over the ones before it (SVG's painter's model, composited the same way for
 the PNGs). The PNGs are drawn once at 1024 px and box-filtered down: every pixel is the covered share of its
 area, so edges are smooth at 16 px and the output is the same on every run.
+
+Drawing needs Pillow (the ``gui`` extra), which ``trayllm desktop install`` must not: a base install has to be
+able to put the launcher entry in place. So the PNGs are drawn ahead of time by scripts/build_packaging.py into
+``trayllm/desktop/icons/`` (package data; the script rewrites one only when its pixels change), and install
+copies those files (``packaged_png``). The SVG is text and is rendered at install time.
 """
 
 from __future__ import annotations
@@ -13,14 +18,18 @@ import functools
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
+from trayllm.errors import TrayllmError
 from trayllm.tray.icons import COLOURS, SIZE
 
 # The XML namespace SVG renderers require on the root element: an identifier, never fetched.
 SVG_NAMESPACE = "http://www.w3.org/2000/svg"
 PNG_SIZES = (16, 22, 24, 32, 48, 64, 128, 256)
 SUPERSAMPLED_PX = 1024
+# The drawn PNGs, shipped inside the package (pyproject.toml's package-data for trayllm.desktop).
+PACKAGED_DIR = "icons"
 
 Colour = tuple[int, int, int, int]
 GREEN: Colour = (*COLOURS["healthy"], 255)
@@ -132,8 +141,33 @@ def icon_image(size: int) -> Any:
     return _supersampled().resize((size, size), Image.Resampling.BOX)
 
 
-def icon_png(size: int) -> bytes:
-    """The icon as PNG bytes (hicolor/NxN/apps/trayllm.png)."""
+def draw_png(size: int) -> bytes:
+    """The icon drawn now, as PNG bytes (needs Pillow; what the packaged PNGs are made from)."""
     buffer = io.BytesIO()
     icon_image(size).save(buffer, "PNG", optimize=True)
     return buffer.getvalue()
+
+
+def same_pixels(png: bytes, other: bytes) -> bool:
+    """Whether two PNGs hold the same pixels (needs Pillow). Encoders may compress the same pixels differently,
+    so the generator compares this rather than bytes, and leaves a committed PNG alone when it holds."""
+    from PIL import Image, ImageChops
+
+    first, second = Image.open(io.BytesIO(png)), Image.open(io.BytesIO(other))
+    return ((first.mode, first.size) == (second.mode, second.size)
+            and ImageChops.difference(first, second).getbbox() is None)
+
+
+def packaged_png_name(size: int) -> str:
+    """The file name of the ``size`` px PNG inside ``trayllm/desktop/icons/``."""
+    return f"trayllm-{size}.png"
+
+
+def packaged_png(size: int) -> bytes:
+    """The icon as PNG bytes (hicolor/NxN/apps/trayllm.png), from the package data: no Pillow needed."""
+    name = packaged_png_name(size)
+    try:
+        return (resources.files("trayllm.desktop") / PACKAGED_DIR / name).read_bytes()
+    except OSError as exc:
+        raise TrayllmError(f"this trayllm installation lacks its icon {PACKAGED_DIR}/{name} ({exc.strerror or exc}); "
+                           "reinstall trayllm") from None

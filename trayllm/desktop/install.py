@@ -8,6 +8,10 @@ An install is in one of two modes, and its files always agree with the mode:
   daemon starts on demand. Units written here could not be enabled, and an entry that skipped systemd
   sessions would then start nothing there. Units left from an earlier systemd install are refused with a
   pointer to uninstall, for the same reason: nothing would keep them and the entry consistent.
+
+Install is all or nothing: when a write or a systemctl call fails, what this run wrote is taken back (new files
+removed, overwritten ones restored, see ``changes``) before the error is reported. Refreshing the desktop's
+caches comes last and only warns, so it never undoes an install.
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from trayllm.desktop.caches import refresh_caches
+from trayllm.desktop.changes import Changes
 from trayllm.desktop.layout import APPLICATIONS_DIR, HICOLOR_DIR, base_dir, desktop_files, installed_unit_paths
 from trayllm.desktop.systemd import systemctl, user_manager_reachable
 from trayllm.desktop.target import running_interpreter
+from trayllm.desktop.tools import run_tool
 from trayllm.desktop.units import DAEMON_UNIT, TRAY_UNIT, UNITS
-from trayllm.desktop.writing import remove_file, write_atomic
+from trayllm.desktop.writing import remove_file
 from trayllm.errors import TrayllmError
 
 Report = Callable[[str], None]
@@ -37,12 +43,20 @@ def install(*, use_systemd: bool, start: bool, say: Report, warn: Report) -> Non
     with_units = use_systemd and user_manager_reachable()
     if not with_units:
         _refuse_leftover_units("--no-systemd" if not use_systemd else "systemd's user manager is not reachable")
-    for file in desktop_files(with_units=with_units):
-        path = file.installed_path()
-        say(f"{'wrote' if write_atomic(path, file.render(target)) else 'unchanged'} {path}")
+    changes = Changes()
+    try:
+        for file in desktop_files(with_units=with_units):
+            path = file.installed_path()
+            say(f"{'wrote' if changes.write(path, file.render(target)) else 'unchanged'} {path}")
+        if with_units:
+            systemctl("daemon-reload")
+            systemctl("enable", *(["--now"] if start else []), *UNITS)
+    except BaseException as exc:  # Ctrl-C included: no half install either way
+        outcome = _undo(changes, with_units, say, warn)
+        if outcome is None or not isinstance(exc, TrayllmError):
+            raise
+        raise TrayllmError(f"{exc.message} ({outcome})") from None
     if with_units:
-        systemctl("daemon-reload")
-        systemctl("enable", *(["--now"] if start else []), *UNITS)
         say(f"{'enabled and started' if start else 'enabled'} {DAEMON_UNIT} and {TRAY_UNIT}: the daemon starts "
             "at each login, the tray with each graphical session (`systemctl --user status trayllm`)")
     else:
@@ -74,6 +88,20 @@ def uninstall(*, say: Report, warn: Report) -> None:
         _refresh_caches(warn)
     else:
         say("nothing to remove: trayllm's desktop files are not installed")
+
+
+def _undo(changes: Changes, with_units: bool, say: Report, warn: Report) -> str | None:
+    """Take back what a failed install wrote; how that went, for the error message (None: nothing was written)."""
+    if not changes:
+        return None
+    problems = changes.undo(say)
+    if with_units:  # the manager may have loaded units that this run wrote and undo removed
+        failure = run_tool(["systemctl", "--user", "daemon-reload"])
+        if failure:
+            warn(failure)
+    if problems:
+        return f"undoing the install failed too: {'; '.join(problems)}"
+    return "install undone: trayllm's files are as they were before"
 
 
 def _refuse_leftover_units(reason: str) -> None:

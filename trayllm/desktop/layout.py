@@ -46,7 +46,7 @@ def _text(render: Callable[[Target], str]) -> Callable[[Target], bytes]:
 
 
 def _png(size: int) -> Callable[[Target], bytes]:
-    return lambda _target: icon.icon_png(size)
+    return lambda _target: icon.packaged_png(size)
 
 
 def desktop_files(*, with_units: bool) -> tuple[DesktopFile, ...]:

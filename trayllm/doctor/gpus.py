@@ -1,9 +1,10 @@
 """What the machine's NVIDIA GPUs are, read through NVML, and what else decides whether trayllm can use them.
 
-NVML is loaded through nvidia-ml-py (``pynvml``), which is installed everywhere; on a machine without the
-NVIDIA driver its ``nvmlInit`` fails with the library's own error, which ``probe`` reports as is. Nothing
-here imports torch (the doctor is a client): the torch build is read from its package metadata, where a
-CPU-only build says ``+cpu``.
+NVML is loaded through nvidia-ml-py (``pynvml``), which the ``daemon`` and ``gpu`` extras install; a base install
+lacks it, and the doctor then says so (with the extra to install) and reports the machine as one without NVML,
+as it does where the NVIDIA driver is missing and ``nvmlInit`` fails with the library's own error. Nothing here
+imports torch (the doctor is a client, and a base install has no torch): the torch build is read from its
+package metadata, where a CPU-only build says ``+cpu``.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import importlib.util
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from trayllm.extras import EXTRA_OF, pip_install
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,7 @@ class Machine:
         if not self.gpus:
             return None
         if self.torch is None:
-            return "torch is not installed: `make setup` installs the CUDA build when nvidia-smi works"
+            return f"torch is not installed: {pip_install('daemon')}"
         if "+cpu" in self.torch:
             return f"torch {self.torch} is a CPU-only build: reinstall with `make distclean setup` on this machine"
         return None
@@ -66,7 +69,13 @@ def probe(nvml: Any = None) -> Machine:
     """Read the GPUs through ``nvml`` (the ``pynvml`` module unless a test passes recorded readings)."""
     machine = Machine(torch=_version("torch"), bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None)
     if nvml is None:
-        import pynvml as nvml
+        try:
+            import pynvml as nvml
+        except ModuleNotFoundError as exc:
+            if exc.name != "pynvml":
+                raise
+            machine.nvml_error = f"nvidia-ml-py is not installed: {pip_install(EXTRA_OF['pynvml'])}"
+            return machine
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as exc:

@@ -6,6 +6,7 @@ from typing import Any
 
 from trayllm.doctor.fit import BYTES_PER_PARAM, GIB, FitRow, fit_table, recommendation
 from trayllm.doctor.gpus import Machine
+from trayllm.extras import pip_install
 
 
 def doctor_report(machine: Machine, context: int, limit: float, planned_gib: float | None = None) -> dict[str, Any]:
@@ -47,7 +48,7 @@ def to_text(report: dict[str, Any]) -> str:
     m = report["machine"]
     lines = []
     if m["nvml_error"]:
-        lines.append(f"GPU       none found (NVML: {m['nvml_error']})")
+        lines.append(f"GPU       none found: no NVIDIA driver / NVML ({m['nvml_error']})")
     for gpu in m["gpus"]:
         cc = ".".join(str(x) for x in gpu["compute_capability"])
         kind = "integrated" if gpu["integrated"] else "discrete"
@@ -57,7 +58,7 @@ def to_text(report: dict[str, Any]) -> str:
         lines.append(f"driver    {m['driver']} (CUDA {m['cuda_driver']})")
     problem = f" — {m['torch_problem']}" if m["torch_problem"] else ""
     lines.append(f"torch     {m['torch'] or 'not installed'}{problem}")
-    bnb = "installed" if m["bitsandbytes"] else "not installed (pip install trayllm[gpu])"
+    bnb = "installed" if m["bitsandbytes"] else f"not installed ({pip_install('gpu')})"
     lines.append(f"4/8-bit   bitsandbytes {bnb}")
     if report["fit"]:
         lines.append("")

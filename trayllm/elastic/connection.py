@@ -15,6 +15,7 @@ from typing import Any
 
 from trayllm.config import Settings
 from trayllm.errors import ConfigError, ElasticError
+from trayllm.extras import require_extra
 
 SUPPORTED_MAJORS = (8, 9)
 
@@ -43,10 +44,8 @@ class ElasticTarget:
 
     def client(self, timeout: float = 30.0) -> Any:
         """An ``elasticsearch.Elasticsearch`` client for this target (imported here: an optional extra)."""
-        try:
+        with require_extra("Elasticsearch support"):  # a TrayllmError: the daemon's shipping reports it too
             from elasticsearch import Elasticsearch
-        except ImportError:
-            raise ConfigError("the Elasticsearch client is missing: pip install 'trayllm[elastic]'") from None
         auth: dict[str, Any] = {}
         if self.api_key:
             auth["api_key"] = self.api_key

