@@ -654,13 +654,18 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> list[int]
 @click.option("--shipping", "ship_records", type=click.IntRange(min=1), default=None, metavar="RECORDS",
               help="Instead: ship RECORDS synthetic records to --es-url and time it; with --shipping-rounds, also "
                    "compare daemon latency with shipping off and on.")
+@click.option("--soak", "soak_minutes", type=click.FloatRange(min=0, min_open=True), default=None, metavar="MINUTES",
+              help="Instead: keep the highest --concurrency level of streamed requests going for MINUTES and sample "
+                   "the daemon's RSS, open fds and first-token p99 every --soak-interval (on the daemon's machine).")
+@click.option("--soak-interval", type=click.FloatRange(min=1), default=60.0, show_default=True, metavar="SECONDS")
 @click.option("--shipping-rounds", type=click.IntRange(min=0), default=0, show_default=True,
               help="Alternating daemon pairs for the latency comparison (each serves --requests-per-level).")
 @_elastic_options
 @click.pass_context
 def bench(ctx: click.Context, concurrency: list[int], requests_per_level: int, max_tokens: int, as_json: bool,
           markdown: bool, timeout: float, startup_runs: int | None, overhead_rounds: int | None,
-          slo_records: int | None, ship_records: int | None, shipping_rounds: int, **elastic: Any) -> None:
+          slo_records: int | None, ship_records: int | None, soak_minutes: float | None, soak_interval: float,
+          shipping_rounds: int, **elastic: Any) -> None:
     """Measure first-token latency and decode speed at each concurrency level (streamed, temperature 0)."""
     from trayllm.bench import load, report
 
@@ -699,6 +704,16 @@ def bench(ctx: click.Context, concurrency: list[int], requests_per_level: int, m
         return
     with DaemonClient.from_settings(settings) as client:
         daemon_status = _ensure_ready(client, timeout)
+    if soak_minutes is not None:
+        from trayllm.bench import soak
+
+        level = max(concurrency)
+        samples = soak.run_soak(lambda: DaemonClient.from_settings(settings), daemon_status.pid, soak_minutes * 60,
+                                level, max_tokens, soak_interval, on_sample=lambda s: click.echo(
+                                    f"bench: soak {s.elapsed_s / 60:.1f} min: {s.requests} requests, {s.errors} "
+                                    f"errors, RSS {s.process.rss_mib:.1f} MiB, {s.process.open_fds} fds", err=True))
+        click.echo(soak.to_markdown(samples, concurrency=level, max_tokens=max_tokens, command=report.command_line()))
+        return
     counts: dict[int, list[int]] = {}
     lock = threading.Lock()
 
