@@ -255,6 +255,7 @@ class ShippingStatus(BaseModel):
     delivered: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    unreadable: int = 0  # of those dead-lettered: lines torn by a crash, or damaged
     retries: int = 0
     backlog_bytes: int = 0
     last_error: str | None = None

@@ -207,3 +207,36 @@ def test_a_busy_daemon_defers_shipping_but_never_for_longer_than_the_limit(
     shipper.stop()
     thread.join(5)
     shipper.close()
+
+
+def test_records_around_a_line_torn_by_a_crash_ship_and_the_torn_line_is_counted(
+        tmp_path: Path, standin: ElasticStandIn) -> None:
+    from trayllm import api
+    from trayllm.cli import format_status
+
+    settings = settings_for(tmp_path, standin)
+    install(ElasticTarget.from_settings(settings).client(), standin.url)
+    with RecordWriter(settings.records_path, 0, 1) as writer:
+        writer.write(document(0))
+        writer.write(document(1))
+    fragment = json.dumps(document(2)).encode()[:40]
+    with settings.records_path.open("ab") as f:
+        f.write(fragment)  # the daemon was killed in the middle of req-000002's line
+    shipper = shipper_for(settings)
+    shipper.run(once=True)
+    assert standin.ids(REQUESTS) == {"req-000000", "req-000001"}
+    assert shipper.stats.backlog_bytes == len(fragment)  # waiting on it: it may still be being written
+    with RecordWriter(settings.records_path, 0, 1) as writer:  # the daemon's restart
+        writer.write(document(3))
+    stats = shipper.run(once=True)
+    shipper.close()
+    assert standin.ids(REQUESTS) == {"req-000000", "req-000001", "req-000003"}
+    assert (stats.delivered, stats.unreadable, stats.dead_lettered, stats.backlog_bytes) == (3, 1, 1, 0)
+    letters = [json.loads(line) for line in (settings.shipping_path / DEAD_LETTER).read_text().splitlines()]
+    assert [letter["record"] for letter in letters] == [fragment.decode()]
+    status = api.DaemonStatus(
+        state="ready", model=None, queue=api.QueueStatus(depth=0, capacity=1, in_flight=0, max_batch=1,
+                                                         backlog_cap_active=False, backlog_max_tokens=0),
+        requests=api.RequestCounters(), uptime_s=1.0, pid=1, version=__version__,
+        shipping=api.ShippingStatus(**stats.to_dict()))
+    assert "1 dead-lettered (1 unreadable: torn or damaged lines)" in format_status(status)

@@ -134,3 +134,24 @@ def test_follow_loses_no_file_to_a_rotation_while_it_reads_the_backups(tmp_path:
     assert _ids([next(records), next(records)]) == ["r2", "r3"]
     records.close()
     fuse.cancel()
+
+
+def test_a_line_torn_by_a_crash_is_skipped_and_counted_and_the_next_record_is_whole(tmp_path: Path):
+    """The daemon died in the middle of r2's line; a follower waits on the fragment, and once a new writer
+    opens the file the fragment is one corrupt line and r3, written after it, arrives whole."""
+    path = tmp_path / "requests.jsonl"
+    path.write_bytes(_line(1) + _line(2)[:9])
+    out: list = []
+    stop = threading.Event()
+    followed = ReadStats()
+    thread = _collect(path, stop, out, followed, from_start=True)
+    _wait_for(lambda: len(out) == 1)
+    with RecordWriter(path, max_bytes=0, backups=0) as writer:
+        writer.write({"event": {"id": "r3"}})
+    _wait_for(lambda: len(out) == 2)
+    stop.set()
+    thread.join(5)
+    assert _ids(out) == ["r1", "r3"] and (followed.corrupt, followed.partial) == (1, 0)
+    read = ReadStats()
+    assert _ids(iter_records(path, stats=read)) == ["r1", "r3"]
+    assert (read.records, read.corrupt, read.partial) == (2, 1, 0)

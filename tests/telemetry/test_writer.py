@@ -160,3 +160,65 @@ def test_bad_documents_raise_and_the_writer_carries_on(tmp_path: Path, make_gpu_
     assert [d["event"]["id"] for d in iter_records(path)] == ["req-0001"]
     with pytest.raises(ValueError):
         RecordWriter(tmp_path / "x.jsonl", max_bytes=100, backups=0)
+
+
+def _torn(line: str) -> bytes:
+    """The first half of a record line, no newline: what a crash in the middle of its write leaves."""
+    return line.encode()[: len(line) // 2]
+
+
+def test_a_torn_last_line_is_closed_before_the_next_record(tmp_path: Path, make_gpu_record):
+    path = tmp_path / "requests.jsonl"
+    before = _doc(make_gpu_record, 0)
+    fragment = _torn(json.dumps(_doc(make_gpu_record, 1)))
+    path.write_bytes(json.dumps(before).encode() + b"\n" + fragment)  # the daemon died writing req-0001
+    after = [_doc(make_gpu_record, 2), _doc(make_gpu_record, 3)]
+    with RecordWriter(path, max_bytes=1 << 20, backups=1) as writer:
+        assert path.read_bytes().endswith(fragment + b"\n")  # closed at open, before any new record
+        for doc in after:
+            writer.write(doc)
+    lines = path.read_bytes().splitlines()
+    assert lines[1] == fragment  # the fragment alone on its line, not a byte moved or lost
+    assert [json.loads(line) for line in lines[:1] + lines[2:]] == [before, *after]  # the new records intact
+    stats = ReadStats()
+    assert list(iter_records(path, stats=stats)) == [before, *after]
+    assert (stats.records, stats.corrupt, stats.partial) == (3, 1, 0)
+
+
+def test_a_whole_last_line_gets_nothing_added(tmp_path: Path, make_gpu_record):
+    path = tmp_path / "requests.jsonl"
+    whole = json.dumps(_doc(make_gpu_record, 0)).encode() + b"\n"
+    path.write_bytes(whole)
+    RecordWriter(path, max_bytes=1 << 20, backups=1).close()
+    assert path.read_bytes() == whole
+
+
+def test_a_write_that_fails_midway_does_not_take_the_next_record_with_it(
+        tmp_path: Path, make_gpu_record, monkeypatch, capsys):
+    real_open = writer_module._RecordFileHandler._open
+
+    class DiskFullOnce:
+        """Takes half of the first line, then fails, as a disk that fills up in the middle of a write."""
+
+        def __init__(self, raw):
+            self.raw, self.failed = raw, False
+
+        def write(self, data):
+            if not self.failed:
+                self.failed = True
+                self.raw.write(bytes(data[: len(data) // 2]))
+                raise OSError(28, "No space left on device")
+            return self.raw.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.raw, name)
+
+    monkeypatch.setattr(writer_module._RecordFileHandler, "_open", lambda self: DiskFullOnce(real_open(self)))
+    path = tmp_path / "requests.jsonl"
+    with RecordWriter(path, max_bytes=0, backups=0) as writer:
+        writer.write(_doc(make_gpu_record, 0))  # half of it reaches the disk
+        writer.write(_doc(make_gpu_record, 1))
+    assert "No space left on device" in capsys.readouterr().err  # logging's report of the failed line
+    stats = ReadStats()
+    assert [d["event"]["id"] for d in iter_records(path, stats=stats)] == ["req-0001"]
+    assert (stats.corrupt, stats.partial) == (1, 0)

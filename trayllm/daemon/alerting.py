@@ -6,9 +6,10 @@ hears of it at once) and written to ``alerts.jsonl`` (the ``trayllm.alerts`` str
 An OOM skips the wait: the engine's report becomes a "firing" event on the spot.
 
 At start the windows are refilled from the record file (rotated files included) on that same thread, so a
-restart forgets nothing and serving does not wait for the read. Records finished meanwhile are held back
-and added after the refill unless the file already had them (by request id). Alert states are restored
-from ``alerts.jsonl``, so an alert firing before the restart is not announced a second time.
+restart forgets nothing and serving does not wait for the read; lines a crash tore are skipped, and their
+count is in the "SLO windows refilled" log line. Records finished meanwhile are held back and added after
+the refill unless the file already had them (by request id). Alert states are restored from
+``alerts.jsonl``, so an alert firing before the restart is not announced a second time.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from trayllm.slo.monitor import SloMonitor, severity_of
 from trayllm.slo.objectives import field_value
 from trayllm.slo.report import record_end_time
 from trayllm.telemetry.alert_record import alert_document
-from trayllm.telemetry.reader import iter_records
+from trayllm.telemetry.reader import ReadStats, iter_records
 from trayllm.telemetry.writer import RecordWriter
 
 log = logging.getLogger(__name__)
@@ -150,7 +151,8 @@ class AlertCenter:
         """Alert states and windows from the files; the ids of records that may also have been held back."""
         began, started = time.monotonic(), time.time()
         last: dict[str, Mapping[str, Any]] = {}
-        for doc in iter_records(self.settings.alerts_path):
+        alerts_read, records_read = ReadStats(), ReadStats()  # lines torn by a crash are skipped and counted
+        for doc in iter_records(self.settings.alerts_path, stats=alerts_read):
             key = field_value(doc, "rule.name")
             if isinstance(key, str) and field_value(doc, "event.action") in ("firing", "resolved"):
                 last[key] = doc
@@ -163,15 +165,15 @@ class AlertCenter:
                         value=field_value(doc, "llm.alert.value"), threshold=field_value(doc, "llm.alert.threshold"),
                         at=record_end_time(doc) or started, id=str(field_value(doc, "event.id"))))
         recent_ids: set[str] = set()
-        count = 0
-        for doc in iter_records(self.settings.records_path):
+        for doc in iter_records(self.settings.records_path, stats=records_read):
             self.monitor.observe(doc)
-            count += 1
             end = record_end_time(doc)
             if end is not None and end >= started - RESTART_OVERLAP_S:
                 recent_ids.add(str(field_value(doc, "event.id")))
-        log.info("SLO windows refilled", extra={"records": count, "restored_firing": sorted(self._firing),
-                                                "seconds": round(time.monotonic() - began, 3)})
+        skipped = records_read.skipped + alerts_read.skipped
+        log.log(logging.WARNING if skipped else logging.INFO, "SLO windows refilled",
+                extra={"records": records_read.records, "skipped_lines": skipped,
+                       "restored_firing": sorted(self._firing), "seconds": round(time.monotonic() - began, 3)})
         return recent_ids
 
     def _release_held(self, already_read: set[str]) -> None:

@@ -12,7 +12,9 @@ the batch is settled:
   it takes;
 - any other 4xx for an item (Elasticsearch will never take that document) → the line goes to the
   dead-letter file with the reason, and counts as settled, so one bad record never blocks the rest. A line
-  that is not JSON or has no ``event.id`` goes there too, without being sent.
+  that is not JSON or has no ``event.id`` goes there too, without being sent. A line torn by a crash is
+  such a line once the writer has ended it (``telemetry.writer``): it is kept there and counted as
+  ``unreadable``, and the records around it ship.
 
 The position is saved (``checkpoint.json``, written to a temporary file and renamed) after each settled
 batch. A crash between Elasticsearch storing a batch and the save only makes the next run send it again,
@@ -57,6 +59,7 @@ class ShipperStats:
     delivered: int = 0  # 201 created
     duplicates: int = 0  # 409: it was already there
     dead_lettered: int = 0
+    unreadable: int = 0  # of those dead-lettered: lines that are not a JSON object (torn by a crash, or damaged)
     retries: int = 0  # bulk requests sent again
     backlog_bytes: int = 0
     last_error: str | None = None
@@ -212,6 +215,8 @@ class Shipper:
         pending = [_prepare(line) for line in lines]
         for item in pending:
             if item.problem is not None:
+                if item.doc is None:
+                    self.stats.unreadable += 1
                 self._dead_letter(item, None, item.problem)
         unsettled = [p for p in pending if p.problem is None]
         backoff = self.initial_backoff

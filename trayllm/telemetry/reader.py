@@ -3,7 +3,9 @@
 Readers of the record file (the shipper, the SLO monitor, ``trayllm slo``) must never fail on what a
 crash or a concurrent write leaves behind. A trailing line without its newline is a write in progress
 (or a crash mid-write) and a line that is not a JSON object is damage: both are skipped and counted in
-``ReadStats``, and reading goes on.
+``ReadStats``, and reading goes on. A line torn by a crash stays the trailing partial line until the
+writer opens the file again and ends it with a newline (``writer._RecordFileHandler``); from then on it
+is one corrupt line, and the records after it are whole lines of their own.
 
 Files are identified by (device, inode), not by name, because rotation renames them: ``iter_records``
 opens the set newest first and drops a file it already holds under another name, and ``follow`` notices
@@ -30,7 +32,7 @@ class ReadStats:
     """What a read saw: documents yielded, and lines skipped."""
 
     records: int = 0
-    corrupt: int = 0  # complete lines that are not a JSON object
+    corrupt: int = 0  # complete lines that are not a JSON object (damage, or a torn line since closed)
     partial: int = 0  # a last line with no newline (in-progress write, or a crash mid-write)
     files: int = 0  # distinct files opened
 

@@ -9,11 +9,20 @@ purpose: the file is the source of truth, and dropping a record is worse than ho
 Each line goes out as ONE ``write(2)`` on an ``O_APPEND`` descriptor, so a reader sees whole lines or a
 trailing partial one, never two records interleaved. The file is created 0600 (records name users and may
 hold prompts) in a directory created 0700.
+
+A crash (or a full disk) in the middle of a line leaves a torn line with no newline; the next record
+appended to it would be glued onto it and be lost with it. So whenever the handler opens the file (at
+start, after a rotation) and before the next line after a failed write, it ends a torn last line with a
+newline: the fragment becomes one invalid line that readers skip and count, and every record after it
+starts on its own line. Nothing is moved or rewritten (the file stays append-only). Another process
+appending to the same file cannot be split by this: every line is one ``O_APPEND`` write, so the newline
+lands between whole lines, and at worst adds a blank line, which readers pass over.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
+
+log = logging.getLogger(__name__)
 
 LOGGER_NAME = "trayllm.records"
 FILE_MODE = 0o600
@@ -64,15 +75,36 @@ class _StrictQueueHandler(QueueHandler):
 
 
 class _RecordFileHandler(RotatingFileHandler):
-    """RotatingFileHandler that opens 0600 with O_APPEND and writes each line with one unbuffered write."""
+    """RotatingFileHandler that opens 0600 with O_APPEND, writes each line with one unbuffered write, and
+    starts every line on a line of its own even after a torn one."""
+
+    _line_may_be_torn = False  # the file may end in a partial line: look before writing the next one
 
     def _open(self) -> Any:  # the stream type of the base class
         path = Path(self.baseFilename)
         _make_private_dirs(path.parent)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+        # read as well as append: the last byte tells whether the file ends in a torn line
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
             os.fchmod(fd, FILE_MODE)  # a file left by someone else's umask: tighten it, it is ours
-        return open(fd, "ab", buffering=0)  # noqa: SIM115 (closed by the handler)
+        stream = open(fd, "ab", buffering=0)  # noqa: SIM115 (closed by the handler)
+        self._line_may_be_torn = True
+        # now, not at the next record, so readers waiting on the fragment go on; a disk refusing even one
+        # byte leaves the flag set, and the next emit tries again before its line
+        with contextlib.suppress(OSError):
+            self._end_torn_line(stream)
+        return stream
+
+    def _end_torn_line(self, stream: Any) -> None:
+        """Append a newline if the file ends in a partial line (left by a crash or a failed write)."""
+        fd = stream.fileno()
+        size = os.fstat(fd).st_size
+        if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
+            stream.write(b"\n")
+            log.warning("the record file ended in a torn line (a crash or a failed write in the middle of a "
+                        "record); it is closed so the next record starts on its own line, and readers skip it",
+                        extra={"path": self.baseFilename})
+        self._line_may_be_torn = False
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 (logging's name)
         if self.maxBytes <= 0:
@@ -89,9 +121,13 @@ class _RecordFileHandler(RotatingFileHandler):
                 self.doRollover()
             if self.stream is None:
                 self.stream = self._open()
+            if self._line_may_be_torn:
+                self._end_torn_line(self.stream)
             data = memoryview((self.format(record) + "\n").encode("utf-8"))
+            self._line_may_be_torn = True  # until the whole line is out: a failed write may leave part of it
             while data:  # a regular file takes it in one write; loop only for the pathological short write
                 data = data[self.stream.write(data):]
+            self._line_may_be_torn = False
         except Exception:
             self.handleError(record)
 
