@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
+import signal
 import sys
-import threading
 import types
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from fake_daemon import READY_STATUS, FakeDaemon, fake_daemon_fixture  # noqa: F401
+from owners import NOBODY, holding, listening_as_nobody, needs_root, sleeping
 
 from trayllm import cli, config
 
@@ -166,16 +166,36 @@ def test_up_reports_a_daemon_that_dies_with_its_log(monkeypatch: pytest.MonkeyPa
     assert "an old run" in log.read_text()
 
 
-def test_down_sends_sigterm_to_the_status_pid(fake_daemon: FakeDaemon):
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    reaper = threading.Thread(target=proc.wait)  # reap it, or the zombie would look alive
-    reaper.start()
-    fake_daemon.statuses = [{**READY_STATUS, "pid": proc.pid}]
-    result = on(fake_daemon, "down", "--timeout", "10")
-    reaper.join(10)
-    assert result.exit_code == 0, result.stderr
-    assert proc.returncode == -15
-    assert result.stderr == f"trayllm: daemon stopped (pid {proc.pid})\n"
+def test_down_sends_sigterm_to_the_status_pid_holding_the_daemons_lock(fake_daemon: FakeDaemon):
+    with holding(fake_daemon.socket_path.with_name("daemon.sock.lock")) as daemon:
+        fake_daemon.statuses = [{**READY_STATUS, "pid": daemon.pid}]
+        result = on(fake_daemon, "down", "--timeout", "10")
+        assert result.exit_code == 0, result.stderr
+        assert daemon.wait(10) == -signal.SIGTERM
+    assert result.stderr == f"trayllm: daemon stopped (pid {daemon.pid})\n"
+
+
+@pytest.mark.parametrize("owner", [pytest.param(NOBODY, marks=needs_root), None], ids=["stranger", "mine"])
+def test_down_signals_no_status_pid_that_does_not_hold_the_daemons_lock(fake_daemon: FakeDaemon, owner: int | None):
+    with sleeping(owner) as victim:
+        fake_daemon.statuses = [{**READY_STATUS, "pid": victim.pid}]
+        result = on(fake_daemon, "down", "--timeout", "10")
+        assert victim.poll() is None
+    assert result.exit_code == 1
+    reason = (f"runs as uid {NOBODY}, not you" if owner else
+              f"does not hold {fake_daemon.socket_path}.lock, so it is not the process that file is for")
+    assert result.stderr == f"trayllm: error: pid {victim.pid} {reason}: trayllm does not signal it\n"
+
+
+@needs_root
+def test_ask_sends_no_prompt_to_a_daemon_of_another_user(tmp_path: Path):
+    sock = tmp_path / "daemon.sock"
+    with listening_as_nobody(sock) as received:
+        result = run("--socket", str(sock), "ask", "my secret")
+        assert received() == b""
+    assert result.exit_code == 1
+    assert result.stderr == (f"trayllm: error: the daemon on {sock} runs as uid {NOBODY}, not you: trayllm sent it "
+                             "nothing; choose another place with XDG_RUNTIME_DIR or TRAYLLM_SOCKET\n")
 
 
 def test_down_without_a_daemon_is_fine(tmp_path: Path):

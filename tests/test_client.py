@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fake_daemon import READY_STATUS, FakeDaemon, fake_daemon_fixture, serve  # noqa: F401
+from owners import NOBODY, listening_as_nobody, needs_root
 
 from trayllm import api, client, config, errors
 from trayllm.client import DaemonClient, Done, TextDelta, _sse_messages, error_from_body
@@ -170,6 +171,17 @@ def test_stale_socket_is_daemon_not_running():
     sock.close()  # the file stays, nobody listens: connecting is refused
     with DaemonClient(socket_path=path) as c, pytest.raises(errors.DaemonNotRunning, match="no trayllm daemon"):
         list(c.stream_chat(_messages("hi")))
+
+
+@needs_root
+def test_a_daemon_run_by_another_user_is_refused_before_a_byte_is_sent(tmp_path: Path):
+    path = tmp_path / "daemon.sock"
+    with listening_as_nobody(path) as received, DaemonClient(socket_path=path) as c:
+        with pytest.raises(errors.Untrusted) as refused:
+            list(c.stream_chat(_messages("my secret")))
+        assert received() == b""
+    assert refused.value.message == (f"the daemon on {path} runs as uid {NOBODY}, not you: trayllm sent it nothing; "
+                                     "choose another place with XDG_RUNTIME_DIR or TRAYLLM_SOCKET")
 
 
 def test_wait_ready_reports_progress_until_ready(fake_daemon: FakeDaemon, daemon_client: DaemonClient):

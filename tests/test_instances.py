@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import signal
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from owners import NOBODY, needs_root, sleeping
 from waiting import wait_for
 
-from trayllm import config, instances
+from trayllm import config, errors, instances, lifecycle
 
 HOLDER = textwrap.dedent("""
     import signal, sys, time
@@ -99,3 +103,44 @@ def test_the_files_sit_by_the_socket_so_each_daemon_has_its_own(tmp_path, holder
     assert instances.clients_dir(other) == tmp_path / "other.sock.clients"
     assert [i.role for i in instances.running(other)] == ["tray"]
     assert instances.running(config.load_settings()) == []
+
+
+@pytest.mark.parametrize("owner", [pytest.param(NOBODY, marks=needs_root), None], ids=["stranger", "mine"])
+def test_a_pid_file_naming_a_process_that_does_not_hold_it_gets_nothing_signalled(owner: int | None) -> None:
+    """The tray's file is locked (here, by the test) but names a `sleep`: of another user, or one of ours that
+    holds no lock. `down` must neither list nor signal it."""
+    settings = config.load_settings()
+    with sleeping(owner) as victim:
+        _make_clients_dir(settings)
+        fd = os.open(instances.clients_dir(settings) / "tray.pid", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.write(fd, f"{victim.pid}\n".encode())
+            assert instances.running(settings) == []
+            assert instances.stop(settings, [instances.Instance("tray", victim.pid)], timeout=1) == []
+            said: list[str] = []
+            lifecycle.stop_all(settings, 1, on_step=said.append)
+            assert said == [f"no daemon running on {settings.socket_path}"]
+        finally:
+            os.close(fd)
+        assert victim.poll() is None
+
+
+@needs_root
+def test_pid_files_in_a_folder_of_another_user_are_refused() -> None:
+    settings = config.load_settings()
+    folder = _make_clients_dir(settings)
+    os.chown(folder, NOBODY, NOBODY)
+    refusal = f"^{folder} is owned by uid {NOBODY}, not you"
+    with pytest.raises(errors.Untrusted, match=refusal):
+        instances.running(settings)
+    with pytest.raises(errors.Untrusted, match=refusal), instances.hold(settings, "tray"):
+        pass
+    assert list(folder.iterdir()) == []
+
+
+def _make_clients_dir(settings: config.Settings) -> Path:
+    folder = instances.clients_dir(settings)
+    folder.parent.mkdir(mode=0o700)
+    folder.mkdir(mode=0o700)
+    return folder

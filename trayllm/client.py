@@ -2,7 +2,8 @@
 
 HTTP over the daemon's Unix socket (or loopback TCP with a bearer token). Foreign errors are
 translated at this boundary: no daemon -> ``DaemonNotRunning``; an OpenAI-shaped error body
-(or an error event mid-stream) -> the matching ``RequestError`` subclass.
+(or an error event mid-stream) -> the matching ``RequestError`` subclass. A socket served by another
+user is refused on connect, before a byte of the request leaves: ``Untrusted``.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpcore
 import httpx
 import pydantic
 
-from trayllm import api, errors
+from trayllm import api, errors, trust
 from trayllm.config import Settings
 
 __all__ = ["DEFAULT_TIMEOUT", "DaemonClient", "DaemonEvent", "Done", "StreamEvent", "TextDelta"]
@@ -120,6 +122,32 @@ def _sse_messages(lines: Iterator[str]) -> Iterator[_SseMessage]:
         yield _SseMessage(event, "\n".join(data), event_id)
 
 
+class _OwnDaemonBackend(httpcore.SyncBackend):
+    """httpcore's sockets, with the listener on a Unix socket checked to be the user's before it is used."""
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
+        stream = super().connect_unix_socket(path, timeout, socket_options)
+        try:
+            trust.check_peer(stream.get_extra_info("socket"), path)
+        except BaseException:
+            stream.close()
+            raise
+        return stream
+
+
+def _own_daemon_transport(socket_path: str) -> httpx.HTTPTransport:
+    """httpx's transport on ``socket_path``, connecting through _OwnDaemonBackend.
+
+    httpx takes no network backend, so its pool is swapped for httpcore's own with ours (keep-alive
+    as httpx's default); every request still goes through httpx's transport and its error mapping.
+    """
+    transport = httpx.HTTPTransport()
+    transport._pool = httpcore.ConnectionPool(uds=socket_path, network_backend=_OwnDaemonBackend(),
+                                              keepalive_expiry=5.0)
+    return transport
+
+
 class DaemonClient:
     """Synchronous client for one daemon. Not shared between threads: give each thread its own."""
 
@@ -130,7 +158,7 @@ class DaemonClient:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         if socket_path is not None:
             self.where = str(socket_path)
-            transport = httpx.HTTPTransport(uds=self.where)
+            transport = _own_daemon_transport(self.where)
             self._http = httpx.Client(transport=transport, base_url="http://trayllm", headers=headers, timeout=timeout)
         else:
             self.where = str(url)

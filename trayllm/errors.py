@@ -9,6 +9,7 @@ them into one line on stderr in one place.
     ├── ModelLoadError            model missing or unloadable (CLI / daemon start)
     ├── DaemonAlreadyRunning      a second daemon on the same socket
     ├── DaemonNotRunning          a client found no daemon behind the socket
+    ├── Untrusted                 a runtime dir, daemon or pid that is not the user's own
     ├── ElasticError              Elasticsearch or Kibana refused, failed or is incompatible (CLI)
     └── RequestError              anything a request can fail with (has an HTTP status)
         ├── InvalidRequest            400 invalid_request_error
@@ -55,6 +56,11 @@ class DaemonAlreadyRunning(TrayllmError):
 
 class DaemonNotRunning(TrayllmError):
     """No daemon answers on the socket."""
+
+
+class Untrusted(TrayllmError):
+    """A directory, daemon or process trayllm was about to rely on belongs to another user or is open to
+    others (trayllm.trust); the message names it and the fix."""
 
 
 class ElasticError(TrayllmError):

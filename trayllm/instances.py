@@ -6,6 +6,9 @@ kernel drops a lock with its process, so "locked" is the only proof that the pid
 sit next to the daemon's socket (``daemon.sock.clients/``), so a second daemon on another socket has its
 own set. A single-instance role (the tray) keeps one fixed file, which is also how a second tray, from
 autostart and from `trayllm up` at once, learns it is not needed.
+
+The folder and the socket's must be the user's own and private (trayllm.trust), and a pid counts only while
+it is the user's process holding the file named for it: nobody else's pid file gets anything signalled.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from trayllm import trust
 from trayllm.config import Settings
-from trayllm.errors import TrayllmError
+from trayllm.errors import TrayllmError, Untrusted
 
 Role = Literal["tray", "chat"]
 ROLES: tuple[Role, ...] = ("tray", "chat")
@@ -56,7 +60,8 @@ def _file(settings: Settings, role: Role, pid: int) -> Path:
 def hold(settings: Settings, role: Role) -> Iterator[None]:
     """Mark this process as a running ``role`` until the block ends; AlreadyRunning for a taken single role."""
     path = _file(settings, role, os.getpid())
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    trust.private_dir(settings.socket_path.parent)
+    trust.private_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # not inherited by children (PEP 446)
     try:
         try:
@@ -76,10 +81,15 @@ def hold(settings: Settings, role: Role) -> Iterator[None]:
 
 
 def running(settings: Settings, role: Role | None = None) -> list[Instance]:
-    """The live processes (of ``role``, or all), oldest file first; stale files of dead ones are removed."""
+    """The live processes (of ``role``, or all), oldest file first; stale files of dead ones are removed.
+
+    Untrusted if the folder (or the socket's) is not the user's private one.
+    """
     folder = clients_dir(settings)
-    if not folder.is_dir():
+    if not os.path.lexists(folder):
         return []
+    trust.check_private_dir(settings.socket_path.parent)
+    trust.check_private_dir(folder)
     found: list[Instance] = []
     for path in sorted(folder.glob(f"{role}*.pid" if role else "*.pid"), key=_mtime):
         kind = _role_of(path)
@@ -93,7 +103,7 @@ def running(settings: Settings, role: Role | None = None) -> list[Instance]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:  # locked: its owner is alive
             pid = _read_pid(fd)
-            if pid:
+            if pid and _holds_own_file(settings, kind, pid):
                 found.append(Instance(kind, pid))
         else:
             if kind not in SINGLE:
@@ -104,26 +114,38 @@ def running(settings: Settings, role: Role | None = None) -> list[Instance]:
     return found
 
 
-def stop(settings: Settings, instances: list[Instance], timeout: float = 10.0) -> None:
-    """SIGTERM each instance and wait until its lock is released; SIGKILL what outlives ``timeout``.
+def stop(settings: Settings, instances: list[Instance], timeout: float = 10.0) -> list[Instance]:
+    """SIGTERM each instance, wait until it exits, SIGKILL what outlives ``timeout``; returns those signalled.
 
-    Going by the lock, not by the pid, means a pid the process left behind and the system reused is never
-    signalled after the wait.
+    Only an instance that is still the user's process holding its pid file is signalled, pinned by a
+    pidfd (trust.LockHolder), so neither signal reaches a process that got its pid after it exited.
     """
+    holders: dict[Instance, trust.LockHolder] = {}
     for instance in instances:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(instance.pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while (left := _still_held(settings, instances)) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for instance in left:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(instance.pid, signal.SIGKILL)
+        try:
+            holders[instance] = trust.LockHolder(instance.pid, _file(settings, instance.role, instance.pid))
+        except (ProcessLookupError, Untrusted):
+            continue
+    try:
+        for holder in holders.values():
+            holder.send(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for holder in holders.values():
+            if not holder.wait(deadline - time.monotonic()):
+                holder.send(signal.SIGKILL)
+    finally:
+        for holder in holders.values():
+            holder.close()
+    return list(holders)
 
 
-def _still_held(settings: Settings, instances: list[Instance]) -> list[Instance]:
-    live = set(running(settings))
-    return [instance for instance in instances if instance in live]
+def _holds_own_file(settings: Settings, role: Role, pid: int) -> bool:
+    """Whether ``pid`` is the user's process holding the pid file named for it (a file can name any pid)."""
+    try:
+        trust.check_lock_holder(pid, _file(settings, role, pid))
+    except Untrusted:
+        return False
+    return True
 
 
 def _role_of(path: Path) -> Role | None:

@@ -5,13 +5,11 @@ Kept apart from the CLI so the steps are plain functions: the CLI only prints wh
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from trayllm import errors, instances, launcher
+from trayllm import errors, instances, launcher, trust
 from trayllm.client import DaemonClient
 from trayllm.config import Settings
 
@@ -57,9 +55,7 @@ def start_client(settings: Settings, role: instances.Role,
 def stop_all(settings: Settings, daemon_timeout: float, on_step: Callable[[str], None] = lambda _: None) -> None:
     """Stop the tray and chat windows of this daemon first (so they do not announce its going), then the daemon;
     ``on_step`` hears what each step did."""
-    clients = instances.running(settings)
-    instances.stop(settings, clients)
-    for instance in clients:
+    for instance in instances.stop(settings, instances.running(settings)):
         on_step(f"{'chat window closed' if instance.role == 'chat' else 'tray stopped'} (pid {instance.pid})")
     with DaemonClient.from_settings(settings) as client:
         try:
@@ -67,32 +63,21 @@ def stop_all(settings: Settings, daemon_timeout: float, on_step: Callable[[str],
         except errors.DaemonNotRunning:
             on_step(f"no daemon running on {settings.socket_path}")
             return
-    stop_daemon(pid, daemon_timeout)
+    stop_daemon(settings, pid, daemon_timeout)
     on_step(f"daemon stopped (pid {pid})")
 
 
-def stop_daemon(pid: int, timeout: float) -> None:
-    """SIGTERM the daemon and wait until it is gone (its in-flight requests get shutdown_grace_s to finish)."""
+def stop_daemon(settings: Settings, pid: int, timeout: float) -> None:
+    """SIGTERM the daemon and wait until it is gone (its in-flight requests get shutdown_grace_s to finish).
+
+    ``pid`` is the daemon's word, so it is signalled only while it is the user's process holding the
+    daemon's lock (Untrusted otherwise), through a pidfd that no later owner of the pid shares.
+    """
     try:
-        os.kill(pid, signal.SIGTERM)
+        daemon = trust.LockHolder(pid, settings.lock_path)
     except ProcessLookupError:
         return
-    except PermissionError:
-        raise errors.TrayllmError(f"not allowed to stop the daemon (pid {pid})") from None
-    deadline = time.monotonic() + timeout
-    while _alive(pid):  # the socket goes first; the process may still be flushing records
-        if time.monotonic() > deadline:
+    with daemon:
+        daemon.send(signal.SIGTERM)
+        if not daemon.wait(timeout):  # the socket goes first; the process may still be flushing records
             raise errors.TrayllmError(f"the daemon (pid {pid}) is still running {timeout:g} s after SIGTERM")
-        time.sleep(0.05)
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` still runs; a zombie nobody reaped yet (its parent, `up`, is gone) counts as gone."""
-    try:
-        os.kill(pid, 0)
-    except (ProcessLookupError, PermissionError):  # PermissionError: somebody else's process has the pid now
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True

@@ -31,7 +31,7 @@ def test_second_daemon_on_the_same_socket_says_one_is_running(start_daemon) -> N
 def test_stale_socket_is_replaced(tmp_path, converted_model_dir) -> None:
     home = tmp_path / "stale"
     path = home / "xdg_runtime_dir" / "trayllm" / "daemon.sock"
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, mode=0o700)  # as a daemon made it: an open one would be refused
     dead = socket.socket(socket.AF_UNIX)
     dead.bind(str(path))
     dead.close()  # a socket file nobody listens on, as a crashed daemon leaves behind

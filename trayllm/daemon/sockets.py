@@ -1,7 +1,7 @@
 """The daemon's listening sockets, its one-instance lock, and the caller's identity.
 
-The Unix socket lives in a 0700 directory and is itself 0600; who is calling comes from the
-kernel (SO_PEERCRED), not from anything the client says.
+The Unix socket lives in a 0700 directory of the user's own (trayllm.trust.private_dir) and is itself
+0600; who is calling comes from the kernel (SO_PEERCRED), not from anything the client says.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import IO
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from trayllm.errors import DaemonAlreadyRunning
+from trayllm.trust import private_dir
 
 _UCRED = struct.Struct("3i")  # pid, uid, gid
 
@@ -27,12 +28,6 @@ def user_name(uid: int) -> str:
         return pwd.getpwuid(uid).pw_name
     except KeyError:
         return str(uid)
-
-
-def private_dir(path: Path) -> None:
-    """Create ``path`` if needed and make it 0700: only its owner may reach the socket inside."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.chmod(0o700)
 
 
 class PeerCredProtocol(H11Protocol):
@@ -82,7 +77,7 @@ class InstanceLock:
 
 
 def bind_unix(path: Path) -> socket.socket:
-    """Listen on ``path`` (0600, in a 0700 dir); a stale socket left by a dead daemon is replaced.
+    """Listen on ``path`` (0600, in a private dir); a stale socket left by a dead daemon is replaced.
 
     Only call this while holding the InstanceLock, which is what makes the old socket stale.
     """
