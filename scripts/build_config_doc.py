@@ -71,8 +71,20 @@ such as `code --wait`, works), else the first of {fallbacks} on `PATH`.
 Without a file yet it opens a starter file with every setting commented out at its default under its help
 text. What you save is checked as any command would check it. A valid file replaces the old one in one step,
 readable by you alone (0600, since {secrets} may be in it). An invalid one is offered back to
-your editor at a terminal; otherwise it is kept as `config.toml.rejected` beside the file, which stays as it
-was.
+your editor at a terminal; otherwise it is kept as `config.toml.rejected` beside the file (0600 too), which
+stays as it was.
+
+### Secrets
+
+{secrets} are secrets, and so is a URL with a password in it
+(`https://elastic:PASSWORD@es:9200`). Every command refuses a config file that holds one while other users
+may read it (any group or other bit in its mode): it stops with one line naming the file and the fix,
+`chmod 600 PATH`. A refusal, not a warning: a warning scrolls by while the secret stays readable.
+`trayllm config show`, `trayllm status`, the daemon's log and error messages print a secret as `***` and a URL
+as `https://elastic:***@es:9200`. On the command line no secret is taken as a flag's value (other users see
+every process's arguments in `ps`): `--api-key` and `--password` alone prompt for it, `--api-key-file PATH`
+and `--password-file PATH` read it from a file's first line, and `TRAYLLM_ES_API_KEY` and
+`TRAYLLM_ES_PASSWORD` carry it in the environment.
 """
 
 

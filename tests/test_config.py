@@ -208,3 +208,34 @@ def test_config_doc_is_what_the_generator_writes():
     for f in config.SETTING_FIELDS:
         assert f"| `{f.name}` | `{config.env_name(f.name)}` | `{config.toml_value(f.default)}` |" in doc
     assert "| `state_path` | `$XDG_STATE_HOME/trayllm` | `$HOME/.local/state/trayllm` | `state_dir` |" in doc
+
+
+@pytest.mark.parametrize("secret", ['es_password = "hunter2"', 'es_api_key = "aWQ6a2V5"',
+                                    'es_url = "https://elastic:hunter2@es.example:9200"'])
+def test_a_config_file_holding_a_secret_must_be_private(config_file: Path, secret: str):
+    config_file.write_text(f"max_batch = 4\n{secret}\n")
+    for mode in (0o644, 0o640, 0o604):
+        config_file.chmod(mode)
+        with pytest.raises(ConfigError) as info:
+            config.load_settings()
+        name = secret.partition(" ")[0]
+        assert info.value.message == (f"{config_file} holds {name} but is open to other users (mode {mode:04o}); "
+                                      f"make it yours alone: chmod 600 {config_file}")
+    config_file.chmod(0o600)
+    assert config.load_settings().max_batch == 4
+
+
+def test_a_config_file_without_secrets_may_be_shared(config_file: Path):
+    config_file.write_text('max_batch = 4\nes_url = "https://es.example:9200"\nes_password = ""\n')
+    config_file.chmod(0o644)
+    assert config.load_settings().max_batch == 4
+
+
+def test_config_show_hides_the_password_in_a_url(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TRAYLLM_ES_URL", "https://elastic:hunter2@es.example:9200")
+    monkeypatch.setenv("TRAYLLM_KIBANA_URL", "http://t0ken@kibana:5601")
+    monkeypatch.setenv("TRAYLLM_ES_PASSWORD", "s3cret")
+    rows = {r["name"]: r["value"] for r in config.describe_settings(config.load_settings())}
+    assert rows["es_url"] == "https://elastic:***@es.example:9200"
+    assert rows["kibana_url"] == "http://***@kibana:5601"
+    assert rows["es_password"] == "***"

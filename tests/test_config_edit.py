@@ -119,6 +119,19 @@ def test_an_invalid_edit_is_kept_beside_the_untouched_file(config_path: Path, us
     assert _leftovers(config_path.parent) == ["config.toml.rejected"]
 
 
+def test_a_rejected_edit_is_kept_private_like_the_file(config_path: Path, use_editor):
+    use_editor("""
+        import os
+        path.unlink()  # as editors that write a new file do: it gets the umask's mode
+        os.umask(0o022)
+        path.write_text('es_password = "hunter2"\\nmax_batch = 0\\n')
+    """)
+    result = run()
+    rejected = config_path.with_name("config.toml.rejected")
+    assert result.exit_code == 1 and "kept in" in result.stderr
+    assert "hunter2" in rejected.read_text() and stat.S_IMODE(rejected.stat().st_mode) == 0o600
+
+
 def test_an_invalid_edit_is_reopened_with_the_users_text_until_it_is_valid(config_path: Path, use_editor):
     config_path.parent.mkdir()
     config_path.write_text("model = '/m.gguf'\n")

@@ -21,6 +21,9 @@ import click
 from trayllm import __version__, api, config, errors, extras, instances, launcher, lifecycle
 from trayllm.chat.terminal import TerminalChat, complete_reply, stream_reply, timings_line
 from trayllm.client import DaemonClient
+from trayllm.elastic_options import elastic_options, elastic_settings
+from trayllm.redact import mask_url_credentials
+from trayllm.terminal_text import for_terminal, one_line
 
 
 class _Command(click.Command):
@@ -39,7 +42,10 @@ class _Cli(click.Group):
         try:
             return super().main(*args, **kwargs)
         except errors.TrayllmError as exc:
-            click.echo(f"trayllm: error: {exc.message}", err=True)
+            # a RequestError carries the daemon's words, perhaps quoting a request: one line, like the others;
+            # only local failures (a log tail) span lines
+            shown = one_line if isinstance(exc, errors.RequestError) else for_terminal
+            click.echo(f"trayllm: error: {shown(exc.message)}", err=True)
             sys.exit(1)
 
 
@@ -108,8 +114,8 @@ def daemon_command(settings: config.Settings) -> list[str]:
 
 
 def _show_progress(status: api.DaemonStatus) -> None:
-    click.echo(f"trayllm: daemon {status.state}" + (f": {status.load_progress}" if status.load_progress else ""),
-               err=True)
+    progress = f": {status.load_progress}" if status.load_progress else ""
+    click.echo(one_line(f"trayllm: daemon {status.state}{progress}"), err=True)
 
 
 def _ensure_ready(client: DaemonClient, timeout: float, started: launcher.Started | None = None) -> api.DaemonStatus:
@@ -162,8 +168,8 @@ def up(ctx: click.Context, timeout: float, system: str | None, terminal: bool, n
                 return
             status = _ensure_ready(client, timeout, started)
             if status.model is not None:
-                click.echo(f"trayllm: ready: {status.model.name} on {status.model.device} ({status.model.dtype}); "
-                           "`trayllm down` stops the daemon", err=True)
+                click.echo(one_line(f"trayllm: ready: {status.model.name} on {status.model.device} "
+                                    f"({status.model.dtype}); `trayllm down` stops the daemon"), err=True)
             TerminalChat(client, system=system).run()
             return
     wanted: list[instances.Role] = ["tray"] * (not no_tray) + ["chat"] * (not no_chat)
@@ -300,7 +306,8 @@ def format_status(s: api.DaemonStatus) -> str:
                                  + (f" · last error: {sh.last_error}" if sh.last_error else "")))
     rows.append(("uptime", _duration(s.uptime_s)))
     rows.append(("daemon", f"pid {s.pid} · trayllm {s.version}"))
-    return "\n".join(f"{name:<9} {value}" for name, value in rows)
+    # every value may hold text from whoever paused, failed or named something: one line each, no escapes
+    return "\n".join(f"{name:<9} {mask_url_credentials(one_line(value))}" for name, value in rows)
 
 
 def _slo_value(value: float | None, unit: str) -> str:
@@ -310,30 +317,6 @@ def _slo_value(value: float | None, unit: str) -> str:
 
 
 # -- SLOs, events and control -------------------------------------------------------
-
-
-def _elastic_options(func: Any) -> Any:
-    """--es-url and the credentials, shared by every command that talks to Elasticsearch."""
-    for option in reversed([
-        click.option("--es-url", metavar="URL", help="Elasticsearch URL (default: the es_url setting)."),
-        click.option("--api-key", help="Elasticsearch API key (default: es_api_key)."),
-        click.option("--user", "username", help="Elasticsearch user (default: es_username)."),
-        click.option("--password", help="That user's password (default: es_password; prompted when missing)."),
-        click.option("--ca-file", type=click.Path(exists=True, dir_okay=False), help="CA certificate for https."),
-    ]):
-        func = option(func)
-    return func
-
-
-def _elastic_settings(ctx: click.Context, es_url: str | None, api_key: str | None, username: str | None,
-                      password: str | None, ca_file: str | None) -> config.Settings:
-    settings = _settings(ctx, es_url=es_url, es_api_key=api_key, es_username=username, es_password=password,
-                         es_ca_file=ca_file)
-    if settings.es_username and not settings.es_password:
-        password = click.prompt(f"password for {settings.es_username}", hide_input=True, err=True)
-        settings = _settings(ctx, es_url=es_url, es_api_key=api_key, es_username=username, es_password=password,
-                             es_ca_file=ca_file)
-    return settings
 
 
 def _parse_at(value: str | None) -> float:
@@ -359,7 +342,7 @@ def _parse_at(value: str | None) -> float:
 @click.option("--from-elastic", is_flag=True, help="Compute from the records in Elasticsearch instead.")
 @click.option("--at", "at", metavar="TIME", help="With --from or --from-elastic: judge as of this moment (Unix "
                                                  "seconds or ISO 8601; default now).")
-@_elastic_options
+@elastic_options
 @click.pass_context
 def slo(ctx: click.Context, as_json: bool, from_file: Path | None, from_elastic: bool, at: str | None,
         **elastic: Any) -> None:
@@ -375,7 +358,7 @@ def slo(ctx: click.Context, as_json: bool, from_file: Path | None, from_elastic:
         from trayllm.elastic.connection import ElasticTarget, check_version
         from trayllm.elastic.slo_query import slo_report_from_elastic
 
-        settings = _elastic_settings(ctx, **elastic)
+        settings = elastic_settings(ctx.obj, **elastic)
         target = ElasticTarget.from_settings(settings)
         es = target.client()
         check_version(es, target.url)
@@ -396,10 +379,12 @@ def slo(ctx: click.Context, as_json: bool, from_file: Path | None, from_elastic:
     if as_json:
         click.echo(report.model_dump_json(indent=2))
         return
-    click.echo(to_text([ReportRow(**row.model_dump()) for row in report.objectives]))
+    shown = [{name: one_line(value) if isinstance(value, str) else value for name, value in row.model_dump().items()}
+             for row in report.objectives]  # the daemon's report: its names are text for one table cell each
+    click.echo(to_text([ReportRow(**row) for row in shown]))
     firing = sorted(key for key, state in report.alerts.items() if state == "firing")
     if firing:
-        click.echo(f"firing: {', '.join(firing)}")
+        click.echo(one_line(f"firing: {', '.join(firing)}"))
 
 
 @cli.command()
@@ -416,7 +401,7 @@ def events(ctx: click.Context, as_json: bool, last_event_id: str | None) -> None
             at = time.strftime("%H:%M:%S", time.localtime(event.data.get("at", time.time())))
             text = event.data.get("message") or ", ".join(
                 f"{k}={v}" for k, v in event.data.items() if k not in ("at", "alerts") and v is not None)
-            click.echo(f"{at} {event.type:<20} {text}")
+            click.echo(one_line(f"{at} {event.type:<20} {text}"))
 
 
 @cli.command()
@@ -447,7 +432,7 @@ def reload(ctx: click.Context, timeout: float) -> None:
         client.reload()
         ready = client.wait_ready(timeout, _show_progress)
     assert ready.model is not None
-    click.echo(f"reloaded {ready.model.name} (version {ready.model.version})")
+    click.echo(one_line(f"reloaded {ready.model.name} (version {ready.model.version})"))
 
 
 @cli.command()
@@ -520,17 +505,17 @@ def elastic_group() -> None:
 
 
 @elastic_group.command("setup")
-@_elastic_options
+@elastic_options
 @click.pass_context
 def elastic_setup(ctx: click.Context, **options: Any) -> None:
     """Install the lifecycle policy and the index templates of both record streams."""
     from trayllm.elastic.connection import ElasticTarget, check_version
     from trayllm.elastic.templates import install
 
-    target = ElasticTarget.from_settings(_elastic_settings(ctx, **options))
+    target = ElasticTarget.from_settings(elastic_settings(ctx.obj, **options))
     es = target.client()
     version = check_version(es, target.url)
-    click.echo(f"Elasticsearch {version} at {target.url}")
+    click.echo(f"Elasticsearch {version} at {target.shown_url}")
     for line in install(es, target.url):
         click.echo(f"  installed {line}")
 
@@ -538,14 +523,14 @@ def elastic_setup(ctx: click.Context, **options: Any) -> None:
 @elastic_group.command("dashboards")
 @click.option("--kibana-url", metavar="URL", help="Kibana URL (default: the kibana_url setting).")
 @click.option("--space", help="Kibana space to import into (default: the default space).")
-@_elastic_options
+@elastic_options
 @click.pass_context
 def elastic_dashboards(ctx: click.Context, kibana_url: str | None, space: str | None, es_url: str | None,
                        **credentials: Any) -> None:
     """Import the trayllm data views and dashboard into Kibana (same credentials as Elasticsearch)."""
     from trayllm.elastic.kibana import import_dashboards
 
-    settings = _elastic_settings(ctx, es_url, **credentials)
+    settings = elastic_settings(ctx.obj, es_url=es_url, **credentials)
     url = kibana_url or settings.kibana_url
     if not url:
         raise errors.ConfigError("no Kibana URL: pass --kibana-url or set kibana_url (TRAYLLM_KIBANA_URL)")
@@ -556,11 +541,11 @@ def elastic_dashboards(ctx: click.Context, kibana_url: str | None, space: str | 
         click.echo(f"  {problem}", err=True)
     if not result.ok:
         sys.exit(1)
-    click.echo(f"open {url.rstrip('/')}/app/dashboards and pick \"trayllm\"")
+    click.echo(f"open {mask_url_credentials(url.rstrip('/'))}/app/dashboards and pick \"trayllm\"")
 
 
 @cli.command()
-@_elastic_options
+@elastic_options
 @click.option("--once", is_flag=True, help="Ship what is there, then exit (default: keep following the files).")
 @click.pass_context
 def ship(ctx: click.Context, once: bool, **options: Any) -> None:
@@ -568,7 +553,7 @@ def ship(ctx: click.Context, once: bool, **options: Any) -> None:
     from trayllm.elastic.connection import ElasticTarget, check_version
     from trayllm.elastic.shipper import Shipper
 
-    settings = _elastic_settings(ctx, **options)
+    settings = elastic_settings(ctx.obj, **options)
     target = ElasticTarget.from_settings(settings)
     es = target.client()
     check_version(es, target.url)
@@ -582,7 +567,7 @@ def ship(ctx: click.Context, once: bool, **options: Any) -> None:
     finally:
         signal.signal(signal.SIGTERM, previous)
         shipper.close()
-    click.echo(f"shipped to {target.url}: {stats.delivered} new, {stats.duplicates} already there, "
+    click.echo(f"shipped to {target.shown_url}: {stats.delivered} new, {stats.duplicates} already there, "
                f"{stats.dead_lettered} dead-lettered ({stats.unreadable} unreadable lines; see "
                f"{settings.shipping_path / 'dead-letter.jsonl'}), "
                f"{stats.retries} retries; backlog {stats.backlog_bytes} bytes")
@@ -614,7 +599,7 @@ def logs(ctx: click.Context, follow: bool, outcome: str | None, user: str | None
     wanted = RecordFilter(outcome=outcome, user=user, request_id=request_id)
 
     def show(record: Any) -> None:
-        click.echo(json.dumps(record, ensure_ascii=False) if as_json else format_record(record))
+        click.echo(json.dumps(record, ensure_ascii=False) if as_json else for_terminal(format_record(record)))
 
     past = wanted.apply(iter_records(path)) if path.exists() else iter([])
     for record in deque(past, maxlen=lines) if lines is not None else past:
@@ -660,7 +645,7 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> list[int]
 @click.option("--soak-interval", type=click.FloatRange(min=1), default=60.0, show_default=True, metavar="SECONDS")
 @click.option("--shipping-rounds", type=click.IntRange(min=0), default=0, show_default=True,
               help="Alternating daemon pairs for the latency comparison (each serves --requests-per-level).")
-@_elastic_options
+@elastic_options
 @click.pass_context
 def bench(ctx: click.Context, concurrency: list[int], requests_per_level: int, max_tokens: int, as_json: bool,
           markdown: bool, timeout: float, startup_runs: int | None, overhead_rounds: int | None,
@@ -676,7 +661,7 @@ def bench(ctx: click.Context, concurrency: list[int], requests_per_level: int, m
         from trayllm.bench import shipping
         from trayllm.elastic.connection import ElasticTarget, check_version
 
-        target = ElasticTarget.from_settings(_elastic_settings(ctx, **elastic))
+        target = ElasticTarget.from_settings(elastic_settings(ctx.obj, **elastic))
         check_version(target.client(), target.url)
         throughput = shipping.measure_throughput(target, ship_records)
         latency = (shipping.measure_latency(settings, target, shipping_rounds, requests_per_level, max_tokens,

@@ -14,6 +14,7 @@ import itertools
 import json
 import os
 import re
+import stat
 import sys
 import textwrap
 from collections.abc import Iterator, Mapping
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from trayllm.errors import ConfigError
+from trayllm.redact import MASK, has_url_credentials, mask_url_credentials
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -29,6 +31,7 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 ENV_PREFIX = "TRAYLLM_"
+MAX_JSON_DEPTH = 500  # Python's JSON parser recurses once per level, under the interpreter's limit of 1000 frames
 
 
 # group key -> (title, the doc that explains the group, if any); the order of the fields decides the order of
@@ -74,6 +77,21 @@ class Settings:
     token_file: str = _setting("",
                         "Bearer token for TCP clients; empty = $XDG_CONFIG_HOME/trayllm/token (created 0600).",
                         group="sockets")
+    max_body_bytes: int = _setting(8_388_608,
+                        "Largest request body (8 MiB); a bigger one gets 413 before the rest of it is read.",
+                        group="sockets")
+    max_json_depth: int = _setting(64,
+                        "Deepest nesting of arrays and objects in a JSON body (at most 500); deeper gets 400.",
+                        group="sockets")
+    header_timeout_s: float = _setting(10.0,
+                        "A request line and headers must be complete this long after the connection opened (on "
+                        "a kept-alive connection: after their first byte), or the connection is closed.",
+                        group="sockets")
+    keep_alive_timeout_s: float = _setting(5.0, "A connection idle between requests this long is closed.",
+                        group="sockets")
+    max_tcp_connections: int = _setting(256,
+                        "Open TCP connections at most; more are closed at once, so a flood of them never "
+                        "starves the Unix socket.", group="sockets")
 
     queue_size: int = _setting(100, "Requests that may wait for a batch slot; beyond that, 503 with Retry-After.",
                         group="scheduler")
@@ -213,7 +231,11 @@ def _xdg(var: str, fallback: str) -> Path:
 
 
 def runtime_dir() -> Path:
-    """Per-user runtime dir: $XDG_RUNTIME_DIR/trayllm, else a private dir under /tmp."""
+    """Per-user runtime dir: $XDG_RUNTIME_DIR/trayllm, else /tmp/trayllm-<uid>.
+
+    Another user can make the /tmp name first; whoever uses the dir checks it with trust.private_dir
+    (the daemon, the pid files) or checks who serves the socket inside (the client) before relying on it.
+    """
     base = os.environ.get("XDG_RUNTIME_DIR")
     if base:
         return Path(base) / "trayllm"
@@ -269,6 +291,8 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mappin
     env = os.environ if environ is None else environ
     path = config_file()
     values = parse_config(path.read_bytes(), str(path)) if path.is_file() else {}
+    if values:
+        _refuse_shared_secrets(path, values)
     sources = dict.fromkeys(values, str(path))
     for name in _BY_NAME:
         raw = env.get(env_name(name))
@@ -335,13 +359,15 @@ def _problems(settings: Settings) -> Iterator[tuple[str, str]]:
         yield "dtype", f"dtype must be auto, float32, bfloat16 or float16, got {settings.dtype!r}"
     for name in ("queue_size", "max_batch", "default_max_tokens", "backlog_max_tokens", "history_turns",
                  "rate_limit_burst", "records_max_bytes", "records_backups", "slo_min_samples", "events_buffer",
-                 "ship_batch"):
+                 "ship_batch", "max_body_bytes", "max_json_depth", "max_tcp_connections"):
         if getattr(settings, name) < 1:
             yield name, f"{name} must be at least 1, got {getattr(settings, name)}"
     for name in ("slo_ttft_p99_s", "slo_ttft_window_s", "slo_vram_window_s", "slo_error_window_days",
-                 "slo_eval_interval_s"):
+                 "slo_eval_interval_s", "header_timeout_s", "keep_alive_timeout_s"):
         if not getattr(settings, name) > 0:
             yield name, f"{name} must be positive, got {getattr(settings, name)}"
+    if settings.max_json_depth > MAX_JSON_DEPTH:
+        yield "max_json_depth", f"max_json_depth must be at most {MAX_JSON_DEPTH}, got {settings.max_json_depth}"
     for name in ("vram_limit", "slo_error_rate"):
         if not 0 < getattr(settings, name) <= 1:
             yield name, f"{name} is a share: it must be within (0, 1], got {getattr(settings, name)}"
@@ -359,19 +385,38 @@ def _problems(settings: Settings) -> Iterator[tuple[str, str]]:
 SECRET_SETTINGS = frozenset({"es_api_key", "es_password"})
 
 
+def _refuse_shared_secrets(path: Path, values: Mapping[str, Any]) -> None:
+    """Refuse a config file that holds a secret (a SECRET_SETTINGS value, or a URL with a password in it) while
+    other users may read it: as ssh does with a private key, since a warning scrolls by and the secret stays
+    open. `trayllm config edit` saves the file 0600."""
+    secrets = [name for name, value in values.items() if isinstance(value, str) and value
+               and (name in SECRET_SETTINGS or has_url_credentials(value))]
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if secrets and mode & 0o077:
+        raise ConfigError(f"{path} holds {' and '.join(secrets)} but is open to other users (mode {mode:04o}); "
+                          f"make it yours alone: chmod 600 {path}")
+
+
 def describe_settings(settings: Settings) -> list[dict[str, Any]]:
     """One row per setting (name, env var, value, default, help) for `trayllm config show`; secrets that are
-    set show as ``***``."""
+    set show as ``***``, and so does the password in a URL."""
     return [
         {
             "name": f.name,
             "env": env_name(f.name),
-            "value": "***" if f.name in SECRET_SETTINGS and getattr(settings, f.name) else getattr(settings, f.name),
+            "value": _shown_value(f.name, getattr(settings, f.name)),
             "default": f.default,
             "help": f.metadata["help"],
         }
         for f in SETTING_FIELDS
     ]
+
+
+def _shown_value(name: str, value: Any) -> Any:
+    """A setting's value as `config show` prints it: a secret as ``***``, a URL without its password."""
+    if not isinstance(value, str) or not value:
+        return value
+    return MASK if name in SECRET_SETTINGS else mask_url_credentials(value)
 
 
 def toml_value(value: Any) -> str:
@@ -394,7 +439,7 @@ def starter_config() -> str:
         "# variables < command-line flags. Every setting is here, commented out at its default: uncomment",
         "# a line and change its value. `trayllm config show` prints the values in effect, docs/CONFIG.md",
         "# explains them all. es_api_key and es_password are secrets: keep this file private",
-        "# (`trayllm config edit` saves it 0600).",
+        "# (`trayllm config edit` saves it 0600); trayllm refuses one holding a secret that others can read.",
     ]
     for title, doc, fields in grouped_settings():
         lines += ["", "", f"# == {title} (docs/{doc}) ==" if doc else f"# == {title} =="]

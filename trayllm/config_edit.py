@@ -87,6 +87,7 @@ def edit_config(path: Path, editor: Sequence[str], edit_again: Callable[[ConfigE
                 if edit_again(exc):
                     continue
                 rejected = target.with_name(target.name + ".rejected")
+                os.chmod(copy, 0o600)  # it may hold a secret, in a new file the editor wrote with the umask's mode
                 os.replace(copy, rejected)
                 raise ConfigError(f"{exc.message}; {path} is unchanged, your edit is kept in {rejected}") from None
             _install(copy, target)

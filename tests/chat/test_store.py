@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import stat
@@ -190,36 +189,6 @@ def test_auto_title_uses_first_user_line(store: ConversationStore):
     named = store.create("Mine")
     store.add_message(named.id, "user", "something else")
     assert store.auto_title(named.id) == "Mine"
-
-
-def test_export_markdown_exact(store: ConversationStore):
-    conversation = store.create("WAL", system_prompt="You are terse.")
-    store.add_message(conversation.id, "user", "What is WAL?")
-    store.add_message(conversation.id, "assistant", "A write-ahead log.", STATS)
-    store.add_message(conversation.id, "assistant", "", ReplyStats(error="timeout", finish_reason="error"))
-    assert store.export_markdown(conversation.id) == (
-        "# WAL\n\n"
-        "## System prompt\n\nYou are terse.\n\n"
-        "## User\n\nWhat is WAL?\n\n"
-        "## Assistant\n\nA write-ahead log.\n\n"
-        "_first token 312 ms · 48 tokens · 15.2 tok/s · peak VRAM 1 MiB · req 3f2a1b9c_\n\n"
-        "## Assistant\n\n"
-        "_finish error · error: timeout_\n"
-    )
-    assert store.export_markdown(store.create().id) == "# Untitled conversation\n"
-
-
-def test_export_json(store: ConversationStore):
-    conversation = store.create("J", temperature=0.3)
-    store.add_message(conversation.id, "user", "q")
-    store.add_message(conversation.id, "assistant", "a", STATS)
-    data = json.loads(json.dumps(store.export_json(conversation.id)))
-    assert data["title"] == "J" and data["temperature"] == 0.3 and data["top_p"] is None
-    assert data["created"].endswith("Z") and "T" in data["created"]
-    assert [(m["role"], m["content"]) for m in data["messages"]] == [("user", "q"), ("assistant", "a")]
-    assert data["messages"][0]["stats"] is None
-    assert data["messages"][1]["stats"]["request_id"] == STATS.request_id
-    assert data["messages"][1]["stats"]["tokens_per_second"] == 15.23
 
 
 def test_newer_schema_is_refused_with_one_line():

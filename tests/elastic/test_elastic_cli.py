@@ -19,8 +19,12 @@ from trayllm.telemetry.schema import ALERTS, REQUESTS
 from trayllm.telemetry.writer import RecordWriter
 
 
-def run(*args: str, env: dict[str, str] | None = None):
-    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+def run(*args: str, env: dict[str, str] | None = None, input: str | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, input=input, catch_exceptions=False)
+
+
+def with_credentials(url: str, userinfo: str = "elastic:hunter2") -> str:
+    return url.replace("://", f"://{userinfo}@", 1)
 
 
 @pytest.fixture
@@ -71,8 +75,8 @@ def test_an_incompatible_cluster_is_one_line(version: str, words: str) -> None:
 def test_bad_credentials_and_no_cluster_are_one_line(tmp_path: Path) -> None:
     standin = ElasticStandIn(api_key="right")
     try:
-        refused = run("elastic", "setup", "--es-url", standin.url, "--api-key", "wrong")
-        accepted = run("elastic", "setup", "--es-url", standin.url, "--api-key", "right")
+        refused = run("elastic", "setup", "--es-url", standin.url, env={"TRAYLLM_ES_API_KEY": "wrong"})
+        accepted = run("elastic", "setup", "--es-url", standin.url, env={"TRAYLLM_ES_API_KEY": "right"})
     finally:
         standin.close()
     assert refused.exit_code == 1 and "refused the credentials (401)" in refused.stderr
@@ -113,7 +117,7 @@ def test_ship_once_then_the_slo_report_from_elasticsearch_equals_the_one_from_th
 @pytest.mark.slow
 def test_the_daemon_ships_its_own_records_and_reports_it(start_daemon, standin: ElasticStandIn) -> None:
     assert run("elastic", "setup", "--es-url", standin.url).exit_code == 0
-    daemon = start_daemon(es_url=standin.url)
+    daemon = start_daemon(es_url=with_credentials(standin.url))  # the stand-in takes any user
     with daemon.client() as http:
         for _ in range(3):
             assert http.post("/v1/chat/completions", json={
@@ -123,6 +127,8 @@ def test_the_daemon_ships_its_own_records_and_reports_it(start_daemon, standin: 
                             timeout=10)
     assert shipping["backlog_bytes"] == 0 and shipping["last_error"] is None
     assert daemon.stop() == 0
+    log = daemon.log.read_text()
+    assert with_credentials(standin.url, "elastic:***") in log and "hunter2" not in log
     stored = list(standin.sources("logs-trayllm.requests-default"))
     assert all("gen_ai" in doc and "input" not in doc["gen_ai"] for doc in stored)  # no prompt text shipped
 
@@ -131,11 +137,64 @@ def test_elastic_dashboards_imports_into_kibana_and_reports_failures() -> None:
     from kibana_standin import KibanaStandin
 
     with KibanaStandin(api_key="k3y") as kibana:
-        result = run("elastic", "dashboards", "--kibana-url", kibana.url, "--api-key", "k3y")
+        result = run("elastic", "dashboards", "--kibana-url", kibana.url, "--api-key", input="k3y\n")
         assert result.exit_code == 0, result.output
         assert "imported 13 saved objects" in result.stdout and "/app/dashboards" in result.stdout
         assert {kind for _, kind, _ in kibana.store} >= {"index-pattern", "dashboard", "lens"}
-        refused = run("elastic", "dashboards", "--kibana-url", kibana.url, "--api-key", "nope")
+        refused = run("elastic", "dashboards", "--kibana-url", kibana.url, env={"TRAYLLM_ES_API_KEY": "nope"})
         assert refused.exit_code == 1 and refused.stderr.count("\n") == 1
     missing = run("elastic", "dashboards")
     assert missing.exit_code == 1 and "no Kibana URL" in missing.stderr
+
+
+@pytest.mark.parametrize("flag", ["--api-key", "--password"])
+def test_a_secret_given_as_a_flags_value_is_refused_before_anything_is_sent(standin: ElasticStandIn,
+                                                                            flag: str) -> None:
+    variable = "TRAYLLM_ES_API_KEY" if flag == "--api-key" else "TRAYLLM_ES_PASSWORD"
+    for given in ([flag, "hunter2"], [f"{flag}=hunter2"]):
+        result = run("elastic", "setup", "--es-url", standin.url, "--user", "elastic", *given)
+        assert result.exit_code == 1 and standin.requests == []
+        assert result.stderr == (f"trayllm: error: {flag} takes no value: other users can read a command's "
+                                 f"arguments (ps); give {flag} alone to be prompted, {flag}-file PATH, or "
+                                 f"{variable}\n")
+
+
+def test_secrets_come_from_a_prompt_a_file_or_the_environment(tmp_path: Path) -> None:
+    standin = ElasticStandIn(api_key="right")
+    key_file = tmp_path / "es.key"
+    key_file.write_text("right\n")
+    try:
+        prompted = run("elastic", "setup", "--es-url", standin.url, "--api-key", input="right\n")
+        from_file = run("elastic", "setup", "--es-url", standin.url, "--api-key-file", str(key_file))
+        from_env = run("elastic", "setup", "--es-url", standin.url, env={"TRAYLLM_ES_API_KEY": "right"})
+        both = run("elastic", "setup", "--es-url", standin.url, "--api-key", "--api-key-file", str(key_file))
+    finally:
+        standin.close()
+    assert (prompted.exit_code, from_file.exit_code, from_env.exit_code) == (0, 0, 0), prompted.stderr
+    assert "Elasticsearch API key: \n" in prompted.stderr and "right" not in prompted.output  # not echoed
+    assert both.exit_code == 1 and "choose one of --api-key and --api-key-file" in both.stderr
+
+
+def test_a_password_in_the_url_is_never_shown(standin: ElasticStandIn, state: Path) -> None:
+    url = with_credentials(standin.url)
+    shown = with_credentials(standin.url, "elastic:***")
+    setup = run("elastic", "setup", "--es-url", url)
+    shipped = run("ship", "--once", "--es-url", url)
+    standin.close()
+    unreachable = run("elastic", "setup", "--es-url", url)
+    not_http = run("elastic", "setup", "--es-url", "ftp://elastic:hunter2@es.example")
+    assert setup.exit_code == 0 and f"Elasticsearch 8.19.3 at {shown}\n" in setup.stdout
+    assert shipped.exit_code == 0 and f"shipped to {shown}: " in shipped.stdout
+    assert unreachable.exit_code == 1 and f"cannot reach {shown} (" in unreachable.stderr
+    assert not_http.exit_code == 1 and "'ftp://elastic:***@es.example'" in not_http.stderr
+    assert not any("hunter2" in r.output for r in (setup, shipped, unreachable, not_http))
+
+
+def test_elastic_dashboards_shows_the_kibana_url_without_its_password() -> None:
+    from kibana_standin import KibanaStandin
+
+    with KibanaStandin(username="elastic", password="hunter2") as kibana:
+        result = run("elastic", "dashboards", "--kibana-url", with_credentials(kibana.url))
+    assert result.exit_code == 0, result.output
+    assert f"open {with_credentials(kibana.url, 'elastic:***')}/app/dashboards" in result.stdout
+    assert "hunter2" not in result.output

@@ -141,10 +141,6 @@ def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def _like(text: str) -> str:
     """A LIKE pattern matching ``text`` literally anywhere: ``%`` and ``_`` typed by the user are not wildcards."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
@@ -435,45 +431,6 @@ class ConversationStore:
                 continue
             result.append({"role": message.role, "content": message.content})
         return result
-
-    # -- export ----------------------------------------------------------------------
-
-    def export_markdown(self, conversation_id: int) -> str:
-        """The conversation as Markdown to share or keep: title, system prompt, each turn under a role heading,
-        each reply followed by its stats in italics."""
-        conversation = self.get(conversation_id)
-        parts = [f"# {conversation.title or 'Untitled conversation'}"]
-        if conversation.system_prompt:
-            parts += ["## System prompt", conversation.system_prompt]
-        for message in self.messages(conversation_id):
-            parts.append(f"## {message.role.capitalize()}")
-            if message.content:
-                parts.append(message.content)
-            if message.stats is not None:
-                line = stats_line(message.stats)
-                if line:
-                    parts.append(f"_{line}_")
-        return "\n\n".join(parts) + "\n"
-
-    def export_json(self, conversation_id: int) -> dict[str, Any]:
-        """The conversation with every field and each reply's stats; JSON-serialisable, times ISO 8601 UTC."""
-        conversation = self.get(conversation_id)
-        data: dict[str, Any] = {"format": "trayllm.conversation", "schema_version": SCHEMA_VERSION}
-        for f in dataclasses.fields(conversation):
-            value = getattr(conversation, f.name)
-            data[f.name] = _iso(value) if isinstance(value, datetime) else value
-        data["messages"] = [
-            {
-                "id": m.id,
-                "position": m.position,
-                "role": m.role,
-                "content": m.content,
-                "created": _iso(m.created),
-                "stats": dataclasses.asdict(m.stats) if m.stats is not None else None,
-            }
-            for m in self.messages(conversation_id)
-        ]
-        return data
 
 
 def stats_line(stats: ReplyStats, kibana_url: str = "") -> str:

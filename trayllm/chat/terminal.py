@@ -1,7 +1,9 @@
 """Terminal chat: a REPL that keeps the conversation and streams each reply, plus the reply renderer `ask` shares.
 
 Replies go to stdout as they arrive; the timings line and diagnostics go to stderr, so
-``trayllm ask ... > answer.txt`` keeps only the answer.
+``trayllm ask ... > answer.txt`` keeps only the answer. What the model or the daemon wrote is printed through
+``terminal_text`` (control characters as escapes), so a reply cannot drive the terminal; the conversation
+keeps the text as it came.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, TextIO
 
 from trayllm import api, errors
 from trayllm.client import DaemonClient, Done, TextDelta
+from trayllm.terminal_text import for_terminal, one_line
 
 BANNER = "trayllm chat: /reset clears the conversation, /exit or Ctrl-D quits"
 
@@ -44,7 +47,7 @@ def stream_reply(client: DaemonClient, request: Mapping[str, Any], out: TextIO) 
                 if first is None:
                     first = time.monotonic() - start
                 parts.append(event.text)
-                out.write(event.text)
+                out.write(for_terminal(event.text))
                 out.flush()
             else:
                 done = event
@@ -61,7 +64,7 @@ def complete_reply(client: DaemonClient, request: Mapping[str, Any], out: TextIO
     completion = client.chat(request)
     total = time.monotonic() - start
     choice = completion.choices[0]
-    out.write(choice.message.content + "\n")
+    out.write(for_terminal(choice.message.content) + "\n")
     out.flush()
     request_id = completion.timings.request_id if completion.timings else client.last_request_id
     return Reply(choice.message.content, choice.finish_reason, completion.usage, completion.timings, request_id,
@@ -93,7 +96,7 @@ def timings_line(reply: Reply) -> str:
     request_id = t.request_id if t else reply.request_id
     if request_id:
         parts.append(f"req {request_id[:8]}…" if len(request_id) > 9 else f"req {request_id}")
-    return "[" + " · ".join(parts) + "]"
+    return one_line("[" + " · ".join(parts) + "]")
 
 
 class TerminalChat:
@@ -154,7 +157,7 @@ class TerminalChat:
             try:
                 reply = self.send(text)
             except errors.RequestError as exc:
-                self.stderr.write(f"trayllm: error: {exc.message}\n")
+                self.stderr.write(f"trayllm: error: {one_line(exc.message)}\n")
                 continue
             except KeyboardInterrupt:
                 self.stderr.write("\n[stopped]\n")

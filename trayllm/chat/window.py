@@ -16,13 +16,12 @@ Keys: Enter sends, Shift+Enter starts a new line, Ctrl+N starts a new conversati
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QMetaObject, Qt, QThread, Signal
-from PySide6.QtGui import QGuiApplication, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtCore import QMetaObject, Qt, QThread, QUrl, Signal
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeyEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFormLayout,
@@ -44,11 +43,18 @@ from PySide6.QtWidgets import (
 )
 
 from trayllm import api, launcher
+from trayllm.chat.export import write_export
 from trayllm.chat.health import HealthView
 from trayllm.chat.store import ConversationStore, Message, ReplyStats, stats_line
 from trayllm.chat.workers import ReplyWorker, StatusPoller
 from trayllm.client import Done
 from trayllm.config import Settings
+
+
+def open_link(url: QUrl) -> bool:
+    """Open a link clicked in the transcript in the browser if it is a web page; ignore any other (file:, a
+    desktop handler's own scheme, ...), since the model wrote it. True when it was opened."""
+    return url.scheme().lower() in ("http", "https") and QDesktopServices.openUrl(url)
 
 
 class MessageInput(QPlainTextEdit):
@@ -152,7 +158,9 @@ class ChatWindow(QMainWindow):
             row.addWidget(widget)
         settings_form.addRow(row)
 
-        self.transcript = QTextBrowser(openExternalLinks=True)
+        # the model writes the links: Qt must neither open them nor load a file: one in place (openLinks)
+        self.transcript = QTextBrowser(openLinks=False)
+        self.transcript.anchorClicked.connect(open_link)
         self.waiting = QLabel("")
         self.input = MessageInput(placeholderText="Message (Enter sends, Shift+Enter new line)")
         self.input.setFixedHeight(80)
@@ -363,12 +371,9 @@ class ChatWindow(QMainWindow):
             self.export_to(Path(path))
 
     def export_to(self, path: Path) -> None:
-        """Markdown or JSON, by the file's suffix."""
+        """Markdown or JSON, by the file's suffix; private (0600), as the conversations are."""
         assert self.conversation_id is not None
-        if path.suffix == ".json":
-            path.write_text(json.dumps(self.store.export_json(self.conversation_id), indent=2), encoding="utf-8")
-        else:
-            path.write_text(self.store.export_markdown(self.conversation_id), encoding="utf-8")
+        write_export(self.store, self.conversation_id, path)
 
     # -- rendering -------------------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ class ShippingThread:
             log.error("not shipping records: %s", exc.message)
             return
         self.shipper = shipper
-        log.info("shipping records", extra={"es_url": target.url})
+        log.info("shipping records", extra={"es_url": target.shown_url})
         try:
             shipper.run()
         except Exception:  # shipping must never take the daemon down

@@ -16,6 +16,7 @@ from typing import Any
 from trayllm.config import Settings
 from trayllm.errors import ConfigError, ElasticError
 from trayllm.extras import require_extra
+from trayllm.redact import mask_url_credentials
 
 SUPPORTED_MAJORS = (8, 9)
 
@@ -37,10 +38,15 @@ class ElasticTarget:
         if not target.url:
             raise ConfigError("no Elasticsearch URL: pass --es-url or set es_url (TRAYLLM_ES_URL)")
         if not target.url.startswith(("http://", "https://")):
-            raise ConfigError(f"the Elasticsearch URL must start with http:// or https://, got {target.url!r}")
+            raise ConfigError(f"the Elasticsearch URL must start with http:// or https://, got {target.shown_url!r}")
         if target.api_key and target.username:
             raise ConfigError("give an API key or a user name and password, not both")
         return target
+
+    @property
+    def shown_url(self) -> str:
+        """The URL as messages and logs show it: a password in it as ``***``."""
+        return mask_url_credentials(self.url)
 
     def client(self, timeout: float = 30.0) -> Any:
         """An ``elasticsearch.Elasticsearch`` client for this target (imported here: an optional extra)."""
@@ -58,7 +64,8 @@ class ElasticTarget:
 
 @contextlib.contextmanager
 def elastic_errors(where: str) -> Iterator[None]:
-    """Turn the client's exceptions into ``ElasticError`` with a message that says what to do."""
+    """Turn the client's exceptions into ``ElasticError`` with a message that says what to do (``where``, often
+    the URL, without its password)."""
     from elasticsearch import (
         ApiError,
         AuthenticationException,
@@ -68,6 +75,7 @@ def elastic_errors(where: str) -> Iterator[None]:
         UnsupportedProductError,
     )
 
+    where = mask_url_credentials(where)
     try:
         yield
     except AuthenticationException:
@@ -104,6 +112,7 @@ def check_version(es: Any, where: str) -> str:
     where the client's compatibility header (which its API methods always send) would make a 7.x or 10.x
     server refuse before saying what it is.
     """
+    where = mask_url_credentials(where)
     with elastic_errors(where):
         response = es.transport.perform_request("GET", "/", headers={**es._headers, "accept": "application/json"})
     status = response.meta.status

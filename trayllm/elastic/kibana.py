@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from trayllm.errors import ElasticError
+from trayllm.redact import mask_url_credentials
 
 SPACE_ID = re.compile(r"^[a-z0-9_-]+$")
 """Kibana's rule for space ids (lowercase letters, digits, ``_`` and ``-``)."""
@@ -91,7 +92,7 @@ def import_dashboards(kibana_url: str, ndjson: bytes | None = None, *, api_key: 
     """
     body = dashboards_ndjson() if ndjson is None else ndjson
     url = _import_url(kibana_url, space)
-    where = f"Kibana at {_redacted(kibana_url)}"
+    where = f"Kibana at {mask_url_credentials(kibana_url.strip().rstrip('/'))}"
     headers = {"kbn-xsrf": "true"}  # Kibana refuses state-changing API calls without it (CSRF guard)
     auth: tuple[str, str] | None = None
     if api_key and username:
@@ -124,17 +125,13 @@ def import_dashboards(kibana_url: str, ndjson: bytes | None = None, *, api_key: 
 def _import_url(kibana_url: str, space: str | None) -> str:
     base = kibana_url.strip().rstrip("/")
     if not base.startswith(("http://", "https://")):
-        raise ElasticError(f"the Kibana URL must start with http:// or https://, got {kibana_url!r}")
+        raise ElasticError(f"the Kibana URL must start with http:// or https://, got "
+                           f"{mask_url_credentials(kibana_url)!r}")
     if space and space != "default":
         if not SPACE_ID.match(space):
             raise ElasticError(f"{space!r} is not a Kibana space id (lowercase letters, digits, '_' and '-')")
         base = f"{base}/s/{space}"
     return f"{base}/api/saved_objects/_import"
-
-
-def _redacted(url: str) -> str:
-    """The URL without user:password@, for messages."""
-    return re.sub(r"//[^/@]*@", "//", url.strip().rstrip("/"))
 
 
 def _verify(ca_file: str | None) -> ssl.SSLContext | bool:
