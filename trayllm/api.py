@@ -55,10 +55,10 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)  # under 1e-5: greedy (engine.sampling)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)  # however small, the top token is kept
     stop: str | list[str] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-2**63, le=2**63 - 1)  # int64, as OpenAI's; torch takes them all
     n: int | None = Field(default=None, ge=1, le=1)
     user: str | None = None
     frequency_penalty: float | None = Field(default=None, ge=0.0, le=0.0)

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 
 import pytest
+from waiting import wait_for
+
+from trayllm.slo.objectives import CLIENT_FAULT
+from trayllm.telemetry.reader import iter_records
 
 pytestmark = pytest.mark.slow
 
@@ -26,6 +31,8 @@ BAD_BODIES: dict[str, tuple[bytes, int, str]] = {
     "zero max_tokens": (json.dumps({"messages": MESSAGES, "max_tokens": 0}).encode(), 400, "max_tokens"),
     "huge max_tokens": (json.dumps({"messages": MESSAGES, "max_tokens": 10**9}).encode(), 400, "context"),
     "max_tokens as float": (json.dumps({"messages": MESSAGES, "max_tokens": 1.5}).encode(), 400, "max_tokens"),
+    "seed beyond int64": (json.dumps({"messages": MESSAGES, "seed": 2**63}).encode(), 400, "seed"),
+    "top_p of zero": (json.dumps({"messages": MESSAGES, "top_p": 0}).encode(), 400, "top_p"),
     "unknown model": (json.dumps({"model": "llama-70b", "messages": MESSAGES}).encode(), 404, "llama-70b"),
     "unsupported field": (json.dumps({"messages": MESSAGES, "tools": []}).encode(), 400, "tools"),
     "unknown field": (json.dumps({"messages": MESSAGES, "flavour": "mint"}).encode(), 400, "flavour"),
@@ -70,3 +77,50 @@ def test_daemon_answers_normally_after_the_battery(daemon) -> None:
     assert ok.json()["choices"][0]["message"]["content"]
     assert health.json() == {"status": "ok"}
     assert daemon.process.poll() is None
+
+
+def test_extreme_sampling_values_fail_or_serve_alone_while_other_replies_stream(daemon) -> None:
+    """A seed out of range is a 400 naming it; a temperature or top_p too small for float32 is served as
+    greedy. Either way the three replies streaming meanwhile finish normally, and the refused request
+    leaves one record, a client error that the error budget does not count."""
+    records_path = daemon.socket.parents[2] / "xdg_state_home" / "trayllm" / "requests.jsonl"
+    # Greedy, this story runs past 100 tokens; the three short requests below take about 12 of its steps.
+    story = {"messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}],
+             "max_tokens": 48, "temperature": 0, "stream": True}
+    question = {"messages": [{"role": "user", "content": "Name three colours."}], "max_tokens": 4}
+    with ExitStack() as stack:
+        streams = [stack.enter_context(stack.enter_context(daemon.client()).stream(
+            "POST", "/v1/chat/completions", json=story)) for _ in range(3)]
+        wait_for(lambda: daemon.status()["queue"]["in_flight"] == 3, timeout=60)  # all three are decoding
+        with daemon.client() as client:
+            greedy = client.post("/v1/chat/completions", json={**question, "temperature": 0})
+            refused = client.post("/v1/chat/completions", json={**question, "seed": 2**80})
+            served = {field: client.post("/v1/chat/completions", json={**question, field: 1e-300})
+                      for field in ("temperature", "top_p")}
+            assert daemon.status()["queue"]["in_flight"] == 3, "the streams ended while the others were served"
+        endings = ["\n".join(stream.iter_lines()) for stream in streams]
+
+    for ending in endings:
+        assert '"finish_reason":"length"' in ending and '"error"' not in ending, ending
+        assert ending.rstrip().endswith("data: [DONE]"), ending
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"]["param"] == "seed"
+    assert greedy.status_code == 200, greedy.text
+    reply = greedy.json()["choices"][0]["message"]["content"]
+    for field, response in served.items():
+        assert response.status_code == 200, (field, response.text)
+        assert response.json()["choices"][0]["message"]["content"] == reply, f"{field} 1e-300 is not greedy"
+
+    outcomes = {response.headers["x-request-id"]: "success" for response in [*streams, greedy, *served.values()]}
+    outcomes[refused.headers["x-request-id"]] = "failure"
+
+    def ours() -> list[dict] | None:
+        found = [r for r in iter_records(records_path) if r["event"]["id"] in outcomes]
+        return found if len(found) >= len(outcomes) else None
+
+    records = wait_for(ours, timeout=30)
+    assert sorted(r["event"]["id"] for r in records) == sorted(outcomes), "one record per request"
+    for record in records:
+        assert record["event"]["outcome"] == outcomes[record["event"]["id"]], record
+    [refusal] = [r for r in records if r["event"]["outcome"] == "failure"]
+    assert refusal["error"]["type"] == "invalid_request" and refusal["error"]["type"] in CLIENT_FAULT

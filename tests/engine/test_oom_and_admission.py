@@ -24,7 +24,8 @@ def plan(**faults: object) -> FaultPlan:
 def test_faults_validate_their_plan():
     assert Faults.from_json({"oom_at": "decode", "oom_count": 2}).oom_at == "decode"
     for bad, words in [([], "JSON object"), ({"oom_at": "warmup"}, "oom_at"), ({"delay_s": -1}, "delay_s"),
-                       ({"explode": True}, "unknown fault fields: explode"), ({"oom_count": "x"}, "oom_count")]:
+                       ({"explode": True}, "unknown fault fields: explode"), ({"oom_count": "x"}, "oom_count"),
+                       ({"fail_request": 5}, "fail_request"), ({"fail_after_tokens": -1}, "fail_after_tokens")]:
         with pytest.raises(ValueError, match=words):
             Faults.from_json(bad)
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from trayllm.engine.sampling import (
+    GREEDY_BELOW,
     TOP_CANDIDATES,
     apply_repetition_penalty,
     pick_tokens,
@@ -15,6 +16,7 @@ from trayllm.engine.sampling import (
     top_p_filter,
 )
 from trayllm.engine.types import SamplingParams
+from trayllm.errors import InvalidRequest
 
 CPU = torch.device("cpu")
 
@@ -91,6 +93,11 @@ def test_top_p_with_all_tokens_tied() -> None:
     out = top_p_filter(probs, 0.5)  # four tokens reach 0.5
     assert int((out > 0).sum()) == 4
     assert out.sum().item() == pytest.approx(0.5)
+
+
+def test_top_p_too_small_for_float32_still_keeps_the_top_token() -> None:
+    probs = torch.tensor([0.125, 0.5, 0.25, 0.125])
+    torch.testing.assert_close(top_p_filter(probs, 1e-300), torch.tensor([0.0, 0.5, 0.0, 0.0]))
 
 
 def test_top_p_of_one_returns_the_input_untouched() -> None:
@@ -209,3 +216,51 @@ def test_a_seeded_row_does_not_depend_on_the_rest_of_the_batch(neighbour: Sampli
     assert len(set(reference)) > 1  # the row really samples
     assert batched(first=True) == reference
     assert batched(first=False) == reference
+
+
+@pytest.mark.parametrize("tiny", [{"temperature": 1e-300}, {"temperature": GREEDY_BELOW / 2}, {"top_p": 1e-300}])
+def test_a_temperature_or_top_p_too_small_for_float32_picks_the_argmax(tiny: dict[str, float]) -> None:
+    torch.manual_seed(3)
+    logits = torch.randn(1, 500) * 3
+    row = SamplingParams(**{**params(temperature=0.9, top_p=0.95).__dict__, **tiny})
+    picks = {pick_tokens(logits, no_seen(1, 500), [row], [row_generator(params(seed=s), CPU)])[0] for s in range(20)}
+    assert picks == {int(logits.argmax())}
+
+
+def test_a_row_whose_probabilities_are_not_finite_gets_its_error_and_the_others_their_usual_tokens() -> None:
+    torch.manual_seed(4)
+    vocab = 300
+    logits = torch.randn(4, vocab) * 2
+    rows = [params(temperature=0.8, seed=1), params(temperature=0.7, seed=2), params(temperature=0.0),
+            params(temperature=0.9, top_p=0.8, seed=3)]
+
+    def picks(batch_logits: torch.Tensor) -> list[list[object]]:
+        gens = [row_generator(p, CPU) for p in rows]
+        return [pick_tokens(batch_logits, no_seen(4, vocab), rows, gens) for _ in range(10)]
+
+    clean = picks(logits)
+    poisoned_logits = logits.clone()
+    poisoned_logits[1, 7] = float("nan")  # a broken row, between two seeded ones
+    poisoned = picks(poisoned_logits)
+    for step_clean, step_poisoned in zip(clean, poisoned, strict=True):
+        assert isinstance(step_poisoned[1], ValueError) and "not a distribution" in str(step_poisoned[1])
+        assert [step_poisoned[r] for r in (0, 2, 3)] == [step_clean[r] for r in (0, 2, 3)]
+
+
+@pytest.mark.parametrize("seed", [2**80, 2**64, -2**63 - 1])
+def test_a_seed_torch_cannot_take_is_the_requests_own_invalid_parameter(seed: int) -> None:
+    with pytest.raises(InvalidRequest, match="seed") as raised:
+        row_generator(params(seed=seed), CPU)
+    assert raised.value.param == "seed"
+
+
+def test_a_negative_seed_is_served_as_its_twos_complement() -> None:
+    logits = torch.zeros(1, 1000)
+
+    def draws(seed: int) -> list[object]:
+        row = params(seed=seed)
+        gen = row_generator(row, CPU)
+        return [pick_tokens(logits, no_seen(1, 1000), [row], [gen])[0] for _ in range(10)]
+
+    assert draws(-1) == draws(2**64 - 1) == draws(-1)
+    assert draws(-1) != draws(1)

@@ -195,18 +195,26 @@ class Engine:
                             history_turns=self.settings.history_turns, max_tokens=max_tokens,
                             default_max_tokens=self.settings.default_max_tokens)
 
+    def admit(self, user: str) -> None:
+        """Raise now what ``submit`` would (NotReady, ShuttingDown, QueueFull, RateLimited), taking ``user``'s
+        allowance, before any time goes into building the prompt; then ``submit(..., admitted=True)``."""
+        self.require_ready()
+        assert self._scheduler is not None
+        self._scheduler.admit(user)
+
     def submit(self, request_id: str, user: str, prompt: Prompt, params: SamplingParams,
                loop: asyncio.AbstractEventLoop | None = None, *, context: object = None, keep_text: bool = False,
-               arrived: float | None = None) -> RequestHandle:
+               arrived: float | None = None, admitted: bool = False) -> RequestHandle:
         """Queue a request; raises NotReady, ShuttingDown, RateLimited or QueueFull at once.
 
         ``context`` rides on the handle to the ``on_finished`` callback; ``arrived`` (monotonic)
-        is when the request reached the daemon, so its durations include parsing and tokenizing.
+        is when the request reached the daemon, so its durations include parsing and tokenizing;
+        ``admitted``: ``admit`` already took the user's allowance.
         """
         self.require_ready()
         assert self._scheduler is not None
         handle = RequestHandle(request_id, loop, context=context, keep_text=keep_text)
-        self._scheduler.submit(handle, user, prompt.ids, params, arrived)
+        self._scheduler.submit(handle, user, prompt.ids, params, arrived, admitted=admitted)
         return handle
 
     @property

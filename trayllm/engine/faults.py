@@ -1,4 +1,4 @@
-"""Fault injection, so the OOM and slow-request paths run end to end on a machine without a GPU.
+"""Fault injection, so the OOM, slow-request and failed-request paths run end to end on a machine without a GPU.
 
 Off unless the daemon runs with ``fault_injection = true`` (then ``PUT /v1/faults`` sets a plan). The
 inference thread calls ``FaultPlan.hit(phase)`` just before each forward pass: ``prefill`` (new
@@ -7,9 +7,13 @@ requests enter the batch) or ``decode`` (one step of the running batch). A plan 
 - raise a real ``torch.cuda.OutOfMemoryError`` at a phase, ``oom_count`` times: the engine's own OOM
   handling (free the cache, fail or retry the requests, raise the alert) is what runs next, unchanged;
 - sleep ``delay_s`` before every pass of a phase: a prefill delay is first-token latency, a decode
-  delay slows every token.
+  delay slows every token;
+- make one request's own token step raise (``fail_request``, its request id, once it has generated
+  ``fail_after_tokens`` tokens): ``FaultPlan.hit_row`` is called where that request's sampled token is
+  taken, so the engine's per-request isolation (that request fails alone, its batch goes on) is what runs.
 
-Nothing else in the engine knows about faults; with no plan set, ``hit`` is one attribute check.
+Nothing else in the engine knows about faults; with no plan set, ``hit`` and ``hit_row`` are one
+attribute check.
 """
 
 from __future__ import annotations
@@ -33,18 +37,24 @@ class Faults:
     oom_count: int = 1  # ... this many times, then stop
     delay_at: Phase | None = None  # sleep before every pass of this phase
     delay_s: float = 0.0
+    fail_request: str | None = None  # the request id whose own token step raises
+    fail_after_tokens: int = 0  # ... once it has generated this many tokens
 
     def __post_init__(self) -> None:
         for name in ("oom_at", "delay_at"):
             value = getattr(self, name)
             if value is not None and value not in PHASES:
                 raise ValueError(f"{name} must be one of {', '.join(PHASES)} or null, got {value!r}")
-        if isinstance(self.oom_count, bool) or not isinstance(self.oom_count, int):
-            raise ValueError(f"oom_count must be an integer, got {self.oom_count!r}")
         if isinstance(self.delay_s, bool) or not isinstance(self.delay_s, (int, float)):
             raise ValueError(f"delay_s must be a number of seconds, got {self.delay_s!r}")
-        if self.oom_count < 0 or not 0 <= self.delay_s <= 600:
-            raise ValueError("need oom_count >= 0 and 0 <= delay_s <= 600")
+        if self.fail_request is not None and not isinstance(self.fail_request, str):
+            raise ValueError(f"fail_request must be a request id, got {self.fail_request!r}")
+        for name in ("oom_count", "fail_after_tokens"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+        if not 0 <= self.delay_s <= 600:
+            raise ValueError("need 0 <= delay_s <= 600")
 
     @classmethod
     def from_json(cls, data: Any) -> Faults:
@@ -94,3 +104,13 @@ class FaultPlan:
                 return
             self._ooms_left -= 1
         raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected by trayllm fault injection at {phase})")
+
+    def hit_row(self, request_id: str, generated: int) -> None:
+        """Called where a request's own next token is taken: raise if the plan fails this request now."""
+        faults = self._faults
+        if faults.fail_request == request_id and generated >= faults.fail_after_tokens:
+            raise InjectedFault(f"request {request_id} failed by trayllm fault injection after {generated} tokens")
+
+
+class InjectedFault(RuntimeError):
+    """The failure ``fail_request`` plans: unplanned as far as the engine can tell, like a bug in one row."""

@@ -10,7 +10,9 @@ stays under ``vram_limit`` of the device (VRAM admission); otherwise it waits fo
 request that would run alone is always started: nothing else can make room for it. A CUDA
 out-of-memory in a forward pass fails the requests in that pass with a 503 (or, with ``oom_retry``,
 puts those that produced nothing yet back to run once more alone with half the ``max_tokens``),
-empties the allocator's cache, reports an ``OomReport`` through ``on_oom`` and carries on serving.
+empties the allocator's cache, reports an ``OomReport`` through ``on_oom`` and carries on serving. A
+failure in one request's own steps (its generator, its token pick, its decoding; see ``rows``) ends
+that request alone; only a forward pass that raises fails the rows that were in it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -30,8 +32,9 @@ from trayllm.config import Settings
 from trayllm.engine.batch import RunningBatch, prefill
 from trayllm.engine.faults import FaultPlan, Phase
 from trayllm.engine.models import LoadedModel, eos_token_ids, kv_bytes_per_token
-from trayllm.engine.sampling import pick_tokens, row_generator
-from trayllm.engine.textstream import IncrementalDecoder, StopMatcher
+from trayllm.engine.ratelimit import TokenBucket
+from trayllm.engine.rows import Job, own_failure
+from trayllm.engine.sampling import pick_tokens
 from trayllm.engine.types import (
     EngineEvent,
     Finished,
@@ -52,31 +55,6 @@ from trayllm.errors import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class TokenBucket:
-    """Requests per user: ``burst`` at once, refilled at ``per_minute``."""
-
-    def __init__(self, per_minute: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self._rate = per_minute / 60.0
-        self._burst = float(burst)
-        self._clock = clock
-        self._levels: dict[str, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def take(self, user: str) -> float:
-        """Take one token for ``user``; return 0 on success, else the seconds until one is free."""
-        if self._rate <= 0:
-            return 0.0
-        with self._lock:
-            now = self._clock()
-            level, last = self._levels.get(user, (self._burst, now))
-            level = min(self._burst, level + (now - last) * self._rate)
-            if level >= 1.0:
-                self._levels[user] = (level - 1.0, now)
-                return 0.0
-            self._levels[user] = (level, now)
-            return (1.0 - level) / self._rate
 
 
 class RequestHandle:
@@ -133,24 +111,6 @@ class RequestHandle:
                 return
 
 
-@dataclass(eq=False)  # a job is itself: compared by identity, never by its tensors
-class _Job:
-    handle: RequestHandle
-    prompt: list[int]
-    params: SamplingParams
-    timings: RequestTimings
-    deadline: float
-    generated: int = 0
-    next_token: int = -1
-    done: bool = False
-    decoder: IncrementalDecoder | None = None
-    stopper: StopMatcher = field(default_factory=lambda: StopMatcher(()))
-    generator: torch.Generator | None = None
-    vram_peak: int | None = None
-    retried: bool = False  # already put back once after an OOM
-    solo: bool = False  # runs alone (its retry after an OOM)
-
-
 @dataclass
 class Counters:
     completed: int = 0
@@ -189,9 +149,9 @@ class Scheduler:
         self._eos = eos_token_ids(loaded)
         self._pad = int(loaded.tokenizer.pad_token_id)
         self._bucket = TokenBucket(settings.rate_limit_per_minute, settings.rate_limit_burst)
-        self._pending: deque[_Job] = deque()
+        self._pending: deque[Job] = deque()
         self._wake = threading.Condition()
-        self._batch: RunningBatch[_Job] | None = None
+        self._batch: RunningBatch[Job] | None = None
         self._in_flight = 0
         self._accepting = True
         self._stopping = False
@@ -216,32 +176,49 @@ class Scheduler:
     def backlogged(self) -> bool:
         return len(self._pending) >= self._settings.backlog_threshold
 
+    def admit(self, user: str) -> None:
+        """Refuse now what ``submit`` would refuse (ShuttingDown, QueueFull, RateLimited), taking ``user``'s
+        allowance: a caller about to spend time on a request (tokenizing it) calls this first and then
+        ``submit(..., admitted=True)``, so a caller over its limit costs the daemon nothing."""
+        with self._wake:
+            self._check_room()
+            self._take_allowance(user)
+
     def submit(self, handle: RequestHandle, user: str, prompt: list[int], params: SamplingParams,
-               arrived: float | None = None) -> None:
+               arrived: float | None = None, *, admitted: bool = False) -> None:
         """Queue a request, or raise ShuttingDown / QueueFull / RateLimited at once.
 
         The queue is checked before the rate limit, so a request refused for a full queue
-        does not use up the user's allowance.
+        does not use up the user's allowance; an ``admitted`` request used it in ``admit``.
         """
         settings = self._settings
         with self._wake:
-            if not self._accepting:
-                self._reject()
-                raise ShuttingDown("the daemon is shutting down", retry_after=5)
-            if len(self._pending) >= settings.queue_size:
-                self._reject()
-                raise QueueFull(f"the queue is full ({settings.queue_size} waiting); retry shortly",
-                                retry_after=max(1.0, len(self._pending) / max(1, settings.max_batch)))
-            wait = self._bucket.take(user)
-            if wait > 0:
-                self._reject()
-                raise RateLimited(f"rate limit for user {user!r} reached; retry in {wait:.1f} s", retry_after=wait)
+            self._check_room()
+            if not admitted:
+                self._take_allowance(user)
             if self.backlogged and params.max_tokens > settings.backlog_max_tokens:
                 params = SamplingParams(**{**params.__dict__, "max_tokens": settings.backlog_max_tokens})
                 handle.max_tokens_capped = True
             timings = RequestTimings() if arrived is None else RequestTimings(arrived=arrived)
-            self._pending.append(_Job(handle, prompt, params, timings, timings.arrived + settings.request_timeout_s))
+            self._pending.append(Job(handle, prompt, params, timings, timings.arrived + settings.request_timeout_s))
             self._wake.notify()
+
+    def _check_room(self) -> None:
+        """Raise ShuttingDown or QueueFull when no request may join the queue now (``_wake`` held)."""
+        settings = self._settings
+        if not self._accepting:
+            self._reject()
+            raise ShuttingDown("the daemon is shutting down", retry_after=5)
+        if len(self._pending) >= settings.queue_size:
+            self._reject()
+            raise QueueFull(f"the queue is full ({settings.queue_size} waiting); retry shortly",
+                            retry_after=max(1.0, len(self._pending) / max(1, settings.max_batch)))
+
+    def _take_allowance(self, user: str) -> None:
+        wait = self._bucket.take(user)
+        if wait > 0:
+            self._reject()
+            raise RateLimited(f"rate limit for user {user!r} reached; retry in {wait:.1f} s", retry_after=wait)
 
     def _reject(self) -> None:
         self.counters.rejected += 1
@@ -277,14 +254,14 @@ class Scheduler:
                 if self._batch:
                     self._decode_step()
             except _PrefillFailed as failed:  # the running batch is untouched: only the newcomers failed
-                self._pass_failed(failed.error, "prefill", newcomers)
+                self._pass_failed(failed.error, "prefill", [j for j in newcomers if not j.done])
             except Exception as exc:  # keep serving: fail the rows involved, never the thread
                 rows = list(self._batch.rows) if self._batch else []
                 self._batch = None
                 self._pass_failed(exc, phase, rows + [j for j in newcomers if j not in rows and not j.done])
         self._drain_on_stop()
 
-    def _next_newcomers(self) -> list[_Job] | None:
+    def _next_newcomers(self) -> list[Job] | None:
         """Waiting jobs that fit in the batch now (blocking while there is nothing to do); None to stop."""
         with self._wake:
             while not self._stopping and not self._pending and not self._batch:
@@ -301,7 +278,7 @@ class Scheduler:
             if batch and (not batch.mergeable or any(job.solo for job in batch.rows)):
                 return []
             room = self._settings.max_batch - (len(batch) if batch else 0)
-            taken: list[_Job] = []
+            taken: list[Job] = []
             self.vram_blocked = False
             while self._pending and len(taken) < room:
                 job = self._pending[0]
@@ -316,7 +293,7 @@ class Scheduler:
             self._in_flight += len(taken)
             return taken
 
-    def _vram_admits(self, job: _Job, batch: RunningBatch[_Job] | None, taken: list[_Job]) -> bool:
+    def _vram_admits(self, job: Job, batch: RunningBatch[Job] | None, taken: list[Job]) -> bool:
         """Whether the batch's KV cache, grown to its worst case with ``job`` in it, stays under the limit.
 
         Worst case of a left-padded batch: every row as wide as the widest, each growing by the most
@@ -339,27 +316,30 @@ class Scheduler:
         growth_tokens = rows * (widest + remaining) - len(running) * width
         return allocated + growth_tokens * self._kv_per_token <= self._settings.vram_limit * total
 
-    def _finish_unstarted(self, job: _Job, now: float) -> None:
+    def _finish_unstarted(self, job: Job, now: float) -> None:
         if job.handle.cancelled:
             self._finish(job, "cancelled")
         else:
             self._finish(job, "error", RequestTimeout("the request timed out while waiting in the queue"))
 
-    def _admit(self, jobs: list[_Job]) -> None:
+    def _admit(self, jobs: list[Job]) -> None:
         loaded = self._loaded
         started = time.monotonic()
         for job in jobs:
-            job.timings.started = started
-            job.decoder = IncrementalDecoder(loaded.tokenizer)
-            job.stopper = StopMatcher(job.params.stop)
-            job.generator = row_generator(job.params, loaded.device)
+            try:
+                job.start(loaded.tokenizer, loaded.device, started)
+            except Exception as exc:  # its own parameters: it fails before its prompt joins anyone's pass
+                self._finish(job, "error", own_failure(exc, job))
+        jobs = [j for j in jobs if not j.done]
+        if not jobs:
+            return
         try:
             self._faults.hit("prefill")
             fresh, out = prefill(loaded.model, jobs, [j.prompt for j in jobs], self._pad, loaded.device)
+            self._note_vram(jobs)
+            self._accept_tokens(fresh, out.logits)
         except Exception as exc:
             raise _PrefillFailed(exc) from exc
-        self._note_vram(jobs)
-        self._accept_tokens(fresh, out.logits)
         if self._batch is None:
             self._batch = fresh
         else:
@@ -385,7 +365,7 @@ class Scheduler:
         self._accept_tokens(self._batch, out.logits)
         self._drop_finished()
 
-    def _note_vram(self, jobs: list[_Job]) -> None:
+    def _note_vram(self, jobs: list[Job]) -> None:
         """Charge the allocator's peak of the pass just run to every request that was in it.
 
         Requests in one batch share its forward passes, so each one's peak is the highest
@@ -399,30 +379,40 @@ class Scheduler:
         for job in jobs:
             job.vram_peak = peak if job.vram_peak is None else max(job.vram_peak, peak)
 
-    def _accept_tokens(self, batch: RunningBatch[_Job], logits: torch.Tensor) -> None:
+    def _accept_tokens(self, batch: RunningBatch[Job], logits: torch.Tensor) -> None:
+        """Take each row's next token; a row whose own step raises ends alone, the others go on."""
         jobs = batch.rows
-        tokens = pick_tokens(logits, batch.seen, [j.params for j in jobs], [j.generator for j in jobs])  # type: ignore[misc]
+        picks = pick_tokens(logits, batch.seen, [j.params for j in jobs], [j.generator for j in jobs])  # type: ignore[misc]
         now = time.monotonic()
-        for job, token in zip(jobs, tokens, strict=True):
+        for job, pick in zip(jobs, picks, strict=True):
             if job.done:
                 continue
-            if job.timings.first_token is None:
-                job.timings.first_token = now
-            if token in self._eos:
-                self._finish(job, "stop")
-                continue
-            job.generated += 1
-            self.counters.tokens_out += 1
-            assert job.decoder is not None
-            text, stopped = job.stopper.feed(job.decoder.push(token))
-            if text:
-                job.handle.emit(TokenText(text))
-            if stopped:
-                self._finish(job, "stop")
-            elif job.generated >= job.params.max_tokens:
-                self._finish(job, "length")
-            else:
-                job.next_token = token
+            try:
+                self._faults.hit_row(job.handle.request_id, job.generated)
+                if isinstance(pick, Exception):
+                    raise pick
+                self._take_token(job, pick, now)
+            except Exception as exc:
+                self._finish(job, "error", own_failure(exc, job))
+
+    def _take_token(self, job: Job, token: int, now: float) -> None:
+        if job.timings.first_token is None:
+            job.timings.first_token = now
+        if token in self._eos:
+            self._finish(job, "stop")
+            return
+        job.generated += 1
+        self.counters.tokens_out += 1
+        assert job.decoder is not None
+        text, stopped = job.stopper.feed(job.decoder.push(token))
+        if text:
+            job.handle.emit(TokenText(text))
+        if stopped:
+            self._finish(job, "stop")
+        elif job.generated >= job.params.max_tokens:
+            self._finish(job, "length")
+        else:
+            job.next_token = token
 
     def _drop_finished(self) -> None:
         batch = self._batch
@@ -434,7 +424,7 @@ class Scheduler:
         else:
             batch.keep(keep)
 
-    def _finish(self, job: _Job, reason: FinishReason, error: RequestError | None = None) -> None:
+    def _finish(self, job: Job, reason: FinishReason, error: RequestError | None = None) -> None:
         if job.done:
             return
         job.done = True
@@ -459,7 +449,7 @@ class Scheduler:
             except Exception:  # a broken record must never fail the rest of the batch
                 log.exception("finish callback failed for request %s", job.handle.request_id)
 
-    def _pass_failed(self, exc: Exception, phase: Phase, jobs: list[_Job]) -> None:
+    def _pass_failed(self, exc: Exception, phase: Phase, jobs: list[Job]) -> None:
         """A forward pass raised: fail (or, after an OOM, maybe retry) the requests it held, and carry on."""
         if not isinstance(exc, torch.cuda.OutOfMemoryError):
             log.error("inference step failed", exc_info=exc)
@@ -487,7 +477,7 @@ class Scheduler:
             except Exception:
                 log.exception("OOM callback failed")
 
-    def _oom_report(self, phase: Phase, jobs: list[_Job], *, retried: bool) -> OomReport:
+    def _oom_report(self, phase: Phase, jobs: list[Job], *, retried: bool) -> OomReport:
         """Free what the allocator caches, then describe the failed pass and the memory left in use."""
         allocated = reserved = total = None
         if self._loaded.device.type == "cuda":
