@@ -13,7 +13,8 @@ them into one line on stderr in one place.
     ├── ElasticError              Elasticsearch or Kibana refused, failed or is incompatible (CLI)
     └── RequestError              anything a request can fail with (has an HTTP status)
         ├── InvalidRequest            400 invalid_request_error
-        │   └── ContextLengthExceeded 400 context_length_exceeded
+        │   ├── ContextLengthExceeded 400 context_length_exceeded
+        │   └── BodyTooLarge          413 request_too_large (max_body_bytes)
         ├── Unauthorized              401
         ├── Forbidden                 403
         ├── ModelNotFound             404 model_not_found
@@ -90,6 +91,13 @@ class InvalidRequest(RequestError):
 
 class ContextLengthExceeded(InvalidRequest):
     code = "context_length_exceeded"
+
+
+class BodyTooLarge(InvalidRequest):
+    """The request body is over ``max_body_bytes``; the rest of it is never read."""
+
+    status_code = 413
+    code = "request_too_large"
 
 
 class Unauthorized(RequestError):

@@ -127,5 +127,6 @@ def build_app(engine: Engine, settings: Settings, recorder: RequestRecorder, bus
         Route("/v1/reload", control.reload, methods=["POST"]),
         Route("/v1/faults", control.faults, methods=["GET", "PUT", "DELETE"]),
     ]
-    return Starlette(routes=routes, middleware=[Middleware(EdgeMiddleware, token=token)],
+    edge = Middleware(EdgeMiddleware, token=token, max_body_bytes=settings.max_body_bytes)
+    return Starlette(routes=routes, middleware=[edge],
                      exception_handlers={RequestError: on_request_error, HTTPException: on_http_error})

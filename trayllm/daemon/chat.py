@@ -32,9 +32,9 @@ from trayllm.engine.types import Finished, SamplingParams, TokenText
 from trayllm.errors import EngineFailure, InvalidRequest, ModelNotFound, RequestError
 
 
-def parse_request(body: bytes) -> ChatCompletionRequest:
+def parse_request(body: bytes, max_depth: int) -> ChatCompletionRequest:
     """The body as a ChatCompletionRequest, or InvalidRequest with a message that names the problem."""
-    data = json_object(body)
+    data = json_object(body, max_depth=max_depth)
     try:
         return ChatCompletionRequest.model_validate(data)
     except ValidationError as exc:
@@ -97,9 +97,9 @@ class ChatCompletionHandler:
 
     async def _admit(self, request: Request, context: RequestContext) -> tuple[ChatCompletionRequest, RequestHandle]:
         """Parse and check the request and queue it, filling in ``context`` as facts become known."""
-        parsed = parse_request(await request.body())
-        context.requested_model, context.stream = parsed.model, parsed.stream
         engine = self.engine
+        parsed = parse_request(await request.body(), engine.settings.max_json_depth)
+        context.requested_model, context.stream = parsed.model, parsed.stream
         info = engine.require_ready()
         if parsed.model not in (None, "", info.name):
             raise ModelNotFound(f"model {parsed.model!r} is not served here; this daemon serves {info.name!r}",
@@ -108,10 +108,12 @@ class ChatCompletionHandler:
         log_content = engine.settings.log_content
         if log_content:
             context.messages = messages
-        prompt = engine.build_prompt(messages, parsed.requested_max_tokens)
+        engine.admit(context.user)  # the rate limit and the queue, before seconds go into tokenizing
+        # in a worker thread: a prompt of megabytes takes seconds to tokenize, and the event loop serves everyone
+        prompt = await asyncio.to_thread(engine.build_prompt, messages, parsed.requested_max_tokens)
         context.params = sampling_params(parsed, engine.settings, prompt.max_tokens)
         handle = engine.submit(context.request_id, context.user, prompt, context.params, asyncio.get_running_loop(),
-                               context=context, keep_text=log_content, arrived=context.received)
+                               context=context, keep_text=log_content, arrived=context.received, admitted=True)
         return parsed, handle
 
     async def _collect(self, request: Request, handle: RequestHandle, model: str) -> Response:

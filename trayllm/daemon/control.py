@@ -51,7 +51,7 @@ class ControlHandlers:
         return JSONResponse(self.slo_report().model_dump())
 
     async def pause(self, request: Request) -> Response:
-        body = json_object(await request.body(), empty={})
+        body = json_object(await request.body(), max_depth=self.settings.max_json_depth, empty={})
         reason = body.get("reason")
         if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
             raise InvalidRequest(f"reason must be a string of at most {MAX_REASON} characters", param="reason")
@@ -71,8 +71,9 @@ class ControlHandlers:
             raise EndpointNotFound("fault injection is off; start the daemon with fault_injection = true "
                                    "(TRAYLLM_FAULT_INJECTION=1) to use /v1/faults")
         if request.method == "PUT":
+            plan = json_object(await request.body(), max_depth=self.settings.max_json_depth)
             try:
-                self.engine.faults.set(Faults.from_json(json_object(await request.body())))
+                self.engine.faults.set(Faults.from_json(plan))
             except ValueError as exc:
                 raise InvalidRequest(f"bad fault plan: {exc}") from None
         elif request.method == "DELETE":

@@ -8,6 +8,7 @@ running after that is cancelled, and the socket is removed.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import signal
 import socket
@@ -21,10 +22,11 @@ from trayllm.config import Settings
 from trayllm.daemon.alerting import AlertCenter
 from trayllm.daemon.app import build_app
 from trayllm.daemon.auth import ensure_token
+from trayllm.daemon.connections import ACCEPT_BURST, ConnectionLimits, GuardedProtocol, raise_open_file_limit
 from trayllm.daemon.events import EventBus
 from trayllm.daemon.records import RequestRecorder
 from trayllm.daemon.shipping import ShippingThread
-from trayllm.daemon.sockets import InstanceLock, PeerCredProtocol, bind_tcp, bind_unix
+from trayllm.daemon.sockets import InstanceLock, bind_tcp, bind_unix
 from trayllm.engine.engine import Engine
 from trayllm.engine.models import resolve_source
 from trayllm.slo.monitor import SloMonitor
@@ -86,6 +88,7 @@ def configure_logging(level: str) -> None:
 def run_daemon(settings: Settings) -> None:
     """Serve until a stop signal; raises DaemonAlreadyRunning or ModelLoadError before serving."""
     configure_logging(settings.log_level)
+    open_files = raise_open_file_limit()
     resolve_source(settings)  # a missing model is a one-line error now, not a failed load later
     lock = InstanceLock(settings.lock_path)
     lock.acquire(settings.socket_path)
@@ -115,8 +118,12 @@ def run_daemon(settings: Settings) -> None:
             shipping.start()
         app = build_app(engine, settings, recorder, bus, alerts, token=token,
                         shipping=shipping.stats if shipping is not None else None)
-        config = uvicorn.Config(app, http=PeerCredProtocol, lifespan="off", log_config=None, access_log=False,
+        limits = ConnectionLimits(settings.header_timeout_s, settings.max_tcp_connections, open_files)
+        config = uvicorn.Config(app, http=functools.partial(GuardedProtocol, limits=limits),  # type: ignore[arg-type]
+                                lifespan="off", log_config=None, access_log=False,
                                 proxy_headers=False,  # a client must not name its own user with X-Forwarded-For
+                                timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]
+                                backlog=ACCEPT_BURST,
                                 timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)))
         log.info("listening", extra={"socket": str(settings.socket_path), "tcp": settings.listen or None})
         try:
