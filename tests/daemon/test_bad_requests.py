@@ -40,6 +40,8 @@ BAD_BODIES: dict[str, tuple[bytes, int, str]] = {
     "too many stops": (json.dumps({"messages": MESSAGES, "stop": ["a", "b", "c", "d", "e"]}).encode(), 400, "stop"),
     "system after user": (json.dumps({"messages": MESSAGES + [{"role": "system", "content": "x"}]}).encode(),
                           400, "system"),
+    "unpaired surrogate": (b'{"messages": [{"role": "user", "content": "\\ud800"}]}', 400, "surrogate"),
+    "NaN temperature": (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', 400, "NaN"),
     "prompt longer than the context": (
         json.dumps({"messages": [{"role": "user", "content": "word " * 40000}]}).encode(), 400, "context"),
 }

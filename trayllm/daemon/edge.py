@@ -65,7 +65,7 @@ def json_object(body: bytes, *, max_depth: int, empty: dict[str, Any] | None = N
         raise InvalidRequest(f"the request body nests arrays and objects deeper than {max_depth} levels "
                              "(max_json_depth)")
     try:
-        data = json.loads(body.decode("utf-8"))
+        data = json.loads(body.decode("utf-8"), parse_constant=_not_json)
     except UnicodeDecodeError:
         raise InvalidRequest("the request body is not valid UTF-8") from None
     except json.JSONDecodeError as exc:
@@ -73,7 +73,34 @@ def json_object(body: bytes, *, max_depth: int, empty: dict[str, Any] | None = N
         raise InvalidRequest(f"the request body is not valid JSON: {exc.msg} at {where}") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(data):
+        raise InvalidRequest("the request body has a string with an unpaired UTF-16 surrogate (an escape like "
+                             "\\ud800 without its pair), which no text can hold")
     return data
+
+
+# json.loads turns "\ud800" alone into a str that cannot be encoded: the tokenizer, the record writer and
+# the reply all fail on it later, far from the client's mistake. Only a body with such an escape is walked.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_has_lone_surrogate(k) or _has_lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_lone_surrogate(v) for v in value)
+    return False
+
+
+def _not_json(constant: str) -> None:
+    """NaN, Infinity and -Infinity: Python's json reads them, but they are not JSON and no field takes them."""
+    raise InvalidRequest(f"the request body is not valid JSON: {constant} is not a JSON number")
 
 
 def error_response(error: RequestError) -> JSONResponse:
