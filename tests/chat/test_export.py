@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,20 +12,11 @@ import pytest
 from trayllm.chat.export import export_json, export_markdown, write_export
 from trayllm.chat.store import ConversationStore, ReplyStats
 
-STATS = ReplyStats(request_id="3f2a1b9c0d4e5f60", model="smollm2", first_token_ms=312.4, tokens_per_second=15.23,
-                   completion_tokens=48, prompt_tokens=20, vram_peak_bytes=1_000_000, finish_reason="stop")
 
-
-@pytest.fixture
-def store() -> Iterator[ConversationStore]:
-    with ConversationStore() as opened:
-        yield opened
-
-
-def test_export_markdown_exact(store: ConversationStore):
+def test_export_markdown_exact(store: ConversationStore, stats: ReplyStats):
     conversation = store.create("WAL", system_prompt="You are terse.")
     store.add_message(conversation.id, "user", "What is WAL?")
-    store.add_message(conversation.id, "assistant", "A write-ahead log.", STATS)
+    store.add_message(conversation.id, "assistant", "A write-ahead log.", stats)
     store.add_message(conversation.id, "assistant", "", ReplyStats(error="timeout", finish_reason="error"))
     assert export_markdown(store, conversation.id) == (
         "# WAL\n\n"
@@ -40,16 +30,16 @@ def test_export_markdown_exact(store: ConversationStore):
     assert export_markdown(store, store.create().id) == "# Untitled conversation\n"
 
 
-def test_export_json(store: ConversationStore):
+def test_export_json(store: ConversationStore, stats: ReplyStats):
     conversation = store.create("J", temperature=0.3)
     store.add_message(conversation.id, "user", "q")
-    store.add_message(conversation.id, "assistant", "a", STATS)
+    store.add_message(conversation.id, "assistant", "a", stats)
     data = json.loads(json.dumps(export_json(store, conversation.id)))
     assert data["title"] == "J" and data["temperature"] == 0.3 and data["top_p"] is None
     assert data["created"].endswith("Z") and "T" in data["created"]
     assert [(m["role"], m["content"]) for m in data["messages"]] == [("user", "q"), ("assistant", "a")]
     assert data["messages"][0]["stats"] is None
-    assert data["messages"][1]["stats"]["request_id"] == STATS.request_id
+    assert data["messages"][1]["stats"]["request_id"] == stats.request_id
     assert data["messages"][1]["stats"]["tokens_per_second"] == 15.23
 
 

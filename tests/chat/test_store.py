@@ -6,7 +6,6 @@ import os
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,15 +13,6 @@ import pytest
 from trayllm import config
 from trayllm.chat.store import ConversationStore, ReplyStats, default_db_path
 from trayllm.errors import ConfigError
-
-STATS = ReplyStats(request_id="3f2a1b9c0d4e5f60", model="smollm2", first_token_ms=312.4, tokens_per_second=15.23,
-                   completion_tokens=48, prompt_tokens=20, vram_peak_bytes=1_000_000, finish_reason="stop")
-
-
-@pytest.fixture
-def store() -> Iterator[ConversationStore]:
-    with ConversationStore() as opened:
-        yield opened
 
 
 def mode(path: Path) -> int:
@@ -37,11 +27,11 @@ def test_data_path_follows_xdg_data_home(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert config.load_settings().data_path == tmp_path / "mine"
 
 
-def test_file_is_private_and_history_survives_reopen():
+def test_file_is_private_and_history_survives_reopen(stats: ReplyStats):
     with ConversationStore() as first:
         conversation = first.create("Kept", temperature=0.7)
         first.add_message(conversation.id, "user", "hello")
-        first.add_message(conversation.id, "assistant", "hi", STATS)
+        first.add_message(conversation.id, "assistant", "hi", stats)
     path = default_db_path()
     assert path.parent == Path(os.environ["XDG_DATA_HOME"]) / "trayllm"
     assert mode(path.parent) == 0o700
@@ -52,13 +42,13 @@ def test_file_is_private_and_history_survives_reopen():
         assert second.list() == [second.get(conversation.id)]
         assert second.get(conversation.id).temperature == 0.7
         assert [(m.role, m.content, m.stats) for m in second.messages(conversation.id)] == [
-            ("user", "hello", None), ("assistant", "hi", STATS)]
+            ("user", "hello", None), ("assistant", "hi", stats)]
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone() == (1,)
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
-def test_crud_and_newest_updated_first(store: ConversationStore):
+def test_crud_and_newest_updated_first(store: ConversationStore, stats: ReplyStats):
     a = store.create("  First   chat ")
     b = store.create()
     assert (a.title, b.title) == ("First chat", None)
@@ -81,7 +71,7 @@ def test_crud_and_newest_updated_first(store: ConversationStore):
     with pytest.raises(ValueError, match="role"):
         store.add_message(a.id, "tool", "x")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="assistant"):
-        store.add_message(a.id, "user", "x", STATS)
+        store.add_message(a.id, "user", "x", stats)
 
 
 def test_search_title_and_content_case_insensitive_with_literal_wildcards(store: ConversationStore):
@@ -137,14 +127,14 @@ def test_settings_are_validated_and_none_means_daemon_default(store: Conversatio
         store.update_settings(9999, temperature=1)
 
 
-def test_streaming_updates_one_message_then_regenerate(store: ConversationStore):
+def test_streaming_updates_one_message_then_regenerate(store: ConversationStore, stats: ReplyStats):
     conversation = store.create()
     store.add_message(conversation.id, "user", "count")
     reply = store.add_message(conversation.id, "assistant", "")
     for partial in ("1", "1 2", "1 2 3"):
         store.update_message(reply.id, content=partial)
-    final = store.update_message(reply.id, stats=STATS)
-    assert (final.id, final.position, final.content, final.stats) == (reply.id, 1, "1 2 3", STATS)
+    final = store.update_message(reply.id, stats=stats)
+    assert (final.id, final.position, final.content, final.stats) == (reply.id, 1, "1 2 3", stats)
     assert [m.id for m in store.messages(conversation.id)] == [reply.id - 1, reply.id]
     assert store.update_message(reply.id, stats=None).stats is None
     with pytest.raises(KeyError):
@@ -157,12 +147,12 @@ def test_streaming_updates_one_message_then_regenerate(store: ConversationStore)
     assert again.position == 1
 
 
-def test_chat_messages_skip_failed_replies(store: ConversationStore):
+def test_chat_messages_skip_failed_replies(store: ConversationStore, stats: ReplyStats):
     conversation = store.create(system_prompt="You are terse.")
     store.add_message(conversation.id, "user", "hi")
     store.add_message(conversation.id, "assistant", "partial", ReplyStats(error="engine_error: boom"))
     store.add_message(conversation.id, "user", "hi again")
-    store.add_message(conversation.id, "assistant", "hello", STATS)
+    store.add_message(conversation.id, "assistant", "hello", stats)
     store.add_message(conversation.id, "user", "and?")
     assert store.chat_messages(conversation.id) == [
         {"role": "system", "content": "You are terse."},
