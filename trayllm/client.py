@@ -23,7 +23,7 @@ import pydantic
 from trayllm import api, errors, trust
 from trayllm.config import Settings
 
-__all__ = ["DEFAULT_TIMEOUT", "DaemonClient", "DaemonEvent", "Done", "StreamEvent", "TextDelta"]
+__all__ = ["DEFAULT_TIMEOUT", "DaemonClient", "DaemonEvent", "Done", "StreamEvent", "TextDelta", "own_daemon_transport"]
 
 # connect fast or report "no daemon"; reads may wait behind a queue for minutes
 DEFAULT_TIMEOUT = httpx.Timeout(330.0, connect=5.0)
@@ -136,8 +136,9 @@ class _OwnDaemonBackend(httpcore.SyncBackend):
         return stream
 
 
-def _own_daemon_transport(socket_path: str) -> httpx.HTTPTransport:
-    """httpx's transport on ``socket_path``, connecting through _OwnDaemonBackend.
+def own_daemon_transport(socket_path: str) -> httpx.HTTPTransport:
+    """httpx's transport on ``socket_path``, connecting through _OwnDaemonBackend: for any httpx-based client
+    (the openai SDK, say) that should refuse a socket another user serves, as DaemonClient does.
 
     httpx takes no network backend, so its pool is swapped for httpcore's own with ours (keep-alive
     as httpx's default); every request still goes through httpx's transport and its error mapping.
@@ -158,7 +159,7 @@ class DaemonClient:
         headers = {"authorization": f"Bearer {token}"} if token else {}
         if socket_path is not None:
             self.where = str(socket_path)
-            transport = _own_daemon_transport(self.where)
+            transport = own_daemon_transport(self.where)
             self._http = httpx.Client(transport=transport, base_url="http://trayllm", headers=headers, timeout=timeout)
         else:
             self.where = str(url)

@@ -6,12 +6,14 @@ import httpx
 import openai
 import pytest
 
+from trayllm.client import own_daemon_transport
+
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def sdk(daemon) -> openai.OpenAI:
-    http = httpx.Client(transport=httpx.HTTPTransport(uds=str(daemon.socket)))
+    http = httpx.Client(transport=own_daemon_transport(str(daemon.socket)))  # as the README shows
     return openai.OpenAI(base_url="http://trayllm/v1", api_key="unused-on-the-unix-socket", http_client=http)
 
 
