@@ -26,7 +26,8 @@ def daemon_client(fake_daemon: FakeDaemon):
 
 
 def test_public_names_are_pinned():
-    assert client.__all__ == ["DEFAULT_TIMEOUT", "DaemonClient", "DaemonEvent", "Done", "StreamEvent", "TextDelta"]
+    assert client.__all__ == ["DEFAULT_TIMEOUT", "DaemonClient", "DaemonEvent", "Done", "StreamEvent", "TextDelta",
+                              "own_daemon_transport"]
 
 
 def test_status_models_health(daemon_client: DaemonClient):

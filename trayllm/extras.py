@@ -27,6 +27,7 @@ EXTRA_OF: Mapping[str, str] = {
     "safetensors": "daemon",
     "starlette": "daemon",
     "uvicorn": "daemon",
+    "h11": "daemon",  # the HTTP parser under uvicorn, whose header deadline reads its state (daemon/connections.py)
     "prometheus_client": "daemon",
     # quantization and the GPU probe (nvidia-ml-py is in the daemon extra as well)
     "bitsandbytes": "gpu",
