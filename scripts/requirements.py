@@ -4,9 +4,10 @@
     python scripts/requirements.py oldest NAME...    NAME at the lowest release pyproject.toml allows
     python scripts/requirements.py prune LOCK...     drop the entries requirements/overrides.txt rules out
 
-`latest` drops upper bounds, so that `make test-latest` warns about a release the bounds keep out;
-it keeps the locked torch (a newer one is a CUDA build of several GB) and PyGObject's bound, which
-follows the libgirepository that Debian 12 ships, not a release of ours.
+`latest` drops upper bounds, so that `make test-latest` warns about a release the bounds keep out. It keeps
+exclusions of known-bad releases (``!=``), the locked torch (a newer one is a CUDA build of several GB), and
+the bounds that follow something other than a release of the library: PyGObject's, the libgirepository that
+Debian 12 ships; the Elasticsearch client's, the major version of the cluster it talks to.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTRAS = ("daemon", "elastic", "gui", "dev")
-KEPT_BOUNDS = {"pygobject"}
+KEPT_BOUNDS = {"pygobject", "elasticsearch"}
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9._-]+)\s*([^;]*?)\s*(;.*)?$")
 
 
@@ -52,8 +53,8 @@ def latest() -> list[str]:
         if name.lower() in KEPT_BOUNDS:
             out.append(line)
             continue
-        lower = ",".join(s for s in spec.split(",") if s.strip().startswith(">"))
-        out.append(f"{name}{lower}{(' ' + marker) if marker else ''}")
+        kept = ",".join(s.strip() for s in spec.split(",") if s.strip().startswith((">", "!=")))
+        out.append(f"{name}{kept}{(' ' + marker) if marker else ''}")
     return out
 
 

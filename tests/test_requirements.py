@@ -86,12 +86,13 @@ def test_prune_drops_never_entries_and_their_via_lines(tmp_path: Path) -> None:
     assert lock.read_text() == "# header\nanyio==4.0\n    # via httpx\ntorch==2.13.0\n    # via trayllm\n"
 
 
-def test_latest_drops_upper_bounds_but_keeps_torch_and_pygobject() -> None:
+def test_latest_drops_upper_bounds_but_keeps_exclusions_torch_and_platform_bounds() -> None:
     lines = {Requirement(line).name.lower(): line for line in _script().latest()}
     assert lines["torch"] == str(locked("test.txt")["torch"]).split(";")[0].strip()
     assert "<" not in lines["transformers"] and ">=" in lines["transformers"]
     assert "<" not in lines["uvicorn"]
-    assert "<3.51" in lines["pygobject"]
+    assert "!=6.12.0" in lines["pyside6-essentials"] and "<" not in lines["pyside6-essentials"]
+    assert "<3.51" in lines["pygobject"] and "<9" in lines["elasticsearch"]
 
 
 def test_oldest_is_each_lower_bound() -> None:
