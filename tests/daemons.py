@@ -25,6 +25,11 @@ class RunningDaemon:
     env: dict[str, str]
     log: Path
 
+    @property
+    def records(self) -> Path:
+        """Its request-record file, under the XDG state dir spawn_daemon gave it."""
+        return self.socket.parents[2] / "xdg_state_home" / "trayllm" / "requests.jsonl"
+
     def client(self, timeout: float = 120) -> httpx.Client:
         return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://trayllm",
                             timeout=timeout)

@@ -85,7 +85,7 @@ def test_extreme_sampling_values_fail_or_serve_alone_while_other_replies_stream(
     """A seed out of range is a 400 naming it; a temperature or top_p too small for float32 is served as
     greedy. Either way the three replies streaming meanwhile finish normally, and the refused request
     leaves one record, a client error that the error budget does not count."""
-    records_path = daemon.socket.parents[2] / "xdg_state_home" / "trayllm" / "requests.jsonl"
+    records_path = daemon.records
     # Greedy, this story runs past 100 tokens; the three short requests below take about 12 of its steps.
     story = {"messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}],
              "max_tokens": 48, "temperature": 0, "stream": True}

@@ -38,11 +38,11 @@ def _log_line(daemon: RunningDaemon, message: str) -> dict | None:
 
 def test_a_daemon_killed_mid_stream_restarts_and_its_records_stay_valid(tmp_path: Path, converted_model_dir) -> None:
     home = tmp_path / "home"
-    records_path = home / "xdg_state_home" / "trayllm" / "requests.jsonl"
     running: list[RunningDaemon] = []
     try:
         first = spawn_daemon(home)
         running.append(first)
+        records_path = first.records
         with first.client() as client:
             served = client.post("/v1/chat/completions", json=chat("Say hi.", 4))
             assert served.status_code == 200

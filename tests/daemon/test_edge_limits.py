@@ -63,7 +63,7 @@ def exchange(daemon: RunningDaemon, request: bytes, timeout: float = 10) -> RawR
 
 
 def record_of(daemon: RunningDaemon, request_id: str) -> dict:
-    path = daemon.socket.parents[2] / "xdg_state_home" / "trayllm" / "requests.jsonl"
+    path = daemon.records
 
     def found() -> list[dict]:
         return [r for r in iter_records(path) if r["event"]["id"] == request_id]

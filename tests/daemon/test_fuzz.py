@@ -238,7 +238,7 @@ def test_ten_thousand_hostile_bodies_get_no_5xx_and_one_record_each(fuzz_daemon:
     wanted = Counter(request_ids)
     assert max(wanted.values()) == 1, "the daemon gave one request id twice"
 
-    records_path = fuzz_daemon.socket.parents[2] / "xdg_state_home" / "trayllm" / "requests.jsonl"
+    records_path = fuzz_daemon.records
 
     def recorded() -> Counter[str]:
         return Counter(r["event"]["id"] for r in iter_records(records_path))

@@ -26,7 +26,7 @@ def chat(prompt: str, max_tokens: int, **extra: object) -> dict:
 def test_one_record_per_request_whatever_its_fate(start_daemon) -> None:
     # One request at a time, one waiting place, five requests per user for the whole test.
     daemon = start_daemon(max_batch=1, queue_size=1, rate_limit_per_minute=0.6, rate_limit_burst=5)
-    records_path = daemon.socket.parents[2] / "xdg_state_home" / "trayllm" / "requests.jsonl"
+    records_path = daemon.records
     seen: dict[str, tuple[str, str | None]] = {}  # request id -> (expected outcome, expected error.type)
     with daemon.client() as client:
         ok = client.post("/v1/chat/completions", json=chat("What is the capital of France?", 12))
@@ -119,7 +119,7 @@ def test_one_record_per_request_whatever_its_fate(start_daemon) -> None:
 
 def test_prompt_and_reply_are_recorded_only_when_the_user_opts_in(start_daemon) -> None:
     daemon = start_daemon(log_content=1)
-    records_path = daemon.socket.parents[2] / "xdg_state_home" / "trayllm" / "requests.jsonl"
+    records_path = daemon.records
     with daemon.client() as client:
         reply = client.post("/v1/chat/completions", json=chat("What is the capital of France?", 12)).json()
     record = wait_for(lambda: next(iter_records(records_path), None))

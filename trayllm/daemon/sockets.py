@@ -11,16 +11,13 @@ import fcntl
 import os
 import pwd
 import socket
-import struct
 from pathlib import Path
 from typing import IO
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from trayllm.errors import DaemonAlreadyRunning
-from trayllm.trust import private_dir
-
-_UCRED = struct.Struct("3i")  # pid, uid, gid
+from trayllm.trust import peer_credentials, private_dir
 
 
 def user_name(uid: int) -> str:
@@ -41,7 +38,7 @@ class PeerCredProtocol(H11Protocol):
         super().connection_made(transport)
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family == socket.AF_UNIX:
-            pid, uid, _gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+            pid, uid, _gid = peer_credentials(sock)
             self.client = (user_name(uid), pid)
 
 
