@@ -12,16 +12,21 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from trayllm.cuda_facts import has_bf16_tensor_cores
+from trayllm.doctor.cuda_order import CudaView, cuda_view
 from trayllm.extras import EXTRA_OF, pip_install
 
 
 @dataclass(frozen=True)
 class Gpu:
-    index: int
+    index: int  # NVML's (and nvidia-smi's) number, not CUDA's: see ``Machine.cuda``
     name: str
+    uuid: str
+    pci_bus_id: str
     total_bytes: int
     free_bytes: int
     compute_capability: tuple[int, int]
@@ -29,8 +34,8 @@ class Gpu:
 
     @property
     def bf16(self) -> bool:
-        """bf16 tensor cores arrived with Ampere (compute capability 8.0)."""
-        return self.compute_capability[0] >= 8
+        """The engine's rule, so that the doctor says bf16 where the engine would load a model in bf16."""
+        return has_bf16_tensor_cores(self.compute_capability)
 
 
 @dataclass
@@ -41,6 +46,13 @@ class Machine:
     cuda_driver: str | None = None  # the CUDA version the driver supports, e.g. "12.4"
     torch: str | None = None  # the installed torch version, "+cpu" for a CPU-only build
     bitsandbytes: bool = False
+    cuda_visible_devices: str | None = None  # as this process's environment has them: the daemon's may differ
+    cuda_device_order: str | None = None
+
+    @property
+    def cuda(self) -> CudaView:
+        """Which GPUs a CUDA process started in this environment sees, and which ``cuda:N`` each one is."""
+        return cuda_view(self.gpus, self.cuda_visible_devices, self.cuda_device_order)
 
     @property
     def torch_problem(self) -> str | None:
@@ -55,8 +67,12 @@ class Machine:
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
+        cuda = self.cuda
         for gpu, data in zip(self.gpus, out["gpus"], strict=True):
             data["bf16"] = gpu.bf16
+            data["cuda_visible"] = cuda.visible[gpu.index]
+            data["cuda_device"] = f"cuda:{cuda.ordinals[gpu.index]}" if gpu.index in cuda.ordinals else None
+        out["cuda_note"] = cuda.note
         out["torch_problem"] = self.torch_problem
         return out
 
@@ -65,9 +81,12 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def probe(nvml: Any = None) -> Machine:
-    """Read the GPUs through ``nvml`` (the ``pynvml`` module unless a test passes recorded readings)."""
-    machine = Machine(torch=_version("torch"), bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None)
+def probe(nvml: Any = None, environ: Mapping[str, str] = os.environ) -> Machine:
+    """Read the GPUs through ``nvml`` (the ``pynvml`` module unless a test passes recorded readings), and the
+    two environment variables that decide which of them CUDA sees, and in which order."""
+    machine = Machine(torch=_version("torch"), bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,
+                      cuda_visible_devices=environ.get("CUDA_VISIBLE_DEVICES"),
+                      cuda_device_order=environ.get("CUDA_DEVICE_ORDER"))
     if nvml is None:
         try:
             import pynvml as nvml
@@ -93,7 +112,9 @@ def probe(nvml: Any = None) -> Machine:
                 total, free, integrated = int(memory.total), int(memory.free), False
             except nvml.NVMLError_NotSupported:  # memory shared with the CPU (GB10-class boards): no own VRAM
                 total, free, integrated = _system_memory()
-            machine.gpus.append(Gpu(index, _text(nvml.nvmlDeviceGetName(handle)), total, free,
+            machine.gpus.append(Gpu(index, _text(nvml.nvmlDeviceGetName(handle)),
+                                    _text(nvml.nvmlDeviceGetUUID(handle)),
+                                    _text(nvml.nvmlDeviceGetPciInfo(handle).busId), total, free,
                                     (int(major), int(minor)), integrated))
     finally:
         nvml.nvmlShutdown()
