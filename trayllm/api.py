@@ -187,6 +187,7 @@ class ModelStatus(BaseModel):
     context_length: int
     device_index: int | None = None
     memory_total_bytes: int | None = None
+    device_uuid: str | None = None  # NVML's name for that device; its NVML index may differ from device_index
 
 
 class QueueStatus(BaseModel):

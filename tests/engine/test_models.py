@@ -6,19 +6,31 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType, SimpleNamespace
+from typing import Any
 
 import pytest
 import torch
+from safetensors import safe_open
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from trayllm.config import load_settings
+from trayllm.engine import models
 from trayllm.engine.engine import Engine
 from trayllm.engine.models import (
     EMBEDDED_DISTRIBUTION,
     content_digest,
+    conversion_dtype,
+    converted_dir,
+    converted_name,
     eos_token_ids,
+    gpu_that_holds,
     load_model,
+    parameter_count,
     quantization_config,
     resolve_device,
     resolve_dtype,
@@ -196,13 +208,13 @@ def test_resolve_dtype_explicit(setting: str, dtype: torch.dtype) -> None:
 
 
 def test_no_quantization_is_none() -> None:
-    assert quantization_config("none", CPU) is None
+    assert quantization_config("none", CPU, torch.float32) is None
 
 
 @pytest.mark.parametrize("setting", ["4bit", "8bit"])
 def test_quantization_on_cpu_names_the_setting(setting: str) -> None:
     with pytest.raises(ModelLoadError) as info:
-        quantization_config(setting, CPU)
+        quantization_config(setting, CPU, torch.float32)
     assert "TRAYLLM_QUANTIZATION" in info.value.message
     assert setting in info.value.message
 
@@ -222,6 +234,171 @@ def test_load_model_wraps_a_broken_directory(tmp_path: Path) -> None:
         load_model(settings(model=str(model_dir), device="cpu", cache_dir=str(tmp_path / "cache")))
     assert str(model_dir) in info.value.message
     assert "\n" not in info.value.message
+
+
+# -- GPUs, faked: torch.cuda answers for a machine this one is not ------------------------------------------
+
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class FakeGpu:
+    capability: tuple[int, int]
+    free: int
+    total: int
+    uuid: str  # as torch prints _CudaDeviceProperties.uuid: no "GPU-" prefix
+
+
+A100 = FakeGpu((8, 0), free=70 * GIB, total=80 * GIB, uuid="1f2e3d4c-0000-4000-8000-00000000a100")
+T4 = FakeGpu((7, 5), free=15 * GIB, total=16 * GIB, uuid="1f2e3d4c-0000-4000-8000-0000000000f4")
+
+
+def fake_gpus(monkeypatch: pytest.MonkeyPatch, *gpus: FakeGpu) -> None:
+    """torch.cuda as it answers on a machine with these GPUs, current device 0. is_bf16_supported says yes, as
+    it does on a T4 (it counts emulation): whoever still asks it picks bf16 on every GPU."""
+    def pick(device: Any = None) -> FakeGpu:
+        index = device if isinstance(device, int) else torch.device(device or "cuda").index
+        return gpus[index or 0]
+
+    for name, fake in (("is_available", lambda: True), ("device_count", lambda: len(gpus)),
+                       ("current_device", lambda: 0), ("is_bf16_supported", lambda including_emulation=True: True),
+                       ("get_device_capability", lambda device=None: pick(device).capability),
+                       ("mem_get_info", lambda device=None: (pick(device).free, pick(device).total)),
+                       ("get_device_properties", lambda device=None: SimpleNamespace(
+                           total_memory=pick(device).total, uuid=pick(device).uuid))):
+        monkeypatch.setattr(torch.cuda, name, fake)
+
+
+def capture_loads(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Stand in for from_pretrained, which would need the GPU: keep its arguments, return a tiny CPU model."""
+    seen: dict[str, Any] = {}
+
+    def from_pretrained(path: Path, **kwargs: Any) -> LlamaForCausalLM:
+        seen.update(kwargs, path=path)
+        return LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
+                                            num_attention_heads=2, num_key_value_heads=1))
+
+    monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    return seen
+
+
+def test_auto_dtype_asks_the_configured_gpu_for_bf16_tensor_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_gpus(monkeypatch, A100, T4)
+    assert resolve_dtype("auto", torch.device("cuda", 0)) == torch.bfloat16
+    assert resolve_dtype("auto", torch.device("cuda", 1)) == torch.float16  # a T4 emulates bf16: fp16 it is
+    assert resolve_dtype("bfloat16", torch.device("cuda", 1)) == torch.bfloat16  # as asked
+
+
+def test_a_gpu_is_always_numbered(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_gpus(monkeypatch, A100, T4)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 1)  # torch's current device
+    assert resolve_device("cuda:0") == torch.device("cuda", 0)
+
+
+def test_nf4_on_a_t4_computes_in_fp16(monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path,
+                                      tmp_path: Path) -> None:
+    fake_gpus(monkeypatch, A100, T4)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", ModuleType("bitsandbytes"))
+    seen = capture_loads(monkeypatch)
+    info = load_model(settings(model=str(converted_model_dir), device="cuda:1", quantization="4bit",
+                               cache_dir=str(tmp_path))).info
+    assert seen["quantization_config"].bnb_4bit_compute_dtype == torch.float16
+    assert seen["dtype"] == torch.float16 and seen["device_map"] == {"": torch.device("cuda", 1)}
+    assert (info.dtype, info.quantization, info.version[-10:]) == ("fp16", "4bit", "-fp16-4bit")
+
+
+def test_one_gpu_auto_loads_onto_cuda_0_in_its_precision_and_names_it_as_nvml_does(
+        monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path, tmp_path: Path) -> None:
+    fake_gpus(monkeypatch, T4)
+    seen = capture_loads(monkeypatch)
+    info = load_model(settings(model=str(converted_model_dir), cache_dir=str(tmp_path))).info
+    assert seen["device_map"] == {"": torch.device("cuda", 0)} and seen["dtype"] == torch.float16
+    assert (info.device, info.device_index, info.dtype) == ("cuda:0", 0, "fp16")
+    assert info.device_uuid == "GPU-1f2e3d4c-0000-4000-8000-0000000000f4"
+
+
+def test_two_gpus_a_model_that_fits_goes_whole_onto_the_one_with_most_free_memory(
+        monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path, tmp_path: Path) -> None:
+    fake_gpus(monkeypatch, T4, A100)
+    seen = capture_loads(monkeypatch)
+    info = load_model(settings(model=str(converted_model_dir), cache_dir=str(tmp_path))).info
+    assert seen["device_map"] == {"": torch.device("cuda", 1)} and seen["dtype"] == torch.bfloat16
+    assert (info.device, info.device_index, info.memory_total_bytes) == ("cuda:1", 1, A100.total)
+    assert info.device_uuid == f"GPU-{A100.uuid}"  # NVML's name for it
+
+
+def test_two_gpus_a_model_no_one_gpu_holds_is_split(monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path,
+                                                     tmp_path: Path) -> None:
+    full = FakeGpu((8, 6), free=GIB, total=24 * GIB, uuid="1f2e3d4c-0000-4000-8000-000000003090")
+    fake_gpus(monkeypatch, full, full)
+    seen = capture_loads(monkeypatch)
+    info = load_model(settings(model=str(converted_model_dir), cache_dir=str(tmp_path))).info
+    assert seen["device_map"] == "auto"
+    assert (info.device, info.device_index) == ("cuda", 0)
+
+
+def test_a_model_fits_a_gpu_with_weights_and_margin_within_free_memory_and_the_vram_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # 7e9 parameters in bf16: 14e9 B of weights + 1 GiB + 5 % of them = 15.77e9 B
+    smaller = FakeGpu((8, 9), free=18 * GIB, total=24 * GIB, uuid="1f2e3d4c-0000-4000-8000-000000004090")
+    emptier = FakeGpu((8, 9), free=19.5e9, total=19.5e9, uuid="1f2e3d4c-0000-4000-8000-000000004000")
+    fake_gpus(monkeypatch, smaller, emptier)
+    seven_b = 7_000_000_000
+    assert gpu_that_holds(seven_b, settings()) == 0  # 80 % of GPU 1 is 15.6e9 B: only GPU 0 holds it
+    assert gpu_that_holds(seven_b, settings(vram_limit=0.81)) == 1  # both do: the one with more free memory
+    assert gpu_that_holds(seven_b, settings(quantization="4bit")) == 1  # 3.61e9 B of weights
+    assert gpu_that_holds(seven_b, settings(dtype="float32")) is None  # 28e9 B of weights: split
+
+
+def test_parameter_count_reads_safetensors_headers(converted_model_dir: Path, tmp_path: Path) -> None:
+    weights = sorted(converted_model_dir.glob("*.safetensors"))
+    assert parameter_count(weights) == 134_515_008  # SmolLM2-135M, lm_head tied to the embeddings
+    pickled = tmp_path / "pytorch_model.bin"
+    pickled.write_bytes(b"\0" * 1000)
+    assert parameter_count([pickled]) == 500  # taken as half precision: the safe side
+
+
+# -- GGUF conversion: stored in the dtype the load uses --------------------------------------------------------
+
+
+def test_conversion_is_bf16_unless_the_load_is_fp32() -> None:
+    assert conversion_dtype(torch.float32) == torch.float32
+    assert conversion_dtype(torch.bfloat16) == conversion_dtype(torch.float16) == torch.bfloat16
+    digest = "ab" * 32
+    assert converted_name(digest, torch.float32) == "ab" * 12 + "-v1"  # the name fp32 entries always had
+    assert converted_name(digest, torch.bfloat16) == "ab" * 12 + "-v1-bf16"
+
+
+@pytest.mark.parametrize(("device", "stored"), [("cpu", torch.float32), ("cuda:0", torch.bfloat16)])
+def test_load_model_converts_a_gguf_to_the_dtype_it_loads(monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path,
+                                                         tmp_path: Path, device: str, stored: torch.dtype) -> None:
+    fake_gpus(monkeypatch, T4)  # loads fp16, from bf16: fp32's range, half its size
+    asked: list[torch.dtype] = []
+
+    def converted(*args: Any, dtype: torch.dtype = torch.float32, **kwargs: Any) -> Path:
+        asked.append(dtype)
+        return converted_model_dir
+
+    monkeypatch.setattr(models, "converted_dir", converted)
+    capture_loads(monkeypatch)
+    load_model(settings(model="", device=device, cache_dir=str(tmp_path)))
+    assert asked == [stored]
+
+
+@pytest.mark.slow
+def test_a_bf16_conversion_is_stored_in_bf16_beside_the_fp32_one(converted_model_dir: Path, tmp_path: Path) -> None:
+    source = resolve_source(settings(model=""))
+    digest = content_digest(source.weight_files, tmp_path)
+    target = converted_dir(source, digest, tmp_path, progress=lambda _: None, dtype=torch.bfloat16)
+    assert target.name != converted_model_dir.name and target.name.startswith(converted_model_dir.name)
+    stored, fp32 = target / "model.safetensors", converted_model_dir / "model.safetensors"
+    with safe_open(str(stored), framework="pt") as weights:
+        names = weights.keys()
+        assert {weights.get_slice(name).get_dtype() for name in names} == {"BF16"}
+    assert stored.stat().st_size < 0.6 * fp32.stat().st_size
+    assert parameter_count([stored]) == parameter_count([fp32])
+    assert converted_dir(source, digest, tmp_path, progress=pytest.fail, dtype=torch.bfloat16) == target  # cached
 
 
 # -- load_model on the real model ------------------------------------------------------------

@@ -1,9 +1,13 @@
-"""NvmlProbe against the real pynvml: on a machine without a driver it reports the real error and reads None."""
+"""NvmlProbe against the real pynvml (on a machine without a driver it reports the real error and reads None),
+and against a stand-in that numbers GPUs as NVML does, to read a device by its UUID."""
 
 from __future__ import annotations
 
+import sys
+
 import pynvml
 import pytest
+from fake_nvml import FakeGpu, FakeNvml
 
 from trayllm.telemetry.vram import NvmlProbe, VramReading, reading_from_nvml
 
@@ -53,3 +57,33 @@ def test_readings_on_a_real_gpu():
     assert 0 < used <= total
     assert probe.device_memory(10_000) is None and probe.last_error  # no such device: None, not an exception
     probe.close()
+
+
+# -- by UUID, against a stand-in for pynvml ----------------------------------------------------------------
+
+FIRST = FakeGpu("GPU-0a1b2c3d-0000-4000-8000-000000000001", used=1_000, total=10_000)
+SECOND = FakeGpu("GPU-0a1b2c3d-0000-4000-8000-000000000002", used=7_000, total=20_000)
+
+
+def test_a_device_is_read_by_uuid_whatever_its_nvml_index(monkeypatch: pytest.MonkeyPatch) -> None:
+    nvml = FakeNvml([FIRST, SECOND])
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    probe = NvmlProbe()
+    assert probe.available and probe.driver_version == "550.54.15"
+    assert probe.reading(SECOND.uuid) == VramReading(7_000, 20_000)
+    assert probe.device_memory(FIRST.uuid) == (1_000, 10_000)
+    assert probe.device_memory(1) == (7_000, 20_000)  # an index is still NVML's index
+    assert probe.reading(SECOND.uuid) == VramReading(7_000, 20_000)
+    assert nvml.lookups == [SECOND.uuid, FIRST.uuid, 1]  # each handle looked up once, then cached
+
+
+def test_an_unknown_uuid_reads_none_and_is_looked_up_again_next_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    nvml = FakeNvml([FIRST])
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    probe = NvmlProbe()
+    gone = "GPU-ffffffff-ffff-4fff-bfff-ffffffffffff"
+    assert probe.reading(gone) is None
+    assert probe.last_error == "NVMLError_NotFound: Not Found"
+    nvml.gpus.append(FakeGpu(gone, used=5, total=50))  # e.g. the driver came back
+    assert probe.device_memory(gone) == (5, 50)
+    assert nvml.lookups == [gone, gone]

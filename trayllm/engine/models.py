@@ -1,8 +1,9 @@
 """Resolve and load a model: the embedded SmolLM2 GGUF, any local GGUF file, or a Hugging Face directory.
 
 A GGUF file is de-quantized by transformers on first use, which takes tens of seconds; the
-result is cached as safetensors under the cache dir, keyed by the file's content hash, so
-every later start loads in a few seconds. Nothing here touches the network.
+result is cached as safetensors under the cache dir, keyed by the file's content hash and stored
+in bf16 (fp32 only for an fp32 load, the CPU default), so every later start loads in a few seconds.
+Nothing here touches the network.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import hashlib
 import importlib.metadata
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -23,6 +25,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from trayllm.config import Settings
+from trayllm.cuda_facts import has_bf16_tensor_cores
+from trayllm.doctor.fit import ACTIVATION_SHARE, BYTES_PER_PARAM, OVERHEAD_BYTES, verdict
 from trayllm.engine.types import ModelInfo
 from trayllm.errors import ModelLoadError
 
@@ -47,9 +51,12 @@ class ModelSource:
 
     @property
     def weight_files(self) -> list[Path]:
-        if self.kind == "gguf":
-            return [self.path]
-        return sorted(p for p in self.path.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
+        return [self.path] if self.kind == "gguf" else hf_weight_files(self.path)
+
+
+def hf_weight_files(directory: Path) -> list[Path]:
+    """The weight files of a Hugging Face directory (or of a converted cache entry)."""
+    return sorted(p for p in directory.iterdir() if p.suffix in (".safetensors", ".bin") and p.is_file())
 
 
 @dataclass
@@ -122,35 +129,48 @@ def _write_atomically(path: Path, text: str) -> None:
 
 
 def resolve_device(setting: str) -> torch.device:
+    """The device to load onto. A GPU is always numbered (plain cuda and auto: torch's current device), so the
+    device that ModelInfo names, and whose precision and UUID are asked, is the one used."""
     if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        setting = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         device = torch.device(setting)
     except RuntimeError:
         raise ModelLoadError(f"device {setting!r} is not a device; set TRAYLLM_DEVICE to auto, cpu, cuda or cuda:N") \
             from None
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if device.type != "cuda":
+        return device
+    if not torch.cuda.is_available():
         raise ModelLoadError(f"device {setting!r} asked for, but torch sees no CUDA GPU; "
                              "set TRAYLLM_DEVICE=cpu or auto")
-    return device
+    return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
 def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
+    """The load dtype: an explicit setting as is; auto is bf16 on a GPU with bf16 tensor cores, fp16 on an older
+    one, fp32 on the CPU. The GPU asked is ``device`` itself (cuda:N), not torch's current device."""
     if setting != "auto":
         return getattr(torch, setting)
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if has_bf16_tensor_cores(torch.cuda.get_device_capability(device)) else torch.float16
     return torch.float32
+
+
+def conversion_dtype(load_dtype: torch.dtype) -> torch.dtype:
+    """What a GGUF is de-quantized to: fp32 only for an fp32 load (the CPU path), else bf16, with fp32's range
+    and half its disk (a 7B model: 14 GB, not 28); a bf16 or fp16 load casts from it. (The RAM peak shrinks
+    less: transformers de-quantizes every tensor to fp32 before the cast.)"""
+    return torch.float32 if load_dtype == torch.float32 else torch.bfloat16
 
 
 def _short_dtype(dtype: torch.dtype) -> str:
     return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
-def quantization_config(setting: str, device: torch.device) -> Any | None:
-    """BitsAndBytesConfig for 4bit/8bit; a clear error where bitsandbytes cannot run."""
+def check_quantization(setting: str, device: torch.device) -> None:
+    """A clear error where bitsandbytes cannot run, raised before any slow step (a GGUF conversion)."""
     if setting == "none":
-        return None
+        return
     if device.type != "cuda":
         raise ModelLoadError(f"quantization={setting} needs a CUDA GPU (bitsandbytes); "
                              "set TRAYLLM_QUANTIZATION=none on this machine")
@@ -158,18 +178,83 @@ def quantization_config(setting: str, device: torch.device) -> Any | None:
         import bitsandbytes  # noqa: F401
     except ImportError:
         raise ModelLoadError(f"quantization={setting} needs bitsandbytes: pip install 'trayllm[gpu]'") from None
+
+
+def quantization_config(setting: str, device: torch.device, dtype: torch.dtype) -> Any | None:
+    """BitsAndBytesConfig for 4bit/8bit; nf4 computes in the load ``dtype`` (``resolve_dtype``'s rule)."""
+    check_quantization(setting, device)
+    if setting == "none":
+        return None
     from transformers import BitsAndBytesConfig
 
     if setting == "4bit":
-        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
                                   bnb_4bit_use_double_quant=True)
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
-def converted_dir(source: ModelSource, digest: str, cache_dir: Path, progress: ProgressCallback) -> Path:
-    """Directory of safetensors de-quantized from a GGUF, converting once if not cached yet."""
-    target = cache_dir / "converted" / f"{digest[:24]}-v{CONVERTED_FORMAT}"
+def parameter_count(files: list[Path]) -> int:
+    """Parameters in these weight files: exact for safetensors (from the header alone), and for a pickled .bin
+    its size over 2 bytes, which counts an fp32 file double: the safe side for deciding what fits."""
+    from safetensors import safe_open
+
+    total = 0
+    for file in files:
+        if file.suffix != ".safetensors":
+            total += file.stat().st_size // 2
+            continue
+        with safe_open(str(file), framework="pt") as weights:
+            names = weights.keys()  # a safe_open is no mapping: it has keys() but cannot be iterated
+            total += sum(math.prod(weights.get_slice(name).get_shape()) for name in names)
+    return total
+
+
+def weights_bytes(parameters: int, quantization: str, dtype: torch.dtype) -> float:
+    """Device memory the loaded weights take (doctor's bytes per parameter for 4bit and 8bit)."""
+    per_parameter = {"4bit": BYTES_PER_PARAM["4-bit"], "8bit": BYTES_PER_PARAM["8-bit"]}.get(quantization)
+    return parameters * (per_parameter or dtype.itemsize)
+
+
+def gpu_that_holds(parameters: int, settings: Settings) -> int | None:
+    """Of the GPUs the whole model fits on, the one with the most free memory; None when no one GPU holds it.
+    It fits where its weights plus doctor's margin (CUDA context, activations) are within the free memory and
+    within ``vram_limit`` of the GPU's memory.
+
+    device_map="auto" splits even a 135M model over every GPU, and a split model passes activations between
+    GPUs at every boundary, for every token; only a model too big for one GPU is worth that.
+    """
+    memory = {index: torch.cuda.mem_get_info(index) for index in range(torch.cuda.device_count())}
+
+    def fits(index: int) -> bool:
+        free, total = memory[index]
+        weights = weights_bytes(parameters, settings.quantization,
+                                resolve_dtype(settings.dtype, torch.device("cuda", index)))
+        return verdict(weights + OVERHEAD_BYTES + ACTIVATION_SHARE * weights, free, total,
+                       settings.vram_limit) == "fits"
+
+    return max(filter(fits, memory), key=lambda index: memory[index][0], default=None)
+
+
+def nvml_uuid(index: int) -> str:
+    """CUDA device ``index``'s UUID as NVML names it ("GPU-" + 8-4-4-4-12 hex digits).
+
+    NVML numbers devices its own way, blind to CUDA_VISIBLE_DEVICES and CUDA_DEVICE_ORDER, so a CUDA ordinal
+    is no NVML index; the UUID is the same device to both. torch prints the UUID without NVML's "GPU-" prefix.
+    """
+    return f"GPU-{torch.cuda.get_device_properties(index).uuid}"
+
+
+def converted_name(digest: str, dtype: torch.dtype) -> str:
+    """A conversion's cache entry: per content and storage dtype. fp32 entries keep the name they had before
+    entries had a dtype, so a CPU start never converts again."""
+    name = f"{digest[:24]}-v{CONVERTED_FORMAT}"
+    return name if dtype == torch.float32 else f"{name}-{_short_dtype(dtype)}"
+
+
+def converted_dir(source: ModelSource, digest: str, cache_dir: Path, progress: ProgressCallback,
+                  dtype: torch.dtype = torch.float32) -> Path:
+    """Directory of safetensors de-quantized from a GGUF into ``dtype``, converting once if not cached yet."""
+    target = cache_dir / "converted" / converted_name(digest, dtype)
     if (target / "model.safetensors").is_file():
         return target
     progress(f"converting {source.path.name} to safetensors (first start only)")
@@ -180,7 +265,7 @@ def converted_dir(source: ModelSource, digest: str, cache_dir: Path, progress: P
     try:
         gguf = {"gguf_file": source.path.name}
         tokenizer = AutoTokenizer.from_pretrained(source.path.parent, **gguf)
-        model = AutoModelForCausalLM.from_pretrained(source.path.parent, dtype=torch.float32, **gguf)
+        model = AutoModelForCausalLM.from_pretrained(source.path.parent, dtype=dtype, **gguf)
         config = model.config
         tied = bool(getattr(config, "tie_word_embeddings", False))
         state = {k: v.contiguous() for k, v in model.state_dict().items() if not (tied and k == "lm_head.weight")}
@@ -204,18 +289,27 @@ def load_model(settings: Settings, progress: ProgressCallback = lambda _: None) 
     """Load the configured model onto its device, ready for generation."""
     source = resolve_source(settings)
     device = resolve_device(settings.device)
-    dtype = resolve_dtype(settings.dtype, device)
-    quant = quantization_config(settings.quantization, device)
+    check_quantization(settings.quantization, device)
     cache_dir = settings.cache_path
     progress(f"hashing {source.path.name}")
     digest = content_digest(source.weight_files, cache_dir)
-    load_dir = converted_dir(source, digest, cache_dir, progress) if source.kind == "gguf" else source.path
-    progress(f"loading {source.name} onto {device} ({_short_dtype(dtype)})")
+    load_dir = source.path
+    if source.kind == "gguf":  # fp32 or not does not depend on which GPU: the conversion can come first
+        storage = conversion_dtype(resolve_dtype(settings.dtype, device))
+        load_dir = converted_dir(source, digest, cache_dir, progress, dtype=storage)
+    split = False
+    if settings.device == "auto" and device.type == "cuda" and torch.cuda.device_count() > 1:
+        chosen = gpu_that_holds(parameter_count(hf_weight_files(load_dir)), settings)
+        split = chosen is None
+        device = torch.device("cuda") if chosen is None else torch.device("cuda", chosen)  # "cuda": every GPU
+    dtype = resolve_dtype(settings.dtype, device)
+    quant = quantization_config(settings.quantization, device, dtype)
+    progress(f"loading {source.name} onto {'every GPU' if split else device} ({_short_dtype(dtype)})")
     kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
     if quant is not None:
         kwargs["quantization_config"] = quant
     if device.type == "cuda":
-        kwargs["device_map"] = "auto" if settings.device == "auto" and torch.cuda.device_count() > 1 else {"": device}
+        kwargs["device_map"] = "auto" if split else {"": device}
     try:
         config = AutoConfig.from_pretrained(load_dir, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(load_dir, local_files_only=True)
@@ -232,14 +326,16 @@ def load_model(settings: Settings, progress: ProgressCallback = lambda _: None) 
     context = int(getattr(config, "max_position_embeddings", 0) or 2048)
     quant_name = settings.quantization if quant is not None else "none"
     version = f"{digest[:12]}-{_short_dtype(dtype)}" + ("" if quant_name == "none" else f"-{quant_name}")
-    index = None
-    total = None
+    index: int | None = None
+    total: int | None = None
+    uuid: str | None = None
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()
         total = int(torch.cuda.get_device_properties(index).total_memory)
+        uuid = nvml_uuid(index)
     info = ModelInfo(name=source.name, version=version, source=str(source.path), device=str(device),
                      dtype=_short_dtype(dtype), quantization=quant_name, context_length=context,
-                     device_index=index, memory_total_bytes=total)
+                     device_index=index, memory_total_bytes=total, device_uuid=uuid)
     return LoadedModel(model=model, tokenizer=tokenizer, info=info, device=torch.device(device))
 
 

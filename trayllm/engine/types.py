@@ -39,6 +39,7 @@ class ModelInfo:
     context_length: int
     device_index: int | None = None  # CUDA device number; None on CPU
     memory_total_bytes: int | None = None  # that device's memory; None on CPU
+    device_uuid: str | None = None  # that device as NVML names it ("GPU-..."): NVML's indexes are not CUDA's
 
 
 @dataclass
@@ -82,7 +83,8 @@ class Finished:
     completion_tokens: int
     timings: RequestTimings
     error: RequestError | None = None
-    vram_peak_bytes: int | None = None  # CUDA allocator peak over the steps this request took part in
+    vram_peak_bytes: int | None = None  # CUDA allocator peak over the passes this request took part in
+    vram_total_bytes: int | None = None  # the memory of the GPU that peak was on (the fullest, on several)
 
     @property
     def decode_tokens_per_second(self) -> float | None:
@@ -105,6 +107,7 @@ class OomReport:
     allocated_bytes: int | None = None  # torch.cuda.memory_allocated after empty_cache (None on CPU)
     reserved_bytes: int | None = None
     total_bytes: int | None = None
+    device_index: int | None = None  # the CUDA ordinal those figures are for: the fullest GPU after the OOM
 
     @property
     def message(self) -> str:

@@ -45,7 +45,7 @@ class NvmlProbe:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._nvml: Any = None  # the pynvml module once NVML is up
-        self._handles: dict[int, Any] = {}
+        self._handles: dict[int | str, Any] = {}
         self.unavailable_reason: str | None = None
         self.last_error: str | None = None
         self.driver_version: str | None = None
@@ -81,26 +81,32 @@ class NvmlProbe:
             self.last_error = _describe(exc)
             return 0
 
-    def reading(self, index: int = 0) -> VramReading | None:
-        """Device ``index``'s memory now, or None (NVML unavailable, no such device, or the call failed)."""
+    def reading(self, device: int | str = 0) -> VramReading | None:
+        """A device's memory now, or None (NVML unavailable, no such device, or the call failed).
+
+        ``device`` is an NVML index, or a UUID ("GPU-..."): NVML numbers devices blind to CUDA_VISIBLE_DEVICES
+        and CUDA_DEVICE_ORDER, so for the device a CUDA ordinal names, ask by its UUID.
+        """
         nvml = self._nvml
         if nvml is None:
             return None
         try:
             with self._lock:
-                handle = self._handles.get(index)
+                handle = self._handles.get(device)
                 if handle is None:
-                    handle = self._handles[index] = nvml.nvmlDeviceGetHandleByIndex(index)
+                    by_uuid = isinstance(device, str)
+                    find = nvml.nvmlDeviceGetHandleByUUID if by_uuid else nvml.nvmlDeviceGetHandleByIndex
+                    handle = self._handles[device] = find(device)
             return reading_from_nvml(nvml.nvmlDeviceGetMemoryInfo(handle))
-        except Exception as exc:  # GPU lost, invalid index, driver reset: a missing reading, not a failure
+        except Exception as exc:  # GPU lost, no such device, driver reset: a missing reading, not a failure
             self.last_error = _describe(exc)
             with self._lock:
-                self._handles.pop(index, None)
+                self._handles.pop(device, None)
             return None
 
-    def device_memory(self, index: int = 0) -> tuple[int, int] | None:
-        """``(used_bytes, total_bytes)`` of device ``index``, or None."""
-        reading = self.reading(index)
+    def device_memory(self, device: int | str = 0) -> tuple[int, int] | None:
+        """``(used_bytes, total_bytes)`` of ``device`` (an NVML index or UUID, as for ``reading``), or None."""
+        reading = self.reading(device)
         return None if reading is None else (reading.used_bytes, reading.total_bytes)
 
     def close(self) -> None:
