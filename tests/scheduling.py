@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from trayllm.engine.scheduler import RequestHandle
+from trayllm.engine.handle import RequestHandle
 from trayllm.engine.types import Finished, SamplingParams, TokenText
 
 PROMPT = [1, 9690, 198, 2683, 253, 2]

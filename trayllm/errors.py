@@ -59,6 +59,11 @@ class DaemonNotRunning(TrayllmError):
     """No daemon answers on the socket."""
 
 
+class DeviceLost(TrayllmError):
+    """The GPU stopped running work for this process (a sticky CUDA error): only a new process can use it, so
+    the daemon exits non-zero and its supervisor (systemd's Restart=on-failure) starts a fresh one."""
+
+
 class Untrusted(TrayllmError):
     """A directory, daemon or process trayllm was about to rely on belongs to another user or is open to
     others (trayllm.trust); the message names it and the fix."""

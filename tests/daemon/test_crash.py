@@ -88,3 +88,18 @@ def test_a_daemon_killed_mid_stream_restarts_and_its_records_stay_valid(tmp_path
             if daemon.process.poll() is None:
                 daemon.process.kill()
                 daemon.process.wait()
+
+
+def test_a_lost_gpu_fails_the_request_and_the_daemon_exits_non_zero_for_its_supervisor(start_daemon) -> None:
+    daemon = start_daemon(fault_injection=True)
+    with daemon.client() as http:
+        assert http.put("/v1/faults", json={"lose_device_at": "decode"}).status_code == 200
+        failed = http.post("/v1/chat/completions", json=chat("Say hello.", 5))
+    assert failed.status_code == 500 and failed.json()["error"]["code"] == "engine_error"
+    assert "restarting" in failed.json()["error"]["message"]
+    assert daemon.process.wait(timeout=30) == 1  # systemd's Restart=on-failure starts a fresh process
+    last = daemon.log.read_text().strip().splitlines()[-1]
+    assert last.startswith("trayllm: error: the GPU stopped working (AcceleratorError: CUDA error: an illegal")
+    assert last.endswith("exiting so that a fresh process can use the GPU")
+    [record] = [json.loads(line) for line in daemon.records.read_text().splitlines()]
+    assert record["event"]["id"] == failed.headers["x-request-id"] and record["error"]["type"] == "engine_error"

@@ -14,9 +14,10 @@ import torch
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
 
 from trayllm.config import Settings, load_settings
+from trayllm.engine.device_memory import DeviceMemory
 from trayllm.engine.faults import FaultPlan
 from trayllm.engine.models import LoadedModel
-from trayllm.engine.scheduler import MemoryProbe, Scheduler
+from trayllm.engine.scheduler import Scheduler
 from trayllm.engine.types import ModelInfo
 
 
@@ -43,7 +44,7 @@ def tiny(tokenizer: PreTrainedTokenizerBase) -> LoadedModel:
 def make_scheduler(tiny: LoadedModel) -> Iterator[Callable[..., Scheduler]]:
     made: list[Scheduler] = []
 
-    def make(start: bool = True, faults: FaultPlan | None = None, memory: MemoryProbe | None = None,
+    def make(start: bool = True, faults: FaultPlan | None = None, memory: DeviceMemory | None = None,
              **overrides: object) -> Scheduler:
         settings: Settings = load_settings({"warmup": False, **overrides}, environ={})
         scheduler = Scheduler(tiny, settings, faults=faults, memory=memory)

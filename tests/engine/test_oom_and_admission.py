@@ -1,18 +1,22 @@
 """The scheduler under memory pressure, on the tiny CPU model: injected CUDA OOMs (fail, retry, isolation of
-the running batch), the OOM report, and VRAM admission against a scripted memory reading."""
+the running batch), the OOM report, a lost GPU, and VRAM admission and peaks against scripted GPUs."""
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import pytest
 import torch
+from gpu_double import ScriptedGpu, ScriptedGpus
 from scheduling import PROMPT, greedy, run
 
 from trayllm.engine.faults import FaultPlan, Faults
-from trayllm.engine.scheduler import RequestHandle, Scheduler
+from trayllm.engine.handle import RequestHandle
+from trayllm.engine.models import LoadedModel
+from trayllm.engine.scheduler import Scheduler
 from trayllm.engine.types import OomReport, TokenText
-from trayllm.errors import EngineOutOfMemory
+from trayllm.errors import EngineFailure, EngineOutOfMemory, ShuttingDown
 
 
 def plan(**faults: object) -> FaultPlan:
@@ -119,34 +123,21 @@ def test_a_retry_that_runs_out_of_memory_again_fails(make_scheduler: Callable[..
     assert [r.retried for r in reports] == [True, False]
 
 
-class ScriptedMemory:
-    """A GPU of ``total`` bytes with ``allocated`` in use: what the allocator would say."""
-
-    def __init__(self, allocated: int, total: int) -> None:
-        self.allocated, self.total = allocated, total
-
-    def __call__(self) -> tuple[int, int]:
-        return self.allocated, self.total
-
-
-def test_vram_admission_holds_a_request_whose_cache_would_pass_the_limit(
+def test_vram_admission_holds_a_request_whose_cache_and_prefill_would_pass_the_limit(
         make_scheduler: Callable[..., Scheduler]) -> None:
-    # tiny model: 1 layer x 1 KV head x head dim 8 x 2 (K, V) x 4 bytes = 64 bytes per token
-    per_token = 64
-    memory = ScriptedMemory(allocated=0, total=100_000)  # limit 80 % = 80,000 bytes = 1,250 tokens
-    scheduler = make_scheduler(start=False, memory=memory, vram_limit=0.8, max_batch=8)
-    first, second = RequestHandle("first"), RequestHandle("second")
-    # alone, the first may grow to 6 + 600 = 606 tokens (38,784 bytes): admitted. Two rows would be
-    # 2 x 606 = 1,212 tokens: still fits. A third would be 1,818 tokens = 116,352 bytes: over the limit.
-    scheduler.submit(first, "u", PROMPT, greedy(600))
-    scheduler.submit(second, "u", PROMPT, greedy(600))
-    third = RequestHandle("third")
-    scheduler.submit(third, "u", PROMPT, greedy(600))
+    # tiny model: KV 1 layer x 1 KV head x head dim 8 x 2 (K, V) x 4 bytes = 64 bytes per token; prefill
+    # activations (6 x hidden 16 + 3 x intermediate 32) x 4 bytes = 768 bytes per prompt token, mask 4 bytes.
+    # Two rows of PROMPT (6 tokens) + 600: KV 2 x 606 x 64 = 77,568; prefill 12 x 768 + 2 x 36 x 4 = 9,504;
+    # 87,072 in all. Three: KV 116,352 + prefill 18 x 768 + 3 x 36 x 4 = 14,256: 130,608. Limit 80 % of 150,000.
+    gpus = ScriptedGpus([ScriptedGpu(total=150_000)])
+    scheduler = make_scheduler(start=False, memory=gpus, vram_limit=0.8, max_batch=8)
+    first, second, third = RequestHandle("first"), RequestHandle("second"), RequestHandle("third")
+    for handle in (first, second, third):
+        scheduler.submit(handle, "u", PROMPT, greedy(600))
     scheduler.start()
     events = first.iter_events(timeout=30)
     assert isinstance(next(events), TokenText)
     assert scheduler.in_flight == 2 and scheduler.queue_depth == 1 and scheduler.vram_blocked
-    assert 3 * (len(PROMPT) + 600) * per_token > 0.8 * memory.total >= 2 * (len(PROMPT) + 600) * per_token
     first.cancel()  # room again: the third starts
     second.cancel()
     _, fin = run(third, timeout=60)
@@ -154,12 +145,132 @@ def test_vram_admission_holds_a_request_whose_cache_would_pass_the_limit(
     assert not scheduler.vram_blocked
 
 
+def test_admission_reads_every_gpu_the_model_is_on(make_scheduler: Callable[..., Scheduler]) -> None:
+    # GPU 0 has all the room in the world; GPU 1 holds half the layers and is nearly full: it decides
+    gpus = ScriptedGpus([ScriptedGpu(0, total=10**9, kv_share=0.5), ScriptedGpu(1, total=150_000, in_use=100_000,
+                                                                               kv_share=0.5)])
+    scheduler = make_scheduler(start=False, memory=gpus, vram_limit=0.8, max_batch=8)
+    first, second = RequestHandle("first"), RequestHandle("second")
+    for handle in (first, second):
+        scheduler.submit(handle, "u", PROMPT, greedy(600))
+    scheduler.start()
+    assert isinstance(next(first.iter_events(timeout=30)), TokenText)
+    assert scheduler.in_flight == 1 and scheduler.vram_blocked  # 100,000 + 38,784 + 9,504 > 120,000 on GPU 1
+    first.cancel()
+    assert run(second, timeout=60)[1].reason == "length"
+
+
 def test_a_request_too_big_for_the_limit_still_runs_alone(make_scheduler: Callable[..., Scheduler]) -> None:
-    memory = ScriptedMemory(allocated=50_000, total=100_000)  # nothing fits under 80 % on paper
-    scheduler = make_scheduler(memory=memory, vram_limit=0.8)
+    gpus = ScriptedGpus([ScriptedGpu(total=100_000, in_use=90_000)])  # nothing fits under 80 % on paper
+    scheduler = make_scheduler(memory=gpus, vram_limit=0.8)
     handle = RequestHandle("alone")
     scheduler.submit(handle, "u", PROMPT, greedy(5))
     assert run(handle)[1].reason == "length"
+
+
+def test_the_pass_that_ran_out_is_charged_its_peak_and_the_next_request_only_its_own(
+        make_scheduler: Callable[..., Scheduler]) -> None:
+    gpus = ScriptedGpus([ScriptedGpu(total=100_000)], pass_peaks=[95_000] + [10_000] * 10)
+    scheduler = make_scheduler(faults=plan(oom_at="prefill"), memory=gpus, oom_retry=True)
+    handle = RequestHandle("retried")
+    scheduler.submit(handle, "u", PROMPT, greedy(6))  # the prefill runs out; the retry runs alone
+    _, retried = run(handle)
+    after = RequestHandle("after")
+    scheduler.submit(after, "u", PROMPT, greedy(3))
+    _, fin = run(after)
+    assert retried.reason == "length"
+    assert retried.vram_peak_bytes == 95_000  # it took part in the pass that ran out: that is its peak
+    assert (fin.vram_peak_bytes, fin.vram_total_bytes) == (10_000, 100_000)  # not the failed pass's 95,000
+
+
+def test_a_failed_request_records_the_peak_of_its_failed_pass(make_scheduler: Callable[..., Scheduler]) -> None:
+    gpus = ScriptedGpus([ScriptedGpu(total=100_000)], pass_peaks=[40_000, 97_000])
+    scheduler = make_scheduler(faults=plan(oom_at="decode"), memory=gpus)
+    handle = RequestHandle("doomed")
+    scheduler.submit(handle, "u", PROMPT, greedy(6))
+    _, fin = run(handle)
+    assert isinstance(fin.error, EngineOutOfMemory) and fin.vram_peak_bytes == 97_000
+
+
+def test_the_cache_is_released_only_once_the_failed_pass_lets_go_of_its_tensors(
+        tiny: LoadedModel, make_scheduler: Callable[..., Scheduler]) -> None:
+    held: list[weakref.ref[torch.Tensor]] = []
+
+    def run_out_of_memory(module: torch.nn.Module, args: object) -> None:
+        activations = torch.ones(1024)  # a local of a frame the traceback keeps, like a real pass's tensors
+        held.append(weakref.ref(activations))
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    alive_at_release: list[bool] = []
+    gpus = ScriptedGpus(on_release=lambda: alive_at_release.append(held[-1]() is not None))
+    scheduler = make_scheduler(memory=gpus)
+    hook = tiny.model.model.layers[0].register_forward_pre_hook(run_out_of_memory)
+    try:
+        handle = RequestHandle("doomed")
+        scheduler.submit(handle, "u", PROMPT, greedy(4))
+        assert isinstance(run(handle)[1].error, EngineOutOfMemory)
+    finally:
+        hook.remove()
+    assert alive_at_release == [False]
+
+
+def test_a_cublas_allocation_failure_is_handled_as_out_of_memory(
+        tiny: LoadedModel, make_scheduler: Callable[..., Scheduler]) -> None:
+    def cublas_fails(module: torch.nn.Module, args: object) -> None:
+        raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+
+    reports: list[OomReport] = []
+    scheduler = make_scheduler(memory=ScriptedGpus())
+    scheduler.on_oom = reports.append
+    hook = tiny.model.model.layers[0].register_forward_pre_hook(cublas_fails)
+    try:
+        handle = RequestHandle("cublas")
+        scheduler.submit(handle, "u", PROMPT, greedy(4))
+        fin = run(handle)[1]
+    finally:
+        hook.remove()
+    assert isinstance(fin.error, EngineOutOfMemory) and fin.error.status_code == 503
+    assert [r.request_ids for r in reports] == [("cublas",)]
+
+
+def test_a_lost_gpu_fails_every_request_and_stops_the_scheduler(make_scheduler: Callable[..., Scheduler]) -> None:
+    fatal: list[str] = []
+    faults = FaultPlan()
+    scheduler = make_scheduler(start=False, faults=faults, max_batch=1)
+    scheduler.on_fatal = fatal.append
+    running, waiting = RequestHandle("running"), RequestHandle("waiting")
+    scheduler.submit(running, "u", PROMPT, greedy(50))
+    scheduler.submit(waiting, "u", PROMPT, greedy(5))
+    faults.set(Faults(lose_device_at="decode"))
+    scheduler.start()
+    for handle in (running, waiting):
+        fin = run(handle)[1]
+        assert isinstance(fin.error, EngineFailure) and "restarting" in fin.error.message
+    [reason] = fatal
+    assert "illegal memory access" in reason and scheduler.fatal == reason
+    with pytest.raises(ShuttingDown):
+        scheduler.submit(RequestHandle("later"), "u", PROMPT, greedy(5))
+    scheduler._thread.join(timeout=5)
+    assert not scheduler._thread.is_alive()
+
+
+def test_a_failed_pass_on_a_gpu_that_still_works_fails_only_its_rows(
+        tiny: LoadedModel, make_scheduler: Callable[..., Scheduler]) -> None:
+    def broken(module: torch.nn.Module, args: object) -> None:
+        raise torch.AcceleratorError("CUDA error: invalid argument")  # not sticky: the GPU still runs work
+
+    gpus = ScriptedGpus()
+    scheduler = make_scheduler(memory=gpus)
+    hook = tiny.model.model.layers[0].register_forward_pre_hook(broken)
+    try:
+        handle = RequestHandle("one")
+        scheduler.submit(handle, "u", PROMPT, greedy(4))
+        assert isinstance(run(handle)[1].error, EngineFailure)
+    finally:
+        hook.remove()
+    after = RequestHandle("after")
+    scheduler.submit(after, "u", PROMPT, greedy(3))
+    assert run(after)[1].reason == "length" and scheduler.fatal is None
 
 
 def test_no_admission_control_without_a_gpu_reading(make_scheduler: Callable[..., Scheduler]) -> None:

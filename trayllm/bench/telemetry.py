@@ -40,7 +40,7 @@ class EndToEnd:
 def measure_direct(records: int = 5000) -> DirectCost:
     """Time RequestRecorder.finished() as the engine calls it, then the writer's drain per record."""
     from trayllm.daemon.records import RequestContext, RequestRecorder
-    from trayllm.engine.scheduler import RequestHandle
+    from trayllm.engine.handle import RequestHandle
     from trayllm.engine.types import Finished, ModelInfo, RequestTimings, SamplingParams
     from trayllm.telemetry.metrics import DaemonMetrics
     from trayllm.telemetry.vram import NvmlProbe

@@ -27,7 +27,7 @@ from trayllm.daemon.edge import SSE_HEADERS, error_body, json_object
 from trayllm.daemon.records import RequestContext, RequestRecorder
 from trayllm.engine.conversation import Message
 from trayllm.engine.engine import Engine
-from trayllm.engine.scheduler import RequestHandle
+from trayllm.engine.handle import RequestHandle
 from trayllm.engine.types import Finished, SamplingParams, TokenText
 from trayllm.errors import EngineFailure, InvalidRequest, ModelNotFound, RequestError
 

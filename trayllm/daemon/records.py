@@ -17,7 +17,7 @@ from typing import Any
 
 from trayllm import __version__
 from trayllm.config import Settings
-from trayllm.engine.scheduler import RequestHandle
+from trayllm.engine.handle import RequestHandle
 from trayllm.engine.types import Finished, ModelInfo, SamplingParams
 from trayllm.errors import RequestError
 from trayllm.telemetry.metrics import DaemonMetrics
@@ -94,11 +94,11 @@ class RequestRecorder:
         record.tokens_per_second = finished.decode_tokens_per_second
         record.max_tokens_capped = handle.max_tokens_capped
         model = self.model_info()
-        if finished.vram_peak_bytes is not None and model is not None and model.device_index is not None:
+        if finished.vram_peak_bytes is not None and model is not None:
             record.vram_peak_bytes = finished.vram_peak_bytes
-            record.vram_total_bytes = model.memory_total_bytes
-            reading = self.nvml.device_memory(model.device_index)
-            if reading is not None:
+            record.vram_total_bytes = finished.vram_total_bytes  # the GPU the peak was on (several: the fullest)
+            reading = None if model.device_uuid is None else self.nvml.device_memory(model.device_uuid)
+            if reading is not None:  # by UUID: the model's CUDA ordinal is no NVML index
                 record.nvml_used_bytes, record.nvml_total_bytes = reading
         if self.settings.log_content:
             record.input_messages = context.messages

@@ -29,6 +29,7 @@ from trayllm.daemon.shipping import ShippingThread
 from trayllm.daemon.sockets import InstanceLock, bind_tcp, bind_unix
 from trayllm.engine.engine import Engine
 from trayllm.engine.models import resolve_source
+from trayllm.errors import DeviceLost
 from trayllm.slo.monitor import SloMonitor
 from trayllm.slo.objectives import configured_objectives
 from trayllm.telemetry.log_format import EcsJsonFormatter
@@ -45,6 +46,14 @@ class DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.engine = engine
         self.bus = bus
+        self.lost_device: str | None = None
+        engine.on_fatal = self.stop_for_lost_device
+
+    def stop_for_lost_device(self, reason: str) -> None:
+        """Any thread: the GPU is lost, so stop serving; ``run_daemon`` then exits non-zero (DeviceLost)."""
+        self.lost_device = reason
+        self.bus.close()
+        self.should_exit = True
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -86,7 +95,8 @@ def configure_logging(level: str) -> None:
 
 
 def run_daemon(settings: Settings) -> None:
-    """Serve until a stop signal; raises DaemonAlreadyRunning or ModelLoadError before serving."""
+    """Serve until a stop signal; raises DaemonAlreadyRunning or ModelLoadError before serving, DeviceLost after
+    serving when the GPU stopped working."""
     configure_logging(settings.log_level)
     open_files = raise_open_file_limit()
     resolve_source(settings)  # a missing model is a one-line error now, not a failed load later
@@ -126,8 +136,11 @@ def run_daemon(settings: Settings) -> None:
                                 backlog=ACCEPT_BURST,
                                 timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)))
         log.info("listening", extra={"socket": str(settings.socket_path), "tcp": settings.listen or None})
+        server = DrainingServer(config, engine, bus)
         try:
-            DrainingServer(config, engine, bus).run(sockets=sockets)
+            server.run(sockets=sockets)
+            if server.lost_device is not None:
+                raise DeviceLost(f"{server.lost_device}; exiting so that a fresh process can use the GPU")
         finally:
             engine.stop()
             recorder.close()  # after the engine, so the records of cancelled leftovers are written

@@ -19,9 +19,11 @@ from typing import Any, Literal
 
 from trayllm.config import Settings
 from trayllm.engine.conversation import Message, Prompt, build_prompt
+from trayllm.engine.device_memory import configure_cuda_allocator
 from trayllm.engine.faults import FaultPlan
+from trayllm.engine.handle import Counters, RequestHandle
 from trayllm.engine.models import LoadedModel, load_model
-from trayllm.engine.scheduler import Counters, RequestHandle, Scheduler
+from trayllm.engine.scheduler import Scheduler
 from trayllm.engine.types import Finished, ModelInfo, OomReport, SamplingParams
 from trayllm.errors import Conflict, NotReady, Paused, ShuttingDown, TrayllmError
 
@@ -43,6 +45,7 @@ class Engine:
         self.on_finished = on_finished  # called once per finished request, on the inference thread
         self.on_oom: Callable[[OomReport], None] | None = None  # called on the inference thread
         self.on_event: Callable[[str, dict[str, Any]], None] | None = None  # state changes, any thread
+        self.on_fatal: Callable[[str], None] | None = None  # the GPU is lost: the owner must end the process
         self.faults = FaultPlan()  # only ever set when fault_injection is on
         self.paused: str | None = None  # the reason, while paused
         self._counters = Counters()  # one set for the daemon's life, across reloads
@@ -70,10 +73,12 @@ class Engine:
     def _load(self, reloaded: bool = False) -> None:
         try:
             began = time.monotonic()
+            configure_cuda_allocator()
             loaded = load_model(self.settings, progress=self._set_progress)
             self._loaded = loaded
             self._scheduler = Scheduler(loaded, self.settings, faults=self.faults)
             self._scheduler.on_oom = self.on_oom
+            self._scheduler.on_fatal = self._device_lost
             self._scheduler.start()
             log.info("model loaded", extra={"model": loaded.info.name, "version": loaded.info.version,
                                             "seconds": round(time.monotonic() - began, 2)})
@@ -98,6 +103,13 @@ class Engine:
         self.state, self.error, self.progress = "failed", message, None
         log.error("model load failed: %s", message)
         self._emit("model.failed", error=message)
+
+    def _device_lost(self, reason: str) -> None:
+        """Called on the inference thread when the GPU no longer runs work: no request can succeed again."""
+        self._ready.clear()
+        self._fail(reason)
+        if self.on_fatal is not None:
+            self.on_fatal(reason)
 
     def reload(self) -> None:
         """Reload the model in the background without restarting the process (weights changed on disk).

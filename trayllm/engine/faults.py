@@ -6,6 +6,9 @@ requests enter the batch) or ``decode`` (one step of the running batch). A plan 
 
 - raise a real ``torch.cuda.OutOfMemoryError`` at a phase, ``oom_count`` times: the engine's own OOM
   handling (free the cache, fail or retry the requests, raise the alert) is what runs next, unchanged;
+- lose the GPU at a phase (``lose_device_at``): raise the ``torch.AcceleratorError`` of an illegal memory
+  access, and from then on ``device_lost`` is true, as a health check of a GPU in that state would find; the
+  engine's handling of a sticky CUDA error (fail everything, tell the daemon to exit non-zero) runs next;
 - sleep ``delay_s`` before every pass of a phase: a prefill delay is first-token latency, a decode
   delay slows every token;
 - make one request's own token step raise (``fail_request``, its request id, once it has generated
@@ -39,9 +42,10 @@ class Faults:
     delay_s: float = 0.0
     fail_request: str | None = None  # the request id whose own token step raises
     fail_after_tokens: int = 0  # ... once it has generated this many tokens
+    lose_device_at: Phase | None = None  # raise a sticky CUDA error before this phase's pass; the GPU stays lost
 
     def __post_init__(self) -> None:
-        for name in ("oom_at", "delay_at"):
+        for name in ("oom_at", "delay_at", "lose_device_at"):
             value = getattr(self, name)
             if value is not None and value not in PHASES:
                 raise ValueError(f"{name} must be one of {', '.join(PHASES)} or null, got {value!r}")
@@ -80,6 +84,7 @@ class FaultPlan:
         self._faults = Faults()
         self._ooms_left = 0
         self._lock = threading.Lock()
+        self.device_lost = False  # an injected sticky error happened: the GPU would fail every health check now
 
     def set(self, faults: Faults) -> None:
         with self._lock:
@@ -97,6 +102,10 @@ class FaultPlan:
         faults = self._faults
         if faults.delay_at == phase and faults.delay_s > 0:
             time.sleep(faults.delay_s)
+        if faults.lose_device_at == phase:
+            self.device_lost = True
+            raise torch.AcceleratorError("CUDA error: an illegal memory access was encountered "
+                                         f"(injected by trayllm fault injection at {phase})")
         if faults.oom_at != phase:
             return
         with self._lock:

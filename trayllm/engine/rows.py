@@ -11,18 +11,16 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from trayllm.engine.device_memory import Peak
+from trayllm.engine.handle import RequestHandle
 from trayllm.engine.sampling import row_generator
 from trayllm.engine.textstream import IncrementalDecoder, StopMatcher
 from trayllm.engine.types import RequestTimings, SamplingParams
 from trayllm.errors import EngineFailure, RequestError
-
-if TYPE_CHECKING:  # the scheduler builds jobs around its handles; only the type is needed here
-    from trayllm.engine.scheduler import RequestHandle
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +38,7 @@ class Job:
     decoder: IncrementalDecoder | None = None
     stopper: StopMatcher = field(default_factory=lambda: StopMatcher(()))
     generator: torch.Generator | None = None
-    vram_peak: int | None = None
+    vram_peak: Peak | None = None  # the highest of the passes it took part in
     retried: bool = False  # already put back once after an OOM
     solo: bool = False  # runs alone (its retry after an OOM)
 

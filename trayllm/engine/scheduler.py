@@ -5,45 +5,40 @@ threads). Between two decode steps it drops finished, cancelled and timed-out ro
 prefills waiting requests into the free slots, so a new request starts within one step
 instead of waiting for the whole batch to finish.
 
-On CUDA a waiting request joins the batch only if the KV cache the batch could grow to, with it,
-stays under ``vram_limit`` of the device (VRAM admission); otherwise it waits for rows to finish. A
-request that would run alone is always started: nothing else can make room for it. A CUDA
-out-of-memory in a forward pass fails the requests in that pass with a 503 (or, with ``oom_retry``,
-puts those that produced nothing yet back to run once more alone with half the ``max_tokens``),
-empties the allocator's cache, reports an ``OomReport`` through ``on_oom`` and carries on serving. A
-failure in one request's own steps (its generator, its token pick, its decoding; see ``rows``) ends
-that request alone; only a forward pass that raises fails the rows that were in it.
+On CUDA a waiting request joins the batch only while every GPU of the model stays under ``vram_limit``
+with it (``admission``); otherwise it waits for rows to finish. A request that would run alone is always
+started: nothing else can make room for it. A CUDA out-of-memory in a forward pass fails the requests in
+that pass with a 503 (or, with ``oom_retry``, puts those that produced nothing yet back to run once more
+alone with half the ``max_tokens``), empties the allocator's cache once the failed pass's tensors are gone,
+reports an ``OomReport`` through ``on_oom`` and carries on serving. Any other failed pass fails its rows
+and serving goes on, unless the GPU no longer runs work: then every request fails and ``on_fatal`` tells
+the owner to end the process (``failures``). A failure in one request's own steps (its generator, its
+token pick, its decoding; see ``rows``) ends that request alone.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 
 from trayllm.config import Settings
+from trayllm.engine.admission import Growth, admits, model_shape
 from trayllm.engine.batch import RunningBatch, prefill
+from trayllm.engine.device_memory import DeviceMemory, device_memory
+from trayllm.engine.failures import PrefillFailed, forget_traceback, is_out_of_memory
 from trayllm.engine.faults import FaultPlan, Phase
+from trayllm.engine.handle import Counters, RequestHandle
 from trayllm.engine.models import LoadedModel, eos_token_ids, kv_bytes_per_token
 from trayllm.engine.ratelimit import TokenBucket
 from trayllm.engine.rows import Job, own_failure
 from trayllm.engine.sampling import pick_tokens
-from trayllm.engine.types import (
-    EngineEvent,
-    Finished,
-    FinishReason,
-    OomReport,
-    RequestTimings,
-    SamplingParams,
-    TokenText,
-)
+from trayllm.engine.types import Finished, FinishReason, OomReport, RequestTimings, SamplingParams, TokenText
 from trayllm.errors import (
     EngineFailure,
     EngineOutOfMemory,
@@ -56,81 +51,8 @@ from trayllm.errors import (
 
 log = logging.getLogger(__name__)
 
-
-class RequestHandle:
-    """The caller's end of one request: its events, and a way to cancel it.
-
-    Built on the caller's event loop (events arrive through ``call_soon_threadsafe``) or,
-    with no loop, for a plain thread (events arrive through a thread-safe queue).
-    """
-
-    def __init__(self, request_id: str, loop: asyncio.AbstractEventLoop | None = None, *,
-                 context: object = None, keep_text: bool = False) -> None:
-        self.request_id = request_id
-        self.context = context  # the caller's own bookkeeping, handed back with the finish callback
-        self.text: list[str] = []  # the reply, kept only with keep_text (opt-in content records)
-        self._keep_text = keep_text
-        self._loop = loop
-        self._async_events: asyncio.Queue[EngineEvent] | None = asyncio.Queue() if loop else None
-        self._sync_events: queue.SimpleQueue[EngineEvent] = queue.SimpleQueue()
-        self._cancelled = threading.Event()
-        self.max_tokens_capped = False
-
-    def cancel(self) -> None:
-        """Ask the engine to stop this request at its next step."""
-        self._cancelled.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-    def emit(self, event: EngineEvent) -> None:
-        if self._keep_text and isinstance(event, TokenText):
-            self.text.append(event.text)
-        if self._loop is None or self._async_events is None:
-            self._sync_events.put(event)
-            return
-        try:
-            self._loop.call_soon_threadsafe(self._async_events.put_nowait, event)
-        except RuntimeError:  # the caller's loop is gone; nobody is listening
-            self.cancel()
-
-    async def events(self) -> AsyncIterator[EngineEvent]:
-        assert self._async_events is not None, "handle was made without an event loop"
-        while True:
-            event = await self._async_events.get()
-            yield event
-            if isinstance(event, Finished):
-                return
-
-    def iter_events(self, timeout: float | None = None) -> Iterator[EngineEvent]:
-        while True:
-            event = self._sync_events.get(timeout=timeout)
-            yield event
-            if isinstance(event, Finished):
-                return
-
-
-@dataclass
-class Counters:
-    completed: int = 0
-    cancelled: int = 0
-    failed: int = 0
-    rejected: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-
-
-MemoryProbe = Callable[[], "tuple[int, int] | None"]
-"""(allocated bytes, device total bytes) of the model's GPU, or None where there is none (CPU)."""
-
-
-def cuda_memory_probe(device: torch.device) -> MemoryProbe:
-    """The allocator's reading for ``device``; None for a CPU device."""
-    if device.type != "cuda":
-        return lambda: None
-    total = torch.cuda.get_device_properties(device).total_memory
-    return lambda: (int(torch.cuda.memory_allocated(device)), int(total))
+PassFailure = tuple[Exception, Phase, list[Job]]
+"""A forward pass that raised: what it raised, in which phase, and the requests that were in it."""
 
 
 class Scheduler:
@@ -138,13 +60,15 @@ class Scheduler:
 
     def __init__(self, loaded: LoadedModel, settings: Settings,
                  on_finished: Callable[[RequestHandle, Finished], None] | None = None, *,
-                 faults: FaultPlan | None = None, memory: MemoryProbe | None = None) -> None:
+                 faults: FaultPlan | None = None, memory: DeviceMemory | None = None) -> None:
         self._loaded = loaded
         self._settings = settings
         self._faults = faults or FaultPlan()
-        self._memory = memory or cuda_memory_probe(loaded.device)
-        self._kv_per_token = kv_bytes_per_token(loaded)
+        self._memory = memory or device_memory(loaded.model, loaded.device)
+        self._shape = model_shape(loaded.model, kv_bytes_per_token(loaded))
         self.on_oom: Callable[[OomReport], None] | None = None
+        self.on_fatal: Callable[[str], None] | None = None  # the GPU is lost: the process must end
+        self.fatal: str | None = None  # why, once it is
         self.vram_blocked = False  # the head of the queue is waiting for VRAM
         self._eos = eos_token_ids(loaded)
         self._pad = int(loaded.tokenizer.pad_token_id)
@@ -242,24 +166,31 @@ class Scheduler:
 
     def _run(self) -> None:
         torch.set_grad_enabled(False)
-        while True:
+        while self.fatal is None:
             newcomers = self._next_newcomers()
             if newcomers is None:
                 break
-            phase: Phase = "prefill"
-            try:
-                if newcomers:
-                    self._admit(newcomers)
-                phase = "decode"
-                if self._batch:
-                    self._decode_step()
-            except _PrefillFailed as failed:  # the running batch is untouched: only the newcomers failed
-                self._pass_failed(failed.error, "prefill", [j for j in newcomers if not j.done])
-            except Exception as exc:  # keep serving: fail the rows involved, never the thread
-                rows = list(self._batch.rows) if self._batch else []
-                self._batch = None
-                self._pass_failed(exc, phase, rows + [j for j in newcomers if j not in rows and not j.done])
+            failure = self._round(newcomers)
+            if failure is not None:  # handled here, after the except block, so its frames can be let go
+                self._pass_failed(*failure)
         self._drain_on_stop()
+
+    def _round(self, newcomers: list[Job]) -> PassFailure | None:
+        """Prefill the newcomers and take one decode step; what failed, if a pass raised."""
+        phase: Phase = "prefill"
+        try:
+            if newcomers:
+                self._admit(newcomers)
+            phase = "decode"
+            if self._batch:
+                self._decode_step()
+        except PrefillFailed as failed:  # the running batch is untouched: only the newcomers failed
+            return failed.error, "prefill", [j for j in newcomers if not j.done]
+        except Exception as exc:  # keep serving: fail the rows involved, never the thread
+            rows = list(self._batch.rows) if self._batch else []
+            self._batch = None
+            return exc, phase, rows + [j for j in newcomers if j not in rows and not j.done]
+        return None
 
     def _next_newcomers(self) -> list[Job] | None:
         """Waiting jobs that fit in the batch now (blocking while there is nothing to do); None to stop."""
@@ -294,27 +225,20 @@ class Scheduler:
             return taken
 
     def _vram_admits(self, job: Job, batch: RunningBatch[Job] | None, taken: list[Job]) -> bool:
-        """Whether the batch's KV cache, grown to its worst case with ``job`` in it, stays under the limit.
-
-        Worst case of a left-padded batch: every row as wide as the widest, each growing by the most
-        tokens any row may still generate. The cache already held is in ``allocated``; only the growth is
-        added. A request that would run alone is always admitted.
-        """
+        """Whether ``job`` may join ``taken`` in the batch without a GPU passing ``vram_limit`` (``admission``).
+        A request that would run alone is always admitted."""
         if not batch and not taken:
             return True
-        reading = self._memory()
-        if reading is None:
+        readings = self._memory.readings()
+        if not readings:
             return True
-        allocated, total = reading
         running = batch.rows if batch else []
-        width = batch.mask.shape[1] if batch else 0
         newcomers = [*taken, job]
-        rows = len(running) + len(newcomers)
-        widest = max([width] + [len(j.prompt) for j in newcomers])
-        remaining = max([j.params.max_tokens - j.generated for j in running]
-                        + [j.params.max_tokens for j in newcomers])
-        growth_tokens = rows * (widest + remaining) - len(running) * width
-        return allocated + growth_tokens * self._kv_per_token <= self._settings.vram_limit * total
+        growth = Growth(running_rows=len(running), running_width=batch.mask.shape[1] if batch else 0,
+                        running_remaining=max((j.params.max_tokens - j.generated for j in running), default=0),
+                        newcomer_prompts=tuple(len(j.prompt) for j in newcomers),
+                        newcomer_max_tokens=max(j.params.max_tokens for j in newcomers))
+        return admits(readings, self._shape, growth, self._settings.vram_limit)
 
     def _finish_unstarted(self, job: Job, now: float) -> None:
         if job.handle.cancelled:
@@ -334,12 +258,13 @@ class Scheduler:
         if not jobs:
             return
         try:
+            self._memory.begin_pass()
             self._faults.hit("prefill")
             fresh, out = prefill(loaded.model, jobs, [j.prompt for j in jobs], self._pad, loaded.device)
             self._note_vram(jobs)
             self._accept_tokens(fresh, out.logits)
         except Exception as exc:
-            raise _PrefillFailed(exc) from exc
+            raise PrefillFailed(exc) from exc
         if self._batch is None:
             self._batch = fresh
         else:
@@ -359,6 +284,7 @@ class Scheduler:
         self._drop_finished()
         if not self._batch:
             return
+        self._memory.begin_pass()
         self._faults.hit("decode")
         out = self._batch.step(self._loaded.model, [job.next_token for job in self._batch.rows])
         self._note_vram(self._batch.rows)
@@ -366,18 +292,16 @@ class Scheduler:
         self._drop_finished()
 
     def _note_vram(self, jobs: list[Job]) -> None:
-        """Charge the allocator's peak of the pass just run to every request that was in it.
+        """Charge the peak of the pass just run (or just failed) to every request that was in it.
 
-        Requests in one batch share its forward passes, so each one's peak is the highest
-        peak of any pass it took part in: what the GPU needed while that request was served.
+        Requests in one batch share its forward passes, so each one's peak is the highest peak of any
+        pass it took part in: what the GPU needed while that request was served.
         """
-        device = self._loaded.device
-        if device.type != "cuda":
+        peak = self._memory.pass_peak()
+        if peak is None:
             return
-        peak = int(torch.cuda.max_memory_allocated(device))
-        torch.cuda.reset_peak_memory_stats(device)
         for job in jobs:
-            job.vram_peak = peak if job.vram_peak is None else max(job.vram_peak, peak)
+            job.vram_peak = peak.higher(job.vram_peak)
 
     def _accept_tokens(self, batch: RunningBatch[Job], logits: torch.Tensor) -> None:
         """Take each row's next token; a row whose own step raises ends alone, the others go on."""
@@ -441,7 +365,9 @@ class Scheduler:
             counters.failed += 1
         else:
             counters.completed += 1
-        finished = Finished(reason, len(job.prompt), job.generated, job.timings, error, job.vram_peak)
+        peak = job.vram_peak
+        finished = Finished(reason, len(job.prompt), job.generated, job.timings, error,
+                            peak.bytes if peak else None, peak.total if peak else None)
         job.handle.emit(finished)
         if self.on_finished is not None:
             try:
@@ -450,13 +376,23 @@ class Scheduler:
                 log.exception("finish callback failed for request %s", job.handle.request_id)
 
     def _pass_failed(self, exc: Exception, phase: Phase, jobs: list[Job]) -> None:
-        """A forward pass raised: fail (or, after an OOM, maybe retry) the requests it held, and carry on."""
-        if not isinstance(exc, torch.cuda.OutOfMemoryError):
-            log.error("inference step failed", exc_info=exc)
-            failure = EngineFailure(f"generation failed: {type(exc).__name__}: {exc}")
-            for job in jobs:
-                self._finish(job, "error", failure)
+        """A forward pass raised: charge its peak to its requests, then fail them (after an OOM, maybe retry
+        them) and carry on; or, when the GPU no longer works, fail everything and stop."""
+        self._note_vram(jobs)
+        if is_out_of_memory(exc):
+            forget_traceback(exc)  # before release: the traceback's frames hold the failed pass's tensors
+            self._out_of_memory(phase, jobs)
             return
+        log.error("inference step failed", exc_info=exc)
+        failure = EngineFailure(f"generation failed: {type(exc).__name__}: {exc}")
+        forget_traceback(exc)
+        if self._faults.device_lost or not self._memory.healthy():
+            self._lose_device(f"the GPU stopped working ({type(exc).__name__}: {exc})".splitlines()[0])
+            failure = EngineFailure(f"{self.fatal}; the daemon is restarting", retry_after=10)
+        for job in jobs:
+            self._finish(job, "error", failure)
+
+    def _out_of_memory(self, phase: Phase, jobs: list[Job]) -> None:
         retry = [j for j in jobs if self._settings.oom_retry and not j.retried and j.generated == 0]
         report = self._oom_report(phase, jobs, retried=bool(retry))
         log.warning(report.message, extra={"request_ids": list(report.request_ids)})
@@ -479,28 +415,33 @@ class Scheduler:
 
     def _oom_report(self, phase: Phase, jobs: list[Job], *, retried: bool) -> OomReport:
         """Free what the allocator caches, then describe the failed pass and the memory left in use."""
-        allocated = reserved = total = None
-        if self._loaded.device.type == "cuda":
-            torch.cuda.empty_cache()
-            device = self._loaded.device
-            allocated, reserved = int(torch.cuda.memory_allocated(device)), int(torch.cuda.memory_reserved(device))
-            total = int(torch.cuda.get_device_properties(device).total_memory)
+        after = self._memory.release()
         return OomReport(phase, tuple(j.handle.request_id for j in jobs), sum(len(j.prompt) for j in jobs),
-                         max((j.params.max_tokens for j in jobs), default=0), retried, allocated, reserved, total)
+                         max((j.params.max_tokens for j in jobs), default=0), retried,
+                         after.allocated if after else None, after.reserved if after else None,
+                         after.total if after else None, after.index if after else None)
+
+    def _lose_device(self, reason: str) -> None:
+        """The GPU is broken for this process: refuse new work, end the loop, and tell the owner."""
+        log.critical(reason)
+        with self._wake:
+            self._accepting = False
+            self.fatal = reason
+        if self.on_fatal is not None:
+            try:
+                self.on_fatal(reason)
+            except Exception:
+                log.exception("fatal-error callback failed")
 
     def _drain_on_stop(self) -> None:
+        lost = EngineFailure(f"{self.fatal}; the daemon is restarting", retry_after=10) if self.fatal else None
         for job in list(self._batch.rows if self._batch else []):
-            self._finish(job, "cancelled")
+            if lost is None:
+                self._finish(job, "cancelled")
+            else:
+                self._finish(job, "error", lost)
         self._batch = None
         while self._pending:
             job = self._pending.popleft()
             self._in_flight += 1
-            self._finish(job, "error", ShuttingDown("the daemon stopped before this request started"))
-
-
-class _PrefillFailed(Exception):
-    """The prefill of new requests raised; the running batch was not touched."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
+            self._finish(job, "error", lost or ShuttingDown("the daemon stopped before this request started"))
