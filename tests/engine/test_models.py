@@ -328,6 +328,24 @@ def test_two_gpus_a_model_that_fits_goes_whole_onto_the_one_with_most_free_memor
     assert info.device_uuid == f"GPU-{A100.uuid}"  # NVML's name for it
 
 
+def test_free_memory_comes_from_nvml_so_no_cuda_context_is_made_on_gpus_the_model_may_not_use(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from fake_nvml import FakeGpu as NvmlGpu
+    from fake_nvml import FakeNvml
+
+    fake_gpus(monkeypatch, T4, A100)
+
+    def makes_a_context(device: Any = None) -> tuple[int, int]:
+        raise AssertionError("torch.cuda.mem_get_info creates a CUDA context on the GPU it asks about")
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", makes_a_context)
+    nvml = FakeNvml([NvmlGpu(f"GPU-{A100.uuid}", used=10 * GIB, total=A100.total),  # NVML's own order
+                     NvmlGpu(f"GPU-{T4.uuid}", used=GIB, total=T4.total)])
+    monkeypatch.setitem(sys.modules, "pynvml", nvml)
+    assert models.free_and_total(range(2)) == {0: (15 * GIB, T4.total), 1: (70 * GIB, A100.total)}
+    assert set(nvml.lookups) == {f"GPU-{T4.uuid}", f"GPU-{A100.uuid}"}
+
+
 def test_two_gpus_a_model_no_one_gpu_holds_is_split(monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path,
                                                      tmp_path: Path) -> None:
     full = FakeGpu((8, 6), free=GIB, total=24 * GIB, uuid="1f2e3d4c-0000-4000-8000-000000003090")

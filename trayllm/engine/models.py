@@ -29,6 +29,7 @@ from trayllm.cuda_facts import has_bf16_tensor_cores
 from trayllm.doctor.fit import ACTIVATION_SHARE, BYTES_PER_PARAM, OVERHEAD_BYTES, verdict
 from trayllm.engine.types import ModelInfo
 from trayllm.errors import ModelLoadError
+from trayllm.telemetry.vram import NvmlProbe
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +224,7 @@ def gpu_that_holds(parameters: int, settings: Settings) -> int | None:
     device_map="auto" splits even a 135M model over every GPU, and a split model passes activations between
     GPUs at every boundary, for every token; only a model too big for one GPU is worth that.
     """
-    memory = {index: torch.cuda.mem_get_info(index) for index in range(torch.cuda.device_count())}
+    memory = free_and_total(range(torch.cuda.device_count()))
 
     def fits(index: int) -> bool:
         free, total = memory[index]
@@ -233,6 +234,23 @@ def gpu_that_holds(parameters: int, settings: Settings) -> int | None:
                        settings.vram_limit) == "fits"
 
     return max(filter(fits, memory), key=lambda index: memory[index][0], default=None)
+
+
+def free_and_total(indices: range) -> dict[int, tuple[int, int]]:
+    """(free, total) bytes of each CUDA device, from NVML (by UUID) where it answers.
+
+    ``torch.cuda.mem_get_info`` would do, but it creates a CUDA context on every GPU it asks about: hundreds
+    of MB each, held for the life of the process, on GPUs the model may never use.
+    """
+    nvml = NvmlProbe()
+    try:
+        out = {}
+        for index in indices:
+            reading = nvml.device_memory(nvml_uuid(index))
+            out[index] = torch.cuda.mem_get_info(index) if reading is None else (reading[1] - reading[0], reading[1])
+        return out
+    finally:
+        nvml.close()
 
 
 def nvml_uuid(index: int) -> str:
