@@ -11,15 +11,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 from transformers import DynamicCache, LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 from trayllm.config import load_settings
 from trayllm.engine.batch import RunningBatch, cache_argument, prefill
 from trayllm.engine.conversation import Message
 from trayllm.engine.engine import Engine
+from trayllm.engine.sampling import pick_tokens
 from trayllm.engine.types import Finished, SamplingParams, TokenText
 from trayllm.errors import ShuttingDown
 
@@ -147,6 +150,130 @@ def test_a_batch_of_plain_layers_is_mergeable(tiny: PreTrainedModel) -> None:
     batch = RunningBatch(["x"], DynamicCache(config=tiny.config), torch.ones((1, 1), dtype=torch.long),
                          torch.zeros((1, 97), dtype=torch.bool))
     assert batch.mergeable
+
+
+# -- RunningBatch spread over several devices (device_map="auto") -------------------------------
+
+GPU0, GPU1 = torch.device("cuda", 0), torch.device("cuda", 1)
+
+
+def operands(value: object) -> Iterator[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from operands(item)
+    elif isinstance(value, dict):
+        yield from operands(list(value.values()))
+
+
+class TwoGpus(TorchFunctionMode):
+    """Plays two GPUs on this CPU. A tensor placed on one (``place``) keeps its data here but reports that
+    device, and every operation checks ATen's device rules as CUDA does: all tensor operands on one device
+    (a CPU scalar aside), except plain indexing, which also takes its indices from the CPU ("indices should be
+    either on cpu or on the same device as the indexed tensor"). Whatever is made or copied with a device
+    argument lands there; the result of any other operation lands where its operands are."""
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        if func == torch.Tensor.device.__get__:  # a fresh method-wrapper on each access: equal, not identical
+            return where(args[0])
+        target = next((d for d in (*args, *kwargs.values()) if isinstance(d, torch.device)), None)
+        if target is not None:  # a factory or a copy: made here, placed there
+            args = tuple(CPU if a is target else a for a in args)
+            kwargs = {k: CPU if v is target else v for k, v in kwargs.items()}
+            made = func(*args, **kwargs)
+            if any(made is t for t in operands(args)):  # .to() the CPU returned its input: a real copy is new
+                made = made.clone()
+            return place(made, target)
+        tensors = list(operands(args)) + list(operands(kwargs))
+        if func is torch.Tensor.__getitem__:
+            device = where(args[0])
+            for index in tensors[1:]:
+                if where(index) not in (CPU, device):
+                    raise RuntimeError(f"indices should be either on cpu or on the same device as the indexed "
+                                       f"tensor ({device})")
+        else:
+            devices = {where(t) for t in tensors if t.dim() > 0 or where(t) != CPU}
+            if len(devices) > 1:
+                raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two "
+                                   f"devices, {sorted(map(str, devices))}")
+            device = devices.pop() if devices else CPU
+        return place(func(*args, **kwargs), device)
+
+
+def where(tensor: torch.Tensor) -> torch.device:
+    return getattr(tensor, "played_device", CPU)
+
+
+def place(result: Any, device: torch.device) -> Any:
+    """Place the tensors in ``result`` on ``device``; anything else passes through."""
+    if device != CPU:
+        for tensor in operands(result):
+            tensor.played_device = device  # type: ignore[attr-defined]
+    return result
+
+
+def spread(batch: RunningBatch[str]) -> None:
+    """Put the mask and the seen table on GPU 0 and the cache's layers on GPU 1 and GPU 0 by turns,
+    as device_map="auto" does with a model too big for one GPU."""
+    place(batch.mask, GPU0)
+    place(batch.seen, GPU0)
+    for i, layer in enumerate(batch.cache.layers):
+        place((layer.keys, layer.values), GPU1 if i % 2 == 0 else GPU0)
+
+
+def test_the_played_gpus_refuse_what_cuda_refuses() -> None:
+    """The double is only worth its checks: each is one a real multi-GPU machine makes."""
+    with TwoGpus():
+        keys = place(torch.arange(12.0).reshape(4, 3), GPU1)
+        with pytest.raises(RuntimeError, match="indices should be either on cpu or on the same device"):
+            keys[torch.tensor([0, 2], device=GPU0), ...]
+        with pytest.raises(RuntimeError, match="same device"):
+            keys.index_select(0, torch.tensor([0, 2]))  # index_select takes no CPU index on CUDA
+        with pytest.raises(RuntimeError, match="same device"):
+            torch.where(place(torch.ones(4, 3, dtype=torch.bool), GPU0), keys, keys)
+        assert keys[torch.tensor([0, 2]), ...].device == GPU1
+        assert keys[torch.tensor([0, 2], device=GPU1)].device == GPU1
+        assert keys.index_select(0, torch.tensor([3]).to(GPU1)).tolist() == [[9.0, 10.0, 11.0]]
+
+
+def test_rows_leave_and_join_a_batch_whose_cache_is_spread_over_gpus(tiny: PreTrainedModel) -> None:
+    seqs = {"a": [5, 6, 7, 8, 9, 10, 11], "b": [20, 21], "c": [30, 31, 32, 33]}
+    with torch.no_grad():
+        reference, _ = prefill(tiny, list(seqs), list(seqs.values()), pad_id=0, device=CPU)
+        batch, _ = prefill(tiny, list(seqs), list(seqs.values()), pad_id=0, device=CPU)
+        fresh, _ = prefill(tiny, ["d"], [[40, 41, 42, 43, 44, 45, 46, 47, 48]], pad_id=0, device=CPU)
+        reference_fresh, _ = prefill(tiny, ["d"], [[40, 41, 42, 43, 44, 45, 46, 47, 48]], pad_id=0, device=CPU)
+    spread(batch)
+    spread(fresh)
+    with TwoGpus():
+        batch.keep([2, 1])  # "a", the widest, leaves: the padding only it needed is trimmed too
+        batch.absorb(fresh)
+        batch.keep([2, 0])
+        devices = [(layer.keys.device, layer.values.device) for layer in batch.cache.layers]
+        assert (batch.mask.device, batch.seen.device) == (GPU0, GPU0)
+    assert devices == [(GPU1, GPU1), (GPU0, GPU0)]  # every layer stayed where it was
+    reference.keep([2, 1])
+    reference.absorb(reference_fresh)
+    reference.keep([2, 0])
+    assert batch.rows == reference.rows == ["d", "c"]
+    assert torch.equal(batch.mask, reference.mask) and torch.equal(batch.seen, reference.seen)
+    for mine, theirs in zip(batch.cache.layers, reference.cache.layers, strict=True):
+        assert torch.equal(mine.keys, theirs.keys) and torch.equal(mine.values, theirs.values)
+    with torch.no_grad():  # and it steps on as one that never left the CPU
+        torch.testing.assert_close(batch.step(tiny, [50, 51]).logits, reference.step(tiny, [50, 51]).logits)
+
+
+def test_the_repetition_penalty_reads_the_seen_table_from_the_masks_gpu_while_logits_come_off_another() -> None:
+    logits = torch.tensor([[4.0, 3.0, -1.0], [4.0, 3.0, -1.0]])
+    seen = torch.tensor([[True, False, False], [False, False, False]])
+    rows = [SamplingParams(max_tokens=4, temperature=0.0, top_p=1.0, repetition_penalty=2.0)] * 2
+    with TwoGpus():
+        place(logits, GPU1)  # the last layers' GPU, where the head is
+        place(seen, GPU0)  # the batch's, with its mask
+        picks = pick_tokens(logits, seen, rows, [torch.Generator(), torch.Generator()])
+    assert picks == [1, 0]
 
 
 # -- Engine on the real model (slow) -------------------------------------------------------------

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from trayllm.engine.sampling import (
     GREEDY_BELOW,
     TOP_CANDIDATES,
     apply_repetition_penalty,
+    inverse_cdf,
+    nucleus,
     pick_tokens,
     row_generator,
-    top_p_filter,
 )
 from trayllm.engine.types import SamplingParams
 from trayllm.errors import InvalidRequest
@@ -52,6 +55,13 @@ def test_repetition_penalty_divides_positive_multiplies_negative_and_skips_unsee
     assert logits[0, 0].item() == 2.0
 
 
+def test_repetition_penalty_keeps_zero_infinities_and_nan_as_they_are() -> None:
+    logits = torch.tensor([[float("inf"), float("-inf"), 0.0, 3.0, -3.0, float("nan")]])
+    out = apply_repetition_penalty(logits, torch.ones((1, 6), dtype=torch.bool), torch.tensor([2.0]))
+    assert out[0, :5].tolist() == [float("inf"), float("-inf"), 0.0, 1.5, -6.0]
+    assert math.isnan(out[0, 5].item())
+
+
 def test_repetition_penalty_of_one_changes_nothing() -> None:
     logits = torch.tensor([[2.0, -2.0, 0.5]])
     out = apply_repetition_penalty(logits, torch.ones((1, 3), dtype=torch.bool), torch.tensor([1.0]))
@@ -61,48 +71,57 @@ def test_repetition_penalty_of_one_changes_nothing() -> None:
 # -- top-p ---------------------------------------------------------------------------------
 
 
+def nucleus_of(sorted_probs: list[float], top_p: float) -> list[float]:
+    return nucleus(torch.tensor([sorted_probs]), torch.tensor([top_p]))[0].tolist()
+
+
 @pytest.mark.parametrize(("top_p", "expected"), [
     (0.5, [0.5, 0.0, 0.0, 0.0]),        # the first token alone reaches exactly 0.5
     (0.3, [0.5, 0.0, 0.0, 0.0]),        # the most likely token is always kept
     (0.6, [0.5, 0.25, 0.0, 0.0]),
     (0.75, [0.5, 0.25, 0.0, 0.0]),      # 0.5 + 0.25 reaches 0.75 exactly: no third token
-    (0.8, [0.5, 0.25, 0.125, 0.0]),
+    (0.8, [0.5, 0.25, 0.125, 0.0]),     # of the two tied 0.125s only the one needed
     (0.999, [0.5, 0.25, 0.125, 0.125]),
+    (math.inf, [0.5, 0.25, 0.125, 0.125]),  # "keep all", as top_p >= 1 is passed
 ])
-def test_top_p_keeps_the_smallest_set_reaching_the_mass(top_p: float, expected: list[float]) -> None:
-    probs = torch.tensor([0.5, 0.25, 0.125, 0.125])
-    torch.testing.assert_close(top_p_filter(probs, top_p), torch.tensor(expected))
-
-
-def test_top_p_puts_kept_tokens_back_in_vocabulary_order() -> None:
-    probs = torch.tensor([0.0625, 0.25, 0.0625, 0.5, 0.125])
-    out = top_p_filter(probs, 0.8)
-    torch.testing.assert_close(out, torch.tensor([0.0, 0.25, 0.0, 0.5, 0.125]))
-
-
-def test_top_p_with_ties_keeps_exactly_one_of_the_tied_tokens() -> None:
-    probs = torch.tensor([0.125, 0.5, 0.125, 0.25])
-    out = top_p_filter(probs, 0.8)  # 0.5 + 0.25 = 0.75 < 0.8: one of the two 0.125s is needed, not both
-    assert out[1].item() == 0.5 and out[3].item() == 0.25
-    assert sorted([out[0].item(), out[2].item()]) == [0.0, 0.125]
-    assert out.sum().item() == pytest.approx(0.875)
+def test_top_p_keeps_the_smallest_prefix_reaching_the_mass(top_p: float, expected: list[float]) -> None:
+    assert nucleus_of([0.5, 0.25, 0.125, 0.125], top_p) == expected
 
 
 def test_top_p_with_all_tokens_tied() -> None:
-    probs = torch.full((8,), 0.125)
-    out = top_p_filter(probs, 0.5)  # four tokens reach 0.5
-    assert int((out > 0).sum()) == 4
-    assert out.sum().item() == pytest.approx(0.5)
+    assert nucleus_of([0.125] * 8, 0.5) == [0.125] * 4 + [0.0] * 4  # four tokens reach 0.5
 
 
 def test_top_p_too_small_for_float32_still_keeps_the_top_token() -> None:
-    probs = torch.tensor([0.125, 0.5, 0.25, 0.125])
-    torch.testing.assert_close(top_p_filter(probs, 1e-300), torch.tensor([0.0, 0.5, 0.0, 0.0]))
+    assert nucleus_of([0.5, 0.25, 0.125, 0.125], 1e-300) == [0.5, 0.0, 0.0, 0.0]
 
 
-def test_top_p_of_one_returns_the_input_untouched() -> None:
-    probs = torch.tensor([0.7, 0.2, 0.1, 0.0])
-    assert top_p_filter(probs, 1.0) is probs
+def test_top_p_applies_each_rows_own_mass() -> None:
+    probs = torch.tensor([[0.5, 0.25, 0.25], [0.5, 0.25, 0.25], [0.5, 0.25, 0.25]])
+    out = nucleus(probs, torch.tensor([0.5, 0.6, math.inf]))
+    assert out.tolist() == [[0.5, 0.0, 0.0], [0.5, 0.25, 0.0], [0.5, 0.25, 0.25]]
+
+
+# -- inverse CDF ---------------------------------------------------------------------------
+
+
+def test_inverse_cdf_maps_each_uniform_to_the_column_whose_share_holds_it() -> None:
+    weights = torch.tensor([[0.25, 0.5, 0.25]] * 5)
+    uniform = torch.tensor([0.0, 0.2, 0.3, 0.74, 0.8])
+    assert inverse_cdf(weights, uniform).tolist() == [0, 0, 1, 1, 2]
+
+
+def test_inverse_cdf_never_draws_a_zero_weight() -> None:
+    just_below_one = 1.0 - 2.0 ** -24  # the largest float32 below 1: uniform * total rounds up to the total
+    weights = torch.tensor([[0.0, 0.3, 0.7, 0.0], [0.1, 0.2, 0.3, 0.0], [1 / 3, 1 / 3, 1 / 3, 0.0]])
+    out = inverse_cdf(weights, torch.tensor([0.0, just_below_one, just_below_one]))
+    assert out.tolist() == [1, 2, 2]
+
+
+def test_inverse_cdf_of_a_row_that_is_not_finite_stays_in_range() -> None:
+    weights = torch.tensor([[float("nan")] * 4, [float("inf"), 1.0, 0.0, 0.0]])
+    out = inverse_cdf(weights, torch.tensor([0.5, 0.5]))
+    assert all(0 <= column < 4 for column in out.tolist())
 
 
 # -- pick_tokens ---------------------------------------------------------------------------
@@ -152,13 +171,50 @@ def test_sampling_beyond_the_top_candidates_uses_the_full_nucleus() -> None:
     top_p = 0.6
     probs = torch.softmax(logits[0], dim=-1)
     assert float(probs[:TOP_CANDIDATES].sum()) < top_p
-    nucleus = int((top_p_filter(probs, top_p) > 0).sum())  # tokens 0..nucleus-1, in this sorted case
-    assert TOP_CANDIDATES < nucleus < vocab
+    kept = nucleus(probs.unsqueeze(0), torch.tensor([top_p]))[0]  # probs are sorted already: tokens 0..size-1
+    size = int((kept > 0).sum())
+    assert TOP_CANDIDATES < size < vocab
     row = params(top_p=top_p, seed=3)
     gen = row_generator(row, CPU)
-    picks = [pick_tokens(logits, no_seen(1, vocab), [row], [gen])[0] for _ in range(400)]
-    assert max(picks) < nucleus
-    assert any(p >= TOP_CANDIDATES for p in picks)
+    picks = [pick_tokens(logits, no_seen(1, vocab), [row], [gen])[0] for _ in range(1000)]
+    assert max(picks) < size
+    in_top = sum(p < TOP_CANDIDATES for p in picks) / len(picks)  # sd about 0.016
+    assert in_top == pytest.approx(float(kept[:TOP_CANDIDATES].sum() / kept.sum()), abs=0.06)
+
+
+def batch_of_draws(probs: list[float], top_p: float, rows: int = 4000) -> list[int]:
+    """One step of ``rows`` identical rows, each with its own seed: ``rows`` independent draws."""
+    vocab = len(probs)
+    logits = log_probs(*probs).expand(rows, vocab)
+    every = [params(top_p=top_p, seed=seed) for seed in range(rows)]
+    picks = pick_tokens(logits, no_seen(rows, vocab), every, [row_generator(p, CPU) for p in every])
+    assert all(isinstance(p, int) for p in picks)
+    return picks  # type: ignore[return-value]
+
+
+def flat_tail(vocab: int) -> list[float]:
+    """Two likely tokens and a long flat tail: the top 256 hold about 0.68 of the mass."""
+    return [0.3, 0.15] + [0.55 / (vocab - 2)] * (vocab - 2)
+
+
+@pytest.mark.parametrize(("probs", "top_p"), [
+    ([0.7, 0.3], 1.0),                      # the whole vocabulary, no sort
+    ([0.6, 0.3, 0.05, 0.05], 0.85),         # the nucleus {0, 1} within the top candidates
+    (flat_tail(600), 0.8),                   # the nucleus reaches past them: the full sort
+], ids=["whole vocabulary", "top candidates", "full sort"])
+def test_draws_land_on_each_token_in_proportion_to_its_share_of_the_nucleus(probs: list[float], top_p: float) -> None:
+    ordered = torch.tensor(sorted(probs, reverse=True))
+    kept = nucleus(ordered.unsqueeze(0), torch.tensor([top_p if top_p < 1.0 else math.inf]))[0]
+    size = int((kept > 0).sum())
+    picks = batch_of_draws(probs, top_p)
+    for token in (0, 1):  # the two likely tokens; the rest of the nucleus is flat or absent
+        share = sum(p == token for p in picks) / len(picks)
+        assert share == pytest.approx(probs[token] / float(kept.sum()), abs=0.03)  # sd at most 0.008
+    # Nothing outside the nucleus: the flat tail is tied, so which of its tokens the sort keeps is arbitrary,
+    # but not how many (drawing from the whole tail instead would show about 580 different tokens, not 380).
+    assert len(set(picks)) <= size
+    if size > TOP_CANDIDATES:
+        assert any(p >= TOP_CANDIDATES for p in picks)
 
 
 def test_same_seed_gives_the_same_sequence() -> None:
@@ -185,26 +241,29 @@ def test_unseeded_generators_differ() -> None:
     assert runs[0] != runs[1]
 
 
-@pytest.mark.parametrize("neighbour", [
-    params(temperature=1.0, top_p=0.9, seed=8),
-    params(temperature=0.0),
-    params(temperature=0.7, top_p=1.0, repetition_penalty=1.3, seed=None),
-])
-def test_a_seeded_row_does_not_depend_on_the_rest_of_the_batch(neighbour: SamplingParams) -> None:
+@pytest.mark.parametrize(("neighbour", "flavour"), [
+    (params(temperature=1.0, top_p=0.9, seed=8), "random"),
+    (params(temperature=0.0), "random"),
+    (params(temperature=0.7, top_p=1.0, repetition_penalty=1.3, seed=None), "random"),
+    (params(temperature=1.0, top_p=0.9, seed=8), "flat"),      # the neighbour needs the full sort
+    (params(temperature=1.0, top_p=0.9, seed=8), "nan"),       # the neighbour fails
+], ids=["sampling", "greedy", "whole vocabulary", "full sort", "not finite"])
+def test_a_seeded_row_does_not_depend_on_the_rest_of_the_batch(neighbour: SamplingParams, flavour: str) -> None:
     torch.manual_seed(2)
     vocab = 300
     mine_logits = torch.randn(vocab) * 2
-    other_logits = torch.randn(vocab) * 2
+    other_logits = {"random": torch.randn(vocab) * 2, "flat": torch.zeros(vocab),
+                    "nan": torch.full((vocab,), float("nan"))}[flavour]
     seen_mine = torch.zeros(vocab, dtype=torch.bool)
     seen_mine[:20] = True
     seen_other = torch.rand(vocab) > 0.5
     mine = params(temperature=0.8, top_p=0.9, repetition_penalty=1.2, seed=7)
 
-    def alone() -> list[int]:
+    def alone() -> list[object]:
         gen = row_generator(mine, CPU)
         return [pick_tokens(mine_logits.unsqueeze(0), seen_mine.unsqueeze(0), [mine], [gen])[0] for _ in range(40)]
 
-    def batched(first: bool) -> list[int]:
+    def batched(first: bool) -> list[object]:
         gens = [row_generator(mine, CPU), row_generator(neighbour, CPU)]
         rows, logits, seen = [mine, neighbour], [mine_logits, other_logits], [seen_mine, seen_other]
         if not first:
@@ -227,24 +286,65 @@ def test_a_temperature_or_top_p_too_small_for_float32_picks_the_argmax(tiny: dic
     assert picks == {int(logits.argmax())}
 
 
-def test_a_row_whose_probabilities_are_not_finite_gets_its_error_and_the_others_their_usual_tokens() -> None:
+def test_a_row_whose_logits_are_not_a_distribution_gets_its_error_and_the_others_their_usual_tokens() -> None:
     torch.manual_seed(4)
     vocab = 300
-    logits = torch.randn(4, vocab) * 2
+    logits = torch.randn(7, vocab) * 2
+    logits[0, 13] = float("-inf")  # one token ruled out: still a distribution
     rows = [params(temperature=0.8, seed=1), params(temperature=0.7, seed=2), params(temperature=0.0),
-            params(temperature=0.9, top_p=0.8, seed=3)]
+            params(temperature=0.0, repetition_penalty=1.2), params(temperature=0.9, top_p=0.8, seed=3),
+            params(temperature=1e-4, seed=4), params(temperature=0.0)]
 
     def picks(batch_logits: torch.Tensor) -> list[list[object]]:
         gens = [row_generator(p, CPU) for p in rows]
-        return [pick_tokens(batch_logits, no_seen(4, vocab), rows, gens) for _ in range(10)]
+        return [pick_tokens(batch_logits, no_seen(7, vocab), rows, gens) for _ in range(10)]
 
     clean = picks(logits)
+    assert all(isinstance(pick, int) for step in clean for pick in step)
     poisoned_logits = logits.clone()
-    poisoned_logits[1, 7] = float("nan")  # a broken row, between two seeded ones
+    poisoned_logits[1, 7] = float("nan")  # a sampled row, between two seeded ones
+    poisoned_logits[3, 9] = float("inf")  # a greedy row: its argmax would be a token, but not a sound one
+    poisoned_logits[5, 11] = 1e36  # finite, but not once divided by its temperature
+    poisoned_logits[6] = float("-inf")  # every token ruled out
     poisoned = picks(poisoned_logits)
     for step_clean, step_poisoned in zip(clean, poisoned, strict=True):
-        assert isinstance(step_poisoned[1], ValueError) and "not a distribution" in str(step_poisoned[1])
-        assert [step_poisoned[r] for r in (0, 2, 3)] == [step_clean[r] for r in (0, 2, 3)]
+        for row in (1, 3, 5, 6):
+            assert isinstance(step_poisoned[row], ValueError) and "not a distribution" in str(step_poisoned[row])
+        assert [step_poisoned[r] for r in (0, 2, 4)] == [step_clean[r] for r in (0, 2, 4)]
+
+
+class HostReads(TorchFunctionMode):
+    """Counts the calls that bring a tensor's value to the host: on a GPU, each waits for the queued work."""
+
+    READS = frozenset({"item", "tolist", "__bool__", "__int__", "__float__", "__index__", "numpy", "cpu"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        self.count += getattr(func, "__name__", "") in self.READS
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_step_reads_the_device_once_however_many_rows_and_twice_when_a_row_needs_the_full_sort() -> None:
+    torch.manual_seed(5)
+    vocab = 1000
+    kinds = [params(temperature=0.7, top_p=0.9, repetition_penalty=1.1, seed=1), params(temperature=0.0),
+             params(temperature=1.0, top_p=1.0, seed=2), params(temperature=0.0, repetition_penalty=1.3)]
+    rows = kinds * 4
+    logits = torch.randn(len(rows), vocab) * 4
+    seen = torch.rand(len(rows), vocab) > 0.9
+    gens = [row_generator(p, CPU) for p in rows]
+    with HostReads() as reads:
+        picks = pick_tokens(logits, seen, rows, gens)
+    assert all(isinstance(p, int) for p in picks)
+    assert reads.count == 1
+    logits[0] = 0.0  # flat: its top 256 of 1000 tokens hold 0.256 < 0.9
+    with HostReads() as reads:
+        picks = pick_tokens(logits, seen, rows, gens)
+    assert all(isinstance(p, int) for p in picks)
+    assert reads.count == 2
 
 
 @pytest.mark.parametrize("seed", [2**80, 2**64, -2**63 - 1])

@@ -47,15 +47,23 @@ class RunningBatch(Generic[Row]):
         return all(type(layer) is DynamicLayer for layer in self.cache.layers)
 
     def keep(self, indices: Sequence[int]) -> None:
-        """Keep only the rows at ``indices`` (in that order), then trim padding no row needs."""
+        """Keep only the rows at ``indices`` (in that order), then trim padding no row needs.
+
+        With device_map="auto" the cache's layers are spread over several GPUs, none of them necessarily
+        the mask's, and a tensor takes an index only from its own device (plain indexing also from the
+        CPU). So the index is built on the host and copied once to each device that needs it.
+        """
         if list(indices) == list(range(len(self.rows))):
             return
-        index = torch.tensor(list(indices), dtype=torch.long, device=self.mask.device)
+        on_host = torch.tensor(list(indices), dtype=torch.long)
+        index_on = functools.cache(functools.partial(on_host.to, non_blocking=True))
         self.rows = [self.rows[i] for i in indices]
-        self.mask = self.mask.index_select(0, index)
-        self.seen = self.seen.index_select(0, index)
+        self.mask = self.mask.index_select(0, index_on(self.mask.device))
+        self.seen = self.seen.index_select(0, index_on(self.seen.device))
         if self.rows:
-            self.cache.batch_select_indices(index)
+            for layer in self.cache.layers:
+                keys = getattr(layer, "keys", None)
+                layer.batch_select_indices(index_on(keys.device) if isinstance(keys, torch.Tensor) else on_host)
             self._trim()
 
     def _trim(self) -> None:
@@ -83,8 +91,8 @@ class RunningBatch(Generic[Row]):
 
     def step(self, model: PreTrainedModel, next_tokens: Sequence[int]) -> StepOutput:
         """Feed one token per row and return the logits for the token after it."""
-        device = self.mask.device
-        ids = torch.tensor(next_tokens, dtype=torch.long, device=device).unsqueeze(1)
+        # Copied without blocking: a blocking host-to-GPU copy would wait for all the queued work first.
+        ids = torch.tensor(next_tokens, dtype=torch.long).to(self.mask.device, non_blocking=True).unsqueeze(1)
         positions = self.mask.sum(dim=1, keepdim=True)
         self.mask = torch.cat([self.mask, torch.ones_like(ids)], dim=1)
         self.seen.scatter_(1, ids, True)
