@@ -63,10 +63,12 @@ class Settings:
                         "SmolLM2-135M-Instruct.", group="model")
     model_name: str = _setting("", "Name clients use in the 'model' field; empty = derived from the model.",
                         group="model")
-    device: str = _setting("auto", "auto (CUDA when present), cpu, cuda or cuda:N.", group="model")
+    device: str = _setting("auto", "auto (CUDA when present: the whole model on the GPU with the most free memory "
+                           "that holds it, split over all GPUs only when none does), cpu, cuda or cuda:N.",
+                           group="model")
     dtype: str = _setting("auto",
-                        "auto (bf16 where the GPU supports it, else fp16; fp32 on CPU), float32, bfloat16 or "
-                        "float16.", group="model")
+                        "auto (bf16 on GPUs with bf16 tensor cores, compute capability 8.0 and up; fp16 on older "
+                        "ones; fp32 on CPU), float32, bfloat16 or float16.", group="model")
     quantization: str = _setting("none", "none, 4bit (bitsandbytes nf4) or 8bit (bitsandbytes int8); CUDA only.",
                         group="model")
     warmup: bool = _setting(True, "Run one short generation before /readyz turns true.", group="model")

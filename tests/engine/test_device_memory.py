@@ -12,6 +12,9 @@ from trayllm.engine.device_memory import (
     ALLOCATOR_DEFAULT,
     ALLOCATOR_ENV,
     ALLOCATOR_ENV_OLD,
+    AfterRelease,
+    CudaMemory,
+    GpuReading,
     NoGpu,
     Peak,
     configure_cuda_allocator,
@@ -61,3 +64,48 @@ def test_expandable_segments_unless_the_user_configured_the_allocator(
     configure_cuda_allocator()
     assert os.environ.get(ALLOCATOR_ENV) == (ALLOCATOR_DEFAULT if user_set is None else
                                              "backend:cudaMallocAsync" if user_set == ALLOCATOR_ENV else None)
+
+
+class TwoCards:
+    """torch.cuda's memory calls as they answer for two GPUs of different sizes (ordinal -> figures)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.total = {0: 80 * 2**30, 1: 24 * 2**30}
+        self.free = {0: 60 * 2**30, 1: 4 * 2**30}
+        self.allocated = {0: 10 * 2**30, 1: 18 * 2**30}
+        self.reserved = {0: 12 * 2**30, 1: 19 * 2**30}
+        self.peak = {0: 30 * 2**30, 1: 20 * 2**30}
+        self.resets: list[int] = []
+        self.emptied = 0
+        index = self._index
+        for name, fake in (
+                ("get_device_properties", lambda d: SimpleNamespace(total_memory=self.total[index(d)])),
+                ("mem_get_info", lambda d: (self.free[index(d)], self.total[index(d)])),
+                ("memory_allocated", lambda d: self.allocated[index(d)]),
+                ("memory_reserved", lambda d: self.reserved[index(d)]),
+                ("max_memory_allocated", lambda d: self.peak[index(d)]),
+                ("reset_peak_memory_stats", lambda d: self.resets.append(index(d))),
+                ("empty_cache", self._empty)):
+            monkeypatch.setattr(torch.cuda, name, fake)
+
+    @staticmethod
+    def _index(device: torch.device) -> int:
+        return torch.device(device).index
+
+    def _empty(self) -> None:
+        self.emptied += 1
+        self.reserved = dict(self.allocated)
+
+
+def test_every_gpu_of_a_split_model_is_read_reset_and_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    cards = TwoCards(monkeypatch)
+    memory = CudaMemory({0: 0.25, 1: 0.75})
+    gib = 2**30
+    assert memory.readings() == [GpuReading(0, 20 * gib, 2 * gib, 80 * gib, 0.25),
+                                 GpuReading(1, 20 * gib, 1 * gib, 24 * gib, 0.75)]
+    memory.begin_pass()
+    assert cards.resets == [0, 1]  # every GPU's peak starts with the pass, not just cuda:0's
+    assert memory.pass_peak() == Peak(20 * gib, 24 * gib, 1)  # 83 % of the small card beats 38 % of the big one
+    after = memory.release()
+    assert cards.emptied == 1
+    assert after == AfterRelease(1, 18 * gib, 18 * gib, 24 * gib)  # the report names the GPU that is fullest
