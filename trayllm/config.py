@@ -269,7 +269,7 @@ def env_name(name: str) -> str:
 
 def _coerce(name: str, raw: Any, source: str) -> Any:
     """Turn a file or env value into the field's type, or raise ConfigError naming the source."""
-    kind = type(_BY_NAME[name].default)
+    kind: type = type(_BY_NAME[name].default)
     try:
         if kind is bool:
             if isinstance(raw, bool):

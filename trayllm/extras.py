@@ -59,9 +59,10 @@ def pip_install(extra: str) -> str:
 def missing_extra(exc: ImportError, needed_by: str) -> MissingExtra | None:
     """The MissingExtra for ``exc`` when it says an optional top-level module is absent; None for anything else
     (which the caller re-raises or handles as it did before)."""
-    if not isinstance(exc, ModuleNotFoundError) or exc.name not in EXTRA_OF:
+    name = exc.name if isinstance(exc, ModuleNotFoundError) else None
+    if name is None or name not in EXTRA_OF:
         return None
-    return MissingExtra(needed_by, EXTRA_OF[exc.name], exc.name)
+    return MissingExtra(needed_by, EXTRA_OF[name], name)
 
 
 @contextlib.contextmanager

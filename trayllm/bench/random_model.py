@@ -13,9 +13,10 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
+from typing import Any
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json")
-SHAPES: dict[str, dict[str, int]] = {
+SHAPES: dict[str, dict[str, Any]] = {
     "smollm2-135m": {},  # the tokenizer directory's own config.json
     "llama-1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
                  "num_attention_heads": 32, "num_key_value_heads": 8},  # Llama-3.2-1B's, with this vocabulary
@@ -29,7 +30,8 @@ def build(out: Path, tokenizer_dir: Path, shape: str = "smollm2-135m", seed: int
 
     config = LlamaConfig.from_pretrained(tokenizer_dir, **SHAPES[shape])
     torch.manual_seed(seed)
-    model = LlamaForCausalLM(config).to(torch.bfloat16)
+    model = LlamaForCausalLM(config)
+    torch.nn.Module.to(model, torch.bfloat16)  # transformers types its own .to() for devices only
     with torch.no_grad():
         model.lm_head.weight[config.eos_token_id] = 0.0  # a zero logit: noise never ends a reply on its own
     out.mkdir(parents=True, exist_ok=True)

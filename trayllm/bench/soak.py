@@ -142,7 +142,7 @@ def to_markdown(samples: Sequence[SoakSample], *, concurrency: int, max_tokens: 
                      f"| {_cell(s.first_token_p99_ms)} | {s.process.rss_mib:.1f} | {s.process.open_fds} "
                      f"| {s.process.threads} |")
     times = [s.elapsed_s for s in samples]
-    series = {"RSS (MiB)": [s.process.rss_mib for s in samples],
+    series: dict[str, list[float | None]] = {"RSS (MiB)": [s.process.rss_mib for s in samples],
               "open fds": [float(s.process.open_fds) for s in samples],
               "first token p99 (ms)": [s.first_token_p99_ms for s in samples]}
     lines += ["", "| series | slope per hour (after the first sample) | last third − first third |", "|---|---|---|"]

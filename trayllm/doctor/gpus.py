@@ -89,12 +89,13 @@ def probe(nvml: Any = None, environ: Mapping[str, str] = os.environ) -> Machine:
                       cuda_device_order=environ.get("CUDA_DEVICE_ORDER"))
     if nvml is None:
         try:
-            import pynvml as nvml
+            import pynvml
         except ModuleNotFoundError as exc:
             if exc.name != "pynvml":
                 raise
             machine.nvml_error = f"nvidia-ml-py is not installed: {pip_install(EXTRA_OF['pynvml'])}"
             return machine
+        nvml = pynvml
     try:
         nvml.nvmlInit()
     except nvml.NVMLError as exc:

@@ -202,8 +202,8 @@ def _read_result(response: httpx.Response, where: str) -> ImportResult:
 
 
 def _object_error(entry: dict[str, Any]) -> ObjectError:
-    error = entry.get("error") if isinstance(entry.get("error"), dict) else {}
-    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+    error = entry["error"] if isinstance(entry.get("error"), dict) else {}
+    meta = entry["meta"] if isinstance(entry.get("meta"), dict) else {}
     title = meta.get("title") or entry.get("title")
     message = error.get("message")
     return ObjectError(

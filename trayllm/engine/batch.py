@@ -13,13 +13,28 @@ import functools
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import torch
 from transformers import DynamicCache, PreTrainedModel
 from transformers.cache_utils import DynamicLayer
 
 Row = TypeVar("Row")
+
+
+class _KeyValueLayer(Protocol):
+    """A plain cache layer: one keys and one values tensor, [batch, heads, columns, head dim]. transformers types
+    ``cache.layers`` as a union that includes layers without them (linear attention); this module only handles
+    plain ones (``RunningBatch.mergeable`` says whether a batch has only those)."""
+
+    keys: torch.Tensor
+    values: torch.Tensor
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None: ...
+
+
+def _layers(cache: DynamicCache) -> list[_KeyValueLayer]:
+    return cast("list[_KeyValueLayer]", cache.layers)
 
 
 @dataclass
@@ -61,7 +76,7 @@ class RunningBatch(Generic[Row]):
         self.mask = self.mask.index_select(0, index_on(self.mask.device))
         self.seen = self.seen.index_select(0, index_on(self.seen.device))
         if self.rows:
-            for layer in self.cache.layers:
+            for layer in _layers(self.cache):
                 keys = getattr(layer, "keys", None)
                 layer.batch_select_indices(index_on(keys.device) if isinstance(keys, torch.Tensor) else on_host)
             self._trim()
@@ -72,7 +87,7 @@ class RunningBatch(Generic[Row]):
         if first == 0:
             return
         self.mask = self.mask[:, first:]
-        for layer in self.cache.layers:
+        for layer in _layers(self.cache):
             layer.keys = layer.keys[:, :, first:, :]
             layer.values = layer.values[:, :, first:, :]
 
@@ -82,7 +97,7 @@ class RunningBatch(Generic[Row]):
             self.rows, self.cache, self.mask, self.seen = other.rows, other.cache, other.mask, other.seen
             return
         width = max(self.mask.shape[1], other.mask.shape[1])
-        for mine, theirs in zip(self.cache.layers, other.cache.layers, strict=True):
+        for mine, theirs in zip(_layers(self.cache), _layers(other.cache), strict=True):
             mine.keys = torch.cat([_pad_left(mine.keys, width, 2), _pad_left(theirs.keys, width, 2)], dim=0)
             mine.values = torch.cat([_pad_left(mine.values, width, 2), _pad_left(theirs.values, width, 2)], dim=0)
         self.mask = torch.cat([_pad_left(self.mask, width, 1), _pad_left(other.mask, width, 1)], dim=0)
@@ -128,11 +143,12 @@ def cache_argument(model: PreTrainedModel, cache: DynamicCache) -> dict[str, Any
     the releases before take only the old name. Asking the forward's signature, rather than the
     version, also covers an architecture that has not been converted yet.
     """
-    return {_cache_keyword(type(model)): cache}
+    model_type: Any = type(model)  # a class is hashable, whatever PreTrainedModel's __hash__ says of instances
+    return {_cache_keyword(model_type): cache}
 
 
 @functools.cache
-def _cache_keyword(model_type: type) -> str:
+def _cache_keyword(model_type: Any) -> str:  # a PreTrainedModel subclass (its class is what the cache keys on)
     parameters = inspect.signature(model_type.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
 

@@ -15,8 +15,9 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
+from trayllm.api import EngineState
 from trayllm.config import Settings
 from trayllm.engine.conversation import Message, Prompt, build_prompt
 from trayllm.engine.device_memory import configure_cuda_allocator
@@ -29,7 +30,6 @@ from trayllm.errors import Conflict, NotReady, Paused, ShuttingDown, TrayllmErro
 
 log = logging.getLogger(__name__)
 
-EngineState = Literal["loading", "warming", "ready", "failed", "reloading", "draining"]
 WARMUP_MESSAGES: list[Message] = [{"role": "user", "content": "Say hello."}]
 WARMUP_TOKENS = 4
 
@@ -44,7 +44,7 @@ class Engine:
         self.started_at = time.monotonic()
         self.on_finished = on_finished  # called once per finished request, on the inference thread
         self.on_oom: Callable[[OomReport], None] | None = None  # called on the inference thread
-        self.on_event: Callable[[str, dict[str, Any]], None] | None = None  # state changes, any thread
+        self.on_event: Callable[[str, dict[str, Any]], object] | None = None  # state changes, any thread
         self.on_fatal: Callable[[str], None] | None = None  # the GPU is lost: the owner must end the process
         self.faults = FaultPlan()  # only ever set when fault_injection is on
         self.paused: str | None = None  # the reason, while paused

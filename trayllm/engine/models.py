@@ -335,7 +335,7 @@ def load_model(settings: Settings, progress: ProgressCallback = lambda _: None) 
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load {source.path}: {exc}".splitlines()[0]) from exc
     if device.type == "cpu":
-        model.to(device)
+        torch.nn.Module.to(model, device)  # transformers types its own .to() for dtypes only
     model.eval()
     if not tokenizer.chat_template:
         raise ModelLoadError(f"{source.path} has no chat template; trayllm serves chat models only")

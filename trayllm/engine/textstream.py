@@ -23,13 +23,17 @@ class IncrementalDecoder:
 
     def push(self, token_id: int) -> str:
         self._ids.append(token_id)
-        decode = self._tokenizer.decode
-        before = decode(self._ids[self._prefix:self._read], skip_special_tokens=True)
-        after = decode(self._ids[self._prefix:], skip_special_tokens=True)
+        before = self._decode(self._ids[self._prefix:self._read])
+        after = self._decode(self._ids[self._prefix:])
         if len(after) > len(before) and not after.endswith(REPLACEMENT):
             self._prefix, self._read = self._read, len(self._ids)
             return after[len(before):]
         return ""
+
+    def _decode(self, ids: list[int]) -> str:
+        text = self._tokenizer.decode(ids, skip_special_tokens=True)
+        assert isinstance(text, str)  # one sequence of ids decodes to one string (a batch would be a list)
+        return text
 
 
 class StopMatcher:

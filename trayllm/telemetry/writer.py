@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from functools import partial
 from logging.handlers import QueueHandler, QueueListener, RotatingFileHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -125,8 +125,9 @@ class _RecordFileHandler(RotatingFileHandler):
                 self._end_torn_line(self.stream)
             data = memoryview((self.format(record) + "\n").encode("utf-8"))
             self._line_may_be_torn = True  # until the whole line is out: a failed write may leave part of it
+            stream = cast(BinaryIO, self.stream)  # opened in binary by _open, whatever the base class declares
             while data:  # a regular file takes it in one write; loop only for the pathological short write
-                data = data[self.stream.write(data):]
+                data = data[stream.write(data):]
             self._line_may_be_torn = False
         except Exception:
             self.handleError(record)
@@ -164,7 +165,7 @@ class RecordWriter:
 
         Raises ValueError for a document JSON cannot hold (NaN, Infinity), RuntimeError after ``close()``.
         """
-        record = self._logger.makeRecord(LOGGER_NAME, logging.INFO, __file__, 0, dict(doc), None, None)
+        record = self._logger.makeRecord(LOGGER_NAME, logging.INFO, __file__, 0, dict(doc), (), None)
         with self._lock:  # so that no line can slip in behind close()'s sentinel and be lost
             if self._closed:
                 raise RuntimeError("the record writer is closed")
