@@ -178,6 +178,9 @@ class ModelList(BaseModel):
 
 
 class ModelStatus(BaseModel):
+    """The loaded model in /v1/status: validated from the engine's ``ModelInfo`` (trayllm.engine.types), field
+    for field (tests/daemon/test_status.py keeps the two in step)."""
+
     name: str
     version: str
     source: str
@@ -236,6 +239,8 @@ class Alert(BaseModel):
 
 
 class RequestCounters(BaseModel):
+    """The engine's ``Counters`` (trayllm.engine.handle), field for field."""
+
     completed: int = 0
     cancelled: int = 0
     failed: int = 0
@@ -250,7 +255,7 @@ class Memory(BaseModel):
 
 
 class ShippingStatus(BaseModel):
-    """Shipping to Elasticsearch, when ``es_url`` is set (see elastic.shipper.ShipperStats)."""
+    """Shipping to Elasticsearch, when ``es_url`` is set: ``elastic.shipper.ShipperStats``, field for field."""
 
     state: str
     delivered: int = 0
@@ -263,10 +268,15 @@ class ShippingStatus(BaseModel):
     last_delivery: float | None = None
 
 
-class DaemonStatus(BaseModel):
-    """GET /v1/status: everything a tray tooltip or `trayllm status` shows."""
+EngineState = Literal["loading", "warming", "ready", "failed", "reloading", "draining"]
+"""Where the engine is in its life (``Engine.state``), as /v1/status and /v1/events report it. Defined here, with
+the wire types, so that clients read it without importing the engine package."""
 
-    state: Literal["loading", "warming", "ready", "failed", "reloading", "draining"]
+
+class DaemonStatus(BaseModel):
+    """GET /v1/status: everything a tray tooltip or `trayllm status` shows (built by daemon.app.daemon_status)."""
+
+    state: EngineState
     paused: str | None = None  # the reason, while new requests are refused
     model: ModelStatus | None
     load_progress: str | None = None

@@ -2,7 +2,10 @@
 
 Each class carries the HTTP status and OpenAI-style ``type``/``code`` it maps to, so the
 daemon turns any of them into ``{"error": {...}}`` in one handler and the CLI turns any of
-them into one line on stderr in one place.
+them into one line on stderr in one place. A ``RequestError`` also carries its request record's
+``error.type`` (``record_type``) and whether it burns the SLO error budget (``burns_budget``):
+this file is the one table of error kinds, and the record schema and the SLO objectives read it
+(``record_error_types``). A subclass inherits both from its parent unless it says otherwise.
 
     TrayllmError
     ├── ConfigError               bad setting or config file (CLI only)
@@ -12,27 +15,35 @@ them into one line on stderr in one place.
     ├── Untrusted                 a runtime dir, daemon or pid that is not the user's own
     ├── ElasticError              Elasticsearch or Kibana refused, failed or is incompatible (CLI)
     └── RequestError              anything a request can fail with (has an HTTP status)
-        ├── InvalidRequest            400 invalid_request_error
-        │   ├── ContextLengthExceeded 400 context_length_exceeded
-        │   └── BodyTooLarge          413 request_too_large (max_body_bytes)
-        ├── Unauthorized              401
-        ├── Forbidden                 403
-        ├── ModelNotFound             404 model_not_found
-        ├── EndpointNotFound          404 not_found
-        ├── MethodNotAllowed          405 method_not_allowed
-        ├── Conflict                  409 conflict (e.g. a reload while one runs)
-        ├── RateLimited               429 rate_limit_exceeded (Retry-After)
-        ├── ServiceUnavailable        503 (Retry-After)
-        │   ├── QueueFull             503 queue_full
-        │   ├── NotReady              503 model_loading
-        │   ├── ShuttingDown          503 shutting_down
-        │   ├── Paused                503 paused (the user paused serving)
-        │   └── EngineOutOfMemory     503 oom
-        ├── RequestTimeout            504 timeout
-        └── EngineFailure             500 engine_error (a bug or a broken model, never bad input)
+        │                                 HTTP code                     record error.type  burns budget
+        ├── InvalidRequest            400 invalid_request           invalid_request    no
+        │   ├── ContextLengthExceeded 400 context_length_exceeded   invalid_request    no
+        │   └── BodyTooLarge          413 request_too_large         invalid_request    no  (max_body_bytes)
+        ├── Unauthorized              401 invalid_api_key           unauthorized       no
+        ├── Forbidden                 403 forbidden                 forbidden          no
+        ├── ModelNotFound             404 model_not_found           not_found          no
+        ├── EndpointNotFound          404 not_found                 not_found          no
+        ├── MethodNotAllowed          405 method_not_allowed        invalid_request    no
+        ├── Conflict                  409 conflict                  invalid_request    no  (a reload running)
+        ├── RateLimited               429 rate_limit_exceeded       rate_limited       no  (Retry-After)
+        ├── ServiceUnavailable        503 unavailable               not_ready          yes (Retry-After)
+        │   ├── QueueFull             503 queue_full                queue_full         yes
+        │   ├── NotReady              503 model_loading             not_ready          yes
+        │   ├── ShuttingDown          503 shutting_down             shutting_down      yes
+        │   ├── Paused                503 paused                    paused             no  (the user's choice)
+        │   └── EngineOutOfMemory     503 oom                       oom                yes
+        ├── RequestTimeout            504 timeout                   timeout            yes
+        └── EngineFailure             500 engine_error              engine_error       yes (a bug, a broken model)
+
+A request the client abandons ends with ``asyncio.CancelledError``, not a class here: its record type is
+``CANCELLED``, which never burns the budget.
 """
 
 from __future__ import annotations
+
+CANCELLED = "cancelled"
+"""The record ``error.type`` of a request the client abandoned (``asyncio.CancelledError``): not a failure of
+the service, so it never burns the error budget."""
 
 
 class TrayllmError(Exception):
@@ -80,6 +91,8 @@ class RequestError(TrayllmError):
     status_code = 500
     type = "server_error"
     code = "error"
+    record_type = "engine_error"  # the request record's error.type (telemetry.schema.ERROR_TYPES)
+    burns_budget = True  # counts against the error-rate SLO; False for the client's doing or the user's choice
 
     def __init__(self, message: str, *, param: str | None = None, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -92,6 +105,8 @@ class InvalidRequest(RequestError):
     status_code = 400
     type = "invalid_request_error"
     code = "invalid_request"
+    record_type = "invalid_request"
+    burns_budget = False
 
 
 class ContextLengthExceeded(InvalidRequest):
@@ -109,52 +124,68 @@ class Unauthorized(RequestError):
     status_code = 401
     type = "authentication_error"
     code = "invalid_api_key"
+    record_type = "unauthorized"
+    burns_budget = False
 
 
 class Forbidden(RequestError):
     status_code = 403
     type = "permission_error"
     code = "forbidden"
+    record_type = "forbidden"
+    burns_budget = False
 
 
 class ModelNotFound(RequestError):
     status_code = 404
     type = "invalid_request_error"
     code = "model_not_found"
+    record_type = "not_found"
+    burns_budget = False
 
 
 class EndpointNotFound(RequestError):
     status_code = 404
     type = "invalid_request_error"
     code = "not_found"
+    record_type = "not_found"
+    burns_budget = False
 
 
 class MethodNotAllowed(RequestError):
     status_code = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
+    record_type = "invalid_request"
+    burns_budget = False
 
 
 class Conflict(RequestError):
     status_code = 409
     type = "invalid_request_error"
     code = "conflict"
+    record_type = "invalid_request"
+    burns_budget = False
 
 
 class RateLimited(RequestError):
     status_code = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+    record_type = "rate_limited"
+    burns_budget = False
 
 
 class ServiceUnavailable(RequestError):
     status_code = 503
     type = "service_unavailable"
     code = "unavailable"
+    record_type = "not_ready"  # a bare 503 that no subclass describes: the daemon could not serve
 
 
 class QueueFull(ServiceUnavailable):
     code = "queue_full"
+    record_type = "queue_full"  # the daemon had no capacity
 
 
 class NotReady(ServiceUnavailable):
@@ -163,23 +194,49 @@ class NotReady(ServiceUnavailable):
 
 class ShuttingDown(ServiceUnavailable):
     code = "shutting_down"
+    record_type = "shutting_down"
 
 
 class Paused(ServiceUnavailable):
     code = "paused"
+    record_type = "paused"
+    burns_budget = False  # the user chose to stop serving
 
 
 class EngineOutOfMemory(ServiceUnavailable):
     code = "oom"
+    record_type = "oom"
 
 
 class RequestTimeout(RequestError):
     status_code = 504
     type = "timeout_error"
     code = "timeout"
+    record_type = "timeout"
 
 
 class EngineFailure(RequestError):
     status_code = 500
     type = "server_error"
     code = "engine_error"
+
+
+def request_error_classes(base: type[RequestError] = RequestError) -> list[type[RequestError]]:
+    """Every subclass of ``base``, parents before children, so that code mapping error kinds (records, the
+    SLO, the client) picks up a class added here without an edit of its own."""
+    found: list[type[RequestError]] = []
+    for cls in base.__subclasses__():
+        found += [cls, *request_error_classes(cls)]
+    return found
+
+
+def record_error_types() -> dict[str, bool]:
+    """Every ``error.type`` a request record may carry, mapped to whether it burns the error budget.
+
+    Read by the record schema (the allowed values) and the SLO objectives (which failures count), which see
+    only the ``error.type`` string; classes that share a record type must agree on ``burns_budget``
+    (tests/test_errors.py holds them to it)."""
+    classes: list[type[RequestError]] = [RequestError, *request_error_classes()]
+    table = {cls.record_type: cls.burns_budget for cls in classes}
+    table[CANCELLED] = False
+    return table

@@ -1,11 +1,13 @@
-"""The scheduler's limits, seen from outside: queue full (503), rate limit (429), backlog cap, batching."""
+"""The scheduler's limits, seen from outside: queue full (503), rate limit (429), backlog cap, batching.
+
+The rate limit's answer is the HTTP layer's mapping of the engine's refusal, checked on a fake engine; the
+queue and the backlog cap are the real scheduler's, checked on the real model (``slow``).
+"""
 
 from __future__ import annotations
 
 import pytest
 from waiting import wait_for
-
-pytestmark = pytest.mark.slow
 
 
 def long_request(max_tokens: int = 150) -> dict:
@@ -15,6 +17,7 @@ def long_request(max_tokens: int = 150) -> dict:
             "max_tokens": max_tokens, "temperature": 0.8, "seed": 1}
 
 
+@pytest.mark.slow
 def test_full_queue_answers_503_with_retry_after(start_daemon) -> None:
     daemon = start_daemon(max_batch=1, queue_size=1)
     running = daemon.post_in_background(long_request())
@@ -31,8 +34,8 @@ def test_full_queue_answers_503_with_retry_after(start_daemon) -> None:
     assert daemon.status()["requests"]["rejected"] == 1
 
 
-def test_rate_limit_answers_429_with_retry_after(start_daemon) -> None:
-    daemon = start_daemon(rate_limit_per_minute=6, rate_limit_burst=2)
+def test_rate_limit_answers_429_with_retry_after(start_fake_engine_daemon) -> None:
+    daemon = start_fake_engine_daemon(rate_limit_per_minute=6, rate_limit_burst=2)
     body = {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
     with daemon.client() as client:
         codes = [client.post("/v1/chat/completions", json=body).status_code for _ in range(2)]
@@ -43,6 +46,7 @@ def test_rate_limit_answers_429_with_retry_after(start_daemon) -> None:
     assert 1 <= int(limited.headers["retry-after"]) <= 10  # one token per 10 s at 6/minute
 
 
+@pytest.mark.slow
 def test_backlog_caps_max_tokens_of_newcomers(start_daemon) -> None:
     daemon = start_daemon(max_batch=1, backlog_threshold=1, backlog_max_tokens=3)
     first = daemon.post_in_background(long_request(60))

@@ -1,4 +1,8 @@
-"""Bad input gets a 4xx with an OpenAI error body, and the daemon keeps serving."""
+"""Bad input gets a 4xx with an OpenAI error body, and the daemon keeps serving.
+
+The error bodies are the HTTP layer's: they are checked on a fake engine in this process. That the real
+daemon process survives them, and the sampler's extreme values, are checked on the real model (``slow``).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,6 @@ from waiting import wait_for
 
 from trayllm.slo.objectives import CLIENT_FAULT
 from trayllm.telemetry.reader import iter_records
-
-pytestmark = pytest.mark.slow
 
 MESSAGES = [{"role": "user", "content": "Say hi."}]
 
@@ -48,9 +50,9 @@ BAD_BODIES: dict[str, tuple[bytes, int, str]] = {
 
 
 @pytest.mark.parametrize("case", list(BAD_BODIES))
-def test_bad_request_gets_openai_error(daemon, case: str) -> None:
+def test_bad_request_gets_openai_error(fake_engine_daemon, case: str) -> None:
     body, status, needle = BAD_BODIES[case]
-    with daemon.client() as client:
+    with fake_engine_daemon.client() as client:
         response = client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
     error = response.json()["error"]
@@ -60,14 +62,15 @@ def test_bad_request_gets_openai_error(daemon, case: str) -> None:
     assert response.headers["x-request-id"]
 
 
-def test_unknown_endpoint_and_method_use_the_error_shape(daemon) -> None:
-    with daemon.client() as client:
+def test_unknown_endpoint_and_method_use_the_error_shape(fake_engine_daemon) -> None:
+    with fake_engine_daemon.client() as client:
         missing = client.get("/v1/nothing-here")
         wrong_method = client.get("/v1/chat/completions")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert wrong_method.status_code == 405 and wrong_method.json()["error"]["code"] == "method_not_allowed"
 
 
+@pytest.mark.slow
 def test_daemon_answers_normally_after_the_battery(daemon) -> None:
     for body, _, _ in BAD_BODIES.values():
         with daemon.client() as client:
@@ -81,6 +84,7 @@ def test_daemon_answers_normally_after_the_battery(daemon) -> None:
     assert daemon.process.poll() is None
 
 
+@pytest.mark.slow
 def test_extreme_sampling_values_fail_or_serve_alone_while_other_replies_stream(daemon) -> None:
     """A seed out of range is a 400 naming it; a temperature or top_p too small for float32 is served as
     greedy. Either way the three replies streaming meanwhile finish normally, and the refused request

@@ -1,4 +1,8 @@
-"""A client that hangs up mid-stream stops its generation: the engine stops producing tokens."""
+"""A client that hangs up mid-stream stops its generation: the engine stops producing tokens.
+
+What is tested is the HTTP layer noticing the hang-up and cancelling the request, so a fake engine serves
+(the real scheduler's handling of a cancelled row is tested in tests/engine/).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,19 @@ import time
 
 import httpx
 import pytest
+from inprocess_daemon import InProcessDaemon
 from waiting import wait_for
-
-pytestmark = pytest.mark.slow
 
 LONG = {"messages": [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}],
         "max_tokens": 2000, "temperature": 0.8, "seed": 3, "stream": True}
+
+
+@pytest.fixture
+def daemon(fake_engine_daemon: InProcessDaemon) -> InProcessDaemon:
+    """A fake engine that writes a long story, 50 tokens a second."""
+    fake_engine_daemon.engine.script = "Once upon a time " * 1000
+    fake_engine_daemon.engine.token_delay_s = 0.02
+    return fake_engine_daemon
 
 
 def test_disconnect_mid_stream_stops_generation(daemon) -> None:

@@ -4,6 +4,10 @@ The body cap answers 413 before the rest of the body is read; JSON nested past `
 400 with a record, never a 500; a caller over its rate limit is refused before its prompt is tokenized;
 tokenizing runs off the event loop; a connection that trickles its headers is closed; and a flood of
 TCP connections leaves the Unix socket served.
+
+The body cap, the depth limit and the order of rate limit and tokenizing are the HTTP layer's: they are checked
+on a fake engine served in this process. Tokenizing off the event loop needs the real tokenizer's cost, and the
+connection limits the real daemon process (``slow``).
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import resource
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +27,7 @@ import pytest
 from daemons import RunningDaemon, spawn_daemon
 from hypothesis import given
 from hypothesis import strategies as st
+from inprocess_daemon import InProcessDaemon
 from waiting import wait_for
 
 from trayllm.config import Settings
@@ -46,7 +51,7 @@ class RawResponse:
         return json.loads(self.body)
 
 
-def exchange(daemon: RunningDaemon, request: bytes, timeout: float = 10) -> RawResponse:
+def exchange(daemon: RunningDaemon | InProcessDaemon, request: bytes, timeout: float = 10) -> RawResponse:
     """Send ``request`` over a fresh Unix connection, then read the response to the end of the connection,
     which the daemon closes after refusing a body."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
@@ -62,7 +67,7 @@ def exchange(daemon: RunningDaemon, request: bytes, timeout: float = 10) -> RawR
     return RawResponse(int(status_line.split()[1]), {k.lower(): v for k, v in headers.items()}, body)
 
 
-def record_of(daemon: RunningDaemon, request_id: str) -> dict:
+def record_of(daemon: RunningDaemon | InProcessDaemon, request_id: str) -> dict:
     path = daemon.records
 
     def found() -> list[dict]:
@@ -72,8 +77,8 @@ def record_of(daemon: RunningDaemon, request_id: str) -> dict:
     return record
 
 
-def assert_refused_with_record(daemon: RunningDaemon, response: RawResponse | httpx.Response, status: int,
-                               code: str, needle: str) -> None:
+def assert_refused_with_record(daemon: RunningDaemon | InProcessDaemon, response: RawResponse | httpx.Response,
+                               status: int, code: str, needle: str) -> None:
     """An OpenAI-shaped client error, and exactly one request record that says so."""
     assert response.status_code == status, response.headers
     error = response.json()["error"]
@@ -94,10 +99,9 @@ def edge_daemon(tmp_path_factory: pytest.TempPathFactory, converted_model_dir: P
 
 @pytest.fixture(scope="module")
 def tight_daemon(tmp_path_factory: pytest.TempPathFactory, converted_model_dir: Path) -> Iterator[RunningDaemon]:
-    """TCP on with room for few connections and a patient header deadline; one request per caller, then 429."""
+    """TCP on with room for few connections and a patient header deadline."""
     running = spawn_daemon(tmp_path_factory.mktemp("tight"), listen=f"127.0.0.1:{free_port()}",
-                           max_tcp_connections=TIGHT_CAP, header_timeout_s=300,
-                           rate_limit_per_minute=0.6, rate_limit_burst=1)
+                           max_tcp_connections=TIGHT_CAP, header_timeout_s=300)
     yield running
     running.stop()
 
@@ -105,34 +109,31 @@ def tight_daemon(tmp_path_factory: pytest.TempPathFactory, converted_model_dir: 
 # -- the body cap -------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_a_body_declared_over_the_cap_gets_413_before_the_rest_is_sent(edge_daemon: RunningDaemon) -> None:
+def test_a_body_declared_over_the_cap_gets_413_before_the_rest_is_sent(fake_engine_daemon: InProcessDaemon) -> None:
     """50 MB announced, a few bytes sent: the answer comes at once (the old daemon waited for all 50 MB,
     and held them in memory, before it said 400)."""
-    response = exchange(edge_daemon, CHAT + b'Content-Length: 52428800\r\n\r\n{"messages": [')
+    response = exchange(fake_engine_daemon, CHAT + b'Content-Length: 52428800\r\n\r\n{"messages": [')
     assert response.headers["connection"] == "close"
-    assert_refused_with_record(edge_daemon, response, 413, "request_too_large", "max_body_bytes")
+    assert_refused_with_record(fake_engine_daemon, response, 413, "request_too_large", "max_body_bytes")
 
 
-@pytest.mark.slow
-def test_a_chunked_body_is_refused_at_the_chunk_that_passes_the_cap(edge_daemon: RunningDaemon) -> None:
+def test_a_chunked_body_is_refused_at_the_chunk_that_passes_the_cap(fake_engine_daemon: InProcessDaemon) -> None:
     """No length is announced; the daemon counts as it reads and answers 413 without waiting for the end."""
     cap = Settings().max_body_bytes
     chunks = [f"{MEBIBYTE:x}\r\n".encode() + b" " * MEBIBYTE + b"\r\n" for _ in range(cap // MEBIBYTE)]
     over = f"{cap % MEBIBYTE + 1:x}\r\n".encode() + b" " * (cap % MEBIBYTE + 1)  # the byte past the cap, last
-    response = exchange(edge_daemon, b"".join([CHAT, b"Transfer-Encoding: chunked\r\n\r\n", *chunks, over]))
-    assert_refused_with_record(edge_daemon, response, 413, "request_too_large", "max_body_bytes")
+    response = exchange(fake_engine_daemon, b"".join([CHAT, b"Transfer-Encoding: chunked\r\n\r\n", *chunks, over]))
+    assert_refused_with_record(fake_engine_daemon, response, 413, "request_too_large", "max_body_bytes")
 
 
 # -- JSON depth ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_json_nested_100000_deep_is_a_400_with_a_record(edge_daemon: RunningDaemon) -> None:
+def test_json_nested_100000_deep_is_a_400_with_a_record(fake_engine_daemon: InProcessDaemon) -> None:
     body = b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
-    with edge_daemon.client() as client:
+    with fake_engine_daemon.client() as client:
         response = client.post("/v1/chat/completions", content=body)
-    assert_refused_with_record(edge_daemon, response, 400, "invalid_request", "max_json_depth")
+    assert_refused_with_record(fake_engine_daemon, response, 400, "invalid_request", "max_json_depth")
 
 
 def _depth(value: object) -> int:
@@ -194,10 +195,11 @@ def test_healthz_answers_while_a_prompt_of_megabytes_is_tokenized(edge_daemon: R
     assert max(meanwhile) < big_took / 2, "/healthz waited on the big request"
 
 
-@pytest.mark.slow
-def test_a_caller_over_its_rate_limit_is_refused_before_its_prompt_is_tokenized(tight_daemon: RunningDaemon) -> None:
+def test_a_caller_over_its_rate_limit_is_refused_before_its_prompt_is_tokenized(
+        start_fake_engine_daemon: Callable[..., InProcessDaemon]) -> None:
     """The old daemon tokenized first: an over-long prompt from a caller out of allowance got the 400 of
     the tokenizer's verdict, which it could only reach by doing the work. Now the 429 comes first."""
+    tight_daemon = start_fake_engine_daemon(rate_limit_per_minute=0.6, rate_limit_burst=1)
     too_long = {"messages": [{"role": "user", "content": "word " * 40_000}], "max_tokens": 1}
     with tight_daemon.client() as client:
         first = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}],

@@ -1,6 +1,12 @@
-"""The official openai SDK against the real daemon and model, over the Unix socket."""
+"""The official openai SDK against the daemon, over the Unix socket.
+
+Replies that need the model to know something are asked of the real daemon (``slow``); the SDK's reading of
+the daemon's model list, headers and errors is checked on a fake engine served in this process.
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import httpx
 import openai
@@ -8,20 +14,30 @@ import pytest
 
 from trayllm.client import own_daemon_transport
 
-pytestmark = pytest.mark.slow
+
+def sdk_on(socket: Path) -> openai.OpenAI:
+    http = httpx.Client(transport=own_daemon_transport(str(socket)))  # as the README shows
+    return openai.OpenAI(base_url="http://trayllm/v1", api_key="unused-on-the-unix-socket", http_client=http)
 
 
 @pytest.fixture
 def sdk(daemon) -> openai.OpenAI:
-    http = httpx.Client(transport=own_daemon_transport(str(daemon.socket)))  # as the README shows
-    return openai.OpenAI(base_url="http://trayllm/v1", api_key="unused-on-the-unix-socket", http_client=http)
+    """The SDK on the real daemon and model."""
+    return sdk_on(daemon.socket)
 
 
-def test_models_lists_the_embedded_model(sdk: openai.OpenAI) -> None:
-    models = sdk.models.list()
+@pytest.fixture
+def fake_sdk(fake_engine_daemon) -> openai.OpenAI:
+    """The SDK on the daemon's app in front of a fake engine."""
+    return sdk_on(fake_engine_daemon.socket)
+
+
+def test_models_lists_the_embedded_model(fake_sdk: openai.OpenAI) -> None:
+    models = fake_sdk.models.list()
     assert [m.id for m in models.data] == ["smollm2-135m-instruct"]
 
 
+@pytest.mark.slow
 def test_non_streamed_reply_knows_paris(sdk: openai.OpenAI) -> None:
     reply = sdk.chat.completions.create(model="smollm2-135m-instruct", temperature=0,
                                         messages=[{"role": "user", "content": "What is the capital of France?"}])
@@ -31,6 +47,7 @@ def test_non_streamed_reply_knows_paris(sdk: openai.OpenAI) -> None:
     assert reply.usage.total_tokens == reply.usage.prompt_tokens + reply.usage.completion_tokens
 
 
+@pytest.mark.slow
 def test_streamed_reply_arrives_in_pieces_with_usage(sdk: openai.OpenAI) -> None:
     stream = sdk.chat.completions.create(model="smollm2-135m-instruct", temperature=0, stream=True,
                                          stream_options={"include_usage": True},
@@ -49,15 +66,15 @@ def test_streamed_reply_arrives_in_pieces_with_usage(sdk: openai.OpenAI) -> None
     assert usage is not None and usage.completion_tokens >= len(pieces)
 
 
-def test_sdk_sees_request_id_header(sdk: openai.OpenAI) -> None:
-    raw = sdk.chat.completions.with_raw_response.create(
+def test_sdk_sees_request_id_header(fake_sdk: openai.OpenAI) -> None:
+    raw = fake_sdk.chat.completions.with_raw_response.create(
         model="smollm2-135m-instruct", max_tokens=2, messages=[{"role": "user", "content": "Hi"}],
         extra_headers={"x-request-id": "client-chosen-id-42"})
     assert raw.headers["x-request-id"] == "client-chosen-id-42"
     assert raw.parse().id == "chatcmpl-client-chosen-id-42"
 
 
-def test_unknown_model_is_a_404_the_sdk_understands(sdk: openai.OpenAI) -> None:
+def test_unknown_model_is_a_404_the_sdk_understands(fake_sdk: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as caught:
-        sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
+        fake_sdk.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi"}])
     assert "smollm2-135m-instruct" in str(caught.value)

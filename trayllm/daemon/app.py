@@ -32,41 +32,42 @@ from trayllm.daemon.control import ControlHandlers
 from trayllm.daemon.edge import EdgeMiddleware, error_response
 from trayllm.daemon.events import EventBus
 from trayllm.daemon.records import RequestRecorder
-from trayllm.engine.engine import Engine
+from trayllm.engine.interface import ServingEngine
 from trayllm.errors import EndpointNotFound, MethodNotAllowed, RequestError
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def daemon_status(engine: Engine, settings: Settings, control: ControlHandlers,
+def daemon_status(engine: ServingEngine, settings: Settings, control: ControlHandlers,
                   shipping: Callable[[], dict[str, Any]] | None = None) -> DaemonStatus:
+    """The one place the engine's own types become /v1/status's: each wire type validates from its engine twin
+    (``from_attributes``), so a field kept in step there (tests/daemon/test_status.py) needs no edit here."""
     info = engine.info
     memory = engine.memory()
-    c = engine.counters
     return DaemonStatus(
         state=engine.state,
         paused=engine.paused,
-        model=None if info is None else ModelStatus(**info.__dict__),
+        model=None if info is None else ModelStatus.model_validate(info, from_attributes=True),
         load_progress=engine.progress,
         error=engine.error,
         vram=None if memory is None else Memory(used_bytes=memory[0], total_bytes=memory[1]),
         queue=QueueStatus(depth=engine.queue_depth, capacity=settings.queue_size, in_flight=engine.in_flight,
                           max_batch=settings.max_batch, backlog_cap_active=engine.backlogged,
                           backlog_max_tokens=settings.backlog_max_tokens, vram_blocked=engine.vram_blocked),
-        requests=RequestCounters(completed=c.completed, cancelled=c.cancelled, failed=c.failed, rejected=c.rejected,
-                                 tokens_in=c.tokens_in, tokens_out=c.tokens_out),
+        requests=RequestCounters.model_validate(engine.counters, from_attributes=True),
         uptime_s=round(time.monotonic() - engine.started_at, 3),
         pid=os.getpid(),
         version=__version__,
         boot_id=control.bus.boot_id,
         slo=control.slo_report().objectives,
         alerts=control.alerts.firing(),
-        shipping=None if shipping is None else ShippingStatus(**shipping()),
+        shipping=None if shipping is None else ShippingStatus.model_validate(shipping()),
     )
 
 
-def build_app(engine: Engine, settings: Settings, recorder: RequestRecorder, bus: EventBus, alerts: AlertCenter, *,
-              token: str | None = None, shipping: Callable[[], dict[str, Any]] | None = None) -> Starlette:
+def build_app(engine: ServingEngine, settings: Settings, recorder: RequestRecorder, bus: EventBus,
+              alerts: AlertCenter, *, token: str | None = None,
+              shipping: Callable[[], dict[str, Any]] | None = None) -> Starlette:
     chat = ChatCompletionHandler(engine, recorder)
     started = int(time.time())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -25,11 +25,13 @@ from trayllm.api import (
 from trayllm.config import Settings
 from trayllm.daemon.edge import SSE_HEADERS, error_body, json_object
 from trayllm.daemon.records import RequestContext, RequestRecorder
-from trayllm.engine.conversation import Message
-from trayllm.engine.engine import Engine
 from trayllm.engine.handle import RequestHandle
+from trayllm.engine.interface import ServingEngine
 from trayllm.engine.types import Finished, SamplingParams, TokenText
 from trayllm.errors import EngineFailure, InvalidRequest, ModelNotFound, RequestError
+
+if TYPE_CHECKING:
+    from trayllm.engine.conversation import Message
 
 
 def parse_request(body: bytes, max_depth: int) -> ChatCompletionRequest:
@@ -75,7 +77,7 @@ def usage_of(finished: Finished) -> Usage:
 
 
 class ChatCompletionHandler:
-    def __init__(self, engine: Engine, recorder: RequestRecorder) -> None:
+    def __init__(self, engine: ServingEngine, recorder: RequestRecorder) -> None:
         self.engine = engine
         self.recorder = recorder
 

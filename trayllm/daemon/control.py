@@ -15,20 +15,21 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from trayllm.api import SloReport, SloRow
+from trayllm.api import SloReport
 from trayllm.config import Settings
 from trayllm.daemon.alerting import AlertCenter
 from trayllm.daemon.edge import SSE_HEADERS, json_object
 from trayllm.daemon.events import EventBus
-from trayllm.engine.engine import Engine
 from trayllm.engine.faults import Faults
+from trayllm.engine.interface import ServingEngine
 from trayllm.errors import EndpointNotFound, InvalidRequest
+from trayllm.slo.report import to_wire
 
 MAX_REASON = 200
 
 
 class ControlHandlers:
-    def __init__(self, engine: Engine, settings: Settings, bus: EventBus, alerts: AlertCenter,
+    def __init__(self, engine: ServingEngine, settings: Settings, bus: EventBus, alerts: AlertCenter,
                  hello: Callable[[], dict[str, Any]]) -> None:
         self.engine = engine
         self.settings = settings
@@ -44,7 +45,7 @@ class ControlHandlers:
 
     def slo_report(self) -> SloReport:
         now = time.time()
-        rows = [SloRow(**row.to_dict()) for row in self.alerts.monitor.report(now)]
+        rows = [to_wire(row) for row in self.alerts.monitor.report(now)]
         return SloReport(at=now, objectives=rows, alerts=self.alerts.monitor.states())
 
     async def slo(self, _: Request) -> Response:

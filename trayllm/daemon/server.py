@@ -28,6 +28,7 @@ from trayllm.daemon.records import RequestRecorder
 from trayllm.daemon.shipping import ShippingThread
 from trayllm.daemon.sockets import InstanceLock, bind_tcp, bind_unix
 from trayllm.engine.engine import Engine
+from trayllm.engine.interface import ServingEngine
 from trayllm.engine.models import resolve_source
 from trayllm.errors import DeviceLost
 from trayllm.slo.monitor import SloMonitor
@@ -42,7 +43,7 @@ log = logging.getLogger("trayllm.daemon")
 class DrainingServer(uvicorn.Server):
     """uvicorn.Server that tells the engine to refuse new work the moment a stop signal arrives."""
 
-    def __init__(self, config: uvicorn.Config, engine: Engine, bus: EventBus) -> None:
+    def __init__(self, config: uvicorn.Config, engine: ServingEngine, bus: EventBus) -> None:
         super().__init__(config)
         self.engine = engine
         self.bus = bus

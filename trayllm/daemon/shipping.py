@@ -22,7 +22,7 @@ from typing import Any
 from trayllm.config import Settings
 from trayllm.elastic.connection import ElasticTarget
 from trayllm.elastic.shipper import Shipper
-from trayllm.engine.engine import Engine
+from trayllm.engine.interface import ServingEngine
 from trayllm.errors import TrayllmError
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ NICENESS = 10
 
 
 class ShippingThread:
-    def __init__(self, settings: Settings, engine: Engine) -> None:
+    def __init__(self, settings: Settings, engine: ServingEngine) -> None:
         self.settings = settings
         self.engine = engine
         self.shipper: Shipper | None = None

@@ -12,15 +12,13 @@ Kinds:
 - ``ratio``: the share of counted requests that were bad (error rate). Each counted record is a sample
   of 1.0 (bad) or 0.0 (good); records that are not the daemon's responsibility are not counted at all.
 
-Which failures burn the error budget (decided here, see ``CLIENT_FAULT`` and ``SERVER_FAULT``): a request
-the client got wrong or gave up on is not a failure of the service, so ``invalid_request``,
-``unauthorized``, ``forbidden``, ``not_found``, ``rate_limited`` (the caller exceeded its own quota) and
-``cancelled`` are left out of both numerator and denominator (the SRE workbook's "valid events"), and so
-is ``paused`` (the user chose to stop serving): a client sending garbage neither burns the budget nor
-dilutes it. ``oom``, ``timeout``, ``engine_error``,
-``queue_full`` (the daemon had no capacity), ``not_ready`` and ``shutting_down`` (the daemon could not
-serve) burn it. An ``error.type`` in neither set (one added to the schema later) burns it too, and a test
-makes sure the two sets cover the schema's list so such a type gets a deliberate decision.
+Which failures burn the error budget is each error class's ``burns_budget`` (trayllm.errors, the one table
+of error kinds), gathered here by record ``error.type`` into ``CLIENT_FAULT`` and ``SERVER_FAULT``. A request
+the client got wrong or gave up on is not a failure of the service, so its types (``invalid_request``,
+``rate_limited``, ``cancelled``, ...) are left out of both numerator and denominator (the SRE workbook's
+"valid events"), and so is ``paused`` (the user chose to stop serving): a client sending garbage neither
+burns the budget nor dilutes it. The daemon's failures (``oom``, ``timeout``, ``queue_full``, ...) burn it,
+and so does an ``error.type`` in neither set (one from a newer daemon's records).
 
 Latency objectives count every record that has the field: a request that timed out before its first
 token has no ``llm.ttft.ns`` and shows up in the error rate instead.
@@ -37,6 +35,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from trayllm.config import Settings
+from trayllm.errors import record_error_types
 from trayllm.slo.percentile import percentile
 from trayllm.slo.window import RollingWindow
 
@@ -44,13 +43,11 @@ Kind = Literal["percentile", "max", "ratio"]
 State = Literal["ok", "breach", "insufficient"]
 KINDS: tuple[str, ...] = ("percentile", "max", "ratio")
 
-CLIENT_FAULT: frozenset[str] = frozenset({"invalid_request", "unauthorized", "forbidden", "not_found",
-                                          "rate_limited", "cancelled", "paused"})
+CLIENT_FAULT: frozenset[str] = frozenset(kind for kind, burns in record_error_types().items() if not burns)
 """``error.type`` values that are the client's doing (or the user's choice: ``paused``): not counted by the
 error-rate objective."""
 
-SERVER_FAULT: frozenset[str] = frozenset({"oom", "timeout", "engine_error", "queue_full", "not_ready",
-                                          "shutting_down"})
+SERVER_FAULT: frozenset[str] = frozenset(kind for kind, burns in record_error_types().items() if burns)
 """``error.type`` values that are the daemon's failure: they burn the error budget."""
 
 HOUR = 3600.0

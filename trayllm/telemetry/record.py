@@ -4,7 +4,8 @@ The daemon fills a ``RequestRecord`` from what it knows when the request ends (t
 event, the HTTP status, the caller) and ``to_document`` turns it into the JSON object the writer puts on
 one line. Absent measurements stay absent: no VRAM fields on CPU, no ``llm.ttft.ns`` for a request that
 never produced a token. ``classify_outcome`` is the one place an error becomes ``event.outcome`` and
-``error.type``, and ``parse_traceparent`` reads the W3C header that ties a record to the caller's trace.
+``error.type`` (the error class's ``record_type``), and ``parse_traceparent`` reads the W3C header that
+ties a record to the caller's trace.
 """
 
 from __future__ import annotations
@@ -31,35 +32,13 @@ class Outcome(NamedTuple):
     error_message: str | None  # error.message, None on success
 
 
-# Most specific first: isinstance() picks the first row that matches.
-_ERROR_TYPES: tuple[tuple[type[errors.RequestError], str], ...] = (
-    (errors.EngineOutOfMemory, "oom"),
-    (errors.RequestTimeout, "timeout"),
-    (errors.QueueFull, "queue_full"),
-    (errors.NotReady, "not_ready"),
-    (errors.ShuttingDown, "shutting_down"),
-    (errors.Paused, "paused"),
-    (errors.RateLimited, "rate_limited"),
-    (errors.Unauthorized, "unauthorized"),
-    (errors.Forbidden, "forbidden"),
-    (errors.ModelNotFound, "not_found"),
-    (errors.EndpointNotFound, "not_found"),
-    (errors.InvalidRequest, "invalid_request"),  # ContextLengthExceeded included
-    (errors.MethodNotAllowed, "invalid_request"),
-    (errors.Conflict, "invalid_request"),
-    (errors.ServiceUnavailable, "not_ready"),  # a bare 503 that no subclass describes
-    (errors.EngineFailure, "engine_error"),
-)
-
-
 def error_type_of(error: BaseException) -> str:
-    """The ``error.type`` for an exception a request ended with."""
+    """The ``error.type`` for an exception a request ended with: the error class's own ``record_type``."""
     if isinstance(error, asyncio.CancelledError):
-        return "cancelled"
-    for cls, name in _ERROR_TYPES:
-        if isinstance(error, cls):
-            return name
-    return "engine_error"  # anything unplanned is our fault, never the client's
+        return errors.CANCELLED
+    if isinstance(error, errors.RequestError):
+        return error.record_type
+    return errors.EngineFailure.record_type  # anything unplanned is our fault, never the client's
 
 
 def classify_outcome(finish_reason: str | None, error: BaseException | None = None) -> Outcome:
@@ -73,13 +52,13 @@ def classify_outcome(finish_reason: str | None, error: BaseException | None = No
     if error is not None:
         kind = error_type_of(error)
         message = getattr(error, "message", None) or str(error) or type(error).__name__
-        if kind == "cancelled":
-            return Outcome("unknown", "cancelled", message)
+        if kind == errors.CANCELLED:
+            return Outcome("unknown", kind, message)
         return Outcome("failure", kind, message)
     if finish_reason == "cancelled":
-        return Outcome("unknown", "cancelled", "the client cancelled the request")
+        return Outcome("unknown", errors.CANCELLED, "the client cancelled the request")
     if finish_reason == "error":
-        return Outcome("failure", "engine_error", "generation failed")
+        return Outcome("failure", errors.EngineFailure.record_type, "generation failed")
     return Outcome("success", None, None)
 
 
@@ -172,7 +151,7 @@ def _message(rec: RequestRecord) -> str:
     if rec.outcome.outcome == "success":
         tokens = "" if rec.output_tokens is None else f", {rec.input_tokens or 0} → {rec.output_tokens} tokens"
         return f"{OPERATION} completed in {seconds:.3f} s{tokens}"
-    if rec.outcome.error_type == "cancelled":
+    if rec.outcome.error_type == errors.CANCELLED:
         return f"{OPERATION} cancelled after {seconds:.3f} s"
     return f"{OPERATION} failed ({rec.outcome.error_type}) after {seconds:.3f} s: {rec.outcome.error_message}"
 

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from trayllm.errors import record_error_types
+
 # The Elasticsearch types the table uses, and the JSON values each accepts.
 ES_TYPES = frozenset({"date", "keyword", "constant_keyword", "long", "float", "scaled_float", "text", "boolean",
                       "flattened"})
@@ -28,9 +30,8 @@ ES_TYPES = frozenset({"date", "keyword", "constant_keyword", "long", "float", "s
 OUTCOMES = ("success", "failure", "unknown")
 """ECS ``event.outcome`` values: ``unknown`` is a request the client cancelled."""
 
-ERROR_TYPES = ("oom", "timeout", "cancelled", "invalid_request", "unauthorized", "forbidden", "rate_limited",
-               "queue_full", "not_ready", "shutting_down", "paused", "not_found", "engine_error")
-"""Every ``error.type`` a record may carry (see ``record.classify_outcome``)."""
+ERROR_TYPES: tuple[str, ...] = tuple(record_error_types())
+"""Every ``error.type`` a record may carry: the error classes' ``record_type`` and ``cancelled`` (trayllm.errors)."""
 
 DATA_STREAM = {"type": "logs", "dataset": "trayllm.requests", "namespace": "default"}
 """The data stream records go to: ``logs-trayllm.requests-default``."""

@@ -1,0 +1,80 @@
+"""The daemon's real app on a FakeEngine, served by uvicorn on its Unix socket from a thread of the test process.
+
+Routes, edge middleware, request records, /metrics, events and alerts are the daemon's own, wired as
+``trayllm.daemon.server.run_daemon`` wires them; only the engine is fake (tests/fake_engine.py). Starting one
+takes milliseconds, so the daemon's HTTP behaviour is tested without loading a model or spawning a process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from fake_daemon import serve
+from fake_engine import FakeEngine
+
+from trayllm.config import Settings, load_settings
+from trayllm.daemon.alerting import AlertCenter
+from trayllm.daemon.app import build_app
+from trayllm.daemon.events import EventBus
+from trayllm.daemon.records import RequestRecorder
+from trayllm.daemon.sockets import PeerCredProtocol, bind_unix
+from trayllm.slo.monitor import SloMonitor
+from trayllm.slo.objectives import configured_objectives
+from trayllm.telemetry.metrics import DaemonMetrics
+from trayllm.telemetry.vram import NvmlProbe
+
+
+class InProcessDaemon:
+    """One served app; ``engine`` is its FakeEngine, for the test to script."""
+
+    def __init__(self, settings: Settings, engine: FakeEngine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.socket = settings.socket_path
+        self.recorder = RequestRecorder(settings, DaemonMetrics(), NvmlProbe(), lambda: engine.info)
+        self.bus = EventBus(settings.events_buffer)
+        monitor = SloMonitor(configured_objectives(settings), margin=settings.alert_margin,
+                             hold_s=settings.alert_hold_s, oom_quiet_s=settings.oom_quiet_s)
+        self.alerts = AlertCenter(settings, self.bus, monitor, lambda: engine.info)
+        self.recorder.observers.append(self.alerts.observe)
+        engine.on_finished = self.recorder.finished
+        engine.on_oom = self.alerts.oom
+        engine.on_event = self.bus.publish
+        self.app = build_app(engine, settings, self.recorder, self.bus, self.alerts)
+
+    @property
+    def records(self) -> Path:
+        return self.settings.records_path
+
+    def client(self, timeout: float = 30) -> httpx.Client:
+        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://trayllm",
+                            timeout=timeout)
+
+    def status(self) -> dict[str, Any]:
+        with self.client() as client:
+            return client.get("/v1/status").json()
+
+
+@contextlib.contextmanager
+def serve_fake(**overrides: Any) -> Iterator[InProcessDaemon]:
+    """An InProcessDaemon with these settings (their names as in the config file) until the block ends."""
+    settings = load_settings(overrides)
+    daemon = InProcessDaemon(settings, FakeEngine(settings))
+    daemon.alerts.start()
+    daemon.engine.start()
+    sock = bind_unix(settings.socket_path)
+    try:
+        with serve(daemon.app, fd=sock.fileno(), http=PeerCredProtocol):
+            try:
+                yield daemon
+            finally:
+                daemon.bus.close()  # event streams end, so uvicorn need not wait for them
+    finally:
+        sock.close()
+        daemon.engine.stop()
+        daemon.recorder.close()
+        daemon.alerts.close()
