@@ -6,7 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from trayllm.chat.store import ConversationStore, ReplyStats
+from trayllm.chat.reply_stats import ReplyStats
+from trayllm.chat.store import ConversationStore
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 

@@ -9,7 +9,8 @@ import sys
 
 from waiting import wait_for
 
-from trayllm import config, instances
+from trayllm import config
+from trayllm.supervisor import instances
 
 
 def test_sigterm_closes_the_window_like_its_close_button(tmp_path) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from trayllm.chat.export import export_json, export_markdown, write_export
-from trayllm.chat.store import ConversationStore, ReplyStats
+from trayllm.chat.reply_stats import ReplyStats
+from trayllm.chat.store import ConversationStore
 
 
 def test_export_markdown_exact(store: ConversationStore, stats: ReplyStats):

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from trayllm import config
-from trayllm.chat.store import ConversationStore, ReplyStats, default_db_path
+from trayllm.chat.reply_stats import ReplyStats
+from trayllm.chat.store import ConversationStore, default_db_path
 from trayllm.errors import ConfigError
 
 

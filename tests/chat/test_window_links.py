@@ -12,7 +12,8 @@ import pytest
 from PySide6.QtCore import QObject, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QTextCursor
 
-from trayllm.chat.store import ConversationStore, ReplyStats
+from trayllm.chat.reply_stats import ReplyStats
+from trayllm.chat.store import ConversationStore
 from trayllm.chat.window import ChatWindow
 from trayllm.config import load_settings
 

@@ -1,5 +1,6 @@
 """The shipper against the wire-level stand-in: exactly-once delivery through outages, 429 storms, dropped
-connections, rotation and restarts; dead letters; the one-shipper lock; the rotating tail on its own."""
+connections, rotation and restarts; dead letters; the one-shipper lock. The rotating tail on its own is tested
+in tests/telemetry/test_tail.py."""
 
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from trayllm import __version__
 from trayllm.config import Settings, load_settings
 from trayllm.elastic.connection import ElasticTarget
 from trayllm.elastic.shipper import DEAD_LETTER, Shipper
-from trayllm.elastic.tail import RotatingTail
 from trayllm.elastic.templates import install
 from trayllm.errors import ElasticError
 from trayllm.telemetry.record import RequestRecord, classify_outcome, to_document
@@ -166,23 +166,6 @@ def test_alerts_ship_to_their_own_stream(tmp_path: Path, standin: ElasticStandIn
     assert standin.ids("logs-trayllm.alerts-default") == {"b-1"} and standin.ids(REQUESTS) == set()
 
 
-def test_the_tail_keeps_its_place_across_renames_and_partial_lines(tmp_path: Path) -> None:
-    path = tmp_path / "r.jsonl"
-    path.write_bytes(b"a\nb\nhalf")
-    tail = RotatingTail(path)
-    assert [line.raw for line in tail.read(10)] == [b"a", b"b"]
-    cursor = tail.cursor
-    tail.close()
-    with path.open("ab") as f:
-        f.write(b"-done\n")
-    path.rename(tmp_path / "r.jsonl.1")  # rotation while the shipper was away
-    path.write_bytes(b"c\n")
-    resumed = RotatingTail(path, cursor)
-    assert [line.raw for line in resumed.read(10)] == [b"half-done", b"c"]
-    assert resumed.backlog_bytes() == 0
-    resumed.close()
-
-
 def test_a_busy_daemon_defers_shipping_but_never_for_longer_than_the_limit(
         tmp_path: Path, standin: ElasticStandIn) -> None:
     settings = settings_for(tmp_path, standin, ship_batch=10)
@@ -212,7 +195,7 @@ def test_a_busy_daemon_defers_shipping_but_never_for_longer_than_the_limit(
 def test_records_around_a_line_torn_by_a_crash_ship_and_the_torn_line_is_counted(
         tmp_path: Path, standin: ElasticStandIn) -> None:
     from trayllm import api
-    from trayllm.cli import format_status
+    from trayllm.cli.render import format_status
 
     settings = settings_for(tmp_path, standin)
     install(ElasticTarget.from_settings(settings).client(), standin.url)

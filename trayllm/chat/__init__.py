@@ -1,1 +1,1 @@
-"""Chat front ends: the terminal REPL now, the Qt window later."""
+"""Chat front ends: the PySide6 window (with its conversation store and exports) and the terminal REPL."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import signal
 import sys
 
-from trayllm import instances
 from trayllm.config import Settings
 from trayllm.errors import ConfigError
 from trayllm.extras import missing_extra
+from trayllm.supervisor import instances
 
 
 def run_window(settings: Settings) -> int:

@@ -13,7 +13,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from trayllm.chat.store import SCHEMA_VERSION, ConversationStore, stats_line
+from trayllm.chat.reply_stats import stats_line
+from trayllm.chat.store import SCHEMA_VERSION, ConversationStore
 
 
 def _iso(moment: datetime) -> str:

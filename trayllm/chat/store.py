@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
 
+from trayllm.chat.reply_stats import ReplyStats
 from trayllm.config import Settings, load_settings
 from trayllm.errors import ConfigError
 
@@ -80,25 +80,6 @@ class _Unset:
 
 
 UNSET: Any = _Unset()
-
-
-@dataclass(frozen=True)
-class ReplyStats:
-    """What one assistant reply cost, as the daemon reported it; every field is optional because a reply
-    that failed or was cancelled early has only some of them."""
-
-    request_id: str | None = None
-    model: str | None = None
-    first_token_ms: float | None = None
-    tokens_per_second: float | None = None
-    completion_tokens: int | None = None
-    prompt_tokens: int | None = None
-    vram_peak_bytes: int | None = None
-    finish_reason: str | None = None
-    error: str | None = None
-
-    def is_empty(self) -> bool:
-        return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
 
 
 _STAT_COLUMNS = tuple(f.name for f in dataclasses.fields(ReplyStats))
@@ -432,29 +413,3 @@ class ConversationStore:
             result.append({"role": message.role, "content": message.content})
         return result
 
-
-def stats_line(stats: ReplyStats, kibana_url: str = "") -> str:
-    """One line for a reply's stats, e.g. ``first token 312 ms · 48 tokens · 15.2 tok/s · req 3f2a1b9c``; the
-    window shows the same line under each reply, with the request id as a Markdown link to its record in
-    Kibana's Discover when ``kibana_url`` is set."""
-    parts: builtins.list[str] = []
-    if stats.first_token_ms is not None:
-        parts.append(f"first token {stats.first_token_ms:.0f} ms")
-    if stats.completion_tokens is not None:
-        parts.append(f"{stats.completion_tokens} tokens")
-    if stats.tokens_per_second is not None:
-        parts.append(f"{stats.tokens_per_second:.1f} tok/s")
-    if stats.vram_peak_bytes is not None:
-        gib = stats.vram_peak_bytes / 2**30
-        parts.append(f"peak VRAM {gib:.2f} GiB" if gib >= 1 else f"peak VRAM {stats.vram_peak_bytes / 2**20:.0f} MiB")
-    if stats.finish_reason not in (None, "stop"):
-        parts.append(f"finish {stats.finish_reason}")
-    if stats.error:
-        parts.append(f"error: {' '.join(stats.error.split())}")
-    if stats.request_id:
-        short = f"req {stats.request_id[:8]}"
-        if kibana_url:
-            query = quote(f"(query:(language:kuery,query:'event.id:\"{stats.request_id}\"'))", safe="")
-            short = f"[{short}]({kibana_url.rstrip('/')}/app/discover#/?_a={query})"
-        parts.append(short)
-    return " · ".join(parts)

@@ -9,6 +9,7 @@ keeps the text as it came.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import sys
 import time
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO
 
 from trayllm import api, errors
+from trayllm.chat.reply_stats import reported_stats, stats_line
 from trayllm.client import DaemonClient, Done, TextDelta
 from trayllm.terminal_text import for_terminal, one_line
 
@@ -72,31 +74,20 @@ def complete_reply(client: DaemonClient, request: Mapping[str, Any], out: TextIO
 
 
 def timings_line(reply: Reply) -> str:
-    """``[first token 312 ms · 48 tokens · 15.2 tok/s · 2.31 s · req 3f2a1b9c…]``, from what is known."""
+    """``[first token 312 ms · 48 tokens · 15.2 tok/s · 2.31 s · req 3f2a1b9c]``, from what is known: the daemon's
+    figures where it sent them, else what this client measured."""
     t = reply.timings
-    parts = []
-    first_ms = t.first_token_ms if t and t.first_token_ms is not None else (
-        reply.first_token_s * 1000 if reply.first_token_s is not None else None)
-    if first_ms is not None:
-        parts.append(f"first token {first_ms:.0f} ms")
-    tokens = reply.usage.completion_tokens if reply.usage else None
-    if tokens is not None:
-        parts.append(f"{tokens} tokens")
-    speed = t.tokens_per_second if t else None
-    if speed is None and tokens and tokens > 1 and reply.first_token_s is not None:
+    stats = reported_stats(t, reply.usage, finish_reason=reply.finish_reason,
+                           request_id=t.request_id if t else reply.request_id)
+    if stats.first_token_ms is None and reply.first_token_s is not None:
+        stats = dataclasses.replace(stats, first_token_ms=reply.first_token_s * 1000)
+    tokens = stats.completion_tokens
+    if stats.tokens_per_second is None and tokens and tokens > 1 and reply.first_token_s is not None:
         decode_s = reply.total_s - reply.first_token_s
-        speed = (tokens - 1) / decode_s if decode_s > 0 else None
-    if speed is not None:
-        parts.append(f"{speed:.1f} tok/s")
-    parts.append(f"{(t.total_ms / 1000 if t else reply.total_s):.2f} s")
-    if reply.finish_reason == "length":
-        parts.append("cut at max_tokens")
-    if t and t.max_tokens_capped:
-        parts.append("max_tokens capped: daemon busy")
-    request_id = t.request_id if t else reply.request_id
-    if request_id:
-        parts.append(f"req {request_id[:8]}…" if len(request_id) > 9 else f"req {request_id}")
-    return one_line("[" + " · ".join(parts) + "]")
+        stats = dataclasses.replace(stats, tokens_per_second=(tokens - 1) / decode_s if decode_s > 0 else None)
+    line = stats_line(stats, total_s=t.total_ms / 1000 if t else reply.total_s,
+                      max_tokens_capped=bool(t and t.max_tokens_capped))
+    return one_line(f"[{line}]")
 
 
 class TerminalChat:

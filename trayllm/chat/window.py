@@ -42,10 +42,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from trayllm import api, launcher
+from trayllm import api
 from trayllm.chat.export import write_export
 from trayllm.chat.health import HealthView
-from trayllm.chat.store import ConversationStore, Message, ReplyStats, stats_line
+from trayllm.chat.reply_stats import ReplyStats, reported_stats
+from trayllm.chat.starter import DaemonStarter
+from trayllm.chat.store import ConversationStore, Message
+from trayllm.chat.transcript import message_blocks, transcript_markdown
 from trayllm.chat.workers import ReplyWorker, StatusPoller
 from trayllm.client import Done
 from trayllm.config import Settings
@@ -94,6 +97,8 @@ class ChatWindow(QMainWindow):
         self.last_error: str | None = None
         self._worker: ReplyWorker | None = None
         self._thread: QThread | None = None
+        self._starter = DaemonStarter(settings)
+        self._starter.ended.connect(self._on_start_ended)
         self._build()
         self._poller_thread = QThread(self)
         self._poller = StatusPoller(settings, poll_ms)
@@ -327,14 +332,8 @@ class ChatWindow(QMainWindow):
         self.reply_delta.emit(text)
 
     def _on_finished(self, done: Done) -> None:
-        t = done.timings
-        stats = ReplyStats(request_id=done.request_id, model=self.model_name,
-                           first_token_ms=None if t is None else t.first_token_ms,
-                           tokens_per_second=None if t is None else t.tokens_per_second,
-                           completion_tokens=None if done.usage is None else done.usage.completion_tokens,
-                           prompt_tokens=None if done.usage is None else done.usage.prompt_tokens,
-                           vram_peak_bytes=None if t is None else t.vram_peak_bytes, finish_reason=done.finish_reason)
-        self._end_reply(stats)
+        self._end_reply(reported_stats(done.timings, done.usage, finish_reason=done.finish_reason,
+                                       request_id=done.request_id, model=self.model_name))
 
     def _on_failed(self, message: str, kind: str) -> None:
         self.last_error = message
@@ -381,27 +380,13 @@ class ChatWindow(QMainWindow):
         """The stored messages as Markdown blocks, less the reply now streaming into the last one."""
         if self.conversation_id is None:
             return []
-        blocks = []
-        for message in self.store.messages(self.conversation_id):
-            if message.role == "system" or (self.reply_message is not None and message.id == self.reply_message.id):
-                continue
-            if message.role == "user":
-                blocks.append(f"**You**\n\n{message.content}")
-                continue
-            stats = message.stats
-            text = message.content
-            if stats is not None and stats.error:
-                text += "\n\n**The reply failed** (Retry asks again)"
-            line = f"_{stats_line(stats, self.settings.kibana_url)}_" if stats is not None else ""
-            blocks.append(f"**{(stats.model if stats and stats.model else None) or self.model_name}**\n\n{text}"
-                          + (f"\n\n{line}" if line.strip("_") else ""))
-        return blocks
+        return message_blocks(self.store.messages(self.conversation_id), model_name=self.model_name,
+                              kibana_url=self.settings.kibana_url,
+                              streaming_id=None if self.reply_message is None else self.reply_message.id)
 
     def transcript_markdown(self) -> str:
-        blocks = list(self._history)
-        if self.reply_message is not None:
-            blocks.append(f"**{self.model_name}**\n\n{self.streaming or '…'}")
-        return "\n\n---\n\n".join(blocks)
+        streaming = None if self.reply_message is None else self.streaming or ""
+        return transcript_markdown(self._history, model_name=self.model_name, streaming=streaming)
 
     def render(self, *, history_changed: bool = True) -> None:
         """Show the transcript. While a reply streams (``history_changed=False``) the stored messages are
@@ -424,7 +409,8 @@ class ChatWindow(QMainWindow):
     # -- the daemon ------------------------------------------------------------------------------
 
     def _on_status(self, status: api.DaemonStatus) -> None:
-        self.banner.hide()
+        if not self._starter.holds_banner(status):
+            self.banner.hide()
         self.queue_depth = status.queue.depth
         if status.model is not None:
             self.model_name = status.model.name
@@ -432,12 +418,19 @@ class ChatWindow(QMainWindow):
         self.health.add_sample(status, time.time())
 
     def _on_unreachable(self, message: str) -> None:
-        self.banner_text.setText(f"The trayllm daemon is not reachable: {message}")
+        self.banner_text.setText(self._starter.note or f"The trayllm daemon is not reachable: {message}")
         self.banner.show()
 
     def start_daemon(self) -> None:
-        launcher.start_daemon(self.settings)
-        self.banner_text.setText("Starting the daemon…")
+        """Start it as `trayllm up` does, off the UI thread (see DaemonStarter)."""
+        if self._starter.start():
+            self.start_button.setEnabled(False)
+            self.banner_text.setText(self._starter.note or "")
+
+    def _on_start_ended(self, error: str) -> None:
+        self.start_button.setEnabled(True)
+        self.banner_text.setText(self._starter.note or "")
+        self.banner.setVisible(bool(error))
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
         self.stop()

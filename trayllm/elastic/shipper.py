@@ -1,7 +1,7 @@
 """Ship the record files to Elasticsearch without losing or duplicating a record, whatever happens on the way.
 
 For each stream (``requests.jsonl``, ``alerts.jsonl``) the shipper reads a batch of lines from its
-durable position (``tail.RotatingTail``), sends one ``_bulk`` request of ``create`` actions with
+durable position (``telemetry.tail.RotatingTail``), sends one ``_bulk`` request of ``create`` actions with
 ``_id = event.id`` into the record's own data stream, and advances the position only after every line of
 the batch is settled:
 
@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from trayllm.config import Settings
-from trayllm.elastic.tail import Cursor, Line, RotatingTail
 from trayllm.errors import ElasticError
+from trayllm.telemetry.tail import Cursor, RotatingTail
 
 log = logging.getLogger(__name__)
 # the client logs every failed attempt at WARNING; the shipper already says what happened, once per backoff
@@ -71,7 +71,7 @@ class ShipperStats:
 
 @dataclass
 class _Pending:
-    line: Line
+    line: bytes  # without its newline
     doc: dict[str, Any] | None
     index: str | None = None
     doc_id: str | None = None
@@ -122,9 +122,9 @@ def _index_of(doc: dict[str, Any]) -> str | None:
     return f"{ds['type']}-{ds['dataset']}-{ds['namespace']}"
 
 
-def _prepare(line: Line) -> _Pending:
+def _prepare(line: bytes) -> _Pending:
     try:
-        doc = json.loads(line.raw)
+        doc = json.loads(line)
     except ValueError:
         return _Pending(line, None, problem="not valid JSON")
     if not isinstance(doc, dict):
@@ -248,7 +248,7 @@ class Shipper:
         for item in items:
             action = {"create": {"_index": item.index, "_id": item.doc_id}}
             body.append(json.dumps(action, separators=(",", ":")).encode())
-            body.append(item.line.raw)
+            body.append(item.line)
         try:
             response = self.es.bulk(operations=body)
         except (ConnectionError, ConnectionTimeout) as exc:
@@ -288,7 +288,7 @@ class Shipper:
         """Keep a document Elasticsearch will never take, with why, and go on."""
         self.stats.dead_lettered += 1
         entry = {"at": time.time(), "status": status, "reason": reason, "index": item.index, "id": item.doc_id,
-                 "record": item.doc if item.doc is not None else item.line.raw.decode("utf-8", "replace")}
+                 "record": item.doc if item.doc is not None else item.line.decode("utf-8", "replace")}
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.directory / DEAD_LETTER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
