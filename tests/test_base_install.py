@@ -103,7 +103,7 @@ def test_desktop_install_copies_the_packaged_icons_without_pillow(bare_venv: Pat
 
 @pytest.mark.parametrize(("args", "env", "extra"), [
     pytest.param(["daemon"], {}, "daemon", id="daemon"),
-    pytest.param(["bench", "--telemetry-overhead", "0"], {}, "daemon", id="bench"),
+    pytest.param(["bench", "telemetry", "0"], {}, "daemon", id="bench"),
     pytest.param(["chat", "--window"], {"DISPLAY": ":99"}, "gui", id="chat-window"),
     pytest.param(["tray"], {}, "gui", id="tray"),
     pytest.param(["ship", "--once", "--es-url", "http://127.0.0.1:9"], {}, "elastic", id="ship"),

@@ -8,9 +8,10 @@ import sys
 
 CLIENT_MODULES = ("trayllm.client", "trayllm.cli", "trayllm.bench.load", "trayllm.bench.report",
                   "trayllm.chat.terminal", "trayllm.tray.app", "trayllm.tray.model", "trayllm.tray.notify",
-                  "trayllm.launcher", "trayllm.elastic.shipper", "trayllm.elastic.kibana", "trayllm.doctor.gpus",
-                  "trayllm.doctor.report", "trayllm.instances", "trayllm.lifecycle", "trayllm.config_edit",
-                  "trayllm.desktop.install", "trayllm.chat.app")
+                  "trayllm.supervisor.runners", "trayllm.supervisor.daemon", "trayllm.supervisor.clients",
+                  "trayllm.supervisor.instances", "trayllm.elastic.shipper", "trayllm.elastic.kibana",
+                  "trayllm.doctor.gpus", "trayllm.doctor.report", "trayllm.config_edit", "trayllm.desktop.install",
+                  "trayllm.chat.app", "trayllm.engine.interface", "trayllm.daemon.chat")
 
 
 def test_client_modules_do_not_import_torch_or_transformers():

@@ -9,9 +9,10 @@ import pytest
 from desktop_session import DesktopSession
 from waiting import wait_for
 
-from trayllm import errors, instances
+from trayllm import errors
 from trayllm.client import DaemonClient
 from trayllm.config import Settings
+from trayllm.supervisor import instances
 
 pytestmark = pytest.mark.slow
 

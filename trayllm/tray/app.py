@@ -21,11 +21,13 @@ import webbrowser
 from collections.abc import Callable
 from typing import Any
 
-from trayllm import instances, launcher
 from trayllm.client import DaemonClient
 from trayllm.config import Settings
 from trayllm.errors import ConfigError, TrayllmError
 from trayllm.extras import missing_extra
+from trayllm.supervisor import instances
+from trayllm.supervisor.clients import launch_client
+from trayllm.supervisor.daemon import start_and_wait_ready
 from trayllm.tray.icons import icon_image
 from trayllm.tray.model import MenuItem, Notification, TrayModel
 from trayllm.tray.notify import DesktopNotifier
@@ -167,14 +169,17 @@ class TrayApp:
         return handle
 
     def _do(self, action: str) -> None:
-        """A menu action, off the toolkit's thread; a failure becomes a notification."""
+        """A menu action, off the toolkit's thread; a failure becomes a notification.
+
+        Opening a window and starting the daemon wait for the outcome, as `trayllm up` does, so one that
+        does not come up is announced with the same line `trayllm up` prints."""
         try:
             if action == "open-chat":
-                launcher.start_client(self.settings, "chat")
+                launch_client(self.settings, "chat")
             elif action == "open-dashboards":
                 webbrowser.open(f"{self.settings.kibana_url.rstrip('/')}/app/dashboards")
             elif action == "start":
-                launcher.start_daemon(self.settings)
+                start_and_wait_ready(self.settings)
             elif action in ("pause", "resume", "reload"):
                 with DaemonClient.from_settings(self.settings) as client:
                     if action == "pause":

@@ -15,11 +15,14 @@ import pytest
 from owners import NOBODY, needs_root, sleeping
 from waiting import wait_for
 
-from trayllm import config, errors, instances, lifecycle
+from trayllm import config, errors
+from trayllm.supervisor import instances
+from trayllm.supervisor.clients import stop_all
 
 HOLDER = textwrap.dedent("""
     import signal, sys, time
-    from trayllm import config, instances
+    from trayllm import config
+    from trayllm.supervisor import instances
     if sys.argv[2] == "stubborn":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
@@ -119,7 +122,7 @@ def test_a_pid_file_naming_a_process_that_does_not_hold_it_gets_nothing_signalle
             assert instances.running(settings) == []
             assert instances.stop(settings, [instances.Instance("tray", victim.pid)], timeout=1) == []
             said: list[str] = []
-            lifecycle.stop_all(settings, 1, on_step=said.append)
+            stop_all(settings, 1, on_step=said.append)
             assert said == [f"no daemon running on {settings.socket_path}"]
         finally:
             os.close(fd)

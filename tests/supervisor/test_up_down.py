@@ -21,8 +21,9 @@ from daemons import MODEL_CACHE
 from desktop_session import DesktopSession, desktop_session  # noqa: F401 (a fixture)
 from waiting import gone
 
-from trayllm import config, instances
+from trayllm import config
 from trayllm.client import DaemonClient
+from trayllm.supervisor import instances
 
 pytestmark = pytest.mark.slow
 
