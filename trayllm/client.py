@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,7 +213,7 @@ class DaemonClient:
         except ValueError:
             body = response.text or None
         exc = error_from_body(body, response.status_code, _retry_after(response))
-        exc.request_id = response.headers.get("x-request-id")  # type: ignore[attr-defined]
+        exc.request_id = response.headers.get("x-request-id")
         raise exc
 
     def _get(self, path: str) -> httpx.Response:
@@ -253,7 +253,7 @@ class DaemonClient:
             response = self._check(self._http.post("/v1/chat/completions", json=body))
         return api.ChatCompletion.model_validate(response.json())
 
-    def stream_chat(self, request: api.ChatCompletionRequest | Mapping[str, Any]) -> Iterator[StreamEvent]:
+    def stream_chat(self, request: api.ChatCompletionRequest | Mapping[str, Any]) -> Generator[StreamEvent, None, None]:
         """Yield ``TextDelta``s as they arrive, then one ``Done``. Closing the iterator cancels the request."""
         body = _request_body(request, stream=True)
         finish_reason: str | None = None
@@ -271,7 +271,7 @@ class DaemonClient:
                     payload = json.loads(data)
                     if isinstance(payload, dict) and "error" in payload:
                         exc = error_from_body(payload, None)
-                        exc.request_id = request_id  # type: ignore[attr-defined]
+                        exc.request_id = request_id
                         raise exc
                     chunk = api.ChatCompletionChunk.model_validate(payload)
                 except ValueError as bad:  # not JSON, or not a chunk
@@ -299,10 +299,10 @@ class DaemonClient:
 
     def set_faults(self, **plan: Any) -> dict[str, Any]:
         """Fault injection (daemon started with ``fault_injection``): see ``engine.faults.Faults``."""
-        return self._send("PUT", "/v1/faults", plan)  # type: ignore[no-any-return]
+        return dict(self._send("PUT", "/v1/faults", plan))
 
     def clear_faults(self) -> dict[str, Any]:
-        return self._send("DELETE", "/v1/faults")  # type: ignore[no-any-return]
+        return dict(self._send("DELETE", "/v1/faults"))
 
     def events(self, last_event_id: str | None = None) -> Iterator[DaemonEvent]:
         """Follow /v1/events until the daemon ends the stream (shutdown); a dead connection raises

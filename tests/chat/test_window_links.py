@@ -72,7 +72,7 @@ def test_only_web_links_the_model_wrote_are_opened(qtbot, window: ChatWindow, op
     assert window.conversation_id is not None
     window.store.add_message(window.conversation_id, "user", "where are the docs?")
     window.store.add_message(window.conversation_id, "assistant", REPLY, ReplyStats(finish_reason="stop"))
-    window.render()
+    window.redraw()
     transcript = window.transcript.toPlainText()
     for text in ("the manual", "a share", "a terminal", "your keys"):
         click_link(qtbot, window, text)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from trayllm.chat.reply_stats import ReplyStats
 from trayllm.config import Settings, load_settings
@@ -294,7 +294,7 @@ class ConversationStore:
         changes = {name: value for name, value in (("system_prompt", system_prompt), ("temperature", temperature),
                                                    ("top_p", top_p), ("max_tokens", max_tokens)) if value is not UNSET}
         if "system_prompt" in changes:
-            changes["system_prompt"] = _clean_prompt(changes["system_prompt"])
+            changes["system_prompt"] = _clean_prompt(cast("str | None", changes["system_prompt"]))
         self.get(conversation_id)
         if changes:
             assignments = ", ".join(f"{name} = ?" for name in changes)

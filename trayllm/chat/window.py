@@ -93,7 +93,7 @@ class ChatWindow(QMainWindow):
         self.conversation_id: int | None = None
         self.streaming: str | None = None  # the reply arriving now
         self.reply_message: Message | None = None
-        self._history: list[str] = []  # the settled messages' Markdown blocks (render() keeps it current)
+        self._history: list[str] = []  # the settled messages' Markdown blocks (redraw() keeps it current)
         self.last_error: str | None = None
         self._worker: ReplyWorker | None = None
         self._thread: QThread | None = None
@@ -149,8 +149,7 @@ class ChatWindow(QMainWindow):
         self.temperature = QDoubleSpinBox(minimum=-0.1, maximum=2.0, singleStep=0.1, specialValueText="default")
         self.top_p = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, specialValueText="default")
         self.max_tokens = QSpinBox(minimum=0, maximum=32768, specialValueText="default")
-        for widget in (self.system_prompt,):
-            widget.editingFinished.connect(self._save_settings)
+        self.system_prompt.editingFinished.connect(self._save_settings)
         for spin in (self.temperature, self.top_p, self.max_tokens):
             spin.valueChanged.connect(self._save_settings)
         settings_form = QFormLayout()
@@ -234,11 +233,11 @@ class ChatWindow(QMainWindow):
         for spin, value in ((self.temperature, conversation.temperature), (self.top_p, conversation.top_p),
                             (self.max_tokens, conversation.max_tokens)):
             spin.blockSignals(True)
-            spin.setValue(spin.minimum() if value is None else value)  # the minimum reads "default"
+            spin.setValue(spin.minimum() if value is None else value)  # type: ignore[arg-type]  # the minimum reads "default"; an int spin box holds an int
             spin.blockSignals(False)
         self.system_prompt.setText(conversation.system_prompt or "")
         self.last_error = None
-        self.render()
+        self.redraw()
         self._update_buttons()
 
     def rename_conversation(self) -> None:
@@ -316,7 +315,7 @@ class ChatWindow(QMainWindow):
         self._worker.stopped.connect(self._on_stopped)
         self._thread.start()
         self.waiting.setText(f"waiting for the model… ({self.queue_depth} queued before this)")
-        self.render()
+        self.redraw()
         self._update_buttons()
 
     def stop(self) -> None:
@@ -328,7 +327,7 @@ class ChatWindow(QMainWindow):
             return
         self.waiting.setText("")
         self.streaming += text
-        self.render(history_changed=False)
+        self.redraw(history_changed=False)
         self.reply_delta.emit(text)
 
     def _on_finished(self, done: Done) -> None:
@@ -352,7 +351,7 @@ class ChatWindow(QMainWindow):
             self._thread.wait(5000)
         self._worker, self._thread = None, None
         self.waiting.setText("")
-        self.render()
+        self.redraw()
         self._update_buttons()
         self.reply_done.emit()
 
@@ -388,7 +387,7 @@ class ChatWindow(QMainWindow):
         streaming = None if self.reply_message is None else self.streaming or ""
         return transcript_markdown(self._history, model_name=self.model_name, streaming=streaming)
 
-    def render(self, *, history_changed: bool = True) -> None:
+    def redraw(self, *, history_changed: bool = True) -> None:
         """Show the transcript. While a reply streams (``history_changed=False``) the stored messages are
         not read again for every token: only the streaming block changes."""
         if history_changed:

@@ -108,7 +108,7 @@ class AlertCenter:
     def _announce(self, event: AlertEvent, details: Mapping[str, Any] | None = None) -> None:
         severity = severity_of(event.key)
         short = {k.rsplit(".", 1)[-1]: v for k, v in (details or {}).items() if v is not None}
-        alert = Alert(key=event.key, state=event.state, severity=severity,  # type: ignore[arg-type]
+        alert = Alert(key=event.key, state=event.state, severity=severity,  # type: ignore[arg-type]  # firing or resolved
                       message=event.message, value=event.value, threshold=event.threshold, at=event.at,
                       details=short or None)
         with self._lock:  # publish and bookkeeping together, so /v1/status never lags the stream
@@ -156,14 +156,15 @@ class AlertCenter:
             key = field_value(doc, "rule.name")
             if isinstance(key, str) and field_value(doc, "event.action") in ("firing", "resolved"):
                 last[key] = doc
-        for key, doc in last.items():
-            if field_value(doc, "event.action") == "firing" and key in self.monitor.keys:
+        for key, alert in last.items():
+            if field_value(alert, "event.action") == "firing" and key in self.monitor.keys:
                 self.monitor.restore(key, "firing")
                 with self._lock:
                     self._firing.setdefault(key, Alert(
-                        key=key, state="firing", severity=severity_of(key), message=str(doc.get("message", key)),
-                        value=field_value(doc, "llm.alert.value"), threshold=field_value(doc, "llm.alert.threshold"),
-                        at=record_end_time(doc) or started, id=str(field_value(doc, "event.id"))))
+                        key=key, state="firing", severity=severity_of(key), message=str(alert.get("message", key)),
+                        value=field_value(alert, "llm.alert.value"),
+                        threshold=field_value(alert, "llm.alert.threshold"),
+                        at=record_end_time(alert) or started, id=str(field_value(alert, "event.id"))))
         recent_ids: set[str] = set()
         for doc in iter_records(self.settings.records_path, stats=records_read):
             self.monitor.observe(doc)

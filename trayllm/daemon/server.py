@@ -130,10 +130,10 @@ def run_daemon(settings: Settings) -> None:
         app = build_app(engine, settings, recorder, bus, alerts, token=token,
                         shipping=shipping.stats if shipping is not None else None)
         limits = ConnectionLimits(settings.header_timeout_s, settings.max_tcp_connections, open_files)
-        config = uvicorn.Config(app, http=functools.partial(GuardedProtocol, limits=limits),  # type: ignore[arg-type]
+        config = uvicorn.Config(app, http=functools.partial(GuardedProtocol, limits=limits),  # type: ignore[arg-type]  # a protocol class
                                 lifespan="off", log_config=None, access_log=False,
                                 proxy_headers=False,  # a client must not name its own user with X-Forwarded-For
-                                timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]
+                                timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]  # uvicorn takes a float
                                 backlog=ACCEPT_BURST,
                                 timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)))
         log.info("listening", extra={"socket": str(settings.socket_path), "tcp": settings.listen or None})

@@ -24,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from typing import cast
 
 import torch
 
@@ -306,7 +307,8 @@ class Scheduler:
     def _accept_tokens(self, batch: RunningBatch[Job], logits: torch.Tensor) -> None:
         """Take each row's next token; a row whose own step raises ends alone, the others go on."""
         jobs = batch.rows
-        picks = pick_tokens(logits, batch.seen, [j.params for j in jobs], [j.generator for j in jobs])  # type: ignore[misc]
+        generators = cast("list[torch.Generator]", [j.generator for j in jobs])  # each job got one as it started
+        picks = pick_tokens(logits, batch.seen, [j.params for j in jobs], generators)
         now = time.monotonic()
         for job, pick in zip(jobs, picks, strict=True):
             if job.done:

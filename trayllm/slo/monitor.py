@@ -22,7 +22,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from trayllm.slo.alerts import AlertEvent, AlertState, AlertStateMachine
 from trayllm.slo.burn import MultiWindowBurnAlert
@@ -33,7 +33,7 @@ from trayllm.slo.window import RollingWindow
 OOM_KEY = "oom"
 
 
-def severity_of(key: str) -> str:
+def severity_of(key: str) -> Literal["critical", "warning"]:
     """critical for OOM (the guide: an alert on every occurrence), warning for objectives."""
     return "critical" if key == OOM_KEY else "warning"
 
@@ -92,7 +92,7 @@ class SloMonitor:
     def evaluate(self, now: float | None = None) -> list[AlertEvent]:
         """Judge every objective at ``now``; the transitions that caused (usually none)."""
         at = self.clock() if now is None else now
-        events: list[AlertEvent] = []
+        events: list[AlertEvent | None] = []
         with self._lock:
             for o in self.objectives:
                 window = self._windows[o.name]
@@ -100,12 +100,12 @@ class SloMonitor:
                 if burn is None:
                     ev = evaluate(o, window, at)
                     value = None if ev.state_hint == "insufficient" else ev.value
-                    events.append(self._machines[f"slo.{o.name}"].update(value, at))  # type: ignore[arg-type]
+                    events.append(self._machines[f"slo.{o.name}"].update(value, at))
                     continue
                 for check in burn.check(window, at):
                     value = check.value if check.long_total >= burn.min_events else None
-                    events.append(self._machines[f"burn.{o.name}.{check.name}"].update(value, at))  # type: ignore[arg-type]
-            events.append(self._oom.tick(at))  # type: ignore[arg-type]
+                    events.append(self._machines[f"burn.{o.name}.{check.name}"].update(value, at))
+            events.append(self._oom.tick(at))
         return [e for e in events if e is not None]
 
     def oom(self, message: str, now: float | None = None) -> AlertEvent:

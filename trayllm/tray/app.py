@@ -13,6 +13,7 @@ packages to install. Windows and macOS use pystray's native backends.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -117,10 +118,11 @@ class TrayApp:
                 with DaemonClient.from_settings(self.settings) as client:
                     for event in client.events(self.model.last_event_id):
                         if event.type == "hello":
-                            self._apply(lambda m, data=event.data: m.connected(data))
+                            self._apply(functools.partial(TrayModel.connected, hello=event.data))
                             backoff = 1.0
                         else:
-                            self._apply(lambda m, e=event: m.event(e.type, e.data, e.id))
+                            self._apply(functools.partial(TrayModel.event, kind=event.type, data=event.data,
+                                                          event_id=event.id))
             except TrayllmError as exc:
                 log.debug("event stream: %s", exc.message)
             except Exception:  # whatever breaks the stream, the tray carries on and reconnects
@@ -141,7 +143,7 @@ class TrayApp:
                     status = client.status()
             except TrayllmError:
                 continue
-            self._apply(lambda m, s=status: m.status(s))
+            self._apply(functools.partial(TrayModel.status, status=status))
 
     # -- the menu --------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from trayllm.tray.model import Notification
 
@@ -30,7 +31,7 @@ class DesktopNotifier:
         self._lock = threading.Lock()
         self._connection = None
 
-    def _bus(self):  # type: ignore[no-untyped-def]
+    def _bus(self) -> Any:
         """The session-bus connection, or None when there is no notification server to talk to."""
         if self._connection is not None:
             return self._connection
