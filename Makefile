@@ -101,12 +101,13 @@ $(TEST_STAMP): requirements/test.txt pyproject.toml | $(GUI_APT_STAMP) $(TEST_AP
 run: setup
 	$(BIN)/trayllm up
 
-test: test-setup
-	$(BIN)/ruff check trayllm tests scripts
+test: lint
 	$(BIN)/pytest -q
 
 lint: test-setup
 	$(BIN)/ruff check trayllm tests scripts
+	$(BIN)/ruff format --check trayllm tests scripts
+	$(BIN)/mypy
 
 # The lock: one resolution for every Python trayllm supports (--universal with the fewest versions, so
 # Python 3.10 gets the set CI tested), from pyproject.toml's ranges, with torch pinned to the release the

@@ -20,8 +20,10 @@ from trayllm.config_edit import FALLBACK_EDITORS
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "CONFIG.md"
 # the two environments the paths are shown in: every XDG variable set (to its own name), and none set
-XDG_SET = {var: f"${var}" for var in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME",
-                                      "XDG_RUNTIME_DIR")}
+XDG_SET = {
+    var: f"${var}"
+    for var in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR")
+}
 XDG_UNSET = {"HOME": "$HOME"}
 
 HEADER = """\
@@ -104,8 +106,11 @@ def _moved_by(prop: str) -> list[str]:
     """The settings that relocate ``prop``: each setting whose empty default means "the usual place" is set to
     another place, and the path compared."""
     usual = getattr(config.Settings(), prop)
-    return [f.name for f in config.SETTING_FIELDS
-            if f.default == "" and getattr(config.Settings(**{f.name: "/elsewhere"}), prop) != usual]
+    return [
+        f.name
+        for f in config.SETTING_FIELDS
+        if f.default == "" and getattr(config.Settings(**{f.name: "/elsewhere"}), prop) != usual
+    ]
 
 
 def _cell(text: str) -> str:
@@ -114,16 +119,24 @@ def _cell(text: str) -> str:
 
 def _paths_section() -> list[str]:
     rows: list[tuple[str, str, str, Callable[[], Path]]] = [
-        ("the config file", "`TRAYLLM_CONFIG`", "These settings.", config.config_file)]
+        ("the config file", "`TRAYLLM_CONFIG`", "These settings.", config.config_file)
+    ]
     for prop, doc in _derived_paths():
         moved = ", ".join(f"`{name}`" for name in _moved_by(prop)) or "-"
         rows.append((f"`{prop}`", moved, doc, lambda prop=prop: getattr(config.Settings(), prop)))
-    lines = ["## Files and the XDG variables", "",
-             "Where trayllm keeps things, with the XDG base directories set and with none of them set.", "",
-             "| path | XDG variables set | unset | moved by | holds |", "|---|---|---|---|---|"]
+    lines = [
+        "## Files and the XDG variables",
+        "",
+        "Where trayllm keeps things, with the XDG base directories set and with none of them set.",
+        "",
+        "| path | XDG variables set | unset | moved by | holds |",
+        "|---|---|---|---|---|",
+    ]
     for label, moved, doc, compute in rows:
-        lines.append(f"| {label} | `{_evaluated(XDG_SET, compute)}` | `{_evaluated(XDG_UNSET, compute)}` | "
-                     f"{moved} | {_cell(doc)} |")
+        lines.append(
+            f"| {label} | `{_evaluated(XDG_SET, compute)}` | `{_evaluated(XDG_UNSET, compute)}` | "
+            f"{moved} | {_cell(doc)} |"
+        )
     return lines + [""]
 
 
@@ -134,8 +147,11 @@ def _settings_section() -> list[str]:
         if doc:
             lines += [f"More in [{doc}]({doc}).", ""]
         lines += ["| file key | environment variable | default | meaning |", "|---|---|---|---|"]
-        lines += [f"| `{f.name}` | `{config.env_name(f.name)}` | `{config.toml_value(f.default)}` | "
-                  f"{_cell(f.metadata['help'])} |" for f in fields]
+        lines += [
+            f"| `{f.name}` | `{config.env_name(f.name)}` | `{config.toml_value(f.default)}` | "
+            f"{_cell(f.metadata['help'])} |"
+            for f in fields
+        ]
         lines.append("")
     return lines
 

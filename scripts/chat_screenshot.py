@@ -27,8 +27,10 @@ QUESTIONS = ("What is the capital of France?", "Give me a Python one-liner that 
 
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else ROOT / "docs")
-    with tempfile.TemporaryDirectory(prefix="trayllm-shot-") as tmp, \
-            start_desktop_session(Path(tmp) / "session", fakes=False) as session:
+    with (
+        tempfile.TemporaryDirectory(prefix="trayllm-shot-") as tmp,
+        start_desktop_session(Path(tmp) / "session", fakes=False) as session,
+    ):
         os.environ.update(DISPLAY=session.display, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "xcb"))
         daemon = spawn_daemon(Path(tmp) / "daemon")
         try:
@@ -40,8 +42,7 @@ def main() -> None:
             from trayllm.config import load_settings
 
             _app = QApplication.instance() or QApplication(sys.argv[:1])  # kept alive while windows exist
-            settings = load_settings({"socket": str(daemon.socket), "kibana_url": "http://127.0.0.1:5601"},
-                                     environ={})
+            settings = load_settings({"socket": str(daemon.socket), "kibana_url": "http://127.0.0.1:5601"}, environ={})
             window = ChatWindow(settings, ConversationStore(Path(tmp) / "chat.db"), poll_ms=1000)
             window.resize(1100, 720)
             window.show()

@@ -34,19 +34,45 @@ def main() -> None:
     missing = [tool for tool in ("trayer", "dunst") if shutil.which(tool) is None]
     if missing:
         sys.exit(f"tray_screenshot: needs {' and '.join(missing)}: apt-get install -y {' '.join(missing)}")
-    with tempfile.TemporaryDirectory(prefix="trayllm-shot-") as tmp, \
-            start_desktop_session(Path(tmp) / "session", fakes=False) as session:
-        session.popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel", "--width", "120",
-                       "--height", "36", "--SetDockType", "true", "--transparent", "false", "--tint", "0x303030"])
+    with (
+        tempfile.TemporaryDirectory(prefix="trayllm-shot-") as tmp,
+        start_desktop_session(Path(tmp) / "session", fakes=False) as session,
+    ):
+        session.popen(
+            [
+                "trayer",
+                "--edge",
+                "top",
+                "--align",
+                "right",
+                "--widthtype",
+                "pixel",
+                "--width",
+                "120",
+                "--height",
+                "36",
+                "--SetDockType",
+                "true",
+                "--transparent",
+                "false",
+                "--tint",
+                "0x303030",
+            ]
+        )
         dunst_rc = Path(tmp) / "dunstrc"
-        dunst_rc.write_text("[global]\n  origin = top-right\n  offset = 10x46\n  width = 420\n  font = DejaVu Sans 10\n"
-                            "  frame_width = 2\n[urgency_critical]\n  background = \"#3b0d0d\"\n"
-                            "  foreground = \"#ffffff\"\n  frame_color = \"#cf222e\"\n  timeout = 0\n")
+        dunst_rc.write_text(
+            "[global]\n  origin = top-right\n  offset = 10x46\n  width = 420\n  font = DejaVu Sans 10\n"
+            '  frame_width = 2\n[urgency_critical]\n  background = "#3b0d0d"\n'
+            '  foreground = "#ffffff"\n  frame_color = "#cf222e"\n  timeout = 0\n'
+        )
         session.popen(["dunst", "-config", str(dunst_rc)])
         daemon = spawn_daemon(Path(tmp) / "daemon", fault_injection=True)
         try:
-            env = {**session.env, **{k: v for k, v in daemon.env.items() if k.startswith(("XDG_", "TRAYLLM_"))},
-                   "PYSTRAY_BACKEND": "appindicator"}
+            env = {
+                **session.env,
+                **{k: v for k, v in daemon.env.items() if k.startswith(("XDG_", "TRAYLLM_"))},
+                "PYSTRAY_BACKEND": "appindicator",
+            }
             session.popen([sys.executable, "-m", "trayllm", "tray"], name="tray", env=env)
             time.sleep(4)  # the icon docks and the tray connects to the daemon
             with DaemonClient(socket_path=daemon.socket) as client:

@@ -31,8 +31,9 @@ class RunningDaemon:
         return self.socket.parents[2] / "xdg_state_home" / "trayllm" / "requests.jsonl"
 
     def client(self, timeout: float = 120) -> httpx.Client:
-        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://trayllm",
-                            timeout=timeout)
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://trayllm", timeout=timeout
+        )
 
     def post_in_background(self, body: dict) -> threading.Thread:
         """POST a chat completion from another thread (to fill the batch or the queue)."""
@@ -67,8 +68,9 @@ def spawn_daemon(home: Path, **settings: object) -> RunningDaemon:
     socket = home / "xdg_runtime_dir" / "trayllm" / "daemon.sock"
     log = home / "daemon.log"
     with log.open("wb") as sink:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen([sys.executable, "-m", "trayllm", "daemon"], env=env,
-                                   stdout=sink, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trayllm", "daemon"], env=env, stdout=sink, stderr=subprocess.STDOUT
+        )
     daemon = RunningDaemon(process, socket, env, log)
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:

@@ -71,13 +71,20 @@ def missing_piece() -> str | None:
     for program, package in (("Xvfb", "xvfb"), ("dbus-daemon", "dbus")):
         if shutil.which(program) is None:
             return f"{program} is not installed (apt-get install {package}; `make test` does it as root)"
-    for module, package in (("dbus_next", "dbus-next"), ("jeepney", "jeepney"), ("pystray", "pystray"),
-                            ("Xlib", "python-xlib"), ("PIL", "pillow")):
+    for module, package in (
+        ("dbus_next", "dbus-next"),
+        ("jeepney", "jeepney"),
+        ("pystray", "pystray"),
+        ("Xlib", "python-xlib"),
+        ("PIL", "pillow"),
+    ):
         if importlib.util.find_spec(module) is None:
             return f"the Python package {package} is not installed in this venv (`make test` installs it)"
     if importlib.util.find_spec("gi") is None:
-        return ("PyGObject (gi) is not installed in this venv: it builds after apt-get install libgirepository1.0-dev "
-                "libcairo2-dev pkg-config (`make test` does both)")
+        return (
+            "PyGObject (gi) is not installed in this venv: it builds after apt-get install libgirepository1.0-dev "
+            "libcairo2-dev pkg-config (`make test` does both)"
+        )
     probe = subprocess.run([sys.executable, "-c", _GI_PROBE], capture_output=True, text=True, timeout=60)
     if probe.returncode:
         error = (probe.stderr.strip().splitlines() or ["?"])[-1]
@@ -112,10 +119,16 @@ def _menu_entry(node: tuple[int, dict[str, tuple[str, Any]], list[tuple[str, Any
     item_id, raw, children = node
     props = {name: value for name, (_signature, value) in raw.items()}
     return MenuEntry(
-        id=item_id, label=_shown_label(props.get("label", "")), enabled=props.get("enabled", True),
-        visible=props.get("visible", True), type=props.get("type", "standard"),
-        toggle_type=props.get("toggle-type", ""), toggle_state=props.get("toggle-state", -1), properties=props,
-        children=[_menu_entry(child) for _signature, child in children])
+        id=item_id,
+        label=_shown_label(props.get("label", "")),
+        enabled=props.get("enabled", True),
+        visible=props.get("visible", True),
+        type=props.get("type", "standard"),
+        toggle_type=props.get("toggle-type", ""),
+        toggle_state=props.get("toggle-state", -1),
+        properties=props,
+        children=[_menu_entry(child) for _signature, child in children],
+    )
 
 
 def _split_item(item: str) -> tuple[str, str]:
@@ -174,8 +187,16 @@ class DesktopSession:
         return path.read_text(errors="replace") if path.exists() else ""
 
     # --- D-Bus -----------------------------------------------------------------------------------
-    def call(self, bus_name: str, path: str, interface: str, member: str, signature: str | None = None,
-             *args: Any, timeout: float = 10.0) -> tuple[Any, ...]:
+    def call(
+        self,
+        bus_name: str,
+        path: str,
+        interface: str,
+        member: str,
+        signature: str | None = None,
+        *args: Any,
+        timeout: float = 10.0,
+    ) -> tuple[Any, ...]:
         """A blocking method call on the session bus (jeepney); D-Bus errors raise DBusErrorResponse."""
         from jeepney import DBusAddress, new_method_call
         from jeepney.io.blocking import open_dbus_connection
@@ -188,16 +209,19 @@ class DesktopSession:
         return unwrap_msg(self._connection.send_and_get_reply(message, timeout=timeout))
 
     def get_property(self, bus_name: str, path: str, interface: str, name: str) -> Any:
-        _signature, value = self.call(bus_name, path, "org.freedesktop.DBus.Properties", "Get", "ss",
-                                      interface, name)[0]
+        _signature, value = self.call(bus_name, path, "org.freedesktop.DBus.Properties", "Get", "ss", interface, name)[
+            0
+        ]
         return value
 
     def name_owner(self, name: str) -> str | None:
-        if not self.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameHasOwner",
-                         "s", name)[0]:
+        if not self.call(
+            "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "NameHasOwner", "s", name
+        )[0]:
             return None
-        return self.call("org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetNameOwner",
-                         "s", name)[0]
+        return self.call(
+            "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetNameOwner", "s", name
+        )[0]
 
     # --- the tray host ---------------------------------------------------------------------------
     def sni_items(self) -> list[str]:
@@ -206,8 +230,7 @@ class DesktopSession:
 
     def wait_for_sni_item(self, timeout: float = 20.0) -> str:
         """The first item to register with the fake watcher."""
-        return _poll(lambda: next(iter(self.sni_items()), None), timeout, "no StatusNotifierItem registered",
-                     self.log)
+        return _poll(lambda: next(iter(self.sni_items()), None), timeout, "no StatusNotifierItem registered", self.log)
 
     def registrations(self) -> list[dict[str, str]]:
         """Every RegisterStatusNotifierItem call: {"service", "sender", "item"}; libayatana repeats it on each
@@ -244,8 +267,17 @@ class DesktopSession:
                 labels = [e.label for e in _walk(self.menu_layout(item))]
                 raise AssertionError(f"no menu entry {label!r} in {labels}")
             try:
-                self.call(bus_name, menu_path, "com.canonical.dbusmenu", "Event", "isvu", entry.id, "clicked",
-                          ("s", ""), int(time.time()) & 0xFFFFFFFF)
+                self.call(
+                    bus_name,
+                    menu_path,
+                    "com.canonical.dbusmenu",
+                    "Event",
+                    "isvu",
+                    entry.id,
+                    "clicked",
+                    ("s", ""),
+                    int(time.time()) & 0xFFFFFFFF,
+                )
                 return entry
             except DBusErrorResponse as exc:
                 attempts -= 1
@@ -260,6 +292,7 @@ class DesktopSession:
 
     def wait_for_notifications(self, count: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
         """All Notify calls, once there are at least ``count``."""
+
         def enough() -> list[dict[str, Any]] | None:
             recorded = self.notifications()
             return recorded if len(recorded) >= count else None
@@ -268,13 +301,27 @@ class DesktopSession:
 
     def invoke_action(self, notification_id: int, action_key: str = "default") -> None:
         """Play the user clicking a notification's action: the server emits ActionInvoked."""
-        self.call(NOTIFICATIONS, NOTIFICATIONS_PATH, "org.trayllm.test.FakeNotifications", "InvokeAction", "us",
-                  notification_id, action_key)
+        self.call(
+            NOTIFICATIONS,
+            NOTIFICATIONS_PATH,
+            "org.trayllm.test.FakeNotifications",
+            "InvokeAction",
+            "us",
+            notification_id,
+            action_key,
+        )
 
     def dismiss(self, notification_id: int, reason: int = 2) -> None:
         """Play the user closing a notification: NotificationClosed(id, reason)."""
-        self.call(NOTIFICATIONS, NOTIFICATIONS_PATH, "org.trayllm.test.FakeNotifications", "Close", "uu",
-                  notification_id, reason)
+        self.call(
+            NOTIFICATIONS,
+            NOTIFICATIONS_PATH,
+            "org.trayllm.test.FakeNotifications",
+            "Close",
+            "uu",
+            notification_id,
+            reason,
+        )
 
     # --- pixels ----------------------------------------------------------------------------------
     def screenshot(self, path: str | os.PathLike[str]) -> Path:
@@ -296,7 +343,7 @@ class DesktopSession:
 
 
 def _child_name(args: Sequence[str]) -> str:
-    """"tray_app" for [python, .../tray_app.py, ...], "trayllm.tray" for [python, -m, trayllm.tray]."""
+    """ "tray_app" for [python, .../tray_app.py, ...], "trayllm.tray" for [python, -m, trayllm.tray]."""
     if Path(args[0]).name.startswith("python") and len(args) > 1:
         return args[2] if args[1] == "-m" and len(args) > 2 else Path(args[1]).stem
     return Path(args[0]).stem
@@ -347,6 +394,7 @@ def start_desktop_session(directory: Path, *, fakes: bool = True) -> Iterator[De
     (scripts/tray_screenshot.py does, to draw them)."""
     directory.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
+
         def started(args: list[str], name: str, **kwargs: Any) -> subprocess.Popen[bytes]:
             log = stack.enter_context(open(directory / f"{name}.log", "ab"))
             process = subprocess.Popen(args, stdout=kwargs.pop("stdout", log), stderr=log, **kwargs)
@@ -356,8 +404,21 @@ def start_desktop_session(directory: Path, *, fakes: bool = True) -> Iterator[De
         # Xvfb picks a free display itself and writes its number to -displayfd.
         read_fd, write_fd = os.pipe()
         try:
-            started(["Xvfb", "-displayfd", str(write_fd), "-screen", "0", f"{SCREEN[0]}x{SCREEN[1]}x24",
-                     "-nolisten", "tcp", "-noreset"], "Xvfb", pass_fds=(write_fd,))
+            started(
+                [
+                    "Xvfb",
+                    "-displayfd",
+                    str(write_fd),
+                    "-screen",
+                    "0",
+                    f"{SCREEN[0]}x{SCREEN[1]}x24",
+                    "-nolisten",
+                    "tcp",
+                    "-noreset",
+                ],
+                "Xvfb",
+                pass_fds=(write_fd,),
+            )
             os.close(write_fd)
             display = ":" + _read_line(read_fd, 20, "Xvfb")
         finally:
@@ -369,8 +430,11 @@ def start_desktop_session(directory: Path, *, fakes: bool = True) -> Iterator[De
         stack.callback(shutil.rmtree, socket_dir, True)
         config = directory / "session-bus.conf"
         config.write_text(BUS_CONFIG.format(socket_dir=socket_dir))
-        bus = started(["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"],
-                      "dbus-daemon", stdout=subprocess.PIPE)
+        bus = started(
+            ["dbus-daemon", f"--config-file={config}", "--nofork", "--nopidfile", "--print-address=1"],
+            "dbus-daemon",
+            stdout=subprocess.PIPE,
+        )
         assert bus.stdout is not None
         try:
             address = _read_line(bus.stdout.fileno(), 20, "dbus-daemon")
@@ -378,15 +442,32 @@ def start_desktop_session(directory: Path, *, fakes: bool = True) -> Iterator[De
             bus.stdout.close()
 
         env = {name: value for name, value in os.environ.items() if name not in ("WAYLAND_DISPLAY",)}
-        env.update(DISPLAY=display, DBUS_SESSION_BUS_ADDRESS=address, PYSTRAY_BACKEND="appindicator",
-                   GDK_BACKEND="x11", NO_AT_BRIDGE="1", GSETTINGS_BACKEND="memory", PYTHONUNBUFFERED="1")
+        env.update(
+            DISPLAY=display,
+            DBUS_SESSION_BUS_ADDRESS=address,
+            PYSTRAY_BACKEND="appindicator",
+            GDK_BACKEND="x11",
+            NO_AT_BRIDGE="1",
+            GSETTINGS_BACKEND="memory",
+            PYTHONUNBUFFERED="1",
+        )
         session = DesktopSession(dir=directory, display=display, bus_address=address, env=env, _stack=stack)
-        services = {} if not fakes else {
-            WATCHER: started([sys.executable, str(FAKES / "fake_sni_watcher.py"),
-                              str(directory / "sni-registrations.jsonl")], "fake_sni_watcher", env=env),
-            NOTIFICATIONS: started([sys.executable, str(FAKES / "fake_notifyd.py"),
-                                    str(directory / "notifications.jsonl")], "fake_notifyd", env=env),
-        }
+        services = (
+            {}
+            if not fakes
+            else {
+                WATCHER: started(
+                    [sys.executable, str(FAKES / "fake_sni_watcher.py"), str(directory / "sni-registrations.jsonl")],
+                    "fake_sni_watcher",
+                    env=env,
+                ),
+                NOTIFICATIONS: started(
+                    [sys.executable, str(FAKES / "fake_notifyd.py"), str(directory / "notifications.jsonl")],
+                    "fake_notifyd",
+                    env=env,
+                ),
+            }
+        )
         deadline = time.monotonic() + 30
         for name, process in services.items():
             while session.name_owner(name) is None:

@@ -41,7 +41,7 @@ def _comparable(value: Any) -> float | None:
 
 
 def _matches(doc: dict[str, Any], query: dict[str, Any]) -> bool:
-    (kind, spec), = query.items()
+    ((kind, spec),) = query.items()
     if kind == "match_all":
         return True
     if kind == "bool":
@@ -53,10 +53,10 @@ def _matches(doc: dict[str, Any], query: dict[str, Any]) -> bool:
     if kind == "exists":
         return _value(doc, spec["field"]) is not None
     if kind == "terms":
-        (field, values), = spec.items()
+        ((field, values),) = spec.items()
         return _value(doc, field) in values
     if kind == "range":
-        (field, bounds), = spec.items()
+        ((field, bounds),) = spec.items()
         value = _comparable(_value(doc, field))
         if value is None:
             return False
@@ -115,17 +115,28 @@ def search(owner: Any, pattern: str, body: dict[str, Any], params: dict[str, str
     hits = docs
     sort_field = None
     if body.get("sort"):
-        (sort_field, order), = body["sort"][0].items()
+        ((sort_field, order),) = body["sort"][0].items()
         descending = (order.get("order") if isinstance(order, dict) else order) == "desc"
-        hits = sorted((h for h in docs if _value(h[1], sort_field) is not None),
-                      key=lambda h: _value(h[1], sort_field), reverse=descending)
-    page = [{"_index": i, "_id": d["event"]["id"], "_score": None,
-             **({"sort": [_value(d, sort_field)]} if sort_field else {})}
-            for i, d in hits[start:start + size]]
-    response: dict[str, Any] = {"took": 1, "timed_out": False,
-                                "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
-                                "hits": {"total": {"value": len(docs), "relation": "eq"}, "max_score": None,
-                                         "hits": page}}
+        hits = sorted(
+            (h for h in docs if _value(h[1], sort_field) is not None),
+            key=lambda h: _value(h[1], sort_field),
+            reverse=descending,
+        )
+    page = [
+        {
+            "_index": i,
+            "_id": d["event"]["id"],
+            "_score": None,
+            **({"sort": [_value(d, sort_field)]} if sort_field else {}),
+        }
+        for i, d in hits[start : start + size]
+    ]
+    response: dict[str, Any] = {
+        "took": 1,
+        "timed_out": False,
+        "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
+        "hits": {"total": {"value": len(docs), "relation": "eq"}, "max_score": None, "hits": page},
+    }
     if body.get("aggs") or body.get("aggregations"):
         response["aggregations"] = _aggregate(owner, docs, body.get("aggs") or body.get("aggregations"))
     return response

@@ -94,8 +94,7 @@ class ElasticStandIn:
 
         self._server = _Server(("127.0.0.1", self.port), Handler)
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
     def down(self) -> None:
@@ -161,8 +160,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _error(self, status: int, kind: str, reason: str) -> None:
-        self._send(status, {"error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind,
-                                      "reason": reason}, "status": status})
+        self._send(
+            status,
+            {
+                "error": {"root_cause": [{"type": kind, "reason": reason}], "type": kind, "reason": reason},
+                "status": status,
+            },
+        )
 
     def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
@@ -178,9 +182,12 @@ class _Handler(BaseHTTPRequestHandler):
             match = _COMPAT.search(self.headers.get(header, ""))
             major = int(owner.version.split(".")[0])
             if match and int(match.group(1)) not in (major, major - 1):
-                return self._error(400, "media_type_header_exception",
-                                   f"Invalid media-type value on headers [{header}]: Accept version must be "
-                                   f"either version {major} or {major - 1}, but found {match.group(1)}")
+                return self._error(
+                    400,
+                    "media_type_header_exception",
+                    f"Invalid media-type value on headers [{header}]: Accept version must be "
+                    f"either version {major} or {major - 1}, but found {match.group(1)}",
+                )
         if owner.api_key is not None and self.headers.get("Authorization") != f"ApiKey {owner.api_key}":
             return self._error(401, "security_exception", "unable to authenticate with provided credentials")
         url = urlsplit(self.path)
@@ -188,8 +195,15 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         route = (self.command, parts[0] if parts else "")
         if route == ("GET", "") or (self.command == "HEAD" and not parts):
-            return self._send(200, {"name": "standin", "cluster_name": "trayllm-test", "version": {
-                "number": owner.version, "build_flavor": "default"}, "tagline": "You Know, for Search"})
+            return self._send(
+                200,
+                {
+                    "name": "standin",
+                    "cluster_name": "trayllm-test",
+                    "version": {"number": owner.version, "build_flavor": "default"},
+                    "tagline": "You Know, for Search",
+                },
+            )
         if parts[:1] == ["_bulk"] or parts[1:2] == ["_bulk"]:
             return self._bulk(body, parts[0] if parts[1:2] == ["_bulk"] else None)
         if parts[:2] == ["_ilm", "policy"] and len(parts) == 3:
@@ -228,7 +242,7 @@ class _Handler(BaseHTTPRequestHandler):
         lines = [line for line in body.split(b"\n") if line.strip()]
         items = []
         for action_line, source_line in zip(lines[::2], lines[1::2], strict=True):
-            (op, meta), = json.loads(action_line).items()
+            ((op, meta),) = json.loads(action_line).items()
             index = meta.get("_index", default_index)
             items.append({op: self._bulk_item(op, index, meta.get("_id"), json.loads(source_line))})
         if drop:  # stored, but the client never hears back
@@ -251,8 +265,11 @@ class _Handler(BaseHTTPRequestHandler):
         template = owner.template_for(index)
         if template is not None and "data_stream" in template:
             if op != "create":
-                return failed(400, "illegal_argument_exception",
-                              f"only write ops with an op_type of create are allowed in data streams, got [{op}]")
+                return failed(
+                    400,
+                    "illegal_argument_exception",
+                    f"only write ops with an op_type of create are allowed in data streams, got [{op}]",
+                )
             if "@timestamp" not in source:
                 return failed(400, "illegal_argument_exception", "data stream timestamp field [@timestamp] is missing")
             problem = _mapping_problem(template["template"]["mappings"]["properties"], source)
@@ -261,8 +278,11 @@ class _Handler(BaseHTTPRequestHandler):
         with owner._lock:
             docs = owner.docs.setdefault(index, {})
             if doc_id is not None and doc_id in docs:
-                return failed(409, "version_conflict_engine_exception",
-                              f"[{doc_id}]: version conflict, document already exists (current version [1])")
+                return failed(
+                    409,
+                    "version_conflict_engine_exception",
+                    f"[{doc_id}]: version conflict, document already exists (current version [1])",
+                )
             doc_id = doc_id or f"auto-{len(docs)}"
             docs[doc_id] = source
             owner.indexed[(index, doc_id)] += 1
@@ -300,7 +320,7 @@ def _mapping_problem(properties: dict[str, Any], source: dict[str, Any], prefix:
         for v in values:
             numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
             if kind in ("long", "float", "scaled_float") and not numeric and not (isinstance(v, str) and _is_number(v)):
-                return f"[{path}] failed to parse field [{path}] of type [{kind}]: For input string: \"{v}\""
+                return f'[{path}] failed to parse field [{path}] of type [{kind}]: For input string: "{v}"'
             if kind == "date" and not (isinstance(v, str) and _is_date(v)):
                 return f"[{path}] failed to parse field [{path}] of type [date]"
             if kind == "boolean" and not isinstance(v, bool):

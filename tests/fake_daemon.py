@@ -27,10 +27,23 @@ from starlette.routing import Route
 
 READY_STATUS: dict[str, Any] = {
     "state": "ready",
-    "model": {"name": "fake-model", "version": "abc123", "source": "/models/fake.gguf", "device": "cpu",
-              "dtype": "float32", "quantization": "none", "context_length": 2048},
-    "queue": {"depth": 1, "capacity": 100, "in_flight": 2, "max_batch": 8, "backlog_cap_active": False,
-              "backlog_max_tokens": 128},
+    "model": {
+        "name": "fake-model",
+        "version": "abc123",
+        "source": "/models/fake.gguf",
+        "device": "cpu",
+        "dtype": "float32",
+        "quantization": "none",
+        "context_length": 2048,
+    },
+    "queue": {
+        "depth": 1,
+        "capacity": 100,
+        "in_flight": 2,
+        "max_batch": 8,
+        "backlog_cap_active": False,
+        "backlog_max_tokens": 128,
+    },
     "requests": {"completed": 5, "cancelled": 1, "failed": 0, "rejected": 2, "tokens_in": 50, "tokens_out": 300},
     "uptime_s": 3725.0,
     "pid": 4242,
@@ -82,8 +95,14 @@ class FakeDaemon:
         return JSONResponse(self._status(), headers=self._headers())
 
     async def models(self, request: Request) -> Response:
-        card = {"id": "fake-model", "object": "model", "created": 1, "owned_by": "trayllm", "version": "abc123",
-                "context_length": 2048}
+        card = {
+            "id": "fake-model",
+            "object": "model",
+            "created": 1,
+            "owned_by": "trayllm",
+            "version": "abc123",
+            "context_length": 2048,
+        }
         return JSONResponse({"object": "list", "data": [card]}, headers=self._headers())
 
     async def chat(self, request: Request) -> Response:
@@ -95,35 +114,63 @@ class FakeDaemon:
         self.bodies.append(body)
         text = body["messages"][-1]["content"]
         if "RATE" in text:
-            return JSONResponse(error_body("slow down", "rate_limit_error", "rate_limit_exceeded"), 429,
-                                {**headers, "retry-after": "7"})
+            return JSONResponse(
+                error_body("slow down", "rate_limit_error", "rate_limit_exceeded"), 429, {**headers, "retry-after": "7"}
+            )
         if "FULL" in text:
-            return JSONResponse(error_body("queue is full", "service_unavailable", "queue_full"), 503,
-                                {**headers, "retry-after": "2"})
+            return JSONResponse(
+                error_body("queue is full", "service_unavailable", "queue_full"), 503, {**headers, "retry-after": "2"}
+            )
         if "LONG" in text:
-            return JSONResponse(error_body("prompt too long", "invalid_request_error", "context_length_exceeded"),
-                                400, headers)
+            return JSONResponse(
+                error_body("prompt too long", "invalid_request_error", "context_length_exceeded"), 400, headers
+            )
         reply = f"Echo: {text}"
         words = [w + " " for w in reply.split(" ")]
         words[-1] = words[-1].rstrip()
         request_id = headers["x-request-id"]
         usage = {"prompt_tokens": 5, "completion_tokens": len(words), "total_tokens": 5 + len(words)}
-        timings = {"request_id": request_id, "queue_ms": 1.0, "first_token_ms": 312.0, "total_ms": 2310.0,
-                   "tokens_per_second": 15.2}
+        timings = {
+            "request_id": request_id,
+            "queue_ms": 1.0,
+            "first_token_ms": 312.0,
+            "total_ms": 2310.0,
+            "tokens_per_second": 15.2,
+        }
         if not body.get("stream"):
-            return JSONResponse({
-                "id": request_id, "object": "chat.completion", "created": 1, "model": "fake-model",
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}],
-                "usage": usage, "timings": timings}, headers=headers)
+            return JSONResponse(
+                {
+                    "id": request_id,
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": "fake-model",
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+                    ],
+                    "usage": usage,
+                    "timings": timings,
+                },
+                headers=headers,
+            )
         include_usage = (body.get("stream_options") or {}).get("include_usage", False)
-        return StreamingResponse(self._events(request_id, text, words, usage if include_usage else None, timings),
-                                 media_type="text/event-stream", headers=headers)
+        return StreamingResponse(
+            self._events(request_id, text, words, usage if include_usage else None, timings),
+            media_type="text/event-stream",
+            headers=headers,
+        )
 
-    async def _events(self, request_id: str, text: str, words: list[str], usage: dict[str, Any] | None,
-                      timings: dict[str, Any]) -> Any:
+    async def _events(
+        self, request_id: str, text: str, words: list[str], usage: dict[str, Any] | None, timings: dict[str, Any]
+    ) -> Any:
         def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-            data = {"id": request_id, "object": "chat.completion.chunk", "created": 1, "model": "fake-model",
-                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
+            data = {
+                "id": request_id,
+                "object": "chat.completion.chunk",
+                "created": 1,
+                "model": "fake-model",
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
             return f"data: {json.dumps(data)}\n\n"
 
         self.in_flight += 1
@@ -145,10 +192,15 @@ class FakeDaemon:
             self.in_flight -= 1
 
     def app(self) -> Starlette:
-        return Starlette(routes=[
-            Route("/healthz", self.healthz), Route("/readyz", self.readyz), Route("/v1/status", self.status),
-            Route("/v1/models", self.models), Route("/v1/chat/completions", self.chat, methods=["POST"]),
-        ])
+        return Starlette(
+            routes=[
+                Route("/healthz", self.healthz),
+                Route("/readyz", self.readyz),
+                Route("/v1/status", self.status),
+                Route("/v1/models", self.models),
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+            ]
+        )
 
 
 @contextmanager

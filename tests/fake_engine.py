@@ -43,8 +43,15 @@ from trayllm.errors import Conflict, NotReady, Paused, RateLimited, RequestError
 
 log = logging.getLogger(__name__)
 
-FAKE_INFO = ModelInfo(name="smollm2-135m-instruct", version="fake", source="fake", device="cpu", dtype="fp32",
-                      quantization="none", context_length=8192)
+FAKE_INFO = ModelInfo(
+    name="smollm2-135m-instruct",
+    version="fake",
+    source="fake",
+    device="cpu",
+    dtype="fp32",
+    quantization="none",
+    context_length=8192,
+)
 """The embedded model's name and context, so a test moved here from a real daemon keeps its literals."""
 
 REPLY_START = "<assistant>"
@@ -58,8 +65,9 @@ class WordTokenizer:
         self._words: list[str] = []
         self._lock = threading.Lock()
 
-    def apply_chat_template(self, messages: list[Message], add_generation_prompt: bool = True,
-                            tokenize: bool = True) -> list[int]:
+    def apply_chat_template(
+        self, messages: list[Message], add_generation_prompt: bool = True, tokenize: bool = True
+    ) -> list[int]:
         words = [word for m in messages for word in (f"<{m['role']}>", *m["content"].split())]
         return [self._id(word) for word in (*words, REPLY_START)]
 
@@ -74,7 +82,7 @@ class WordTokenizer:
         """The words of the last message in a prompt this tokenizer made."""
         words = [self._words[i] for i in ids[:-1]]  # without the reply's start
         roles = [i for i, word in enumerate(words) if word.startswith("<") and word.endswith(">")]
-        return " ".join(words[roles[-1] + 1:] if roles else words)
+        return " ".join(words[roles[-1] + 1 :] if roles else words)
 
 
 @dataclass
@@ -215,18 +223,34 @@ class FakeEngine:
         wait = self._bucket.take(user)
         if self.refuse is not None or wait > 0:
             self.counters.rejected += 1
-            raise self.refuse or RateLimited(f"rate limit for user {user!r} reached; retry in {wait:.1f} s",
-                                             retry_after=wait)
+            raise self.refuse or RateLimited(
+                f"rate limit for user {user!r} reached; retry in {wait:.1f} s", retry_after=wait
+            )
 
     def build_prompt(self, messages: Sequence[Message], max_tokens: int | None) -> Prompt:
         info = self.require_loaded()
-        return build_prompt(self.tokenizer, messages, context_length=info.context_length,  # type: ignore[arg-type]
-                            history_turns=self.settings.history_turns, max_tokens=max_tokens,
-                            default_max_tokens=self.settings.default_max_tokens)
+        return build_prompt(
+            self.tokenizer,
+            messages,
+            context_length=info.context_length,  # type: ignore[arg-type]
+            history_turns=self.settings.history_turns,
+            max_tokens=max_tokens,
+            default_max_tokens=self.settings.default_max_tokens,
+        )
 
-    def submit(self, request_id: str, user: str, prompt: Prompt, params: SamplingParams,
-               loop: asyncio.AbstractEventLoop | None = None, *, context: object = None, keep_text: bool = False,
-               arrived: float | None = None, admitted: bool = False) -> RequestHandle:
+    def submit(
+        self,
+        request_id: str,
+        user: str,
+        prompt: Prompt,
+        params: SamplingParams,
+        loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        context: object = None,
+        keep_text: bool = False,
+        arrived: float | None = None,
+        admitted: bool = False,
+    ) -> RequestHandle:
         if not admitted:
             self.admit(user)
         self.require_ready()

@@ -97,5 +97,6 @@ class FakeClient(DaemonClient):
             raise errors.DaemonNotRunning(f"no trayllm daemon is running on {self.where}")
         error = "no model at /x.gguf" if state == "failed" else None
         model = READY_STATUS["model"] if state == "ready" else None
-        return api.DaemonStatus.model_validate({**READY_STATUS, "state": state, "pid": process.pid, "model": model,
-                                                "error": error})
+        return api.DaemonStatus.model_validate(
+            {**READY_STATUS, "state": state, "pid": process.pid, "model": model, "error": error}
+        )

@@ -25,7 +25,7 @@ def install(bin_dir: Path) -> Path:
     """Write ``bin_dir/systemctl`` running this module with this interpreter; returns it."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     script = bin_dir / "systemctl"
-    script.write_text(f"#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(__file__)} \"$@\"\n")
+    script.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} {shlex.quote(__file__)} "$@"\n')
     script.chmod(0o755)
     return script
 
@@ -55,8 +55,13 @@ def main(args: list[str]) -> int:
         STATE.mkdir(parents=True, exist_ok=True)
         for unit in units:
             with (STATE / "unit.log").open("ab") as out:
-                process = subprocess.Popen(_exec_start(unit), stdin=subprocess.DEVNULL, stdout=out,
-                                           stderr=subprocess.STDOUT, start_new_session=True)
+                process = subprocess.Popen(
+                    _exec_start(unit),
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
             (STATE / f"{unit}.pid").write_text(str(process.pid))
         return 0
     if verb == "is-active":

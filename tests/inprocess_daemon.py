@@ -37,8 +37,12 @@ class InProcessDaemon:
         self.socket = settings.socket_path
         self.recorder = RequestRecorder(settings, DaemonMetrics(), NvmlProbe(), lambda: engine.info)
         self.bus = EventBus(settings.events_buffer)
-        monitor = SloMonitor(configured_objectives(settings), margin=settings.alert_margin,
-                             hold_s=settings.alert_hold_s, oom_quiet_s=settings.oom_quiet_s)
+        monitor = SloMonitor(
+            configured_objectives(settings),
+            margin=settings.alert_margin,
+            hold_s=settings.alert_hold_s,
+            oom_quiet_s=settings.oom_quiet_s,
+        )
         self.alerts = AlertCenter(settings, self.bus, monitor, lambda: engine.info)
         self.recorder.observers.append(self.alerts.observe)
         engine.on_finished = self.recorder.finished
@@ -51,8 +55,9 @@ class InProcessDaemon:
         return self.settings.records_path
 
     def client(self, timeout: float = 30) -> httpx.Client:
-        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://trayllm",
-                            timeout=timeout)
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://trayllm", timeout=timeout
+        )
 
     def status(self) -> dict[str, Any]:
         with self.client() as client:

@@ -34,12 +34,26 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-KNOWN_TYPES = frozenset({"index-pattern", "lens", "dashboard", "visualization", "search", "config", "tag", "map",
-                         "query", "links"})
+KNOWN_TYPES = frozenset(
+    {"index-pattern", "lens", "dashboard", "visualization", "search", "config", "tag", "map", "query", "links"}
+)
 ICONS = {"index-pattern": "indexPatternApp", "lens": "lensApp", "dashboard": "dashboardApp"}
-DASHBOARD_ATTRIBUTES = frozenset({"title", "description", "kibanaSavedObjectMeta", "timeRestore", "timeFrom",
-                                  "timeTo", "refreshInterval", "controlGroupInput", "panelsJSON", "optionsJSON",
-                                  "hits", "version"})
+DASHBOARD_ATTRIBUTES = frozenset(
+    {
+        "title",
+        "description",
+        "kibanaSavedObjectMeta",
+        "timeRestore",
+        "timeFrom",
+        "timeTo",
+        "refreshInterval",
+        "controlGroupInput",
+        "panelsJSON",
+        "optionsJSON",
+        "hits",
+        "version",
+    }
+)
 """Kibana 8.x's dashboard create schema (``unknowns: 'forbid'``)."""
 
 IMPORT_PATH = re.compile(r"^(?:/s/(?P<space>[^/]+))?/api/saved_objects/_import$")
@@ -73,8 +87,9 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 def _json_type(value: Any) -> str:
-    return {dict: "Object", list: "Array", bool: "boolean", int: "number", float: "number"}.get(type(value),
-                                                                                             type(value).__name__)
+    return {dict: "Object", list: "Array", bool: "boolean", int: "number", float: "number"}.get(
+        type(value), type(value).__name__
+    )
 
 
 @dataclass
@@ -113,8 +128,9 @@ class KibanaStandin:
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="kibana-standin",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="kibana-standin", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -152,8 +168,13 @@ class KibanaStandin:
             return self._error(http, 404, "Not Found", "Not Found")
         unauthorized = self._authenticate(headers)
         if unauthorized is not None:
-            return self._error(http, 401, "Unauthorized", unauthorized,
-                               {"WWW-Authenticate": 'Basic realm="security" charset="UTF-8", ApiKey'})
+            return self._error(
+                http,
+                401,
+                "Unauthorized",
+                unauthorized,
+                {"WWW-Authenticate": 'Basic realm="security" charset="UTF-8", ApiKey'},
+            )
         space = match.group("space") or "default"
         if space not in self.spaces:
             return self._error(http, 404, "Not Found", f"Saved object [space/{space}] not found")
@@ -168,8 +189,9 @@ class KibanaStandin:
             return self._error(http, 415, "Unsupported Media Type", "Unsupported Media Type")
         upload = self._file_part(content_type, body)
         if upload is None:
-            return self._error(http, 400, "Bad Request",
-                               "[request body.file]: expected value of type [Stream] but got [undefined]")
+            return self._error(
+                http, 400, "Bad Request", "[request body.file]: expected value of type [Stream] but got [undefined]"
+            )
         filename, data = upload
         recorded.filename, recorded.ndjson = filename, data
         extension = ("." + filename.rsplit(".", 1)[-1]) if "." in filename else ""
@@ -197,9 +219,11 @@ class KibanaStandin:
             if given == f"Basic {expected}":
                 return None
         who = self.username or "_api_key"
-        return (f"[security_exception\n\tRoot causes:\n\t\tsecurity_exception: unable to authenticate user [{who}] "
-                f"for REST request [/_security/_authenticate]]: unable to authenticate user [{who}] for REST "
-                "request [/_security/_authenticate]")
+        return (
+            f"[security_exception\n\tRoot causes:\n\t\tsecurity_exception: unable to authenticate user [{who}] "
+            f"for REST request [/_security/_authenticate]]: unable to authenticate user [{who}] for REST "
+            "request [/_security/_authenticate]"
+        )
 
     def _import(self, space: str, objects: list[dict[str, Any]], overwrite: bool) -> dict[str, Any]:
         in_file = {(o.get("type"), o.get("id")) for o in objects}
@@ -212,9 +236,11 @@ class KibanaStandin:
             if kind not in KNOWN_TYPES:
                 errors.append({**entry, "error": {"type": "unsupported_type"}})
                 continue
-            missing = [{"type": r.get("type"), "id": r.get("id")} for r in obj.get("references") or []
-                       if (r.get("type"), r.get("id")) not in in_file
-                       and (space, r.get("type"), r.get("id")) not in self.store]
+            missing = [
+                {"type": r.get("type"), "id": r.get("id")}
+                for r in obj.get("references") or []
+                if (r.get("type"), r.get("id")) not in in_file and (space, r.get("type"), r.get("id")) not in self.store
+            ]
             if missing:
                 errors.append({**entry, "error": {"type": "missing_references", "references": missing}})
                 continue
@@ -239,12 +265,17 @@ class KibanaStandin:
     def _create_problem(self, obj: Mapping[str, Any]) -> str | None:
         """Why Kibana's bulk create would refuse the object (migration or create-schema validation), or None."""
         kind = obj["type"]
-        stamps = [obj.get("coreMigrationVersion"), obj.get("typeMigrationVersion"),
-                  (obj.get("migrationVersion") or {}).get(kind)]
+        stamps = [
+            obj.get("coreMigrationVersion"),
+            obj.get("typeMigrationVersion"),
+            (obj.get("migrationVersion") or {}).get(kind),
+        ]
         for stamp in stamps:
             if isinstance(stamp, str) and _version(stamp) > _version(self.version):
-                return (f'Document "{obj["id"]}" belongs to a more recent version of Kibana [{stamp}] when the last '
-                        f"known version is [{self.version}].")
+                return (
+                    f'Document "{obj["id"]}" belongs to a more recent version of Kibana [{stamp}] when the last '
+                    f"known version is [{self.version}]."
+                )
         attributes = obj.get("attributes")
         if not isinstance(attributes, dict):
             return "[attributes]: expected a plain object value, but found [null] instead."
@@ -256,8 +287,10 @@ class KibanaStandin:
                     return f"[attributes.{key}]: expected value of type [string] but got [{_json_type(value)}]"
             meta = attributes.get("kibanaSavedObjectMeta") or {}
             if "searchSourceJSON" in meta and not isinstance(meta["searchSourceJSON"], str):
-                return ("[attributes.kibanaSavedObjectMeta.searchSourceJSON]: expected value of type [string] but "
-                        f"got [{_json_type(meta['searchSourceJSON'])}]")
+                return (
+                    "[attributes.kibanaSavedObjectMeta.searchSourceJSON]: expected value of type [string] but "
+                    f"got [{_json_type(meta['searchSourceJSON'])}]"
+                )
             if not isinstance(attributes.get("title"), str):
                 return "[attributes.title]: expected value of type [string] but got [undefined]"
         return None
@@ -286,7 +319,8 @@ class KibanaStandin:
     def _file_part(content_type: str, body: bytes) -> tuple[str, bytes] | None:
         """The multipart field ``file``: (file name, content)."""
         message = BytesParser(policy=policy.HTTP).parsebytes(
-            f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode() + body)
+            f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode() + body
+        )
         if not message.is_multipart():
             return None
         for part in message.iter_parts():
@@ -294,15 +328,25 @@ class KibanaStandin:
                 return part.get_filename() or "", part.get_payload(decode=True) or b""
         return None
 
-    def _error(self, http: BaseHTTPRequestHandler, status: int, error: str, message: str,
-               headers: Mapping[str, str] | None = None) -> None:
+    def _error(
+        self,
+        http: BaseHTTPRequestHandler,
+        status: int,
+        error: str,
+        message: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         body = json.dumps({"statusCode": status, "error": error, "message": message}).encode()
         self._send(http, status, body, headers=headers)
 
     @staticmethod
-    def _send(http: BaseHTTPRequestHandler, status: int, body: bytes,
-              content_type: str = "application/json; charset=utf-8", headers: Mapping[str, str] | None = None
-              ) -> None:
+    def _send(
+        http: BaseHTTPRequestHandler,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json; charset=utf-8",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         http.send_response(status)
         http.send_header("Content-Type", content_type)
         http.send_header("Content-Length", str(len(body)))

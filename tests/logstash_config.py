@@ -171,7 +171,7 @@ class _Parser:
 
     def expect(self, literal: str, what: str | None = None) -> None:
         if not self.peek(literal):
-            found = self.text[self.pos:self.pos + 20].split("\n")[0] or "end of file"
+            found = self.text[self.pos : self.pos + 20].split("\n")[0] or "end of file"
             raise self.error(f"expected {what or repr(literal)}, found {found!r}")
         self.pos += len(literal)
 
@@ -267,7 +267,7 @@ class _Parser:
         start = self.pos
         condition = Condition("")
         self.condition(condition)
-        condition.text = self.text[start:self.pos].strip()
+        condition.text = self.text[start : self.pos].strip()
         self.skip()
         self.expect("{", "'{' after the condition")
         return condition, self.body()
@@ -308,7 +308,7 @@ class _Parser:
                 self.pos += 2
             elif ch == quote:
                 self.pos += 1
-                return self.text[start:self.pos - 1]
+                return self.text[start : self.pos - 1]
             else:
                 self.pos += 1
 
@@ -467,7 +467,7 @@ class _Parser:
                 self.pos += 2
             elif ch == "/":
                 self.pos += 1
-                return Regexp(self.text[start + 1:self.pos - 1])
+                return Regexp(self.text[start + 1 : self.pos - 1])
             else:
                 self.pos += 1
 

@@ -33,8 +33,10 @@ def sleeping(uid: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
         process.wait()
 
 
-HOLDER = ("import fcntl, sys, time; lock = open(sys.argv[1], 'a+'); fcntl.flock(lock, fcntl.LOCK_EX); "
-          "print('holding', flush=True); time.sleep(300)")
+HOLDER = (
+    "import fcntl, sys, time; lock = open(sys.argv[1], 'a+'); fcntl.flock(lock, fcntl.LOCK_EX); "
+    "print('holding', flush=True); time.sleep(300)"
+)
 
 
 @contextmanager

@@ -9,8 +9,7 @@ PROMPT = [1, 9690, 198, 2683, 253, 2]
 
 
 def greedy(max_tokens: int, **extra: object) -> SamplingParams:
-    return SamplingParams(max_tokens=max_tokens, temperature=0.0, top_p=1.0, repetition_penalty=1.0,
-                          **extra)  # type: ignore[arg-type]
+    return SamplingParams(max_tokens=max_tokens, temperature=0.0, top_p=1.0, repetition_penalty=1.0, **extra)  # type: ignore[arg-type]
 
 
 def run(handle: RequestHandle, timeout: float = 30) -> tuple[str, Finished]:

@@ -21,8 +21,10 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 ICONS = ROOT / "trayllm" / "desktop" / "icons"
 PNG_SIZES = (16, 22, 24, 32, 48, 64, 128, 256)
-ONE_LINE_EXTRA = re.compile(r"trayllm: error: [^\n]* needs the '(\w+)' extra \(no module named '\w+'\): "
-                            r"pip install 'trayllm\[\1\]'\n")
+ONE_LINE_EXTRA = re.compile(
+    r"trayllm: error: [^\n]* needs the '(\w+)' extra \(no module named '\w+'\): "
+    r"pip install 'trayllm\[\1\]'\n"
+)
 
 
 def _run(*command: str | Path, cwd: Path | None = None) -> None:
@@ -38,13 +40,33 @@ def bare_venv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     shutil.copytree(ROOT / "trayllm", source / "trayllm", ignore=shutil.ignore_patterns("__pycache__"))
     for path in [ROOT / "pyproject.toml", ROOT / "README.md", *ROOT.glob("LICENSE*")]:
         shutil.copy2(path, source)
-    _run(sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation", "--wheel-dir",
-         work / "dist", source)
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        "--wheel-dir",
+        work / "dist",
+        source,
+    )
     [wheel] = (work / "dist").glob("trayllm-*.whl")
     venv = work / "venv"
     _run(sys.executable, "-m", "venv", "--without-pip", venv)
-    _run(sys.executable, "-m", "pip", "--python", venv / "bin" / "python", "install", "--quiet",
-         "--constraint", ROOT / "requirements" / "run.txt", wheel)
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        venv / "bin" / "python",
+        "install",
+        "--quiet",
+        "--constraint",
+        ROOT / "requirements" / "run.txt",
+        wheel,
+    )
     yield venv / "bin"
 
 
@@ -55,13 +77,21 @@ def trayllm(bin_dir: Path, *args: str, **env: str) -> subprocess.CompletedProces
     home = Path(os.environ["XDG_CONFIG_HOME"]).parent / "home"
     home.mkdir(exist_ok=True)
     environ = {**base, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "HOME": str(home), **env}
-    return subprocess.run([str(bin_dir / "trayllm"), *args], env=environ, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(bin_dir / "trayllm"), *args],
+        env=environ,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_venv_has_only_the_base_dependencies(bare_venv: Path):
-    code = ("import importlib.metadata as m, json; "
-            "print(json.dumps([d.metadata['Name'].lower() for d in m.distributions()]))")
+    code = (
+        "import importlib.metadata as m, json; "
+        "print(json.dumps([d.metadata['Name'].lower() for d in m.distributions()]))"
+    )
     listing = subprocess.run([str(bare_venv / "python"), "-c", code], capture_output=True, text=True, check=True)
     installed = set(json.loads(listing.stdout))
     assert {"trayllm", "httpx", "pydantic", "click", "python-json-logger"} <= installed
@@ -77,8 +107,9 @@ def test_help_lists_the_commands(bare_venv: Path):
 def test_doctor_reports_no_nvml_and_still_recommends(bare_venv: Path):
     result = trayllm(bare_venv, "doctor")
     assert result.returncode == 0, result.stderr
-    assert ("GPU       none found: no NVIDIA driver / NVML (nvidia-ml-py is not installed: pip install "
-            "'trayllm[gpu]')") in result.stdout.splitlines()
+    assert (
+        "GPU       none found: no NVIDIA driver / NVML (nvidia-ml-py is not installed: pip install 'trayllm[gpu]')"
+    ) in result.stdout.splitlines()
     assert "torch     not installed" in result.stdout.splitlines()
     assert result.stdout.splitlines()[-1].startswith("recommendation: no NVIDIA GPU: trayllm runs on the CPU.")
     assert "Traceback" not in result.stderr
@@ -101,16 +132,20 @@ def test_desktop_install_copies_the_packaged_icons_without_pillow(bare_venv: Pat
     assert not (data / "applications/trayllm.desktop").exists()
 
 
-@pytest.mark.parametrize(("args", "env", "extra"), [
-    pytest.param(["daemon"], {}, "daemon", id="daemon"),
-    pytest.param(["bench", "telemetry", "0"], {}, "daemon", id="bench"),
-    pytest.param(["chat", "--window"], {"DISPLAY": ":99"}, "gui", id="chat-window"),
-    pytest.param(["tray"], {}, "gui", id="tray"),
-    pytest.param(["ship", "--once", "--es-url", "http://127.0.0.1:9"], {}, "elastic", id="ship"),
-    pytest.param(["elastic", "setup", "--es-url", "http://127.0.0.1:9"], {}, "elastic", id="elastic-setup"),
-])
-def test_a_command_that_needs_an_extra_names_it_in_one_line(bare_venv: Path, args: list[str], env: dict[str, str],
-                                                            extra: str):
+@pytest.mark.parametrize(
+    ("args", "env", "extra"),
+    [
+        pytest.param(["daemon"], {}, "daemon", id="daemon"),
+        pytest.param(["bench", "telemetry", "0"], {}, "daemon", id="bench"),
+        pytest.param(["chat", "--window"], {"DISPLAY": ":99"}, "gui", id="chat-window"),
+        pytest.param(["tray"], {}, "gui", id="tray"),
+        pytest.param(["ship", "--once", "--es-url", "http://127.0.0.1:9"], {}, "elastic", id="ship"),
+        pytest.param(["elastic", "setup", "--es-url", "http://127.0.0.1:9"], {}, "elastic", id="elastic-setup"),
+    ],
+)
+def test_a_command_that_needs_an_extra_names_it_in_one_line(
+    bare_venv: Path, args: list[str], env: dict[str, str], extra: str
+):
     result = trayllm(bare_venv, *args, **env)
     assert (result.returncode, result.stdout) == (1, "")
     assert ONE_LINE_EXTRA.fullmatch(result.stderr), result.stderr

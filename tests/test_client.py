@@ -26,8 +26,15 @@ def daemon_client(fake_daemon: FakeDaemon):
 
 
 def test_public_names_are_pinned():
-    assert client.__all__ == ["DEFAULT_TIMEOUT", "DaemonClient", "DaemonEvent", "Done", "StreamEvent", "TextDelta",
-                              "own_daemon_transport"]
+    assert client.__all__ == [
+        "DEFAULT_TIMEOUT",
+        "DaemonClient",
+        "DaemonEvent",
+        "Done",
+        "StreamEvent",
+        "TextDelta",
+        "own_daemon_transport",
+    ]
 
 
 def test_status_models_health(daemon_client: DaemonClient):
@@ -121,18 +128,30 @@ def test_invalid_request_is_refused_before_sending(fake_daemon: FakeDaemon, daem
     ("body", "status", "expected"),
     [
         ({"error": {"message": "m", "type": "service_unavailable", "code": "model_loading"}}, 503, errors.NotReady),
-        ({"error": {"message": "m", "type": "service_unavailable", "code": "new_code"}}, 503,
-         errors.ServiceUnavailable),
+        (
+            {"error": {"message": "m", "type": "service_unavailable", "code": "new_code"}},
+            503,
+            errors.ServiceUnavailable,
+        ),
         ({"error": {"message": "m", "type": "server_error", "code": "engine_error"}}, 500, errors.EngineFailure),
         ({"error": {"message": "m", "type": "x", "code": "queue_full"}}, 400, errors.InvalidRequest),
         ({"detail": [{"msg": "field required"}]}, 422, errors.InvalidRequest),
-        ({"error": {"message": "m", "type": "service_unavailable", "code": "shutting_down"}}, None,
-         errors.ShuttingDown),
+        (
+            {"error": {"message": "m", "type": "service_unavailable", "code": "shutting_down"}},
+            None,
+            errors.ShuttingDown,
+        ),
         ({"error": {"message": "m", "type": "?", "code": "?"}}, None, errors.EngineFailure),
-        ({"error": {"message": "m", "type": "invalid_request_error", "code": "not_found"}}, 404,
-         errors.EndpointNotFound),
-        ({"error": {"message": "m", "type": "invalid_request_error", "code": "model_not_found"}}, 404,
-         errors.ModelNotFound),
+        (
+            {"error": {"message": "m", "type": "invalid_request_error", "code": "not_found"}},
+            404,
+            errors.EndpointNotFound,
+        ),
+        (
+            {"error": {"message": "m", "type": "invalid_request_error", "code": "model_not_found"}},
+            404,
+            errors.ModelNotFound,
+        ),
         ({"error": {"message": "m", "type": "x", "code": "method_not_allowed"}}, 405, errors.MethodNotAllowed),
         ({"error": {"message": "m", "type": "x", "code": None}}, 418, errors.InvalidRequest),
     ],
@@ -149,8 +168,19 @@ def test_sse_parsing_joins_multiline_data_and_skips_comments():
 
 
 def test_sse_parsing_keeps_event_names_and_ids_per_message():
-    lines = ["retry: 2000", "", "event: hello", 'data: {"a":1}', "", "id: b-7", "event: alert.firing", "data: {}", "",
-             "data: plain", ""]
+    lines = [
+        "retry: 2000",
+        "",
+        "event: hello",
+        'data: {"a":1}',
+        "",
+        "id: b-7",
+        "event: alert.firing",
+        "data: {}",
+        "",
+        "data: plain",
+        "",
+    ]
     got = [(m.event, m.data, m.id) for m in _sse_messages(iter(lines))]
     assert got == [("hello", '{"a":1}', None), ("alert.firing", "{}", "b-7"), ("message", "plain", None)]
 
@@ -181,14 +211,21 @@ def test_a_daemon_run_by_another_user_is_refused_before_a_byte_is_sent(tmp_path:
         with pytest.raises(errors.Untrusted) as refused:
             list(c.stream_chat(_messages("my secret")))
         assert received() == b""
-    assert refused.value.message == (f"the daemon on {path} runs as uid {NOBODY}, not you: trayllm sent it nothing; "
-                                     "choose another place with XDG_RUNTIME_DIR or TRAYLLM_SOCKET")
+    assert refused.value.message == (
+        f"the daemon on {path} runs as uid {NOBODY}, not you: trayllm sent it nothing; "
+        "choose another place with XDG_RUNTIME_DIR or TRAYLLM_SOCKET"
+    )
 
 
 def test_wait_ready_reports_progress_until_ready(fake_daemon: FakeDaemon, daemon_client: DaemonClient):
     loading = {**READY_STATUS, "state": "loading", "model": None}
-    fake_daemon.statuses = [{**loading, "load_progress": "1/3"}, {**loading, "load_progress": "1/3"},
-                            {**loading, "load_progress": "2/3"}, {**READY_STATUS, "state": "warming"}, READY_STATUS]
+    fake_daemon.statuses = [
+        {**loading, "load_progress": "1/3"},
+        {**loading, "load_progress": "1/3"},
+        {**loading, "load_progress": "2/3"},
+        {**READY_STATUS, "state": "warming"},
+        READY_STATUS,
+    ]
     seen = []
     status = daemon_client.wait_ready(5, on_progress=lambda s: seen.append((s.state, s.load_progress)), interval=0.001)
     assert status.state == "ready"
@@ -259,8 +296,9 @@ def test_openai_sdk_over_the_socket(fake_daemon: FakeDaemon):
         assert model == "fake-model"
         reply = sdk.chat.completions.create(model=model, messages=[{"role": "user", "content": "sdk"}])
         assert reply.choices[0].message.content == "Echo: sdk"
-        stream = sdk.chat.completions.create(model="fake-model", stream=True,
-                                             messages=[{"role": "user", "content": "sdk stream"}])
+        stream = sdk.chat.completions.create(
+            model="fake-model", stream=True, messages=[{"role": "user", "content": "sdk stream"}]
+        )
         assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == "Echo: sdk stream"
     finally:
         sdk.close()

@@ -42,7 +42,11 @@ def test_precedence_default_file_env_override(config_file: Path, monkeypatch: py
     config_file.write_text('max_batch = 4\ntemperature = 0.5\nmodel = "/models/a.gguf"\nwarmup = false\n')
     from_file = config.load_settings()
     assert (from_file.max_batch, from_file.temperature, from_file.model, from_file.warmup) == (
-        4, 0.5, "/models/a.gguf", False)
+        4,
+        0.5,
+        "/models/a.gguf",
+        False,
+    )
     assert from_file.queue_size == 100  # untouched: the default
 
     monkeypatch.setenv("TRAYLLM_MAX_BATCH", "6")
@@ -130,8 +134,13 @@ def test_describe_settings_covers_every_field(monkeypatch: pytest.MonkeyPatch):
     rows = config.describe_settings(config.load_settings())
     assert [r["name"] for r in rows] == [f.name for f in config.SETTING_FIELDS]
     device = next(r for r in rows if r["name"] == "device")
-    assert device == {"name": "device", "env": "TRAYLLM_DEVICE", "value": "cpu", "default": "auto",
-                      "help": device["help"]}
+    assert device == {
+        "name": "device",
+        "env": "TRAYLLM_DEVICE",
+        "value": "cpu",
+        "default": "auto",
+        "help": device["help"],
+    }
     assert all(r["help"] for r in rows)
 
 
@@ -139,8 +148,9 @@ def test_file_errors_name_the_line_of_the_key(config_file: Path):
     config_file.write_text('# comment\nmodel = "/m.gguf"\n\nmax-batch = 4\n')
     with pytest.raises(ConfigError) as info:
         config.load_settings()
-    assert info.value.message == (f"{config_file}:4: unknown setting 'max-batch' (did you mean 'max_batch'? "
-                                  "`trayllm config show` lists them all)")
+    assert info.value.message == (
+        f"{config_file}:4: unknown setting 'max-batch' (did you mean 'max_batch'? `trayllm config show` lists them all)"
+    )
     config_file.write_text('model = "/m.gguf"\n[scheduler]\nmax_batch = 4\n')
     with pytest.raises(ConfigError, match=rf"^{config_file}:2: unknown setting 'scheduler' \(`trayllm"):
         config.load_settings()
@@ -159,8 +169,7 @@ def test_range_errors_name_where_the_value_came_from(config_file: Path, monkeypa
         config.load_settings({"max_batch": 0}, environ={})
 
 
-def test_a_file_value_is_checked_even_where_a_variable_overrides_it(config_file: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch):
+def test_a_file_value_is_checked_even_where_a_variable_overrides_it(config_file: Path, monkeypatch: pytest.MonkeyPatch):
     """A file `trayllm config edit` would refuse does not load either: the file's checks do not depend on the
     environment it happens to be read in."""
     config_file.write_text("max_batch = 0\n")
@@ -170,7 +179,7 @@ def test_a_file_value_is_checked_even_where_a_variable_overrides_it(config_file:
 
 
 def test_parse_config_returns_what_the_file_sets():
-    assert config.parse_config(b'max_batch = 4.0\nwarmup = false\n', "f") == {"max_batch": 4, "warmup": False}
+    assert config.parse_config(b"max_batch = 4.0\nwarmup = false\n", "f") == {"max_batch": 4, "warmup": False}
     assert config.parse_config(b"", "f") == {}
     with pytest.raises(ConfigError, match=r"^f: not valid TOML \(.*line 2.*\); fix or remove the file$"):
         config.parse_config(b"max_batch = 4\nmax_batch = 5\n", "f")
@@ -210,8 +219,10 @@ def test_config_doc_is_what_the_generator_writes():
     assert "| `state_path` | `$XDG_STATE_HOME/trayllm` | `$HOME/.local/state/trayllm` | `state_dir` |" in doc
 
 
-@pytest.mark.parametrize("secret", ['es_password = "hunter2"', 'es_api_key = "aWQ6a2V5"',
-                                    'es_url = "https://elastic:hunter2@es.example:9200"'])
+@pytest.mark.parametrize(
+    "secret",
+    ['es_password = "hunter2"', 'es_api_key = "aWQ6a2V5"', 'es_url = "https://elastic:hunter2@es.example:9200"'],
+)
 def test_a_config_file_holding_a_secret_must_be_private(config_file: Path, secret: str):
     config_file.write_text(f"max_batch = 4\n{secret}\n")
     for mode in (0o644, 0o640, 0o604):
@@ -219,8 +230,10 @@ def test_a_config_file_holding_a_secret_must_be_private(config_file: Path, secre
         with pytest.raises(ConfigError) as info:
             config.load_settings()
         name = secret.partition(" ")[0]
-        assert info.value.message == (f"{config_file} holds {name} but is open to other users (mode {mode:04o}); "
-                                      f"make it yours alone: chmod 600 {config_file}")
+        assert info.value.message == (
+            f"{config_file} holds {name} but is open to other users (mode {mode:04o}); "
+            f"make it yours alone: chmod 600 {config_file}"
+        )
     config_file.chmod(0o600)
     assert config.load_settings().max_batch == 4
 

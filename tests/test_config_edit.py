@@ -44,8 +44,8 @@ def use_editor(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
             "opened.mkdir(exist_ok=True)\n"
             "run = len(list(opened.iterdir())) + 1\n"
             "(opened / f'{run}.toml').write_bytes(path.read_bytes())\n"
-            f"Path({str(tmp_path / 'argv.json')!r}).write_text(json.dumps(sys.argv[1:]))\n"
-            + textwrap.dedent(body))
+            f"Path({str(tmp_path / 'argv.json')!r}).write_text(json.dumps(sys.argv[1:]))\n" + textwrap.dedent(body)
+        )
         monkeypatch.setenv("VISUAL", shlex.join([sys.executable, str(script), *args]))
         monkeypatch.setenv("EDITOR", "false")  # VISUAL wins
         return tmp_path / "opened"
@@ -99,8 +99,10 @@ def test_an_unchanged_file_is_left_alone(config_path: Path, use_editor):
 @pytest.mark.parametrize(
     ("added", "message"),
     [
-        ("max_batchh = 4", ":3: unknown setting 'max_batchh' (did you mean 'max_batch'? `trayllm config show` "
-                           "lists them all)"),
+        (
+            "max_batchh = 4",
+            ":3: unknown setting 'max_batchh' (did you mean 'max_batch'? `trayllm config show` lists them all)",
+        ),
         ('max_batch = "lots"', ":3: max_batch must be a int, got 'lots'"),
         ("max_batch = 0", ":3: max_batch must be at least 1, got 0"),
     ],
@@ -112,8 +114,9 @@ def test_an_invalid_edit_is_kept_beside_the_untouched_file(config_path: Path, us
     result = run()  # stdin is not a terminal: no second chance, exit 1
     rejected = config_path.with_name("config.toml.rejected")
     assert result.exit_code == 1
-    assert result.stderr == (f"trayllm: error: {config_path}{message}; {config_path} is unchanged, your edit is "
-                             f"kept in {rejected}\n")
+    assert result.stderr == (
+        f"trayllm: error: {config_path}{message}; {config_path} is unchanged, your edit is kept in {rejected}\n"
+    )
     assert config_path.read_text() == "# mine\nmodel = '/m.gguf'\n"
     assert rejected.read_text() == f"# mine\nmodel = '/m.gguf'\n{added}\n"
     assert _leftovers(config_path.parent) == ["config.toml.rejected"]
@@ -224,7 +227,9 @@ def test_find_editor_order(tmp_path: Path):
     assert config_edit.find_editor({"PATH": path}) == [str(tmp_path / "nano")]
     assert config_edit.find_editor({"PATH": path, "EDITOR": "vim -u NONE"}) == ["vim", "-u", "NONE"]
     assert config_edit.find_editor({"PATH": path, "EDITOR": "vim", "VISUAL": "'my editor' --wait"}) == [
-        "my editor", "--wait"]
+        "my editor",
+        "--wait",
+    ]
     assert config_edit.find_editor({"PATH": path, "VISUAL": "  ", "EDITOR": "ed"}) == ["ed"]
     with pytest.raises(ConfigError, match=r"^VISUAL='code \"--wait' is not a command line"):
         config_edit.find_editor({"VISUAL": 'code "--wait'})
@@ -234,6 +239,8 @@ def test_an_editor_that_cannot_start_is_one_line(config_path: Path, monkeypatch:
     monkeypatch.setenv("VISUAL", "/nonexistent/editor")
     result = run()
     assert result.exit_code == 1
-    assert result.stderr == ("trayllm: error: cannot run the editor '/nonexistent/editor' (No such file or "
-                             "directory); set VISUAL or EDITOR\n")
+    assert result.stderr == (
+        "trayllm: error: cannot run the editor '/nonexistent/editor' (No such file or "
+        "directory); set VISUAL or EDITOR\n"
+    )
     assert os.listdir(config_path.parent) == []  # not even a temporary copy

@@ -71,5 +71,8 @@ def test_the_module_docstring_table_matches_the_classes():
     """errors.py's tree of RequestError classes shows each one's status, code, record type and budget flag."""
     rows = re.findall(r"── (\w+) +(\d{3}) (\w+) +(\w+) +(yes|no)\b", errors.__doc__ or "")
     shown = {name: (int(status), code, kind, burns == "yes") for name, status, code, kind, burns in rows}
-    assert shown == {cls.__name__: (cls.status_code, cls.code, cls.record_type, cls.burns_budget)
-                     for cls in CLASSES if cls is not errors.RequestError}
+    assert shown == {
+        cls.__name__: (cls.status_code, cls.code, cls.record_type, cls.burns_budget)
+        for cls in CLASSES
+        if cls is not errors.RequestError
+    }

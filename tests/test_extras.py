@@ -48,15 +48,25 @@ def test_trayllm_imports_no_third_party_module_outside_the_base_install_and_the_
     imported: dict[str, str] = {}
     for path in PACKAGE.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            names = ([alias.name for alias in node.names] if isinstance(node, ast.Import)
-                     else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
-                     else [])
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module]
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                else []
+            )
             for name in names:
                 imported.setdefault(name.partition(".")[0], str(path.relative_to(PACKAGE.parent)))
-    third_party = {m: where for m, where in imported.items()
-                   if m not in sys.stdlib_module_names and m not in ("trayllm", "__future__")}
-    outside = {m: where for m, where in third_party.items()
-               if m not in EXTRA_OF and not distributions_of(m) & base and canonicalize_name(m) not in base}
+    third_party = {
+        m: where
+        for m, where in imported.items()
+        if m not in sys.stdlib_module_names and m not in ("trayllm", "__future__")
+    }
+    outside = {
+        m: where
+        for m, where in third_party.items()
+        if m not in EXTRA_OF and not distributions_of(m) & base and canonicalize_name(m) not in base
+    }
     assert outside == {}, "add these to trayllm.extras.EXTRA_OF (module -> extra)"
 
 
@@ -64,8 +74,9 @@ def test_a_missing_optional_module_is_one_line_naming_the_extra(monkeypatch: pyt
     monkeypatch.setitem(sys.modules, "pystray", None)  # how Python spells "cannot be imported"
     with pytest.raises(MissingExtra) as caught, require_extra("trayllm tray"):
         import pystray  # noqa: F401
-    assert caught.value.message == ("trayllm tray needs the 'gui' extra (no module named 'pystray'): "
-                                    "pip install 'trayllm[gui]'")
+    assert caught.value.message == (
+        "trayllm tray needs the 'gui' extra (no module named 'pystray'): pip install 'trayllm[gui]'"
+    )
     assert (caught.value.extra, caught.value.module) == ("gui", "pystray")
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
 

@@ -47,8 +47,9 @@ def test_every_entry_is_one_exact_pin_with_no_cuda_runtime(lock: str) -> None:
         assert not CUDA_RUNTIME.match(key), f"{lock}: {req} is torch's CUDA runtime; see requirements/overrides.txt"
 
 
-@pytest.mark.parametrize(("lock", "extras"), [("run.txt", ("daemon", "elastic", "gui")),
-                                              ("test.txt", ("daemon", "elastic", "gui", "dev"))])
+@pytest.mark.parametrize(
+    ("lock", "extras"), [("run.txt", ("daemon", "elastic", "gui")), ("test.txt", ("daemon", "elastic", "gui", "dev"))]
+)
 def test_lock_holds_every_declared_dependency_within_its_range(lock: str, extras: tuple[str, ...]) -> None:
     entries = locked(lock)
     for req in map(Requirement, _script().declared(extras)):
@@ -68,8 +69,11 @@ def test_run_lock_is_the_test_lock_less_the_dev_tools() -> None:
 
 
 def test_torch_is_locked_to_the_overrides_pin() -> None:
-    overrides = [Requirement(line) for line in (REQUIREMENTS / "overrides.txt").read_text().splitlines()
-                 if line and not line.startswith("#")]
+    overrides = [
+        Requirement(line)
+        for line in (REQUIREMENTS / "overrides.txt").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     (torch,) = [r for r in overrides if r.name == "torch"]
     for lock in ("run.txt", "test.txt"):
         assert str(locked(lock)["torch"].specifier) == str(torch.specifier)
@@ -79,9 +83,11 @@ def test_torch_is_locked_to_the_overrides_pin() -> None:
 
 def test_prune_drops_never_entries_and_their_via_lines(tmp_path: Path) -> None:
     lock = tmp_path / "lock.txt"
-    lock.write_text("# header\nanyio==4.0\n    # via httpx\ntriton==3.7.1 ; sys_platform == 'never'\n"
-                    "    # via torch\nnvidia-cublas==13 ; sys_platform == 'never'\n    # via\n    #   cuda-toolkit\n"
-                    "torch==2.13.0\n    # via trayllm\n")
+    lock.write_text(
+        "# header\nanyio==4.0\n    # via httpx\ntriton==3.7.1 ; sys_platform == 'never'\n"
+        "    # via torch\nnvidia-cublas==13 ; sys_platform == 'never'\n    # via\n    #   cuda-toolkit\n"
+        "torch==2.13.0\n    # via trayllm\n"
+    )
     _script().prune(lock)
     assert lock.read_text() == "# header\nanyio==4.0\n    # via httpx\ntorch==2.13.0\n    # via trayllm\n"
 
@@ -106,4 +112,3 @@ def test_oldest_is_each_lower_bound() -> None:
         assert not any(s.operator in (">=", ">") and s.version > spec.version for s in declared.specifier)
     with pytest.raises(SystemExit, match="not declared"):
         script.oldest(["no-such-package"])
-

@@ -48,12 +48,21 @@ def test_a_reply_split_anywhere_prints_no_control_character(text: str, cuts: lis
 
 
 def test_status_prints_daemon_text_as_one_line_per_field_without_escapes_or_passwords(fake_daemon: FakeDaemon):
-    fake_daemon.statuses = [{**READY_STATUS, "paused": REASON, "error": "boom\x1b[8m",
-                             "model": {**READY_STATUS["model"], "name": "evil\x1b]8;;file:///\x07model"},
-                             "alerts": [{"key": "oom", "state": "firing", "severity": "critical",
-                                         "message": "GPU\nstate     ready", "at": 1.0}],
-                             "shipping": {"state": "backing off", "last_error": "cannot reach "
-                                          "https://elastic:hunter2@es.example:9200 (refused)"}}]
+    fake_daemon.statuses = [
+        {
+            **READY_STATUS,
+            "paused": REASON,
+            "error": "boom\x1b[8m",
+            "model": {**READY_STATUS["model"], "name": "evil\x1b]8;;file:///\x07model"},
+            "alerts": [
+                {"key": "oom", "state": "firing", "severity": "critical", "message": "GPU\nstate     ready", "at": 1.0}
+            ],
+            "shipping": {
+                "state": "backing off",
+                "last_error": "cannot reach https://elastic:hunter2@es.example:9200 (refused)",
+            },
+        }
+    ]
     result = on(fake_daemon, "status")
     assert result.exit_code == 0, result.stderr
     assert not RAW_CONTROL.search(result.stdout)
@@ -92,8 +101,12 @@ def test_a_pause_reason_reaches_status_events_and_errors_as_one_harmless_line(da
         status = run("--socket", socket, "status")
         refused = run("--socket", socket, "ask", "hi")
         env = {**os.environ, **daemon.env, "PYTHONUNBUFFERED": "1"}
-        with subprocess.Popen([sys.executable, "-m", "trayllm", "--socket", socket, "events"], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL) as events:
+        with subprocess.Popen(
+            [sys.executable, "-m", "trayllm", "--socket", socket, "events"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        ) as events:
             hello = events.stdout.readline().decode()  # the snapshot a new subscriber gets first
             events.terminate()
     finally:

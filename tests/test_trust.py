@@ -38,8 +38,9 @@ def test_a_symlink_is_refused_even_to_a_private_dir(tmp_path: Path) -> None:
     (tmp_path / "run").symlink_to(tmp_path / "real")
     with pytest.raises(Untrusted) as refused:
         trust.private_dir(tmp_path / "run")
-    assert refused.value.message == (f"{tmp_path / 'run'} is a symlink: remove it, or choose another place with "
-                                     "XDG_RUNTIME_DIR or TRAYLLM_SOCKET")
+    assert refused.value.message == (
+        f"{tmp_path / 'run'} is a symlink: remove it, or choose another place with XDG_RUNTIME_DIR or TRAYLLM_SOCKET"
+    )
 
 
 @needs_root
@@ -86,8 +87,10 @@ def test_a_pid_of_this_user_without_the_lock_is_refused(tmp_path: Path) -> None:
         with sleeping() as process:
             with pytest.raises(Untrusted) as refused:
                 trust.LockHolder(process.pid, lock)
-            assert refused.value.message == (f"pid {process.pid} does not hold {lock}, so it is not the process "
-                                             "that file is for: trayllm does not signal it")
+            assert refused.value.message == (
+                f"pid {process.pid} does not hold {lock}, so it is not the process "
+                "that file is for: trayllm does not signal it"
+            )
             assert process.poll() is None
     finally:
         os.close(fd)

@@ -14,9 +14,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 MAX_STOP_SEQUENCES = 4
 
 # OpenAI request fields that trayllm does not implement; setting one is a 400 that names it.
-UNSUPPORTED_FIELDS = ("tools", "tool_choice", "functions", "function_call", "logit_bias", "logprobs",
-                      "top_logprobs", "response_format", "audio", "modalities", "prediction",
-                      "parallel_tool_calls", "reasoning_effort", "web_search_options")
+UNSUPPORTED_FIELDS = (
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "response_format",
+    "audio",
+    "modalities",
+    "prediction",
+    "parallel_tool_calls",
+    "reasoning_effort",
+    "web_search_options",
+)
 
 
 class _Strict(BaseModel):
@@ -58,7 +71,7 @@ class ChatCompletionRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)  # under 1e-5: greedy (engine.sampling)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)  # however small, the top token is kept
     stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, ge=-2**63, le=2**63 - 1)  # int64, as OpenAI's; torch takes them all
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI's; torch takes them all
     n: int | None = Field(default=None, ge=1, le=1)
     user: str | None = None
     frequency_penalty: float | None = Field(default=None, ge=0.0, le=0.0)

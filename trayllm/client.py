@@ -125,8 +125,9 @@ def _sse_messages(lines: Iterator[str]) -> Iterator[_SseMessage]:
 class _OwnDaemonBackend(httpcore.SyncBackend):
     """httpcore's sockets, with the listener on a Unix socket checked to be the user's before it is used."""
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None,
-                            socket_options: Any = None) -> httpcore.NetworkStream:
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
         stream = super().connect_unix_socket(path, timeout, socket_options)
         try:
             trust.check_peer(stream.get_extra_info("socket"), path)
@@ -144,16 +145,23 @@ def own_daemon_transport(socket_path: str) -> httpx.HTTPTransport:
     as httpx's default); every request still goes through httpx's transport and its error mapping.
     """
     transport = httpx.HTTPTransport()
-    transport._pool = httpcore.ConnectionPool(uds=socket_path, network_backend=_OwnDaemonBackend(),
-                                              keepalive_expiry=5.0)
+    transport._pool = httpcore.ConnectionPool(
+        uds=socket_path, network_backend=_OwnDaemonBackend(), keepalive_expiry=5.0
+    )
     return transport
 
 
 class DaemonClient:
     """Synchronous client for one daemon. Not shared between threads: give each thread its own."""
 
-    def __init__(self, *, socket_path: Path | str | None = None, url: str | None = None, token: str | None = None,
-                 timeout: httpx.Timeout | float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self,
+        *,
+        socket_path: Path | str | None = None,
+        url: str | None = None,
+        token: str | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    ) -> None:
         if (socket_path is None) == (url is None):
             raise ValueError("give exactly one of socket_path or url")
         headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -197,7 +205,8 @@ class DaemonClient:
             yield
         except (httpx.ConnectError, FileNotFoundError, ConnectionRefusedError):
             raise errors.DaemonNotRunning(
-                f"no trayllm daemon on {self.where}; start one with `trayllm daemon` or `trayllm up`") from None
+                f"no trayllm daemon on {self.where}; start one with `trayllm daemon` or `trayllm up`"
+            ) from None
         except httpx.TimeoutException as exc:
             raise errors.RequestTimeout(f"the daemon on {self.where} did not answer in time ({exc})") from None
         except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
@@ -309,8 +318,10 @@ class DaemonClient:
         DaemonNotRunning. Reconnect with the last event's id to get what was missed."""
         headers = {"last-event-id": last_event_id} if last_event_id else {}
         timeout = httpx.Timeout(EVENTS_READ_TIMEOUT, connect=5.0)
-        with self._mapped_errors(), self._http.stream("GET", "/v1/events", headers=headers,
-                                                      timeout=timeout) as response:
+        with (
+            self._mapped_errors(),
+            self._http.stream("GET", "/v1/events", headers=headers, timeout=timeout) as response,
+        ):
             self._check(response)
             for message in _sse_messages(response.iter_lines()):
                 try:
@@ -319,8 +330,14 @@ class DaemonClient:
                     raise errors.EngineFailure(f"the daemon sent a malformed event: {message.data!r:.80}") from None
                 yield DaemonEvent(message.event, data if isinstance(data, dict) else {"value": data}, message.id)
 
-    def wait_ready(self, timeout: float, on_progress: Callable[[api.DaemonStatus], None] | None = None, *,
-                   alive: Callable[[], bool] | None = None, interval: float = 0.2) -> api.DaemonStatus:
+    def wait_ready(
+        self,
+        timeout: float,
+        on_progress: Callable[[api.DaemonStatus], None] | None = None,
+        *,
+        alive: Callable[[], bool] | None = None,
+        interval: float = 0.2,
+    ) -> api.DaemonStatus:
         """Poll ``/v1/status`` until the daemon is ready; ``on_progress`` sees each new state or progress text.
 
         Raises ModelLoadError if loading failed, DaemonNotRunning if ``alive()`` turns false or no
@@ -353,8 +370,11 @@ class DaemonClient:
 def _request_body(request: api.ChatCompletionRequest | Mapping[str, Any], *, stream: bool) -> dict[str, Any]:
     """Validate here, so a bad request fails before it leaves the process, and fix ``stream``."""
     try:
-        parsed = request if isinstance(request, api.ChatCompletionRequest) else \
-            api.ChatCompletionRequest.model_validate(dict(request))
+        parsed = (
+            request
+            if isinstance(request, api.ChatCompletionRequest)
+            else api.ChatCompletionRequest.model_validate(dict(request))
+        )
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"])

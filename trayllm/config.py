@@ -58,122 +58,168 @@ def _setting(default: Any, help: str, group: str) -> Any:
 class Settings:
     """Every trayllm setting. Each field is also file key ``name`` and env var ``TRAYLLM_NAME``."""
 
-    model: str = _setting("",
-                        "Model to serve: a local Hugging Face directory or .gguf file; empty = embedded "
-                        "SmolLM2-135M-Instruct.", group="model")
-    model_name: str = _setting("", "Name clients use in the 'model' field; empty = derived from the model.",
-                        group="model")
-    device: str = _setting("auto", "auto (CUDA when present: the whole model on the GPU with the most free memory "
-                           "that holds it, split over all GPUs only when none does), cpu, cuda or cuda:N.",
-                           group="model")
-    dtype: str = _setting("auto",
-                        "auto (bf16 on GPUs with bf16 tensor cores, compute capability 8.0 and up; fp16 on older "
-                        "ones; fp32 on CPU), float32, bfloat16 or float16.", group="model")
-    quantization: str = _setting("none", "none, 4bit (bitsandbytes nf4) or 8bit (bitsandbytes int8); CUDA only.",
-                        group="model")
+    model: str = _setting(
+        "",
+        "Model to serve: a local Hugging Face directory or .gguf file; empty = embedded SmolLM2-135M-Instruct.",
+        group="model",
+    )
+    model_name: str = _setting(
+        "", "Name clients use in the 'model' field; empty = derived from the model.", group="model"
+    )
+    device: str = _setting(
+        "auto",
+        "auto (CUDA when present: the whole model on the GPU with the most free memory "
+        "that holds it, split over all GPUs only when none does), cpu, cuda or cuda:N.",
+        group="model",
+    )
+    dtype: str = _setting(
+        "auto",
+        "auto (bf16 on GPUs with bf16 tensor cores, compute capability 8.0 and up; fp16 on older "
+        "ones; fp32 on CPU), float32, bfloat16 or float16.",
+        group="model",
+    )
+    quantization: str = _setting(
+        "none", "none, 4bit (bitsandbytes nf4) or 8bit (bitsandbytes int8); CUDA only.", group="model"
+    )
     warmup: bool = _setting(True, "Run one short generation before /readyz turns true.", group="model")
 
     socket: str = _setting("", "Unix socket path; empty = $XDG_RUNTIME_DIR/trayllm/daemon.sock.", group="sockets")
-    listen: str = _setting("", "Also serve TCP on this 127.0.0.1:PORT (bearer token required); empty = off.",
-                        group="sockets")
-    token_file: str = _setting("",
-                        "Bearer token for TCP clients; empty = $XDG_CONFIG_HOME/trayllm/token (created 0600).",
-                        group="sockets")
-    max_body_bytes: int = _setting(8_388_608,
-                        "Largest request body (8 MiB); a bigger one gets 413 before the rest of it is read.",
-                        group="sockets")
-    max_json_depth: int = _setting(64,
-                        "Deepest nesting of arrays and objects in a JSON body (at most 500); deeper gets 400.",
-                        group="sockets")
-    header_timeout_s: float = _setting(10.0,
-                        "A request line and headers must be complete this long after the connection opened (on "
-                        "a kept-alive connection: after their first byte), or the connection is closed.",
-                        group="sockets")
-    keep_alive_timeout_s: float = _setting(5.0, "A connection idle between requests this long is closed.",
-                        group="sockets")
-    max_tcp_connections: int = _setting(256,
-                        "Open TCP connections at most; more are closed at once, so a flood of them never "
-                        "starves the Unix socket.", group="sockets")
+    listen: str = _setting(
+        "", "Also serve TCP on this 127.0.0.1:PORT (bearer token required); empty = off.", group="sockets"
+    )
+    token_file: str = _setting(
+        "", "Bearer token for TCP clients; empty = $XDG_CONFIG_HOME/trayllm/token (created 0600).", group="sockets"
+    )
+    max_body_bytes: int = _setting(
+        8_388_608, "Largest request body (8 MiB); a bigger one gets 413 before the rest of it is read.", group="sockets"
+    )
+    max_json_depth: int = _setting(
+        64, "Deepest nesting of arrays and objects in a JSON body (at most 500); deeper gets 400.", group="sockets"
+    )
+    header_timeout_s: float = _setting(
+        10.0,
+        "A request line and headers must be complete this long after the connection opened (on "
+        "a kept-alive connection: after their first byte), or the connection is closed.",
+        group="sockets",
+    )
+    keep_alive_timeout_s: float = _setting(
+        5.0, "A connection idle between requests this long is closed.", group="sockets"
+    )
+    max_tcp_connections: int = _setting(
+        256,
+        "Open TCP connections at most; more are closed at once, so a flood of them never starves the Unix socket.",
+        group="sockets",
+    )
 
-    queue_size: int = _setting(100, "Requests that may wait for a batch slot; beyond that, 503 with Retry-After.",
-                        group="scheduler")
+    queue_size: int = _setting(
+        100, "Requests that may wait for a batch slot; beyond that, 503 with Retry-After.", group="scheduler"
+    )
     max_batch: int = _setting(8, "Requests decoded together in one batch.", group="scheduler")
-    rate_limit_per_minute: float = _setting(120.0,
-                        "Per-user token-bucket refill rate (requests/minute); 0 = no limit.", group="scheduler")
-    rate_limit_burst: int = _setting(30, "Per-user token-bucket size (requests that may arrive at once).",
-                        group="scheduler")
-    backlog_threshold: int = _setting(8, "Waiting requests above which new requests get backlog_max_tokens.",
-                        group="scheduler")
+    rate_limit_per_minute: float = _setting(
+        120.0, "Per-user token-bucket refill rate (requests/minute); 0 = no limit.", group="scheduler"
+    )
+    rate_limit_burst: int = _setting(
+        30, "Per-user token-bucket size (requests that may arrive at once).", group="scheduler"
+    )
+    backlog_threshold: int = _setting(
+        8, "Waiting requests above which new requests get backlog_max_tokens.", group="scheduler"
+    )
     backlog_max_tokens: int = _setting(128, "max_tokens cap for requests admitted under backlog.", group="scheduler")
-    request_timeout_s: float = _setting(300.0,
-                        "A request still unfinished this long after arrival fails with a timeout.", group="scheduler")
-    shutdown_grace_s: float = _setting(10.0,
-                        "On SIGTERM, how long in-flight requests may finish before they are cancelled.",
-                        group="scheduler")
+    request_timeout_s: float = _setting(
+        300.0, "A request still unfinished this long after arrival fails with a timeout.", group="scheduler"
+    )
+    shutdown_grace_s: float = _setting(
+        10.0, "On SIGTERM, how long in-flight requests may finish before they are cancelled.", group="scheduler"
+    )
 
     default_max_tokens: int = _setting(512, "max_tokens when a request gives none.", group="generation")
     temperature: float = _setting(0.2, "Default sampling temperature (0 = greedy).", group="generation")
     top_p: float = _setting(0.9, "Default nucleus-sampling mass.", group="generation")
-    repetition_penalty: float = _setting(1.1,
-                        "Default penalty on tokens already in the context (1 = off); keeps a small model from "
-                        "looping.", group="generation")
-    history_turns: int = _setting(5,
-                        "Conversation turns (a user message and its replies) kept, newest first, if they fit "
-                        "the context.", group="generation")
+    repetition_penalty: float = _setting(
+        1.1,
+        "Default penalty on tokens already in the context (1 = off); keeps a small model from looping.",
+        group="generation",
+    )
+    history_turns: int = _setting(
+        5,
+        "Conversation turns (a user message and its replies) kept, newest first, if they fit the context.",
+        group="generation",
+    )
 
     cache_dir: str = _setting("", "Converted weights and hashes; empty = $XDG_CACHE_HOME/trayllm.", group="places")
     state_dir: str = _setting("", "Logs and records; empty = $XDG_STATE_HOME/trayllm.", group="places")
-    data_dir: str = _setting("",
-                        "Chat window conversations (conversations.db); empty = $XDG_DATA_HOME/trayllm.", group="places")
+    data_dir: str = _setting(
+        "", "Chat window conversations (conversations.db); empty = $XDG_DATA_HOME/trayllm.", group="places"
+    )
     log_level: str = _setting("info", "Daemon log level: debug, info, warning, error.", group="places")
 
-    telemetry: bool = _setting(True, "Write one record per request and count it in /metrics (off only to measure "
-                                     "what telemetry costs).", group="records")
-    log_content: bool = _setting(False,
-                                 "Also record prompt and reply text in each request record; off by default, "
-                                 "so text stays out of logs and Elasticsearch.", group="records")
+    telemetry: bool = _setting(
+        True,
+        "Write one record per request and count it in /metrics (off only to measure what telemetry costs).",
+        group="records",
+    )
+    log_content: bool = _setting(
+        False,
+        "Also record prompt and reply text in each request record; off by default, "
+        "so text stays out of logs and Elasticsearch.",
+        group="records",
+    )
     records_max_bytes: int = _setting(50_000_000, "Rotate the request-record file at this size.", group="records")
-    records_backups: int = _setting(5, "Rotated request-record files kept (requests.jsonl.1 ... .N).",
-                        group="records")
+    records_backups: int = _setting(5, "Rotated request-record files kept (requests.jsonl.1 ... .N).", group="records")
 
     slo_ttft_p99_s: float = _setting(3.0, "Objective: first-token latency P99 at most this many seconds.", group="slo")
     slo_ttft_window_s: float = _setting(3600.0, "Rolling window of the first-token latency objective.", group="slo")
-    slo_min_samples: int = _setting(100,
-                        "Requests a latency or error-rate window needs before it is judged (a P99 of fewer is "
-                        "just the slowest one).", group="slo")
-    vram_limit: float = _setting(0.8,
-                        "Objective: peak VRAM below this share of the device; also the admission limit (a "
-                        "request whose KV cache would pass it waits).", group="slo")
+    slo_min_samples: int = _setting(
+        100,
+        "Requests a latency or error-rate window needs before it is judged (a P99 of fewer is just the slowest one).",
+        group="slo",
+    )
+    vram_limit: float = _setting(
+        0.8,
+        "Objective: peak VRAM below this share of the device; also the admission limit (a "
+        "request whose KV cache would pass it waits).",
+        group="slo",
+    )
     slo_vram_window_s: float = _setting(300.0, "Rolling window of the peak-VRAM objective.", group="slo")
-    slo_error_rate: float = _setting(0.001, "Objective: server-side error rate at most this share (error budget).",
-                        group="slo")
-    slo_error_window_days: float = _setting(30.0,
-                        "Error-budget period; the burn-rate alert windows scale with it (1 h/5 min at 30 days).",
-                        group="slo")
+    slo_error_rate: float = _setting(
+        0.001, "Objective: server-side error rate at most this share (error budget).", group="slo"
+    )
+    slo_error_window_days: float = _setting(
+        30.0, "Error-budget period; the burn-rate alert windows scale with it (1 h/5 min at 30 days).", group="slo"
+    )
     slo_eval_interval_s: float = _setting(1.0, "How often the daemon re-judges its objectives.", group="slo")
-    alert_margin: float = _setting(0.1,
-                        "Hysteresis: a firing alert resolves only below threshold x (1 - margin).", group="slo")
+    alert_margin: float = _setting(
+        0.1, "Hysteresis: a firing alert resolves only below threshold x (1 - margin).", group="slo"
+    )
     alert_hold_s: float = _setting(0.0, "...and only after staying below that mark this long.", group="slo")
     oom_quiet_s: float = _setting(300.0, "An OOM alert resolves after this long without another OOM.", group="slo")
-    oom_retry: bool = _setting(False,
-                        "Retry a request once, alone and with half its max_tokens, when the GPU ran out of "
-                        "memory before it produced a token.", group="slo")
-    events_buffer: int = _setting(1000, "Recent /v1/events kept for clients reconnecting with Last-Event-ID.",
-                        group="slo")
+    oom_retry: bool = _setting(
+        False,
+        "Retry a request once, alone and with half its max_tokens, when the GPU ran out of "
+        "memory before it produced a token.",
+        group="slo",
+    )
+    events_buffer: int = _setting(
+        1000, "Recent /v1/events kept for clients reconnecting with Last-Event-ID.", group="slo"
+    )
 
-    es_url: str = _setting("", "Elasticsearch URL to ship records to (the daemon ships when set); empty = off.",
-                        group="elastic")
+    es_url: str = _setting(
+        "", "Elasticsearch URL to ship records to (the daemon ships when set); empty = off.", group="elastic"
+    )
     es_api_key: str = _setting("", "Elasticsearch API key (base64 'id:key' as Kibana shows it).", group="elastic")
     es_username: str = _setting("", "Elasticsearch user, when not using an API key.", group="elastic")
     es_password: str = _setting("", "That user's password.", group="elastic")
     es_ca_file: str = _setting("", "CA certificate file for an https Elasticsearch or Kibana.", group="elastic")
-    kibana_url: str = _setting("", "Kibana URL, for `trayllm elastic dashboards` and the tray's Open dashboards.",
-                        group="elastic")
+    kibana_url: str = _setting(
+        "", "Kibana URL, for `trayllm elastic dashboards` and the tray's Open dashboards.", group="elastic"
+    )
     ship_batch: int = _setting(1000, "Records per bulk request when shipping.", group="elastic")
 
-    fault_injection: bool = _setting(False,
-                        "Testing only: enable PUT /v1/faults, which makes the engine raise a real CUDA OOM or "
-                        "sleep at a chosen point.", group="testing")
+    fault_injection: bool = _setting(
+        False,
+        "Testing only: enable PUT /v1/faults, which makes the engine raise a real CUDA OOM or sleep at a chosen point.",
+        group="testing",
+    )
 
     # -- derived paths (docs/CONFIG.md lists them with their docstrings) ------------
 
@@ -359,13 +405,33 @@ def _problems(settings: Settings) -> Iterator[tuple[str, str]]:
         yield "quantization", f"quantization must be none, 4bit or 8bit, got {settings.quantization!r}"
     if settings.dtype not in ("auto", "float32", "bfloat16", "float16"):
         yield "dtype", f"dtype must be auto, float32, bfloat16 or float16, got {settings.dtype!r}"
-    for name in ("queue_size", "max_batch", "default_max_tokens", "backlog_max_tokens", "history_turns",
-                 "rate_limit_burst", "records_max_bytes", "records_backups", "slo_min_samples", "events_buffer",
-                 "ship_batch", "max_body_bytes", "max_json_depth", "max_tcp_connections"):
+    for name in (
+        "queue_size",
+        "max_batch",
+        "default_max_tokens",
+        "backlog_max_tokens",
+        "history_turns",
+        "rate_limit_burst",
+        "records_max_bytes",
+        "records_backups",
+        "slo_min_samples",
+        "events_buffer",
+        "ship_batch",
+        "max_body_bytes",
+        "max_json_depth",
+        "max_tcp_connections",
+    ):
         if getattr(settings, name) < 1:
             yield name, f"{name} must be at least 1, got {getattr(settings, name)}"
-    for name in ("slo_ttft_p99_s", "slo_ttft_window_s", "slo_vram_window_s", "slo_error_window_days",
-                 "slo_eval_interval_s", "header_timeout_s", "keep_alive_timeout_s"):
+    for name in (
+        "slo_ttft_p99_s",
+        "slo_ttft_window_s",
+        "slo_vram_window_s",
+        "slo_error_window_days",
+        "slo_eval_interval_s",
+        "header_timeout_s",
+        "keep_alive_timeout_s",
+    ):
         if not getattr(settings, name) > 0:
             yield name, f"{name} must be positive, got {getattr(settings, name)}"
     if settings.max_json_depth > MAX_JSON_DEPTH:
@@ -391,12 +457,17 @@ def _refuse_shared_secrets(path: Path, values: Mapping[str, Any]) -> None:
     """Refuse a config file that holds a secret (a SECRET_SETTINGS value, or a URL with a password in it) while
     other users may read it: as ssh does with a private key, since a warning scrolls by and the secret stays
     open. `trayllm config edit` saves the file 0600."""
-    secrets = [name for name, value in values.items() if isinstance(value, str) and value
-               and (name in SECRET_SETTINGS or has_url_credentials(value))]
+    secrets = [
+        name
+        for name, value in values.items()
+        if isinstance(value, str) and value and (name in SECRET_SETTINGS or has_url_credentials(value))
+    ]
     mode = stat.S_IMODE(path.stat().st_mode)
     if secrets and mode & 0o077:
-        raise ConfigError(f"{path} holds {' and '.join(secrets)} but is open to other users (mode {mode:04o}); "
-                          f"make it yours alone: chmod 600 {path}")
+        raise ConfigError(
+            f"{path} holds {' and '.join(secrets)} but is open to other users (mode {mode:04o}); "
+            f"make it yours alone: chmod 600 {path}"
+        )
 
 
 def describe_settings(settings: Settings) -> list[dict[str, Any]]:
@@ -429,8 +500,10 @@ def toml_value(value: Any) -> str:
 def grouped_settings() -> list[tuple[str, str, list[dataclasses.Field[Any]]]]:
     """(title, doc that explains them or "", fields) per group, in field order: how the starter config file and
     docs/CONFIG.md lay the settings out."""
-    return [(*SETTING_GROUPS[group], list(fields))
-            for group, fields in itertools.groupby(SETTING_FIELDS, key=lambda f: f.metadata["group"])]
+    return [
+        (*SETTING_GROUPS[group], list(fields))
+        for group, fields in itertools.groupby(SETTING_FIELDS, key=lambda f: f.metadata["group"])
+    ]
 
 
 def starter_config() -> str:
@@ -446,7 +519,11 @@ def starter_config() -> str:
     for title, doc, fields in grouped_settings():
         lines += ["", "", f"# == {title} (docs/{doc}) ==" if doc else f"# == {title} =="]
         for f in fields:
-            lines += ["", *textwrap.wrap(f"{f.metadata['help']} [{env_name(f.name)}]", 100, initial_indent="# ",
-                                         subsequent_indent="# "),
-                      f"# {f.name} = {toml_value(f.default)}"]
+            lines += [
+                "",
+                *textwrap.wrap(
+                    f"{f.metadata['help']} [{env_name(f.name)}]", 100, initial_indent="# ", subsequent_indent="# "
+                ),
+                f"# {f.name} = {toml_value(f.default)}",
+            ]
     return "\n".join(lines) + "\n"

@@ -127,4 +127,3 @@ def _changed(before: bytes | None, after: dict[str, object]) -> tuple[str, ...]:
     except ConfigError:  # the old file did not load: every setting the new one has is news
         old = {}
     return tuple(f.name for f in config.SETTING_FIELDS if old.get(f.name, _UNSET) != after.get(f.name, _UNSET))
-

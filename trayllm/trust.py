@@ -83,8 +83,9 @@ def check_lock_holder(pid: int, lock: Path) -> None:
     if stranger is not None:
         raise Untrusted(f"pid {pid} runs as uid {stranger}, not you: trayllm does not signal it")
     if not _holds_flock(pid, lock):
-        raise Untrusted(f"pid {pid} does not hold {lock}, so it is not the process that file is for: "
-                        "trayllm does not signal it")
+        raise Untrusted(
+            f"pid {pid} does not hold {lock}, so it is not the process that file is for: trayllm does not signal it"
+        )
 
 
 class LockHolder:

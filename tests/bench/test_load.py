@@ -11,8 +11,9 @@ from trayllm.client import DaemonClient
 WIKI = [15, 20, 35, 40, 50]  # the worked example for the nearest-rank method
 
 
-@pytest.mark.parametrize(("p", "expected"), [(0, 15), (5, 15), (20, 15), (30, 20), (40, 20), (50, 35), (99, 50),
-                                             (100, 50)])
+@pytest.mark.parametrize(
+    ("p", "expected"), [(0, 15), (5, 15), (20, 15), (30, 20), (40, 20), (50, 35), (99, 50), (100, 50)]
+)
 def test_percentile_nearest_rank(p: float, expected: float):
     assert load.percentile(WIKI, p) == expected
 

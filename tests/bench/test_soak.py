@@ -41,8 +41,15 @@ def test_trend_needs_enough_points() -> None:
 
 def test_a_short_soak_against_the_fake_daemon(fake_daemon: FakeDaemon) -> None:
     seen: list[SoakSample] = []
-    samples = run_soak(lambda: DaemonClient(socket_path=fake_daemon.socket_path), os.getpid(), duration_s=1.5,
-                       concurrency=2, max_tokens=8, interval_s=0.5, on_sample=seen.append)
+    samples = run_soak(
+        lambda: DaemonClient(socket_path=fake_daemon.socket_path),
+        os.getpid(),
+        duration_s=1.5,
+        concurrency=2,
+        max_tokens=8,
+        interval_s=0.5,
+        on_sample=seen.append,
+    )
     assert seen == samples and len(samples) == 3
     assert [s.elapsed_s for s in samples] == sorted(s.elapsed_s for s in samples)
     assert sum(s.requests for s in samples) > 0 and all(s.errors == 0 for s in samples)
@@ -53,7 +60,12 @@ def test_a_short_soak_against_the_fake_daemon(fake_daemon: FakeDaemon) -> None:
 def test_markdown_has_a_row_per_sample_and_a_trend_per_series() -> None:
     samples = [SoakSample(60.0 * i, 10, 0, 100.0, 200.0 + i, ProcessSample(300.0 + i, 40, 12)) for i in range(1, 6)]
     text = to_markdown(samples, concurrency=2, max_tokens=64, command="trayllm bench --soak 5")
-    assert [line.split(" | ")[0] for line in text.splitlines() if line[:3] in ("| 1", "| 2", "| 3", "| 4", "| 5")] \
-        == ["| 1.0", "| 2.0", "| 3.0", "| 4.0", "| 5.0"]
+    assert [line.split(" | ")[0] for line in text.splitlines() if line[:3] in ("| 1", "| 2", "| 3", "| 4", "| 5")] == [
+        "| 1.0",
+        "| 2.0",
+        "| 3.0",
+        "| 4.0",
+        "| 5.0",
+    ]
     assert "| RSS (MiB) | 60 | 4 |" in text  # 5 samples: thirds of one, 305 - 301
     assert "50 requests, 0 errors." in text

@@ -11,8 +11,16 @@ from trayllm.chat.store import ConversationStore
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-STATS = ReplyStats(request_id="3f2a1b9c0d4e5f60", model="smollm2", first_token_ms=312.4, tokens_per_second=15.23,
-                   completion_tokens=48, prompt_tokens=20, vram_peak_bytes=1_000_000, finish_reason="stop")
+STATS = ReplyStats(
+    request_id="3f2a1b9c0d4e5f60",
+    model="smollm2",
+    first_token_ms=312.4,
+    tokens_per_second=15.23,
+    completion_tokens=48,
+    prompt_tokens=20,
+    vram_peak_bytes=1_000_000,
+    finish_reason="stop",
+)
 
 
 @pytest.fixture

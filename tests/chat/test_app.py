@@ -15,10 +15,11 @@ from trayllm.supervisor import instances
 
 def test_sigterm_closes_the_window_like_its_close_button(tmp_path) -> None:
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "DISPLAY": ":99"}  # offscreen draws nowhere; DISPLAY
-    env.pop("WAYLAND_DISPLAY", None)                                          # only tells trayllm a desktop exists
+    env.pop("WAYLAND_DISPLAY", None)  # only tells trayllm a desktop exists
     with (tmp_path / "chat.log").open("wb") as log:
-        window = subprocess.Popen([sys.executable, "-m", "trayllm", "chat", "--window"], env=env, stdout=log,
-                                  stderr=subprocess.STDOUT)
+        window = subprocess.Popen(
+            [sys.executable, "-m", "trayllm", "chat", "--window"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         settings = config.load_settings()
         [held] = wait_for(lambda: instances.running(settings, "chat"), timeout=60)
@@ -35,11 +36,14 @@ def test_sigterm_closes_the_window_like_its_close_button(tmp_path) -> None:
 
 def test_window_without_a_display_is_a_one_line_error() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
-    result = subprocess.run([sys.executable, "-m", "trayllm", "chat", "--window"], env=env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "trayllm", "chat", "--window"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
-    assert result.stderr == ("trayllm: error: no display for the chat window (DISPLAY and WAYLAND_DISPLAY are "
-                             "unset); use `trayllm chat --terminal`\n")
+    assert result.stderr == (
+        "trayllm: error: no display for the chat window (DISPLAY and WAYLAND_DISPLAY are "
+        "unset); use `trayllm chat --terminal`\n"
+    )
 
 
 def test_window_without_pyside6_names_the_extra(tmp_path) -> None:
@@ -50,11 +54,15 @@ def test_window_without_pyside6_names_the_extra(tmp_path) -> None:
         "class Refuse:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name.split('.')[0] == 'PySide6':\n"
-        "            raise ModuleNotFoundError(f\"No module named {name!r}\", name=name)\n"
-        "sys.meta_path.insert(0, Refuse())\n")
+        '            raise ModuleNotFoundError(f"No module named {name!r}", name=name)\n'
+        "sys.meta_path.insert(0, Refuse())\n"
+    )
     env = {**os.environ, "DISPLAY": ":99", "PYTHONPATH": str(tmp_path)}
-    result = subprocess.run([sys.executable, "-m", "trayllm", "chat", "--window"], env=env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "trayllm", "chat", "--window"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 1
-    assert result.stderr == ("trayllm: error: the chat window needs the 'gui' extra (no module named 'PySide6'): "
-                             "pip install 'trayllm[gui]'\n")
+    assert result.stderr == (
+        "trayllm: error: the chat window needs the 'gui' extra (no module named 'PySide6'): "
+        "pip install 'trayllm[gui]'\n"
+    )

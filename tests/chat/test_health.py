@@ -13,21 +13,43 @@ from trayllm.chat.health_series import NO_VRAM, HealthSeries, Series
 GIB = 1 << 30
 
 
-def status(tokens_out: int = 0, ttft: float | None = 0.21, errors: float | None = 0.0005,
-           vram: tuple[int, int] | None = (6 * GIB, 8 * GIB), boot_id: str | None = "boot-a") -> DaemonStatus:
+def status(
+    tokens_out: int = 0,
+    ttft: float | None = 0.21,
+    errors: float | None = 0.0005,
+    vram: tuple[int, int] | None = (6 * GIB, 8 * GIB),
+    boot_id: str | None = "boot-a",
+) -> DaemonStatus:
     """A /v1/status body with just the fields the Health view reads."""
+
     def row(name: str, value: float | None, threshold: float) -> SloRow:
-        return SloRow(objective=name, window_s=600, value=value, threshold=threshold, budget_left=None,
-                      state="insufficient" if value is None else "ok", samples=0 if value is None else 50)
+        return SloRow(
+            objective=name,
+            window_s=600,
+            value=value,
+            threshold=threshold,
+            budget_left=None,
+            state="insufficient" if value is None else "ok",
+            samples=0 if value is None else 50,
+        )
 
     return DaemonStatus(
-        state="ready", model=None, uptime_s=10.0, pid=1, version="0.1.0", boot_id=boot_id,
-        queue=QueueStatus(depth=0, capacity=8, in_flight=0, max_batch=4, backlog_cap_active=False,
-                          backlog_max_tokens=0),
+        state="ready",
+        model=None,
+        uptime_s=10.0,
+        pid=1,
+        version="0.1.0",
+        boot_id=boot_id,
+        queue=QueueStatus(
+            depth=0, capacity=8, in_flight=0, max_batch=4, backlog_cap_active=False, backlog_max_tokens=0
+        ),
         requests=RequestCounters(tokens_out=tokens_out),
         vram=Memory(used_bytes=vram[0], total_bytes=vram[1]) if vram else None,
-        slo=[row("first_token_latency_p99", ttft, 3.0), row("error_rate", errors, 0.001),
-             row("peak_vram", None if vram is None else 0.75, 0.8)],
+        slo=[
+            row("first_token_latency_p99", ttft, 3.0),
+            row("error_rate", errors, 0.001),
+            row("peak_vram", None if vram is None else 0.75, 0.8),
+        ],
     )
 
 
@@ -36,6 +58,7 @@ def values(series: Series) -> list[float | None]:
 
 
 # --- the series, plain Python ---------------------------------------------------------------------------------
+
 
 def test_tokens_per_second_from_counter_deltas_restarts_after_a_daemon_restart() -> None:
     health = HealthSeries()
@@ -96,6 +119,7 @@ def test_series_module_does_not_import_qt() -> None:
 
 
 # --- the widget, offscreen --------------------------------------------------------------------------------------
+
 
 def _fill(view: object, samples: int = 5, **kwargs: object) -> None:
     for i in range(samples):

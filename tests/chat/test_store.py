@@ -43,7 +43,9 @@ def test_file_is_private_and_history_survives_reopen(stats: ReplyStats):
         assert second.list() == [second.get(conversation.id)]
         assert second.get(conversation.id).temperature == 0.7
         assert [(m.role, m.content, m.stats) for m in second.messages(conversation.id)] == [
-            ("user", "hello", None), ("assistant", "hi", stats)]
+            ("user", "hello", None),
+            ("assistant", "hi", stats),
+        ]
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone() == (1,)
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -109,15 +111,29 @@ def test_delete_cascades_to_messages(store: ConversationStore):
 def test_settings_are_validated_and_none_means_daemon_default(store: ConversationStore):
     conversation = store.create(system_prompt="Be terse.", temperature=0.5, top_p=1, max_tokens=64)
     assert (conversation.system_prompt, conversation.temperature, conversation.top_p, conversation.max_tokens) == (
-        "Be terse.", 0.5, 1, 64)
+        "Be terse.",
+        0.5,
+        1,
+        64,
+    )
     changed = store.update_settings(conversation.id, temperature=None, max_tokens=128)
     assert (changed.system_prompt, changed.temperature, changed.top_p, changed.max_tokens) == (
-        "Be terse.", None, 1, 128)
+        "Be terse.",
+        None,
+        1,
+        128,
+    )
     assert store.update_settings(conversation.id, system_prompt="  ").system_prompt is None
-    for kwargs, field in (({"temperature": 2.1}, "temperature"), ({"temperature": -0.1}, "temperature"),
-                          ({"temperature": float("nan")}, "temperature"), ({"top_p": 0}, "top_p"),
-                          ({"top_p": 1.01}, "top_p"), ({"max_tokens": 0}, "max_tokens"),
-                          ({"max_tokens": 1.5}, "max_tokens"), ({"temperature": "hot"}, "temperature")):
+    for kwargs, field in (
+        ({"temperature": 2.1}, "temperature"),
+        ({"temperature": -0.1}, "temperature"),
+        ({"temperature": float("nan")}, "temperature"),
+        ({"top_p": 0}, "top_p"),
+        ({"top_p": 1.01}, "top_p"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": 1.5}, "max_tokens"),
+        ({"temperature": "hot"}, "temperature"),
+    ):
         with pytest.raises(ValueError, match=field):
             store.update_settings(conversation.id, **kwargs)
         with pytest.raises(ValueError, match=field):

@@ -26,8 +26,13 @@ def home(tmp_path_factory: pytest.TempPathFactory, converted_model_dir: Path):
 
 
 def make_window(qtbot, root: Path, tmp_path: Path, store_path: Path | None = None) -> ChatWindow:
-    settings = load_settings({"socket": str(root / "xdg_runtime_dir" / "trayllm" / "daemon.sock"),
-                              "state_dir": str(root / "xdg_state_home" / "trayllm")}, environ={})
+    settings = load_settings(
+        {
+            "socket": str(root / "xdg_runtime_dir" / "trayllm" / "daemon.sock"),
+            "state_dir": str(root / "xdg_state_home" / "trayllm"),
+        },
+        environ={},
+    )
     store = ConversationStore(store_path or tmp_path / "conversations.db")
     window = ChatWindow(settings, store, poll_ms=300)
     qtbot.addWidget(window)
@@ -113,8 +118,9 @@ def test_the_unreachable_banner_appears_and_clears(qtbot, tmp_path: Path, conver
         daemon.stop()
 
 
-def test_a_daemon_restart_mid_stream_shows_the_error_inline_and_retry_works(qtbot, tmp_path: Path,
-                                                                          converted_model_dir: Path) -> None:
+def test_a_daemon_restart_mid_stream_shows_the_error_inline_and_retry_works(
+    qtbot, tmp_path: Path, converted_model_dir: Path
+) -> None:
     root = tmp_path / "home"
     daemon = spawn_daemon(root)
     try:

@@ -18,8 +18,10 @@ from trayllm.chat.window import ChatWindow
 from trayllm.config import load_settings
 
 SCHEMES = ("http", "https", "file", "smb", "x-terminal-emulator")
-REPLY = ("See [the manual](https://example.com/docs), [your keys](file:///etc/hostname), "
-         "[a share](smb://attacker.example/x) and [a terminal](x-terminal-emulator:-e%20sh).")
+REPLY = (
+    "See [the manual](https://example.com/docs), [your keys](file:///etc/hostname), "
+    "[a share](smb://attacker.example/x) and [a terminal](x-terminal-emulator:-e%20sh)."
+)
 
 
 class Opened(QObject):

@@ -31,8 +31,9 @@ def window(qtbot, tmp_path: Path) -> Iterator[ChatWindow]:
         stop_all(config.load_settings(), 30)
 
 
-def test_a_start_that_fails_shows_the_daemons_own_error_and_keeps_it(qtbot, window: ChatWindow, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_start_that_fails_shows_the_daemons_own_error_and_keeps_it(
+    qtbot, window: ChatWindow, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TRAYLLM_MODEL", str(tmp_path / "missing.gguf"))  # the daemon the button starts reads it
     qtbot.mouseClick(window.start_button, Qt.MouseButton.LeftButton)
     assert not window.start_button.isEnabled()
@@ -46,9 +47,9 @@ def test_a_start_that_fails_shows_the_daemons_own_error_and_keeps_it(qtbot, wind
 
 
 @pytest.mark.slow
-def test_a_start_that_works_hides_the_banner_once_the_model_is_ready(qtbot, window: ChatWindow,
-                                                                      converted_model_dir: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_start_that_works_hides_the_banner_once_the_model_is_ready(
+    qtbot, window: ChatWindow, converted_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TRAYLLM_CACHE_DIR", str(MODEL_CACHE))
     monkeypatch.setenv("TRAYLLM_WARMUP", "false")
     qtbot.mouseClick(window.start_button, Qt.MouseButton.LeftButton)

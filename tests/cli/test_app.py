@@ -15,8 +15,9 @@ def test_no_daemon_is_one_line_on_stderr(tmp_path: Path):
     result = run("--socket", str(sock), "status")
     assert result.exit_code == 1
     assert result.stdout == ""
-    assert result.stderr == (f"trayllm: error: no trayllm daemon on {sock}; "
-                             "start one with `trayllm daemon` or `trayllm up`\n")
+    assert result.stderr == (
+        f"trayllm: error: no trayllm daemon on {sock}; start one with `trayllm daemon` or `trayllm up`\n"
+    )
 
 
 def test_bad_setting_is_one_line_on_stderr(monkeypatch: pytest.MonkeyPatch):
@@ -34,7 +35,8 @@ def test_usage_errors_stay_clicks():
 
 def test_python_dash_m_runs_the_same_group():
     """`python -m trayllm` is how `trayllm up` starts a detached daemon: it must reach every command."""
-    result = subprocess.run([sys.executable, "-m", "trayllm", "bench", "--help"], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "trayllm", "bench", "--help"], capture_output=True, text=True, timeout=60, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage: trayllm bench [OPTIONS] COMMAND [ARGS]...")

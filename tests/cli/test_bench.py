@@ -38,13 +38,16 @@ def test_bare_bench_lists_the_modes():
     assert all(mode in listed for mode in MODES), result.output
 
 
-@pytest.mark.parametrize(("args", "option"), [
-    (["load", "--startup", "1"], "--startup"),
-    (["startup", "1", "--json"], "--json"),
-    (["slo", "10", "--concurrency", "2"], "--concurrency"),
-    (["soak", "1", "--soak-interval", "5"], "--soak-interval"),
-    (["telemetry", "0", "--shipping-rounds", "2"], "--shipping-rounds"),
-])
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["load", "--startup", "1"], "--startup"),
+        (["startup", "1", "--json"], "--json"),
+        (["slo", "10", "--concurrency", "2"], "--concurrency"),
+        (["soak", "1", "--soak-interval", "5"], "--soak-interval"),
+        (["telemetry", "0", "--shipping-rounds", "2"], "--shipping-rounds"),
+    ],
+)
 def test_a_mode_refuses_another_modes_options(args: list[str], option: str):
     result = run("bench", *args)
     assert result.exit_code == 2 and f"No such option '{option}'" in result.stderr, result.stderr

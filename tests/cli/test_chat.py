@@ -26,8 +26,10 @@ def test_ask_reads_stdin_and_sends_the_system_prompt(fake_daemon: FakeDaemon):
     result = on(fake_daemon, "ask", "-", "--system", "be brief", "--no-stream", input="from a pipe\n")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "Echo: from a pipe\n\n"
-    assert fake_daemon.bodies[-1]["messages"] == [{"role": "system", "content": "be brief"},
-                                                  {"role": "user", "content": "from a pipe\n"}]
+    assert fake_daemon.bodies[-1]["messages"] == [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "from a pipe\n"},
+    ]
     assert fake_daemon.bodies[-1]["stream"] is False
     assert TIMINGS.match(result.stderr.strip()), result.stderr
 
@@ -45,8 +47,10 @@ def test_ask_sends_no_prompt_to_a_daemon_of_another_user(tmp_path: Path):
         result = run("--socket", str(sock), "ask", "my secret")
         assert received() == b""
     assert result.exit_code == 1
-    assert result.stderr == (f"trayllm: error: the daemon on {sock} runs as uid {NOBODY}, not you: trayllm sent it "
-                             "nothing; choose another place with XDG_RUNTIME_DIR or TRAYLLM_SOCKET\n")
+    assert result.stderr == (
+        f"trayllm: error: the daemon on {sock} runs as uid {NOBODY}, not you: trayllm sent it "
+        "nothing; choose another place with XDG_RUNTIME_DIR or TRAYLLM_SOCKET\n"
+    )
 
 
 def test_terminal_chat_keeps_history_and_resets(fake_daemon: FakeDaemon):

@@ -17,8 +17,10 @@ from trayllm.cli import daemon as daemon_commands
 
 
 def test_up_with_a_running_daemon_waits_for_it_then_chats(fake_daemon: FakeDaemon):
-    fake_daemon.statuses = [{**READY_STATUS, "state": "loading", "model": None, "load_progress": "converting 40%"},
-                            READY_STATUS]
+    fake_daemon.statuses = [
+        {**READY_STATUS, "state": "loading", "model": None, "load_progress": "converting 40%"},
+        READY_STATUS,
+    ]
     result = on(fake_daemon, "up", input="hi\n")
     assert result.exit_code == 0, result.stderr
     assert result.stdout == "Echo: hi\n"
@@ -58,8 +60,11 @@ def test_down_signals_no_status_pid_that_does_not_hold_the_daemons_lock(fake_dae
         result = on(fake_daemon, "down", "--timeout", "10")
         assert victim.poll() is None
     assert result.exit_code == 1
-    reason = (f"runs as uid {NOBODY}, not you" if owner else
-              f"does not hold {fake_daemon.socket_path}.lock, so it is not the process that file is for")
+    reason = (
+        f"runs as uid {NOBODY}, not you"
+        if owner
+        else f"does not hold {fake_daemon.socket_path}.lock, so it is not the process that file is for"
+    )
     assert result.stderr == f"trayllm: error: pid {victim.pid} {reason}: trayllm does not signal it\n"
 
 
@@ -79,4 +84,8 @@ def test_daemon_command_passes_flags_to_run_daemon(monkeypatch: pytest.MonkeyPat
     assert result.exit_code == 0, result.stderr
     (settings,) = seen
     assert (settings.device, settings.max_batch, settings.warmup, settings.listen) == (
-        "cpu", 2, False, "127.0.0.1:8765")
+        "cpu",
+        2,
+        False,
+        "127.0.0.1:8765",
+    )

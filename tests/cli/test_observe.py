@@ -22,13 +22,37 @@ def test_status_human_and_json(fake_daemon: FakeDaemon):
 
 
 def test_status_shows_pause_slos_and_firing_alerts(fake_daemon: FakeDaemon):
-    fake_daemon.statuses = [{**READY_STATUS, "paused": "gaming", "slo": [
-        {"objective": "first_token_latency_p99", "window_s": 3600, "value": 3.5, "threshold": 3.0, "state": "breach",
-         "budget_left": -0.5, "samples": 120, "unit": "s"},
-        {"objective": "peak_vram", "window_s": 300, "value": None, "threshold": 0.8, "state": "insufficient",
-         "budget_left": None, "samples": 0, "unit": "ratio"}],
-        "alerts": [{"key": "oom", "state": "firing", "severity": "critical", "message": "GPU out of memory",
-                    "at": 1.0}]}]
+    fake_daemon.statuses = [
+        {
+            **READY_STATUS,
+            "paused": "gaming",
+            "slo": [
+                {
+                    "objective": "first_token_latency_p99",
+                    "window_s": 3600,
+                    "value": 3.5,
+                    "threshold": 3.0,
+                    "state": "breach",
+                    "budget_left": -0.5,
+                    "samples": 120,
+                    "unit": "s",
+                },
+                {
+                    "objective": "peak_vram",
+                    "window_s": 300,
+                    "value": None,
+                    "threshold": 0.8,
+                    "state": "insufficient",
+                    "budget_left": None,
+                    "samples": 0,
+                    "unit": "ratio",
+                },
+            ],
+            "alerts": [
+                {"key": "oom", "state": "firing", "severity": "critical", "message": "GPU out of memory", "at": 1.0}
+            ],
+        }
+    ]
     out = on(fake_daemon, "status").stdout
     assert "paused    gaming (`trayllm resume` to serve again)" in out
     assert "slo       first_token_latency_p99 3.5 s (limit 3 s) breach" in out
@@ -37,8 +61,14 @@ def test_status_shows_pause_slos_and_firing_alerts(fake_daemon: FakeDaemon):
 
 
 def test_status_shows_vram_and_load_progress(fake_daemon: FakeDaemon):
-    fake_daemon.statuses = [{**READY_STATUS, "state": "loading", "load_progress": "converting 40%",
-                             "vram": {"used_bytes": 2 * 1024**3, "total_bytes": 8 * 1024**3}}]
+    fake_daemon.statuses = [
+        {
+            **READY_STATUS,
+            "state": "loading",
+            "load_progress": "converting 40%",
+            "vram": {"used_bytes": 2 * 1024**3, "total_bytes": 8 * 1024**3},
+        }
+    ]
     out = on(fake_daemon, "status").stdout
     assert "state     loading (converting 40%)" in out
     assert "vram      2.00 / 8.00 GiB (25%)" in out
@@ -60,4 +90,3 @@ def test_slo_from_a_file_and_from_elastic_is_a_usage_error(tmp_path: Path):
     (tmp_path / "r.jsonl").write_text("")
     both = run("slo", "--from", str(tmp_path / "r.jsonl"), "--from-elastic")
     assert both.exit_code == 2 and "choose one of --from FILE and --from-elastic" in both.stderr
-

@@ -7,9 +7,24 @@ from trayllm.cli.render import format_slo_report
 
 
 def _report(alerts: dict[str, str]) -> api.SloReport:
-    return api.SloReport.model_validate({"at": 1.0, "alerts": alerts, "objectives": [
-        {"objective": "first_token\nlatency", "window_s": 3600, "value": 3.5, "threshold": 3.0, "state": "breach",
-         "budget_left": -0.5, "samples": 120, "unit": "s"}]})
+    return api.SloReport.model_validate(
+        {
+            "at": 1.0,
+            "alerts": alerts,
+            "objectives": [
+                {
+                    "objective": "first_token\nlatency",
+                    "window_s": 3600,
+                    "value": 3.5,
+                    "threshold": 3.0,
+                    "state": "breach",
+                    "budget_left": -0.5,
+                    "samples": 120,
+                    "unit": "s",
+                }
+            ],
+        }
+    )
 
 
 def test_slo_report_is_a_table_then_the_firing_alerts_on_one_line():

@@ -13,8 +13,12 @@ from waiting import wait_for
 def long_request(max_tokens: int = 150) -> dict:
     """Long enough to hold the only batch slot while the test fills the queue (a few seconds here), short
     enough to finish within the background client's 120 s on a machine that is busy with other work."""
-    return {"messages": [{"role": "user", "content": "Write a long story about a dragon."}],
-            "max_tokens": max_tokens, "temperature": 0.8, "seed": 1}
+    return {
+        "messages": [{"role": "user", "content": "Write a long story about a dragon."}],
+        "max_tokens": max_tokens,
+        "temperature": 0.8,
+        "seed": 1,
+    }
 
 
 @pytest.mark.slow

@@ -40,12 +40,18 @@ BAD_BODIES: dict[str, tuple[bytes, int, str]] = {
     "unknown field": (json.dumps({"messages": MESSAGES, "flavour": "mint"}).encode(), 400, "flavour"),
     "n above 1": (json.dumps({"messages": MESSAGES, "n": 3}).encode(), 400, "n"),
     "too many stops": (json.dumps({"messages": MESSAGES, "stop": ["a", "b", "c", "d", "e"]}).encode(), 400, "stop"),
-    "system after user": (json.dumps({"messages": MESSAGES + [{"role": "system", "content": "x"}]}).encode(),
-                          400, "system"),
+    "system after user": (
+        json.dumps({"messages": MESSAGES + [{"role": "system", "content": "x"}]}).encode(),
+        400,
+        "system",
+    ),
     "unpaired surrogate": (b'{"messages": [{"role": "user", "content": "\\ud800"}]}', 400, "surrogate"),
     "NaN temperature": (b'{"messages": [{"role": "user", "content": "hi"}], "temperature": NaN}', 400, "NaN"),
     "prompt longer than the context": (
-        json.dumps({"messages": [{"role": "user", "content": "word " * 40000}]}).encode(), 400, "context"),
+        json.dumps({"messages": [{"role": "user", "content": "word " * 40000}]}).encode(),
+        400,
+        "context",
+    ),
 }
 
 
@@ -91,18 +97,26 @@ def test_extreme_sampling_values_fail_or_serve_alone_while_other_replies_stream(
     leaves one record, a client error that the error budget does not count."""
     records_path = daemon.records
     # Greedy, this story runs past 100 tokens; the three short requests below take about 12 of its steps.
-    story = {"messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}],
-             "max_tokens": 48, "temperature": 0, "stream": True}
+    story = {
+        "messages": [{"role": "user", "content": "Write a very long story about a lighthouse."}],
+        "max_tokens": 48,
+        "temperature": 0,
+        "stream": True,
+    }
     question = {"messages": [{"role": "user", "content": "Name three colours."}], "max_tokens": 4}
     with ExitStack() as stack:
-        streams = [stack.enter_context(stack.enter_context(daemon.client()).stream(
-            "POST", "/v1/chat/completions", json=story)) for _ in range(3)]
+        streams = [
+            stack.enter_context(stack.enter_context(daemon.client()).stream("POST", "/v1/chat/completions", json=story))
+            for _ in range(3)
+        ]
         wait_for(lambda: daemon.status()["queue"]["in_flight"] == 3, timeout=60)  # all three are decoding
         with daemon.client() as client:
             greedy = client.post("/v1/chat/completions", json={**question, "temperature": 0})
             refused = client.post("/v1/chat/completions", json={**question, "seed": 2**80})
-            served = {field: client.post("/v1/chat/completions", json={**question, field: 1e-300})
-                      for field in ("temperature", "top_p")}
+            served = {
+                field: client.post("/v1/chat/completions", json={**question, field: 1e-300})
+                for field in ("temperature", "top_p")
+            }
             assert daemon.status()["queue"]["in_flight"] == 3, "the streams ended while the others were served"
         endings = ["\n".join(stream.iter_lines()) for stream in streams]
 

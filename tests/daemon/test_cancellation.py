@@ -13,8 +13,13 @@ import pytest
 from inprocess_daemon import InProcessDaemon
 from waiting import wait_for
 
-LONG = {"messages": [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}],
-        "max_tokens": 2000, "temperature": 0.8, "seed": 3, "stream": True}
+LONG = {
+    "messages": [{"role": "user", "content": "Write a very long story about a lighthouse keeper."}],
+    "max_tokens": 2000,
+    "temperature": 0.8,
+    "seed": 3,
+    "stream": True,
+}
 
 
 @pytest.fixture

@@ -33,14 +33,16 @@ def record_of(daemon: InProcessDaemon, request_id: str) -> dict:
 
 
 def test_a_reply_carries_the_engines_text_usage_and_timings_and_leaves_its_record(
-        fake_engine_daemon: InProcessDaemon) -> None:
+    fake_engine_daemon: InProcessDaemon,
+) -> None:
     with fake_engine_daemon.client() as client:
         response = client.post(ROUTE, json=HELLO)
     assert response.status_code == 200, response.text
     body, request_id = response.json(), response.headers["x-request-id"]
     assert body["id"] == f"chatcmpl-{request_id}" and body["model"] == "smollm2-135m-instruct"
-    assert body["choices"] == [{"index": 0, "message": {"role": "assistant", "content": "hello there friend"},
-                                "finish_reason": "stop"}]
+    assert body["choices"] == [
+        {"index": 0, "message": {"role": "assistant", "content": "hello there friend"}, "finish_reason": "stop"}
+    ]
     assert body["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
     assert body["timings"]["request_id"] == request_id and body["timings"]["max_tokens_capped"] is False
     assert 0 <= body["timings"]["first_token_ms"] <= body["timings"]["total_ms"]
@@ -63,15 +65,19 @@ def test_a_stop_string_cuts_the_reply_and_never_shows_in_a_chunk(fake_engine_dae
     with fake_engine_daemon.client() as client:
         whole = client.post(ROUTE, json=request).json()
         streamed = chunks(client.post(ROUTE, json={**request, "stream": True}))
-    assert whole["choices"][0] == {"index": 0, "message": {"role": "assistant", "content": "one two "},
-                                   "finish_reason": "stop"}
+    assert whole["choices"][0] == {
+        "index": 0,
+        "message": {"role": "assistant", "content": "one two "},
+        "finish_reason": "stop",
+    }
     pieces = [c["choices"][0]["delta"].get("content", "") for c in streamed]
     assert "".join(pieces) == "one two " and not any("th" in piece for piece in pieces)
     assert streamed[-1]["choices"][0]["finish_reason"] == "stop"
 
 
 def test_a_stream_is_a_role_chunk_content_chunks_a_finish_chunk_usage_if_asked_and_done(
-        fake_engine_daemon: InProcessDaemon) -> None:
+    fake_engine_daemon: InProcessDaemon,
+) -> None:
     with fake_engine_daemon.client() as client:
         plain = client.post(ROUTE, json={**HELLO, "stream": True})
         with_usage = client.post(ROUTE, json={**HELLO, "stream": True, "stream_options": {"include_usage": True}})
@@ -85,12 +91,12 @@ def test_a_stream_is_a_role_chunk_content_chunks_a_finish_chunk_usage_if_asked_a
     assert all("usage" not in c for c in got)
     *_, finish, usage = chunks(with_usage)
     assert finish["choices"][0]["finish_reason"] == "stop"
-    assert usage["choices"] == [] and usage["usage"] == {"prompt_tokens": 5, "completion_tokens": 3,
-                                                          "total_tokens": 8}
+    assert usage["choices"] == [] and usage["usage"] == {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
 
 
 def test_an_engine_failure_is_an_error_status_or_an_error_event_and_a_failure_record(
-        fake_engine_daemon: InProcessDaemon) -> None:
+    fake_engine_daemon: InProcessDaemon,
+) -> None:
     engine = fake_engine_daemon.engine
     engine.fail, engine.fail_after_tokens = EngineOutOfMemory("GPU out of memory"), 1
     with fake_engine_daemon.client() as client:

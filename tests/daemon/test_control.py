@@ -32,10 +32,15 @@ def test_pause_refuses_chats_with_the_reason_until_resume(fake_engine_daemon: In
 
 
 def test_a_pause_without_a_body_has_the_default_reason_and_a_bad_one_is_a_400(
-        fake_engine_daemon: InProcessDaemon) -> None:
+    fake_engine_daemon: InProcessDaemon,
+) -> None:
     with fake_engine_daemon.client() as client:
-        bad = [client.post("/v1/pause", content=b"{nope"), client.post("/v1/pause", json={"reason": 7}),
-               client.post("/v1/pause", json={"reason": "x" * (MAX_REASON + 1)}), client.post("/v1/pause", json=[1])]
+        bad = [
+            client.post("/v1/pause", content=b"{nope"),
+            client.post("/v1/pause", json={"reason": 7}),
+            client.post("/v1/pause", json={"reason": "x" * (MAX_REASON + 1)}),
+            client.post("/v1/pause", json=[1]),
+        ]
         assert fake_engine_daemon.engine.paused is None, "a refused pause paused"
         paused = client.post("/v1/pause")
     assert [r.status_code for r in bad] == [400, 400, 400, 400]

@@ -77,8 +77,9 @@ def record_of(daemon: RunningDaemon | InProcessDaemon, request_id: str) -> dict:
     return record
 
 
-def assert_refused_with_record(daemon: RunningDaemon | InProcessDaemon, response: RawResponse | httpx.Response,
-                               status: int, code: str, needle: str) -> None:
+def assert_refused_with_record(
+    daemon: RunningDaemon | InProcessDaemon, response: RawResponse | httpx.Response, status: int, code: str, needle: str
+) -> None:
     """An OpenAI-shaped client error, and exactly one request record that says so."""
     assert response.status_code == status, response.headers
     error = response.json()["error"]
@@ -100,8 +101,12 @@ def edge_daemon(tmp_path_factory: pytest.TempPathFactory, converted_model_dir: P
 @pytest.fixture(scope="module")
 def tight_daemon(tmp_path_factory: pytest.TempPathFactory, converted_model_dir: Path) -> Iterator[RunningDaemon]:
     """TCP on with room for few connections and a patient header deadline."""
-    running = spawn_daemon(tmp_path_factory.mktemp("tight"), listen=f"127.0.0.1:{free_port()}",
-                           max_tcp_connections=TIGHT_CAP, header_timeout_s=300)
+    running = spawn_daemon(
+        tmp_path_factory.mktemp("tight"),
+        listen=f"127.0.0.1:{free_port()}",
+        max_tcp_connections=TIGHT_CAP,
+        header_timeout_s=300,
+    )
     yield running
     running.stop()
 
@@ -145,10 +150,11 @@ def _depth(value: object) -> int:
 
 
 _TRICKY_TEXT = st.text(alphabet='[]{}"\\ a\n', max_size=8)  # brackets, quotes and escapes inside strings
-_JSON_VALUES = st.recursive(st.none() | st.integers() | _TRICKY_TEXT,
-                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TRICKY_TEXT, inner,
-                                                                                        max_size=3),
-                            max_leaves=30)
+_JSON_VALUES = st.recursive(
+    st.none() | st.integers() | _TRICKY_TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_TRICKY_TEXT, inner, max_size=3),
+    max_leaves=30,
+)
 
 
 @given(value=_JSON_VALUES, ascii_only=st.booleans())
@@ -196,14 +202,16 @@ def test_healthz_answers_while_a_prompt_of_megabytes_is_tokenized(edge_daemon: R
 
 
 def test_a_caller_over_its_rate_limit_is_refused_before_its_prompt_is_tokenized(
-        start_fake_engine_daemon: Callable[..., InProcessDaemon]) -> None:
+    start_fake_engine_daemon: Callable[..., InProcessDaemon],
+) -> None:
     """The old daemon tokenized first: an over-long prompt from a caller out of allowance got the 400 of
     the tokenizer's verdict, which it could only reach by doing the work. Now the 429 comes first."""
     tight_daemon = start_fake_engine_daemon(rate_limit_per_minute=0.6, rate_limit_burst=1)
     too_long = {"messages": [{"role": "user", "content": "word " * 40_000}], "max_tokens": 1}
     with tight_daemon.client() as client:
-        first = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}],
-                                                           "max_tokens": 1})
+        first = client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}
+        )
         limited = client.post("/v1/chat/completions", json=too_long)
     assert first.status_code == 200, first.text
     assert limited.status_code == 429, limited.text

@@ -59,7 +59,10 @@ async def test_reconnecting_with_last_event_id_replays_exactly_what_was_missed()
         bus.publish("e", {"i": i})
     got = await collect(bus, "b-2", until=4)
     assert [(kind, eid, data["i"]) for kind, eid, data in got[1:]] == [
-        ("e", "b-3", 2), ("e", "b-4", 3), ("e", "b-5", 4)]
+        ("e", "b-3", 2),
+        ("e", "b-4", 3),
+        ("e", "b-5", 4),
+    ]
 
 
 async def test_another_boot_replays_everything_kept_and_a_gap_is_announced():

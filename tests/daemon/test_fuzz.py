@@ -43,27 +43,46 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory, converted_model_dir
     tokenizer = AutoTokenizer.from_pretrained(converted_model_dir)
     tokenizer.save_pretrained(out)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                         eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-                         pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     LlamaForCausalLM(config).save_pretrained(out)
     return out
 
 
 @pytest.fixture(scope="module")
 def fuzz_daemon(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[RunningDaemon]:
-    running = spawn_daemon(tmp_path_factory.mktemp("fuzz"), model=str(tiny_model_dir), rate_limit_per_minute=0,
-                           default_max_tokens=4, warmup=False)
+    running = spawn_daemon(
+        tmp_path_factory.mktemp("fuzz"),
+        model=str(tiny_model_dir),
+        rate_limit_per_minute=0,
+        default_max_tokens=4,
+        warmup=False,
+    )
     yield running
     running.stop()
 
 
 # -- the bodies -----------------------------------------------------------------------------------------
 
+
 def _json_values(depth: int = 2) -> st.SearchStrategy[object]:
-    scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
-                        st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=40))
+    scalars = st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=40),
+    )
     if depth == 0:
         return scalars
     inner = _json_values(depth - 1)
@@ -75,23 +94,34 @@ TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=60)
 ROLES = st.sampled_from(["system", "user", "assistant", "developer", "tool", "function", "", "USER", "root"])
 MESSAGE = st.one_of(
     st.fixed_dictionaries({"role": ROLES, "content": TEXT}),
-    st.fixed_dictionaries({"role": ROLES, "content": st.lists(
-        st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url", "input_audio", "x"]), "text": TEXT}),
-        max_size=3)}),
-    st.dictionaries(st.sampled_from(["role", "content", "name", "tool_calls", "tool_call_id", "extra"]), HOSTILE,
-                    max_size=4),
+    st.fixed_dictionaries(
+        {
+            "role": ROLES,
+            "content": st.lists(
+                st.fixed_dictionaries(
+                    {"type": st.sampled_from(["text", "image_url", "input_audio", "x"]), "text": TEXT}
+                ),
+                max_size=3,
+            ),
+        }
+    ),
+    st.dictionaries(
+        st.sampled_from(["role", "content", "name", "tool_calls", "tool_call_id", "extra"]), HOSTILE, max_size=4
+    ),
     HOSTILE,
 )
 # Fields the API knows, each with plausible values and hostile ones.
 FIELDS: dict[str, st.SearchStrategy[object]] = {
     "model": st.one_of(st.just("smollm2-135m-instruct"), TEXT, HOSTILE),
-    "max_tokens": st.one_of(st.integers(min_value=1, max_value=4), st.integers(min_value=-2**70, max_value=2**70),
-                            HOSTILE),
+    "max_tokens": st.one_of(
+        st.integers(min_value=1, max_value=4), st.integers(min_value=-(2**70), max_value=2**70), HOSTILE
+    ),
     "max_completion_tokens": st.one_of(st.integers(min_value=1, max_value=3), HOSTILE),
     "temperature": st.one_of(st.floats(min_value=0, max_value=2), st.sampled_from([1e-300, 5e-324, -0.0]), HOSTILE),
     "top_p": st.one_of(st.floats(min_value=0, max_value=1), st.sampled_from([1e-300, 5e-324]), HOSTILE),
-    "seed": st.one_of(st.integers(min_value=-2**63, max_value=2**63 - 1), st.integers(min_value=-2**90,
-                                                                                      max_value=2**90), HOSTILE),
+    "seed": st.one_of(
+        st.integers(min_value=-(2**63), max_value=2**63 - 1), st.integers(min_value=-(2**90), max_value=2**90), HOSTILE
+    ),
     "stop": st.one_of(TEXT, st.lists(TEXT, max_size=6), HOSTILE),
     "stream": st.one_of(st.booleans(), HOSTILE),
     "stream_options": st.one_of(st.fixed_dictionaries({"include_usage": st.booleans()}), HOSTILE),
@@ -116,12 +146,14 @@ VALID_FIELDS: dict[str, st.SearchStrategy[object]] = {
     "max_tokens": st.integers(min_value=1, max_value=4),
     "temperature": st.one_of(st.floats(min_value=0, max_value=2), st.just(1e-300)),
     "top_p": st.one_of(st.floats(min_value=1e-300, max_value=1, exclude_min=False), st.just(1.0)),
-    "seed": st.integers(min_value=-2**63, max_value=2**63 - 1),
+    "seed": st.integers(min_value=-(2**63), max_value=2**63 - 1),
     "stop": st.lists(st.text(min_size=1, max_size=8), max_size=4),
     "stream": st.booleans(),
     "user": st.text(max_size=20),
     "repetition_penalty": st.floats(min_value=1, max_value=2),
 }
+
+
 def _conversation(system: str | None, turns: list[str]) -> list[dict[str, str]]:
     """An optional system prompt, then user and assistant turns ending with the user's."""
     roles = ["user" if (len(turns) - i) % 2 else "assistant" for i in range(len(turns))]
@@ -134,8 +166,7 @@ VALID = st.fixed_dictionaries(
     optional=VALID_FIELDS,
 )
 # A valid request with one field (or the messages) made hostile: the edge must name it, not crash.
-ONE_HOSTILE = st.tuples(VALID, st.sampled_from(["messages", *FIELDS]), HOSTILE).map(
-    lambda t: {**t[0], t[1]: t[2]})
+ONE_HOSTILE = st.tuples(VALID, st.sampled_from(["messages", *FIELDS]), HOSTILE).map(lambda t: {**t[0], t[1]: t[2]})
 
 
 def _encode(value: object) -> bytes:
@@ -152,13 +183,25 @@ RAW = st.one_of(
     st.binary(max_size=200),
     WILD.map(_encode).flatmap(lambda b: st.integers(min_value=0, max_value=len(b)).map(lambda n: b[:n])),
     st.tuples(st.integers(min_value=1, max_value=200_000), st.sampled_from("[{")).map(lambda t: _nested(*t)),
-    st.sampled_from([b"", b"null", b"[]", b'"messages"', b"1e999", b'{"messages": 1e999}', b"\xff\xfe{}",
-                     b'{"messages": [{"role": "user", "content": "\\ud800"}]}', b'{"messages": [], "messages": 1}']),
+    st.sampled_from(
+        [
+            b"",
+            b"null",
+            b"[]",
+            b'"messages"',
+            b"1e999",
+            b'{"messages": 1e999}',
+            b"\xff\xfe{}",
+            b'{"messages": [{"role": "user", "content": "\\ud800"}]}',
+            b'{"messages": [], "messages": 1}',
+        ]
+    ),
 )
 BODY = st.one_of(VALID.map(_encode), ONE_HOSTILE.map(_encode), WILD.map(_encode), RAW)
 
 
 # -- the run --------------------------------------------------------------------------------------------
+
 
 def generated_bodies(count: int) -> list[bytes]:
     """``count`` bodies drawn by hypothesis, derandomized: the same list on every run.
@@ -169,8 +212,9 @@ def generated_bodies(count: int) -> list[bytes]:
     """
     bodies: list[bytes] = []
 
-    @settings(max_examples=count, deadline=None, database=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=count, deadline=None, database=None, derandomize=True, suppress_health_check=list(HealthCheck)
+    )
     @given(body=BODY)
     def collect(body: bytes) -> None:
         bodies.append(body)
@@ -190,8 +234,9 @@ def problem_with(response: httpx.Response, body: bytes) -> str | None:
         return f"no request id: {where}"
     if status >= 400:
         error = response.json().get("error") if response.headers.get("content-type") == "application/json" else None
-        if not (isinstance(error, dict) and isinstance(error.get("message"), str)
-                and isinstance(error.get("type"), str)):
+        if not (
+            isinstance(error, dict) and isinstance(error.get("message"), str) and isinstance(error.get("type"), str)
+        ):
             return f"not an OpenAI error body: {where}"
     elif response.headers.get("content-type", "").startswith("text/event-stream"):
         lines = response.text.splitlines()
@@ -245,5 +290,6 @@ def test_ten_thousand_hostile_bodies_get_no_5xx_and_one_record_each(fuzz_daemon:
 
     wait_for(lambda: sum(recorded().values()) >= len(request_ids), timeout=60)
     got = recorded()
-    assert got == wanted, (f"{len(wanted - got)} requests without a record, "
-                           f"{len(got - wanted)} records without a request or duplicated")
+    assert got == wanted, (
+        f"{len(wanted - got)} requests without a record, {len(got - wanted)} records without a request or duplicated"
+    )

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.slow
 
 def test_second_daemon_on_the_same_socket_says_one_is_running(start_daemon) -> None:
     first = start_daemon()
-    second = subprocess.run([sys.executable, "-m", "trayllm", "daemon"], env=first.env, capture_output=True,
-                            text=True, timeout=60)
+    second = subprocess.run(
+        [sys.executable, "-m", "trayllm", "daemon"], env=first.env, capture_output=True, text=True, timeout=60
+    )
     assert second.returncode == 1
     assert "already running" in second.stderr
     assert str(first.process.pid) in second.stderr
@@ -50,8 +51,13 @@ def test_socket_is_private(daemon) -> None:
 
 def test_sigterm_drains_in_flight_stream_and_removes_socket(start_daemon) -> None:
     daemon = start_daemon(shutdown_grace_s=30)
-    body = {"messages": [{"role": "user", "content": "Write a story about a cat."}], "max_tokens": 40,
-            "temperature": 0.8, "seed": 2, "stream": True}
+    body = {
+        "messages": [{"role": "user", "content": "Write a story about a cat."}],
+        "max_tokens": 40,
+        "temperature": 0.8,
+        "seed": 2,
+        "stream": True,
+    }
     lines: list[str] = []
 
     def consume() -> None:
@@ -82,10 +88,14 @@ def test_tcp_needs_the_token_and_a_loopback_host(start_daemon) -> None:
         anonymous = client.get("/v1/status")
         wrong = client.get("/v1/status", headers={"Authorization": "Bearer nope"})
         rebinding = client.get("/v1/status", headers={"Authorization": f"Bearer {token}", "Host": "evil.example"})
-        foreign_origin = client.get("/v1/status", headers={"Authorization": f"Bearer {token}",
-                                                           "Origin": "http://evil.example"})
-        good = client.post("/v1/chat/completions", headers={"Authorization": f"Bearer {token}"},
-                           json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2})
+        foreign_origin = client.get(
+            "/v1/status", headers={"Authorization": f"Bearer {token}", "Origin": "http://evil.example"}
+        )
+        good = client.post(
+            "/v1/chat/completions",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2},
+        )
     assert anonymous.status_code == 401 and anonymous.json()["error"]["type"] == "authentication_error"
     assert wrong.status_code == 401
     assert rebinding.status_code == 403

@@ -39,8 +39,11 @@ def test_models_lists_the_embedded_model(fake_sdk: openai.OpenAI) -> None:
 
 @pytest.mark.slow
 def test_non_streamed_reply_knows_paris(sdk: openai.OpenAI) -> None:
-    reply = sdk.chat.completions.create(model="smollm2-135m-instruct", temperature=0,
-                                        messages=[{"role": "user", "content": "What is the capital of France?"}])
+    reply = sdk.chat.completions.create(
+        model="smollm2-135m-instruct",
+        temperature=0,
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+    )
     assert "Paris" in reply.choices[0].message.content
     assert reply.choices[0].finish_reason == "stop"
     assert reply.usage.prompt_tokens > 0 and reply.usage.completion_tokens > 0
@@ -49,9 +52,13 @@ def test_non_streamed_reply_knows_paris(sdk: openai.OpenAI) -> None:
 
 @pytest.mark.slow
 def test_streamed_reply_arrives_in_pieces_with_usage(sdk: openai.OpenAI) -> None:
-    stream = sdk.chat.completions.create(model="smollm2-135m-instruct", temperature=0, stream=True,
-                                         stream_options={"include_usage": True},
-                                         messages=[{"role": "user", "content": "What is the capital of France?"}])
+    stream = sdk.chat.completions.create(
+        model="smollm2-135m-instruct",
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+    )
     pieces, finish, usage = [], None, None
     for chunk in stream:
         if chunk.usage is not None:
@@ -68,8 +75,11 @@ def test_streamed_reply_arrives_in_pieces_with_usage(sdk: openai.OpenAI) -> None
 
 def test_sdk_sees_request_id_header(fake_sdk: openai.OpenAI) -> None:
     raw = fake_sdk.chat.completions.with_raw_response.create(
-        model="smollm2-135m-instruct", max_tokens=2, messages=[{"role": "user", "content": "Hi"}],
-        extra_headers={"x-request-id": "client-chosen-id-42"})
+        model="smollm2-135m-instruct",
+        max_tokens=2,
+        messages=[{"role": "user", "content": "Hi"}],
+        extra_headers={"x-request-id": "client-chosen-id-42"},
+    )
     assert raw.headers["x-request-id"] == "client-chosen-id-42"
     assert raw.parse().id == "chatcmpl-client-chosen-id-42"
 

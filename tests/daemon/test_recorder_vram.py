@@ -26,16 +26,18 @@ VISIBLE = FakeGpu("GPU-66666666-7777-4888-8999-aaaaaaaaaaaa", used=3 * 2**30, to
 
 
 def record_of_one_request(tmp_path: Path, info: ModelInfo) -> dict[str, Any]:
-    recorder = RequestRecorder(load_settings({"state_dir": str(tmp_path)}, environ={}), DaemonMetrics(),
-                               NvmlProbe(), lambda: info)
+    recorder = RequestRecorder(
+        load_settings({"state_dir": str(tmp_path)}, environ={}), DaemonMetrics(), NvmlProbe(), lambda: info
+    )
     written: list[dict[str, Any]] = []
     recorder.observers.append(written.append)
     context = RequestContext.arriving("req-1", "alice", None)
     now = time.monotonic()
     timings = RequestTimings(arrived=now - 1.0, started=now - 0.9, first_token=now - 0.5, finished=now)
-    recorder.finished(RequestHandle("req-1", context=context), Finished("stop", 10, 20, timings,
-                                                                       vram_peak_bytes=2 * 2**30,
-                                                                       vram_total_bytes=info.memory_total_bytes))
+    recorder.finished(
+        RequestHandle("req-1", context=context),
+        Finished("stop", 10, 20, timings, vram_peak_bytes=2 * 2**30, vram_total_bytes=info.memory_total_bytes),
+    )
     recorder.close()
     (document,) = written
     return document
@@ -43,9 +45,18 @@ def record_of_one_request(tmp_path: Path, info: ModelInfo) -> dict[str, Any]:
 
 def test_the_record_reads_nvml_for_the_models_gpu_by_uuid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([HIDDEN, VISIBLE]))  # CUDA_VISIBLE_DEVICES=1
-    info = ModelInfo(name="m", version="0123456789ab-bf16", source="/m", device="cuda:0", dtype="bf16",
-                     quantization="none", context_length=4096, device_index=0, memory_total_bytes=VISIBLE.total,
-                     device_uuid=VISIBLE.uuid)
+    info = ModelInfo(
+        name="m",
+        version="0123456789ab-bf16",
+        source="/m",
+        device="cuda:0",
+        dtype="bf16",
+        quantization="none",
+        context_length=4096,
+        device_index=0,
+        memory_total_bytes=VISIBLE.total,
+        device_uuid=VISIBLE.uuid,
+    )
     vram = record_of_one_request(tmp_path, info)["llm"]["vram"]
     assert vram["nvml"]["used"]["bytes"] == VISIBLE.used
     assert vram["nvml"]["pct"] == pytest.approx(3 / 24)
@@ -55,8 +66,17 @@ def test_the_record_reads_nvml_for_the_models_gpu_by_uuid(tmp_path: Path, monkey
 def test_without_a_uuid_the_record_has_no_nvml_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     nvml = FakeNvml([HIDDEN, VISIBLE])
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
-    info = ModelInfo(name="m", version="0123456789ab-bf16", source="/m", device="cuda:0", dtype="bf16",
-                     quantization="none", context_length=4096, device_index=0, memory_total_bytes=VISIBLE.total)
+    info = ModelInfo(
+        name="m",
+        version="0123456789ab-bf16",
+        source="/m",
+        device="cuda:0",
+        dtype="bf16",
+        quantization="none",
+        context_length=4096,
+        device_index=0,
+        memory_total_bytes=VISIBLE.total,
+    )
     vram = record_of_one_request(tmp_path, info)["llm"]["vram"]
     assert "nvml" not in vram and vram["peak"]["bytes"] == 2 * 2**30
     assert nvml.lookups == []  # never a guess by index

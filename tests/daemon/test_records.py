@@ -63,8 +63,9 @@ def test_one_record_per_request_whatever_its_fate(start_daemon) -> None:
         thread = threading.Thread(target=post_and_keep_id, args=(chat(prompt, tokens),))
         thread.start()
         background.append(thread)
-        wait_for(lambda: sum(daemon.status()["queue"][k] for k in ("in_flight", "depth")) >= len(background),
-                 timeout=30)
+        wait_for(
+            lambda: sum(daemon.status()["queue"][k] for k in ("in_flight", "depth")) >= len(background), timeout=30
+        )
     with daemon.client() as client:
         full = client.post("/v1/chat/completions", json=chat("Hi", 2))
         assert full.status_code == 503

@@ -119,8 +119,14 @@ def test_an_injected_oom_fails_one_request_alerts_at_once_and_serving_goes_on(st
 
 
 def test_injected_delay_fires_the_latency_alert_and_removing_it_resolves_it_once(start_daemon) -> None:
-    daemon = start_daemon(fault_injection=True, slo_ttft_p99_s=0.5, slo_ttft_window_s=4, slo_min_samples=3,
-                          slo_eval_interval_s=0.2, rate_limit_per_minute=0)
+    daemon = start_daemon(
+        fault_injection=True,
+        slo_ttft_p99_s=0.5,
+        slo_ttft_window_s=4,
+        slo_min_samples=3,
+        slo_eval_interval_s=0.2,
+        rate_limit_per_minute=0,
+    )
     key = "slo.first_token_latency_p99"
     listener = Listener(daemon.socket)
     with DaemonClient(socket_path=daemon.socket) as client:
@@ -145,8 +151,10 @@ def test_injected_delay_fires_the_latency_alert_and_removing_it_resolves_it_once
             resolved = next((e for e in listener.drain(0.3) if alert(key, "resolved")(e)), None)
         assert resolved is not None, "the latency alert did not resolve"
         assert resolved.data["value"] < 0.45
-        assert [e.data["state"] for _, e in listener.seen if e.type.startswith("alert.") and e.data["key"] == key
-                ] == ["firing", "resolved"]
+        assert [e.data["state"] for _, e in listener.seen if e.type.startswith("alert.") and e.data["key"] == key] == [
+            "firing",
+            "resolved",
+        ]
     listener.close()
     daemon.stop()
     transitions = [(a["rule"]["name"], a["event"]["action"]) for a in iter_records(state_dir(daemon) / "alerts.jsonl")]
@@ -220,8 +228,9 @@ def test_trayllm_slo_from_the_file_matches_the_live_daemon(start_daemon) -> None
         live = client.slo()
     daemon.stop()
     records = state_dir(daemon) / "requests.jsonl"
-    result = CliRunner().invoke(cli, ["slo", "--json", "--from", str(records), "--at", repr(live.at)],
-                                env=daemon.env, catch_exceptions=False)
+    result = CliRunner().invoke(
+        cli, ["slo", "--json", "--from", str(records), "--at", repr(live.at)], env=daemon.env, catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     offline = json.loads(result.output)
     assert offline["objectives"] == [row.model_dump() for row in live.objectives]
@@ -253,7 +262,8 @@ def test_a_restarted_daemon_refills_its_windows_and_remembers_firing_alerts(tmp_
             wait_for(lambda: client.slo().objectives[2].samples == 4)  # refilled from requests.jsonl
             after = client.slo()
             assert [(r.objective, r.samples, r.value) for r in after.objectives] == [
-                (r.objective, r.samples, r.value) for r in before.objectives]
+                (r.objective, r.samples, r.value) for r in before.objectives
+            ]
             assert after.alerts["oom"] == "firing"  # restored from alerts.jsonl...
             assert [a.key for a in client.status().alerts if a.key == "oom"] == ["oom"]
             client.chat(CHAT)

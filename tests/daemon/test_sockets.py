@@ -30,12 +30,16 @@ def test_a_runtime_dir_made_by_another_user_is_refused_before_anything_is_put_in
     squatted = config.runtime_dir()
     squatted.mkdir(mode=0o700)
     os.chown(squatted, NOBODY, NOBODY)
-    for start in (lambda: InstanceLock(settings.lock_path).acquire(settings.socket_path),
-                  lambda: bind_unix(settings.socket_path)):
+    for start in (
+        lambda: InstanceLock(settings.lock_path).acquire(settings.socket_path),
+        lambda: bind_unix(settings.socket_path),
+    ):
         with pytest.raises(Untrusted) as refused:
             start()
-        assert refused.value.message == (f"{squatted} is owned by uid {NOBODY}, not you: remove it, or choose "
-                                         "another place with XDG_RUNTIME_DIR or TRAYLLM_SOCKET")
+        assert refused.value.message == (
+            f"{squatted} is owned by uid {NOBODY}, not you: remove it, or choose "
+            "another place with XDG_RUNTIME_DIR or TRAYLLM_SOCKET"
+        )
     assert list(squatted.iterdir()) == []
     assert (os.lstat(squatted).st_uid, os.lstat(squatted).st_mode & 0o7777) == (NOBODY, 0o700)
 

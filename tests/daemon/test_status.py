@@ -23,11 +23,30 @@ PAIRS = [
     (ShipperStats, api.ShippingStatus, frozenset()),
 ]
 
-INFO = ModelInfo(name="m", version="v1", source="/models/m", device="cuda:1", dtype="bfloat16", quantization="nf4",
-                 context_length=4096, device_index=1, memory_total_bytes=8 << 30, device_uuid="GPU-1234")
+INFO = ModelInfo(
+    name="m",
+    version="v1",
+    source="/models/m",
+    device="cuda:1",
+    dtype="bfloat16",
+    quantization="nf4",
+    context_length=4096,
+    device_index=1,
+    memory_total_bytes=8 << 30,
+    device_uuid="GPU-1234",
+)
 COUNTERS = Counters(completed=1, cancelled=2, failed=3, rejected=4, tokens_in=5, tokens_out=6)
-SHIPPER = ShipperStats(state="backing off", delivered=1, duplicates=2, dead_lettered=3, unreadable=1, retries=4,
-                       backlog_bytes=5, last_error="refused", last_delivery=1.5)
+SHIPPER = ShipperStats(
+    state="backing off",
+    delivered=1,
+    duplicates=2,
+    dead_lettered=3,
+    unreadable=1,
+    retries=4,
+    backlog_bytes=5,
+    last_error="refused",
+    last_delivery=1.5,
+)
 
 
 @pytest.mark.parametrize(("internal", "wire", "deliberate"), PAIRS, ids=lambda p: getattr(p, "__name__", ""))
@@ -49,14 +68,28 @@ def test_the_status_state_is_the_engines_state_type():
 
 
 def _engine(info: ModelInfo | None) -> SimpleNamespace:
-    return SimpleNamespace(info=info, memory=lambda: None, counters=COUNTERS, state="ready", paused=None,
-                           progress=None, error=None, queue_depth=0, in_flight=0, backlogged=False,
-                           vram_blocked=False, started_at=0.0)
+    return SimpleNamespace(
+        info=info,
+        memory=lambda: None,
+        counters=COUNTERS,
+        state="ready",
+        paused=None,
+        progress=None,
+        error=None,
+        queue_depth=0,
+        in_flight=0,
+        backlogged=False,
+        vram_blocked=False,
+        started_at=0.0,
+    )
 
 
 SETTINGS = SimpleNamespace(queue_size=8, max_batch=4, backlog_max_tokens=1000)
-CONTROL = SimpleNamespace(bus=SimpleNamespace(boot_id="b"), slo_report=lambda: SimpleNamespace(objectives=[]),
-                          alerts=SimpleNamespace(firing=list))
+CONTROL = SimpleNamespace(
+    bus=SimpleNamespace(boot_id="b"),
+    slo_report=lambda: SimpleNamespace(objectives=[]),
+    alerts=SimpleNamespace(firing=list),
+)
 
 
 def test_daemon_status_carries_every_engine_field_through():

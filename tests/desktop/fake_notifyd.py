@@ -51,8 +51,17 @@ class Notifications(ServiceInterface):
         self.open: set[int] = set()
 
     @method()
-    def Notify(self, app_name: "s", replaces_id: "u", app_icon: "s", summary: "s", body: "s",
-               actions: "as", hints: "a{sv}", expire_timeout: "i") -> "u":
+    def Notify(
+        self,
+        app_name: "s",
+        replaces_id: "u",
+        app_icon: "s",
+        summary: "s",
+        body: "s",
+        actions: "as",
+        hints: "a{sv}",
+        expire_timeout: "i",
+    ) -> "u":
         if replaces_id:  # the spec: the answer is replaces_id itself
             notification_id = replaces_id
             self.last_id = max(self.last_id, replaces_id)
@@ -60,9 +69,19 @@ class Notifications(ServiceInterface):
             self.last_id += 1
             notification_id = self.last_id
         self.open.add(notification_id)
-        record = {"id": notification_id, "app_name": app_name, "replaces_id": replaces_id, "app_icon": app_icon,
-                  "summary": summary, "body": body, "actions": list(actions), "hints": plain(hints),
-                  "urgency": plain(hints.get("urgency")), "expire_timeout": expire_timeout, "time": time.time()}
+        record = {
+            "id": notification_id,
+            "app_name": app_name,
+            "replaces_id": replaces_id,
+            "app_icon": app_icon,
+            "summary": summary,
+            "body": body,
+            "actions": list(actions),
+            "hints": plain(hints),
+            "urgency": plain(hints.get("urgency")),
+            "expire_timeout": expire_timeout,
+            "time": time.time(),
+        }
         with open(self.log_path, "a", encoding="utf-8") as log:
             log.write(json.dumps(record) + "\n")
         return notification_id

@@ -65,8 +65,11 @@ class Watcher(ServiceInterface):
         return None
 
     def handle(self, msg: Message) -> Message | None:
-        if (msg.message_type == MessageType.SIGNAL and msg.member == "NameOwnerChanged"
-                and msg.sender == "org.freedesktop.DBus"):
+        if (
+            msg.message_type == MessageType.SIGNAL
+            and msg.member == "NameOwnerChanged"
+            and msg.sender == "org.freedesktop.DBus"
+        ):
             name, _old, new = msg.body
             if not new:
                 for item in [i for i in self.items if i.split("/", 1)[0] == name]:
@@ -95,9 +98,16 @@ async def main(log_path: str) -> None:
     watcher = Watcher(log_path)
     bus.export(PATH, watcher)
     bus.add_message_handler(watcher.handle)
-    await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                           interface="org.freedesktop.DBus", member="AddMatch", signature="s",
-                           body=["type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged'"]))
+    await bus.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member="AddMatch",
+            signature="s",
+            body=["type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged'"],
+        )
+    )
     if await bus.request_name(NAME) != RequestNameReply.PRIMARY_OWNER:
         sys.exit(f"{NAME} is already owned on this bus")
     watcher.StatusNotifierHostRegistered()

@@ -30,7 +30,10 @@ def test_tray_registers_and_is_driven_through_its_dbusmenu(desktop_session: Desk
 
     menu = [entry for entry in desktop_session.menu_layout(item) if entry.type != "separator"]
     assert [(e.label, e.enabled, e.toggle_type) for e in menu] == [
-        ("Open chat", True, ""), ("Pause", True, "checkmark"), ("Quit", True, "")]
+        ("Open chat", True, ""),
+        ("Pause", True, "checkmark"),
+        ("Quit", True, ""),
+    ]
     assert not menu[1].checked
 
     desktop_session.click(item, "Pause")
@@ -53,29 +56,54 @@ def test_jeepney_notify_with_urgency_and_replaces_id_is_recorded(desktop_session
     from jeepney.io.blocking import open_dbus_connection
     from jeepney.wrappers import unwrap_msg
 
-    server = DBusAddress("/org/freedesktop/Notifications", bus_name="org.freedesktop.Notifications",
-                         interface="org.freedesktop.Notifications")
+    server = DBusAddress(
+        "/org/freedesktop/Notifications",
+        bus_name="org.freedesktop.Notifications",
+        interface="org.freedesktop.Notifications",
+    )
 
     def notify(connection, replaces_id: int, summary: str) -> int:
-        message = new_method_call(server, "Notify", "susssasa{sv}i", (
-            "trayllm", replaces_id, "dialog-error", summary, "VRAM exhausted", ["open", "Open chat"],
-            {"urgency": ("y", 2), "category": ("s", "device.error")}, 0))
+        message = new_method_call(
+            server,
+            "Notify",
+            "susssasa{sv}i",
+            (
+                "trayllm",
+                replaces_id,
+                "dialog-error",
+                summary,
+                "VRAM exhausted",
+                ["open", "Open chat"],
+                {"urgency": ("y", 2), "category": ("s", "device.error")},
+                0,
+            ),
+        )
         return unwrap_msg(connection.send_and_get_reply(message, timeout=5))[0]
 
     with open_dbus_connection(desktop_session.bus_address) as connection:
         first = notify(connection, 0, "GPU out of memory")
         again = notify(connection, first, "GPU out of memory (2)")
         other = notify(connection, 0, "another")
-        capabilities = unwrap_msg(connection.send_and_get_reply(
-            new_method_call(server, "GetCapabilities"), timeout=5))[0]
+        capabilities = unwrap_msg(connection.send_and_get_reply(new_method_call(server, "GetCapabilities"), timeout=5))[
+            0
+        ]
 
     assert (first, again, other) == (1, 1, 2)
     assert "actions" in capabilities
     recorded = desktop_session.wait_for_notifications(3)
     assert recorded[1] | {"time": None} == {
-        "id": 1, "app_name": "trayllm", "replaces_id": 1, "app_icon": "dialog-error",
-        "summary": "GPU out of memory (2)", "body": "VRAM exhausted", "actions": ["open", "Open chat"],
-        "hints": {"urgency": 2, "category": "device.error"}, "urgency": 2, "expire_timeout": 0, "time": None}
+        "id": 1,
+        "app_name": "trayllm",
+        "replaces_id": 1,
+        "app_icon": "dialog-error",
+        "summary": "GPU out of memory (2)",
+        "body": "VRAM exhausted",
+        "actions": ["open", "Open chat"],
+        "hints": {"urgency": 2, "category": "device.error"},
+        "urgency": 2,
+        "expire_timeout": 0,
+        "time": None,
+    }
     assert [n["urgency"] for n in recorded] == [2, 2, 2]
 
 
@@ -87,11 +115,17 @@ def test_playing_the_user_emits_action_invoked_and_notification_closed(desktop_s
     path, interface = "/org/freedesktop/Notifications", "org.freedesktop.Notifications"
     server = DBusAddress(path, bus_name=interface, interface=interface)
     rule = MatchRule(type="signal", path=path, interface=interface)
-    with (open_dbus_connection(desktop_session.bus_address) as connection,
-          connection.filter(rule, bufsize=10) as signals):  # the default bufsize of 1 drops all but the last
+    with (
+        open_dbus_connection(desktop_session.bus_address) as connection,
+        connection.filter(rule, bufsize=10) as signals,
+    ):  # the default bufsize of 1 drops all but the last
         unwrap_msg(connection.send_and_get_reply(message_bus.AddMatch(rule), timeout=5))
-        notify = new_method_call(server, "Notify", "susssasa{sv}i",
-                                 ("trayllm", 0, "", "slow", "p95 over target", ["default", "Open"], {}, -1))
+        notify = new_method_call(
+            server,
+            "Notify",
+            "susssasa{sv}i",
+            ("trayllm", 0, "", "slow", "p95 over target", ["default", "Open"], {}, -1),
+        )
         first, second, third = (unwrap_msg(connection.send_and_get_reply(notify, timeout=5))[0] for _ in range(3))
 
         desktop_session.invoke_action(first, "default")
@@ -101,7 +135,10 @@ def test_playing_the_user_emits_action_invoked_and_notification_closed(desktop_s
         received = [connection.recv_until_filtered(signals, timeout=5) for _ in range(3)]
 
     assert [(m.header.fields[HeaderFields.member], m.body) for m in received] == [
-        ("ActionInvoked", (first, "default")), ("NotificationClosed", (second, 2)), ("NotificationClosed", (third, 3))]
+        ("ActionInvoked", (first, "default")),
+        ("NotificationClosed", (second, 2)),
+        ("NotificationClosed", (third, 3)),
+    ]
 
 
 def test_screenshot_is_a_png_of_the_whole_screen(desktop_session: DesktopSession, tmp_path: Path) -> None:

@@ -34,8 +34,12 @@ def exec_argv(path: Path) -> list[str]:
 def test_the_launcher_opens_the_chat_window_under_the_name_qt_gives_it():
     entry = desktop_entry(launcher_entry(DISTRO))
     assert entry["Exec"] == "/usr/bin/trayllm chat --window"
-    assert (entry["Type"], entry["Name"], entry["Icon"], entry["Terminal"]) == ("Application", "trayllm", "trayllm",
-                                                                               "false")
+    assert (entry["Type"], entry["Name"], entry["Icon"], entry["Terminal"]) == (
+        "Application",
+        "trayllm",
+        "trayllm",
+        "false",
+    )
     assert (entry["Categories"], entry["StartupWMClass"]) == ("Utility;", "trayllm")
     assert entry["GenericName"] and entry["Comment"] and entry["Keywords"].endswith(";")
 
@@ -50,9 +54,11 @@ def test_the_autostart_entry_skips_systemd_only_beside_an_enabled_tray_unit(tray
 
 def test_entries_for_this_interpreter_pass_desktop_file_validate(tmp_path: Path, entry_problems):
     target = running_interpreter()
-    texts = {"trayllm.desktop": launcher_entry(target),
-             "with-unit/trayllm-tray.desktop": autostart_entry(target, tray_unit_enabled=True),
-             "alone/trayllm-tray.desktop": autostart_entry(target, tray_unit_enabled=False)}
+    texts = {
+        "trayllm.desktop": launcher_entry(target),
+        "with-unit/trayllm-tray.desktop": autostart_entry(target, tray_unit_enabled=True),
+        "alone/trayllm-tray.desktop": autostart_entry(target, tray_unit_enabled=False),
+    }
     for name, text in texts.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text)
@@ -66,7 +72,7 @@ def test_the_committed_entries_pass_desktop_file_validate(entry_problems):
 
 
 def test_a_python_path_with_every_reserved_character_survives(tmp_path: Path, entry_problems):
-    odd_python = '/opt/my venv/$HOME "q" \'s\' `b` \\back 100% #(x);|&<>*?~/python'
+    odd_python = "/opt/my venv/$HOME \"q\" 's' `b` \\back 100% #(x);|&<>*?~/python"
     target = Target(command=(odd_python, "-m", "trayllm"), readme=PurePosixPath("/nowhere/README.md"))
     path = tmp_path / "trayllm.desktop"
     path.write_text(launcher_entry(target))

@@ -20,11 +20,15 @@ from trayllm.desktop.target import running_interpreter
 from trayllm.desktop.units import daemon_unit
 
 PNG_SIZES = (16, 22, 24, 32, 48, 64, 128, 256)
-ENABLED = ("enabled trayllm.service and trayllm-tray.service: the daemon starts at each login, the tray with each "
-           "graphical session (`systemctl --user status trayllm`)")
+ENABLED = (
+    "enabled trayllm.service and trayllm-tray.service: the daemon starts at each login, the tray with each "
+    "graphical session (`systemctl --user status trayllm`)"
+)
 UNDONE = "install undone: trayllm's files are as they were before"
-ON_DEMAND = ("the tray starts from the autostart entry at the next login, and the daemon on demand (`trayllm up`, or "
-             "the tray's Start daemon)")
+ON_DEMAND = (
+    "the tray starts from the autostart entry at the next login, and the daemon on demand (`trayllm up`, or "
+    "the tray's Start daemon)"
+)
 
 
 def run(*args: str):
@@ -50,8 +54,13 @@ def autostart_path() -> Path:
 def expected_paths(with_units: bool) -> list[Path]:
     """Where the spec puts each file, spelled out here rather than taken from trayllm.desktop.layout."""
     icons = data_home() / "icons/hicolor"
-    return [*(unit_paths() if with_units else []), autostart_path(), data_home() / "applications/trayllm.desktop",
-            icons / "scalable/apps/trayllm.svg", *(icons / f"{n}x{n}/apps/trayllm.png" for n in PNG_SIZES)]
+    return [
+        *(unit_paths() if with_units else []),
+        autostart_path(),
+        data_home() / "applications/trayllm.desktop",
+        icons / "scalable/apps/trayllm.svg",
+        *(icons / f"{n}x{n}/apps/trayllm.png" for n in PNG_SIZES),
+    ]
 
 
 def files_under(*roots: Path) -> set[Path]:
@@ -103,7 +112,8 @@ def test_without_a_user_manager_the_autostart_entry_starts_the_tray_and_no_units
     result = run("desktop", "install", "--start")
     assert result.exit_code == 0, result.stderr
     assert result.stdout.splitlines() == [f"wrote {path}" for path in expected_paths(with_units=False)] + [
-        f"systemd's user manager is not reachable, so no units were installed: {ON_DEMAND}"]
+        f"systemd's user manager is not reachable, so no units were installed: {ON_DEMAND}"
+    ]
     assert result.stderr == "trayllm: warning: nothing was started: --start needs systemd's user manager\n"
     assert calls.read_text().splitlines() == ["systemctl --user show-environment", update_desktop_database()]
     assert not any(path.exists() for path in unit_paths())
@@ -136,8 +146,10 @@ def test_no_systemd_refuses_to_leave_units_from_an_earlier_install_beside_its_en
     run("desktop", "install")
     result = run("desktop", "install", "--no-systemd")
     assert result.exit_code == 1
-    assert result.stderr == (f"trayllm: error: {unit_paths()[0]} is there from an install with systemd units, which "
-                             "this install cannot keep in step (--no-systemd); run `trayllm desktop uninstall` first\n")
+    assert result.stderr == (
+        f"trayllm: error: {unit_paths()[0]} is there from an install with systemd units, which "
+        "this install cannot keep in step (--no-systemd); run `trayllm desktop uninstall` first\n"
+    )
     assert "X-systemd-skip=true\n" in autostart_path().read_text()
 
 
@@ -149,8 +161,12 @@ def test_no_systemd_with_start_is_a_usage_error():
 
 def test_uninstall_disables_the_units_and_removes_exactly_the_installed_files(fake_tools):
     calls = fake_tools()
-    foreign = [config_home() / "systemd/user/other.service", config_home() / "autostart/other.desktop",
-               data_home() / "applications/other.desktop", data_home() / "icons/hicolor/48x48/apps/other.png"]
+    foreign = [
+        config_home() / "systemd/user/other.service",
+        config_home() / "autostart/other.desktop",
+        data_home() / "applications/other.desktop",
+        data_home() / "icons/hicolor/48x48/apps/other.png",
+    ]
     for path in foreign:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("not trayllm's")
@@ -185,8 +201,10 @@ def test_uninstall_refuses_units_it_cannot_disable(fake_tools):
     fake_tools(failing="systemctl --user show-environment")
     result = run("desktop", "uninstall")
     assert result.exit_code == 1
-    assert result.stderr == ("trayllm: error: systemd's user manager is not reachable, so trayllm's units cannot be "
-                             "disabled; run `trayllm desktop uninstall` in your desktop session\n")
+    assert result.stderr == (
+        "trayllm: error: systemd's user manager is not reachable, so trayllm's units cannot be "
+        "disabled; run `trayllm desktop uninstall` in your desktop session\n"
+    )
     assert all(path.exists() for path in expected_paths(with_units=True))
 
 
@@ -205,9 +223,11 @@ def test_a_failing_cache_tool_only_warns(fake_tools):
     fake_tools(failing=update_desktop_database())
     result = run("desktop", "install")
     assert result.exit_code == 0
-    assert result.stderr == (f"trayllm: warning: `{update_desktop_database()}` failed with status 1 "
-                             f"({update_desktop_database()}: refused by the test); the desktop picks the change up "
-                             "at the next login at the latest\n")
+    assert result.stderr == (
+        f"trayllm: warning: `{update_desktop_database()}` failed with status 1 "
+        f"({update_desktop_database()}: refused by the test); the desktop picks the change up "
+        "at the next login at the latest\n"
+    )
 
 
 def test_a_directory_where_a_file_goes_is_a_one_line_error(fake_tools):
@@ -216,8 +236,10 @@ def test_a_directory_where_a_file_goes_is_a_one_line_error(fake_tools):
     blocker.mkdir(parents=True)
     result = run("desktop", "install")
     assert result.exit_code == 1
-    assert result.stderr == (f"trayllm: error: {blocker} is a directory, where trayllm's file belongs; move it away "
-                             f"and install again ({UNDONE})\n")
+    assert result.stderr == (
+        f"trayllm: error: {blocker} is a directory, where trayllm's file belongs; move it away "
+        f"and install again ({UNDONE})\n"
+    )
     assert files_under(config_home(), data_home()) == set()
 
 
@@ -229,19 +251,25 @@ def test_a_failed_write_undoes_the_install_and_leaves_what_was_there(fake_tools)
     older_entry = data_home() / "applications/trayllm.desktop"
     foreign = data_home() / "icons/hicolor/48x48/apps/other.png"
     blocker = data_home() / "icons/hicolor/256x256"
-    for path, content in ((older_entry, "[Desktop Entry]\nExec=/old/venv/bin/python -m trayllm chat\n"),
-                          (foreign, "not trayllm's"), (blocker, "a file, where a directory must go")):
+    for path, content in (
+        (older_entry, "[Desktop Entry]\nExec=/old/venv/bin/python -m trayllm chat\n"),
+        (foreign, "not trayllm's"),
+        (blocker, "a file, where a directory must go"),
+    ):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
     before = {path: path.read_bytes() for path in files_under(config_home(), data_home())}
     result = run("desktop", "install", "--no-systemd")
     assert result.exit_code == 1
     png_256 = blocker / "apps/trayllm.png"
-    assert result.stderr == (f"trayllm: error: cannot write {png_256} ({os.strerror(errno.ENOTDIR)}); fix that and "
-                             f"install again ({UNDONE})\n")
+    assert result.stderr == (
+        f"trayllm: error: cannot write {png_256} ({os.strerror(errno.ENOTDIR)}); fix that and "
+        f"install again ({UNDONE})\n"
+    )
     written = expected_paths(with_units=False)[:-1]  # all but the 256 px icon
     assert result.stdout.splitlines() == [f"wrote {path}" for path in written] + [
-        f"{'restored' if path == older_entry else 'removed'} {path}" for path in reversed(written)]
+        f"{'restored' if path == older_entry else 'removed'} {path}" for path in reversed(written)
+    ]
     assert {path: path.read_bytes() for path in files_under(config_home(), data_home())} == before
     assert not (config_home() / "autostart").exists() and not (data_home() / "icons/hicolor/16x16").exists()
     assert calls.read_text() == ""  # no cache refresh for an install that did not happen
@@ -254,10 +282,16 @@ def test_a_failed_enable_removes_the_units_it_wrote(fake_tools):
     calls = fake_tools(failing=enable)
     result = run("desktop", "install")
     assert result.exit_code == 1
-    assert result.stderr == (f"trayllm: error: `{enable}` failed with status 1 ({enable}: refused by the test); see "
-                             f"`systemctl --user status` and `journalctl --user -e` ({UNDONE})\n")
-    assert calls.read_text().splitlines() == ["systemctl --user show-environment", "systemctl --user daemon-reload",
-                                              enable, "systemctl --user daemon-reload"]
+    assert result.stderr == (
+        f"trayllm: error: `{enable}` failed with status 1 ({enable}: refused by the test); see "
+        f"`systemctl --user status` and `journalctl --user -e` ({UNDONE})\n"
+    )
+    assert calls.read_text().splitlines() == [
+        "systemctl --user show-environment",
+        "systemctl --user daemon-reload",
+        enable,
+        "systemctl --user daemon-reload",
+    ]
     assert list(config_home().iterdir()) == [] and list(data_home().iterdir()) == []
 
 

@@ -36,9 +36,15 @@ def test_the_daemon_unit_restarts_on_failure_and_gives_the_daemon_time_to_stop()
     unit = parse(daemon_unit(DISTRO))
     service = unit["Service"]
     assert (service["Type"], service["ExecStart"], service["ExecReload"]) == (
-        "exec", "/usr/bin/trayllm daemon", "/usr/bin/trayllm reload --timeout 600")
+        "exec",
+        "/usr/bin/trayllm daemon",
+        "/usr/bin/trayllm reload --timeout 600",
+    )
     assert (service["Restart"], service["RestartSec"], service["Environment"]) == (
-        "on-failure", "5s", "PYTHONUNBUFFERED=1")
+        "on-failure",
+        "5s",
+        "PYTHONUNBUFFERED=1",
+    )
     assert int(service["TimeoutStopSec"].removesuffix("s")) >= Settings.shutdown_grace_s + 10
     assert int(service["TimeoutStartSec"].removesuffix("s")) > 600  # ExecReload= runs under this bound
     assert unit["Unit"]["Description"] and unit["Unit"]["Documentation"] == "file:///usr/share/doc/trayllm/README.md"
@@ -48,7 +54,8 @@ def test_the_daemon_unit_restarts_on_failure_and_gives_the_daemon_time_to_stop()
 def test_the_tray_unit_belongs_to_the_graphical_session_and_wants_the_daemon():
     unit = parse(tray_unit(DISTRO))
     assert dict(unit["Unit"]) | {"Description": "", "Documentation": ""} == {
-        "Description": "", "Documentation": "",
+        "Description": "",
+        "Documentation": "",
         "PartOf": "graphical-session.target",
         "After": "graphical-session.target trayllm.service",
         "Wants": "trayllm.service",
@@ -73,8 +80,9 @@ def test_the_committed_units_pass_verify_once_they_run_this_interpreter(tmp_path
         committed = (PACKAGING / "systemd/user" / name).read_text()
         assert "/usr/bin/trayllm " in committed
         paths.append(tmp_path / name)
-        paths[-1].write_text(committed.replace(systemd_command(DISTRO.command),
-                                               systemd_command(running_interpreter().command)))
+        paths[-1].write_text(
+            committed.replace(systemd_command(DISTRO.command), systemd_command(running_interpreter().command))
+        )
     assert unit_problems(paths) == ""
 
 
@@ -89,7 +97,8 @@ def test_a_python_path_with_spaces_dollars_and_percents_survives(tmp_path: Path,
     paths = write_units(tmp_path / "units", target)
     assert unit_problems(paths) == ""
     assert parse(paths[0].read_text())["Service"]["ExecStart"] == f'"{odd_dir}/python" -m trayllm daemon'.replace(
-        "%", "%%")
+        "%", "%%"
+    )
 
 
 @pytest.mark.parametrize("char", ['"', "'", "\\"])

@@ -17,22 +17,28 @@ def gpu(index: int, name: str, bus: int, uuid: str) -> Gpu:
 
 
 # NVML's order is not the bus order: GPU 0 sits on bus 0x81, GPU 1 on 0x02, GPU 2 on 0x41
-SAME = [gpu(0, "NVIDIA L4", 0x81, "GPU-aaaa1111"), gpu(1, "NVIDIA L4", 0x02, "GPU-bbbb2222"),
-        gpu(2, "NVIDIA L4", 0x41, "GPU-aaaa3333")]
+SAME = [
+    gpu(0, "NVIDIA L4", 0x81, "GPU-aaaa1111"),
+    gpu(1, "NVIDIA L4", 0x02, "GPU-bbbb2222"),
+    gpu(2, "NVIDIA L4", 0x41, "GPU-aaaa3333"),
+]
 MIXED = [gpu(0, "NVIDIA L4", 0x81, "GPU-aaaa1111"), gpu(1, "NVIDIA A100", 0x02, "GPU-bbbb2222")]
 
 
-@pytest.mark.parametrize(("gpus", "visible_devices", "order", "ordinals", "hidden"), [
-    (SAME, None, None, {1: 0, 2: 1, 0: 2}, set()),  # one model: fastest first leaves the bus order
-    (MIXED, None, "PCI_BUS_ID", {1: 0, 0: 1}, set()),
-    (SAME, "2,0", None, {0: 0, 1: 1}, {2}),  # integers count in CUDA's order, numbered in the entries' order
-    (SAME, "GPU-bbbb, GPU-aaaa3", None, {1: 0, 2: 1}, {0}),  # UUID prefixes, spaces around entries allowed
-    (MIXED, "GPU-bbbb2222,GPU-aaaa1111", None, {1: 0, 0: 1}, set()),  # UUIDs are exact across models too
-    (SAME, "1,7,0", None, {2: 0}, {0, 1}),  # 7 names no GPU: it and everything after it are hidden
-    (SAME, "1,-1,0", None, {2: 0}, {0, 1}),
-    (SAME, "0,GPU-aaaa,2", None, {1: 0}, {0, 2}),  # two UUIDs start GPU-aaaa: not a GPU, as for CUDA
-    (SAME, "GPU-cccc", None, {}, {0, 1, 2}),
-])
+@pytest.mark.parametrize(
+    ("gpus", "visible_devices", "order", "ordinals", "hidden"),
+    [
+        (SAME, None, None, {1: 0, 2: 1, 0: 2}, set()),  # one model: fastest first leaves the bus order
+        (MIXED, None, "PCI_BUS_ID", {1: 0, 0: 1}, set()),
+        (SAME, "2,0", None, {0: 0, 1: 1}, {2}),  # integers count in CUDA's order, numbered in the entries' order
+        (SAME, "GPU-bbbb, GPU-aaaa3", None, {1: 0, 2: 1}, {0}),  # UUID prefixes, spaces around entries allowed
+        (MIXED, "GPU-bbbb2222,GPU-aaaa1111", None, {1: 0, 0: 1}, set()),  # UUIDs are exact across models too
+        (SAME, "1,7,0", None, {2: 0}, {0, 1}),  # 7 names no GPU: it and everything after it are hidden
+        (SAME, "1,-1,0", None, {2: 0}, {0, 1}),
+        (SAME, "0,GPU-aaaa,2", None, {1: 0}, {0, 2}),  # two UUIDs start GPU-aaaa: not a GPU, as for CUDA
+        (SAME, "GPU-cccc", None, {}, {0, 1, 2}),
+    ],
+)
 def test_visible_gpus_and_their_ordinals(gpus, visible_devices, order, ordinals, hidden):
     view = cuda_view(gpus, visible_devices, order)
     assert view.ordinals == ordinals
@@ -46,11 +52,14 @@ def test_an_entry_that_names_no_gpu_is_named_in_the_note():
     assert "entry 'GPU-cccc' names no GPU" in hides_all and "hides every GPU" in hides_all
 
 
-@pytest.mark.parametrize(("visible_devices", "says"), [
-    ("0", "name them by UUID"),  # fastest first across models: which GPU is 0 is CUDA's guess
-    ("MIG-4f1a2b3c-1d2e-3f4a-5b6c-7d8e9f0a1b2c", "MIG instance"),
-    ("GPU-aaaa,GPU-aaaa1", "twice"),
-])
+@pytest.mark.parametrize(
+    ("visible_devices", "says"),
+    [
+        ("0", "name them by UUID"),  # fastest first across models: which GPU is 0 is CUDA's guess
+        ("MIG-4f1a2b3c-1d2e-3f4a-5b6c-7d8e9f0a1b2c", "MIG instance"),
+        ("GPU-aaaa,GPU-aaaa1", "twice"),
+    ],
+)
 def test_what_the_doctor_cannot_tell_it_says(visible_devices, says):
     view = cuda_view(MIXED, visible_devices, None)
     assert view.visible == {0: None, 1: None} and view.ordinals == {}

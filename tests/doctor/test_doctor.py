@@ -30,8 +30,10 @@ def test_the_formula_by_hand():
     assert total_bytes(MODELS["70B"], "4-bit", 4096) == pytest.approx(expected)
     assert expected / GIB == pytest.approx(40.90, abs=0.01)
     # Llama-2-13B has no grouped-query attention: 40 KV heads make its cache 5x an 8-head model's
-    assert total_bytes(MODELS["13B"], "8-bit", 8192) - total_bytes(MODELS["13B"], "8-bit", 4096) == \
-        2 * 40 * 40 * 128 * 4096 * 2
+    assert (
+        total_bytes(MODELS["13B"], "8-bit", 8192) - total_bytes(MODELS["13B"], "8-bit", 4096)
+        == 2 * 40 * 40 * 128 * 4096 * 2
+    )
 
 
 def test_bitsandbytes_leaves_the_embedding_and_an_untied_lm_head_at_2_bytes():
@@ -56,13 +58,16 @@ def test_bitsandbytes_leaves_the_embedding_and_an_untied_lm_head_at_2_bytes():
     assert report["recommendation"] == "3B (e.g. Llama-3.2-3B) at quantization = 8bit: 5.0 GiB"
 
 
-@pytest.mark.parametrize(("need", "free", "total", "expected"), [
-    (60, 79, 80, "fits"),  # under 80 % of 80 and under what is free
-    (64, 79, 80, "fits"),  # exactly at the limit
-    (70, 79, 80, "tight"),  # free, but past the 80 % SLO
-    (70, 60, 80, "no"),  # more than is free
-    (10, 8, 80, "no"),
-])
+@pytest.mark.parametrize(
+    ("need", "free", "total", "expected"),
+    [
+        (60, 79, 80, "fits"),  # under 80 % of 80 and under what is free
+        (64, 79, 80, "fits"),  # exactly at the limit
+        (70, 79, 80, "tight"),  # free, but past the 80 % SLO
+        (70, 60, 80, "no"),  # more than is free
+        (10, 8, 80, "no"),
+    ],
+)
 def test_verdicts(need, free, total, expected):
     assert verdict(need, free, total, 0.8) == expected
 
@@ -116,8 +121,14 @@ class RecordedNvml:
         return SimpleNamespace(total=handle["total"], free=handle["free"], used=handle["total"] - handle["free"])
 
 
-H100 = {"name": "NVIDIA H100 80GB HBM3", "cc": (9, 0), "total": 85_520_809_984, "free": 84_987_478_016,
-        "uuid": "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6", "bus": "00000000:18:00.0"}
+H100 = {
+    "name": "NVIDIA H100 80GB HBM3",
+    "cc": (9, 0),
+    "total": 85_520_809_984,
+    "free": 84_987_478_016,
+    "uuid": "GPU-8932f937-d72c-4106-c12f-20bd9faed9f6",
+    "bus": "00000000:18:00.0",
+}
 
 
 def test_an_h100_read_through_nvml_and_its_fit_table():
@@ -126,8 +137,12 @@ def test_an_h100_read_through_nvml_and_its_fit_table():
     assert nvml.shut and machine.nvml_error is None
     assert (machine.driver, machine.cuda_driver) == ("550.54.15", "12.4")
     [gpu] = machine.gpus
-    assert (gpu.name, gpu.compute_capability, gpu.bf16, gpu.integrated) == ("NVIDIA H100 80GB HBM3", (9, 0), True,
-                                                                            False)
+    assert (gpu.name, gpu.compute_capability, gpu.bf16, gpu.integrated) == (
+        "NVIDIA H100 80GB HBM3",
+        (9, 0),
+        True,
+        False,
+    )
     machine.torch = "2.5.1+cu124"  # this test is about the GPU, not about the torch installed here
     report = doctor_report(machine, 4096, 0.8)
     by_size = {row["size"]: row for row in report["fit"]}
@@ -143,8 +158,19 @@ def test_an_h100_read_through_nvml_and_its_fit_table():
 
 
 def test_a_board_without_its_own_vram_is_integrated_and_uses_system_memory():
-    machine = probe(RecordedNvml([{"name": "NVIDIA GB10", "cc": (12, 1), "unified": True,
-                                   "uuid": "GPU-0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6", "bus": "0000000F:01:00.0"}]))
+    machine = probe(
+        RecordedNvml(
+            [
+                {
+                    "name": "NVIDIA GB10",
+                    "cc": (12, 1),
+                    "unified": True,
+                    "uuid": "GPU-0d1e2f3a-4b5c-6d7e-8f90-a1b2c3d4e5f6",
+                    "bus": "0000000F:01:00.0",
+                }
+            ]
+        )
+    )
     [gpu] = machine.gpus
     assert gpu.integrated and gpu.total_bytes > 0 and 0 < gpu.free_bytes <= gpu.total_bytes
 
@@ -181,8 +207,9 @@ def test_without_nvidia_ml_py_it_names_the_extra_and_still_recommends(monkeypatc
     result = CliRunner().invoke(cli, ["doctor"], catch_exceptions=False)
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0] == ("GPU       none found: no NVIDIA driver / NVML (nvidia-ml-py is not installed: "
-                        "pip install 'trayllm[gpu]')")
+    assert lines[0] == (
+        "GPU       none found: no NVIDIA driver / NVML (nvidia-ml-py is not installed: pip install 'trayllm[gpu]')"
+    )
     assert lines[-1].startswith("recommendation: no NVIDIA GPU: trayllm runs on the CPU.")
 
 
@@ -223,17 +250,31 @@ def test_planning_for_a_24_gib_gpu_by_hand():
 def test_bf16_is_the_engines_rule(monkeypatch: pytest.MonkeyPatch):
     """A T4 (7.5) emulates bf16 (torch.cuda.is_bf16_supported() says yes), an A10 (8.6) has its tensor cores; and
     the doctor asks trayllm.cuda_facts, the engine's rule, so moving that rule moves the doctor's answer too."""
-    t4, a10 = (Gpu(i, name, f"GPU-{i}", f"00000000:0{i}:00.0", 16 * GIB, 15 * GIB, cc, False)
-               for i, name, cc in ((0, "Tesla T4", (7, 5)), (1, "NVIDIA A10", (8, 6))))
+    t4, a10 = (
+        Gpu(i, name, f"GPU-{i}", f"00000000:0{i}:00.0", 16 * GIB, 15 * GIB, cc, False)
+        for i, name, cc in ((0, "Tesla T4", (7, 5)), (1, "NVIDIA A10", (8, 6)))
+    )
     assert (t4.bf16, a10.bf16) == (False, True)
     monkeypatch.setattr(trayllm.cuda_facts, "BF16_FROM_CAPABILITY", (9, 0))
     assert a10.bf16 is False
 
 
-RTX4090 = {"name": "NVIDIA GeForce RTX 4090", "cc": (8, 9), "total": 25_757_220_864, "free": 25_217_466_368,
-           "uuid": "GPU-5b3c6f0e-1c2d-4e5f-8a9b-0c1d2e3f4a5b", "bus": "00000000:41:00.0"}
-RTX3060 = {"name": "NVIDIA GeForce RTX 3060", "cc": (8, 6), "total": 12_884_901_888, "free": 12_348_030_976,
-           "uuid": "GPU-a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d", "bus": "00000000:01:00.0"}
+RTX4090 = {
+    "name": "NVIDIA GeForce RTX 4090",
+    "cc": (8, 9),
+    "total": 25_757_220_864,
+    "free": 25_217_466_368,
+    "uuid": "GPU-5b3c6f0e-1c2d-4e5f-8a9b-0c1d2e3f4a5b",
+    "bus": "00000000:41:00.0",
+}
+RTX3060 = {
+    "name": "NVIDIA GeForce RTX 3060",
+    "cc": (8, 6),
+    "total": 12_884_901_888,
+    "free": 12_348_030_976,
+    "uuid": "GPU-a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d",
+    "bus": "00000000:01:00.0",
+}
 
 
 def two_gpus(**environ: str) -> dict:
@@ -247,8 +288,9 @@ def test_in_pci_bus_order_nvmls_gpu_0_is_cuda_1():
     report = two_gpus(CUDA_DEVICE_ORDER="PCI_BUS_ID")
     gpus = report["machine"]["gpus"]
     assert [(g["index"], g["pci_bus_id"], g["uuid"], g["cuda_visible"], g["cuda_device"]) for g in gpus] == [
-        (0, "00000000:41:00.0", RTX4090["uuid"], True, "cuda:1"), (1, "00000000:01:00.0", RTX3060["uuid"], True,
-                                                                 "cuda:0")]
+        (0, "00000000:41:00.0", RTX4090["uuid"], True, "cuda:1"),
+        (1, "00000000:01:00.0", RTX3060["uuid"], True, "cuda:0"),
+    ]
     assert (report["fit_gpu"], report["fit_device"], report["fit_for"]) == (0, "cuda:1", "GPU 0 (device = cuda:1)")
     text = to_text(report)
     assert "          device = cuda:1 · PCI 00000000:41:00.0 · GPU-5b3c6f0e" in text
@@ -259,8 +301,10 @@ def test_the_fit_is_for_the_best_gpu_the_daemon_sees():
     """CUDA_VISIBLE_DEVICES=0 under PCI_BUS_ID leaves the daemon the 3060 (first on the bus), NVML's GPU 1: the
     table is for its 11.5 GiB free, not for the 4090 it cannot use."""
     report = two_gpus(CUDA_DEVICE_ORDER="PCI_BUS_ID", CUDA_VISIBLE_DEVICES="0")
-    assert [(g["cuda_visible"], g["cuda_device"]) for g in report["machine"]["gpus"]] == [(False, None),
-                                                                                         (True, "cuda:0")]
+    assert [(g["cuda_visible"], g["cuda_device"]) for g in report["machine"]["gpus"]] == [
+        (False, None),
+        (True, "cuda:0"),
+    ]
     assert (report["fit_gpu"], report["fit_device"]) == (1, "cuda:0")
     assert {row["size"]: row for row in report["fit"]}["7-8B"]["verdict"]["fp16"] == "no"  # 17.2 GiB > 11.5 free
     text = to_text(report)
@@ -270,8 +314,7 @@ def test_the_fit_is_for_the_best_gpu_the_daemon_sees():
 
 def test_fastest_first_across_models_says_it_cannot_tell_cuda_n():
     report = two_gpus()
-    assert [(g["cuda_visible"], g["cuda_device"]) for g in report["machine"]["gpus"]] == [(True, None),
-                                                                                         (True, None)]
+    assert [(g["cuda_visible"], g["cuda_device"]) for g in report["machine"]["gpus"]] == [(True, None), (True, None)]
     assert "CUDA_DEVICE_ORDER=PCI_BUS_ID" in report["machine"]["cuda_note"]
     assert (report["fit_gpu"], report["fit_device"]) == (0, None)
     text = to_text(report)
@@ -282,8 +325,10 @@ def test_fastest_first_across_models_says_it_cannot_tell_cuda_n():
 
 def test_a_gpu_named_by_uuid_is_exact_in_any_order():
     report = two_gpus(CUDA_VISIBLE_DEVICES="GPU-a1b2c3d4")
-    assert [(g["cuda_visible"], g["cuda_device"]) for g in report["machine"]["gpus"]] == [(False, None),
-                                                                                         (True, "cuda:0")]
+    assert [(g["cuda_visible"], g["cuda_device"]) for g in report["machine"]["gpus"]] == [
+        (False, None),
+        (True, "cuda:0"),
+    ]
     assert report["machine"]["cuda_note"] is None and report["fit_device"] == "cuda:0"
 
 

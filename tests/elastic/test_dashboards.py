@@ -27,10 +27,12 @@ from trayllm.telemetry.schema import ALERTS, REQUESTS
 
 # Read at import time: the autouse fixture in tests/conftest.py removes every TRAYLLM_* variable for each test.
 KIBANA_URL = os.environ.get("TRAYLLM_KIBANA_URL", "")
-KIBANA_AUTH = {"api_key": os.environ.get("TRAYLLM_KIBANA_API_KEY") or None,
-               "username": os.environ.get("TRAYLLM_KIBANA_USERNAME") or None,
-               "password": os.environ.get("TRAYLLM_KIBANA_PASSWORD") or None,
-               "ca_file": os.environ.get("TRAYLLM_KIBANA_CA_FILE") or None}
+KIBANA_AUTH = {
+    "api_key": os.environ.get("TRAYLLM_KIBANA_API_KEY") or None,
+    "username": os.environ.get("TRAYLLM_KIBANA_USERNAME") or None,
+    "password": os.environ.get("TRAYLLM_KIBANA_PASSWORD") or None,
+    "ca_file": os.environ.get("TRAYLLM_KIBANA_CA_FILE") or None,
+}
 
 NDJSON = dashboards_ndjson()
 OBJECTS: list[dict[str, Any]] = [json.loads(line) for line in NDJSON.decode("utf-8").splitlines()]
@@ -141,7 +143,8 @@ def dashboard_lenses() -> list[dict[str, Any]]:
 
 def test_committed_file_is_the_generators_output():
     assert dashboards_build.ASSET.read_text(encoding="utf-8") == dashboards_build.render(), (
-        "assets/dashboards.ndjson is stale: run python -m trayllm.elastic.dashboards_build")
+        "assets/dashboards.ndjson is stale: run python -m trayllm.elastic.dashboards_build"
+    )
 
 
 def test_the_file_ships_as_package_data():
@@ -185,8 +188,11 @@ def test_json_attributes_are_strings_holding_json():
 
 def test_version_stamps_are_not_newer_than_kibana_8_19():
     for obj in OBJECTS:
-        stamps = [obj["coreMigrationVersion"], obj["typeMigrationVersion"],
-                  *(obj.get("migrationVersion") or {}).values()]
+        stamps = [
+            obj["coreMigrationVersion"],
+            obj["typeMigrationVersion"],
+            *(obj.get("migrationVersion") or {}).values(),
+        ]
         for stamp in stamps:
             assert version(stamp) <= KIBANA_TARGET, f"{obj['type']} {obj['id']}: {stamp}"
     for panel in panels():
@@ -251,7 +257,8 @@ def test_lens_objects_are_internally_consistent():
         assert {r["name"] for r in lens["references"]} == {f"indexpattern-datasource-layer-{i}" for i in layer_ids}
         for layer in layers(lens).values():
             assert set(layer["columnOrder"]) == set(layer["columns"]) and len(layer["columnOrder"]) == len(
-                layer["columns"])
+                layer["columns"]
+            )
             for col in layer["columns"].values():
                 assert set(col.get("references", [])) <= set(layer["columns"]), col
         vis = state["visualization"]
@@ -288,9 +295,20 @@ def test_formula_columns_carry_the_columns_lens_derives():
 def test_dashboard_shows_every_lens_once_without_overlaps():
     attributes = DASHBOARD["attributes"]
     assert attributes["title"] == "trayllm"
-    assert set(attributes) <= {"title", "description", "kibanaSavedObjectMeta", "timeRestore", "timeFrom", "timeTo",
-                               "refreshInterval", "controlGroupInput", "panelsJSON", "optionsJSON", "hits",
-                               "version"}  # Kibana's dashboard create schema forbids anything else
+    assert set(attributes) <= {
+        "title",
+        "description",
+        "kibanaSavedObjectMeta",
+        "timeRestore",
+        "timeFrom",
+        "timeTo",
+        "refreshInterval",
+        "controlGroupInput",
+        "panelsJSON",
+        "optionsJSON",
+        "hits",
+        "version",
+    }  # Kibana's dashboard create schema forbids anything else
     shown = dashboard_lenses()
     assert sorted(lens["id"] for lens in shown) == sorted(lens["id"] for lens in LENSES)
     cells: set[tuple[int, int]] = set()
@@ -298,15 +316,19 @@ def test_dashboard_shows_every_lens_once_without_overlaps():
         grid = panel["gridData"]
         assert panel["type"] == "lens" and grid["i"] == panel["panelIndex"]
         assert grid["x"] >= 0 and grid["x"] + grid["w"] <= 48
-        area = {(x, y) for x in range(grid["x"], grid["x"] + grid["w"])
-                for y in range(grid["y"], grid["y"] + grid["h"])}
+        area = {
+            (x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])
+        }
         assert not cells & area, f"{panel['panelIndex']} overlaps another panel"
         cells |= area
 
 
 def _percentiles(lens: dict[str, Any], field: str) -> set[float]:
-    return {c["params"]["percentile"] for c in columns(lens)
-            if c["operationType"] == "percentile" and c["sourceField"] == field}
+    return {
+        c["params"]["percentile"]
+        for c in columns(lens)
+        if c["operationType"] == "percentile" and c["sourceField"] == field
+    }
 
 
 def _reference_values(lens: dict[str, Any]) -> set[float]:
@@ -327,28 +349,34 @@ def _requests(lens: dict[str, Any]) -> bool:
 
 ttft_ns = OBJECTIVES["first_token_latency_p99"].threshold / OBJECTIVES["first_token_latency_p99"].scale
 REQUIRED_PANELS = {
-    "requests over time by event.outcome":
-        lambda lens: _requests(lens) and _over_time(lens) and _splits_by(lens, "event.outcome"),
-    "P50/P95/P99 of event.duration":
-        lambda lens: _requests(lens) and _percentiles(lens, "event.duration") == {50, 95, 99},
-    "P50/P95/P99 of llm.ttft.ns":
-        lambda lens: _requests(lens) and _percentiles(lens, "llm.ttft.ns") == {50, 95, 99},
-    "tokens/s":
-        lambda lens: _requests(lens) and any(c.get("sourceField") == "llm.tokens_per_second" for c in columns(lens)),
-    "max peak VRAM against the 80 % line":
-        lambda lens: _requests(lens)
+    "requests over time by event.outcome": lambda lens: (
+        _requests(lens) and _over_time(lens) and _splits_by(lens, "event.outcome")
+    ),
+    "P50/P95/P99 of event.duration": lambda lens: (
+        _requests(lens) and _percentiles(lens, "event.duration") == {50, 95, 99}
+    ),
+    "P50/P95/P99 of llm.ttft.ns": lambda lens: _requests(lens) and _percentiles(lens, "llm.ttft.ns") == {50, 95, 99},
+    "tokens/s": lambda lens: (
+        _requests(lens) and any(c.get("sourceField") == "llm.tokens_per_second" for c in columns(lens))
+    ),
+    "max peak VRAM against the 80 % line": lambda lens: (
+        _requests(lens)
         and any(c["operationType"] == "max" and c["sourceField"] == "llm.vram.peak.pct" for c in columns(lens))
-        and _reference_values(lens) == {OBJECTIVES["peak_vram"].threshold},
-    "error rate against the 0.1 % budget line":
-        lambda lens: _requests(lens)
+        and _reference_values(lens) == {OBJECTIVES["peak_vram"].threshold}
+    ),
+    "error rate against the 0.1 % budget line": lambda lens: (
+        _requests(lens)
         and any(c["operationType"] == "formula" and "event.outcome" in column_fields(c) for c in columns(lens))
-        and _reference_values(lens) == {OBJECTIVES["error_rate"].threshold},
+        and _reference_values(lens) == {OBJECTIVES["error_rate"].threshold}
+    ),
     "requests by user.name": lambda lens: _requests(lens) and _splits_by(lens, "user.name"),
     "requests by llm.model.version": lambda lens: _requests(lens) and _splits_by(lens, "llm.model.version"),
-    "alerts timeline: rule.name x event.action over time":
-        lambda lens: views(lens) == {dashboards_build.ALERTS_VIEW} and _over_time(lens)
+    "alerts timeline: rule.name x event.action over time": lambda lens: (
+        views(lens) == {dashboards_build.ALERTS_VIEW}
+        and _over_time(lens)
         and _splits_by(lens, "rule.name")
-        and "event.action" in set().union(*lens_fields(lens).values()),
+        and "event.action" in set().union(*lens_fields(lens).values())
+    ),
 }
 
 
@@ -417,14 +445,22 @@ def test_import_with_a_user_name_and_password():
 
 
 def test_per_object_errors_come_back_though_kibana_answers_200(kibana: KibanaStandin):
-    bad_lens = {**BY_KEY[("lens", "trayllm-latency")], "id": "orphan",
-                "references": [{"type": "index-pattern", "id": "no-such-view",
-                                "name": "indexpattern-datasource-layer-x"}]}
+    bad_lens = {
+        **BY_KEY[("lens", "trayllm-latency")],
+        "id": "orphan",
+        "references": [{"type": "index-pattern", "id": "no-such-view", "name": "indexpattern-datasource-layer-x"}],
+    }
     unknown_type = {"type": "widget", "id": "w1", "attributes": {"title": "A widget"}, "references": []}
-    bad_dashboard = {**DASHBOARD, "id": "broken",
-                     "attributes": {**DASHBOARD["attributes"], "panelsJSON": panels(), "title": "Broken"}}
-    newer = {**BY_KEY[("index-pattern", dashboards_build.ALERTS_VIEW)], "id": "from-the-future",
-             "typeMigrationVersion": "8.99.0"}
+    bad_dashboard = {
+        **DASHBOARD,
+        "id": "broken",
+        "attributes": {**DASHBOARD["attributes"], "panelsJSON": panels(), "title": "Broken"},
+    }
+    newer = {
+        **BY_KEY[("index-pattern", dashboards_build.ALERTS_VIEW)],
+        "id": "from-the-future",
+        "typeMigrationVersion": "8.99.0",
+    }
     objects = [*OBJECTS, bad_lens, unknown_type, bad_dashboard, newer]
     ndjson = "".join(json.dumps(o) + "\n" for o in objects).encode()
 
@@ -432,8 +468,12 @@ def test_per_object_errors_come_back_though_kibana_answers_200(kibana: KibanaSta
 
     assert not result.ok and result.success_count == len(OBJECTS)
     errors = {(e.type, e.id): e for e in result.errors}
-    assert set(errors) == {("lens", "orphan"), ("widget", "w1"), ("dashboard", "broken"),
-                           ("index-pattern", "from-the-future")}
+    assert set(errors) == {
+        ("lens", "orphan"),
+        ("widget", "w1"),
+        ("dashboard", "broken"),
+        ("index-pattern", "from-the-future"),
+    }
     orphan = errors[("lens", "orphan")]
     assert orphan.error_type == "missing_references"
     assert orphan.missing_references == (("index-pattern", "no-such-view"),)
@@ -475,19 +515,42 @@ def test_connection_refused_is_one_line_that_names_the_fix():
     assert message.startswith(f"cannot reach Kibana at http://127.0.0.1:{port}") and "is Kibana running" in message
 
 
-@pytest.mark.parametrize(("scripted", "expected"), [
-    (Scripted(500, b'{"statusCode":500,"error":"Internal Server Error","message":"An internal server error '
-                   b'occurred."}'), "failed (HTTP 500: An internal server error occurred.); see Kibana's log"),
-    (Scripted(503, b"Kibana server is not ready yet", "text/plain"),
-     "not ready (503: Kibana server is not ready yet); wait"),
-    (Scripted(200, b"<html><body>Please log in</body></html>", "text/html"),
-     "answered HTTP 200 with text/html, not Kibana's import result"),
-    (Scripted(200, b'{"acknowledged": true}'), "answered HTTP 200 with application/json, not Kibana's"),
-    (Scripted(403, b'{"statusCode":403,"error":"Forbidden","message":"Unable to bulk_create index-pattern,lens"}'),
-     "may not import saved objects (403: Unable to bulk_create index-pattern,lens); give it the Kibana privilege"),
-    (Scripted(405, b'{"error":"Incorrect HTTP method for uri [/api/saved_objects/_import]"}',
-              headers={"X-Elastic-Product": "Elasticsearch"}), "is Elasticsearch, not Kibana"),
-])
+@pytest.mark.parametrize(
+    ("scripted", "expected"),
+    [
+        (
+            Scripted(
+                500,
+                b'{"statusCode":500,"error":"Internal Server Error","message":"An internal server error occurred."}',
+            ),
+            "failed (HTTP 500: An internal server error occurred.); see Kibana's log",
+        ),
+        (
+            Scripted(503, b"Kibana server is not ready yet", "text/plain"),
+            "not ready (503: Kibana server is not ready yet); wait",
+        ),
+        (
+            Scripted(200, b"<html><body>Please log in</body></html>", "text/html"),
+            "answered HTTP 200 with text/html, not Kibana's import result",
+        ),
+        (Scripted(200, b'{"acknowledged": true}'), "answered HTTP 200 with application/json, not Kibana's"),
+        (
+            Scripted(
+                403, b'{"statusCode":403,"error":"Forbidden","message":"Unable to bulk_create index-pattern,lens"}'
+            ),
+            "may not import saved objects (403: Unable to bulk_create index-pattern,lens); "
+            "give it the Kibana privilege",
+        ),
+        (
+            Scripted(
+                405,
+                b'{"error":"Incorrect HTTP method for uri [/api/saved_objects/_import]"}',
+                headers={"X-Elastic-Product": "Elasticsearch"},
+            ),
+            "is Elasticsearch, not Kibana",
+        ),
+    ],
+)
 def test_answers_that_are_not_an_import_result_raise_one_line(kibana: KibanaStandin, scripted, expected):
     kibana.script.append(scripted)
     with pytest.raises(ElasticError) as excinfo:
@@ -521,13 +584,16 @@ def test_a_slow_kibana_times_out_in_one_line(kibana: KibanaStandin):
     assert "did not answer within 0.3 s" in _one_line_error(excinfo)
 
 
-@pytest.mark.parametrize(("kwargs", "expected"), [
-    ({"kibana_url": "localhost:5601"}, "must start with http:// or https://"),
-    ({"kibana_url": "http://127.0.0.1:9", "api_key": "k", "username": "u", "password": "p"}, "not both"),
-    ({"kibana_url": "http://127.0.0.1:9", "username": "u"}, "needs a password"),
-    ({"kibana_url": "http://127.0.0.1:9", "space": "Not A Space"}, "not a Kibana space id"),
-    ({"kibana_url": "https://127.0.0.1:9", "ca_file": "/nonexistent/ca.pem"}, "cannot use the CA file"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        ({"kibana_url": "localhost:5601"}, "must start with http:// or https://"),
+        ({"kibana_url": "http://127.0.0.1:9", "api_key": "k", "username": "u", "password": "p"}, "not both"),
+        ({"kibana_url": "http://127.0.0.1:9", "username": "u"}, "needs a password"),
+        ({"kibana_url": "http://127.0.0.1:9", "space": "Not A Space"}, "not a Kibana space id"),
+        ({"kibana_url": "https://127.0.0.1:9", "ca_file": "/nonexistent/ca.pem"}, "cannot use the CA file"),
+    ],
+)
 def test_bad_arguments_fail_before_any_request(kwargs, expected):
     with pytest.raises(ElasticError) as excinfo:
         import_dashboards(**kwargs)
@@ -546,8 +612,11 @@ def test_credentials_in_the_url_stay_out_of_messages():
 # --- a real Kibana --------------------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(not KIBANA_URL, reason="set TRAYLLM_KIBANA_URL (and TRAYLLM_KIBANA_API_KEY or "
-                                           "TRAYLLM_KIBANA_USERNAME/PASSWORD) to import into a real Kibana")
+@pytest.mark.skipif(
+    not KIBANA_URL,
+    reason="set TRAYLLM_KIBANA_URL (and TRAYLLM_KIBANA_API_KEY or "
+    "TRAYLLM_KIBANA_USERNAME/PASSWORD) to import into a real Kibana",
+)
 def test_import_into_a_real_kibana():
     result = import_dashboards(KIBANA_URL, **KIBANA_AUTH)
     assert result.ok, "; ".join(str(e) for e in result.errors)

@@ -58,10 +58,13 @@ def test_setup_installs_templates_derived_from_the_schemas(standin: ElasticStand
     assert run("elastic", "setup", "--es-url", standin.url).exit_code == 0  # idempotent
 
 
-@pytest.mark.parametrize(("version", "words"), [
-    ("7.17.9", "runs Elasticsearch 7.17.9; trayllm needs 8.x or 9.x"),
-    ("10.0.0", "runs Elasticsearch 10.0.0; trayllm needs 8.x or 9.x"),
-])
+@pytest.mark.parametrize(
+    ("version", "words"),
+    [
+        ("7.17.9", "runs Elasticsearch 7.17.9; trayllm needs 8.x or 9.x"),
+        ("10.0.0", "runs Elasticsearch 10.0.0; trayllm needs 8.x or 9.x"),
+    ],
+)
 def test_an_incompatible_cluster_is_one_line(version: str, words: str) -> None:
     standin = ElasticStandIn(version=version)
     try:
@@ -88,10 +91,18 @@ def test_bad_credentials_and_no_cluster_are_one_line(tmp_path: Path) -> None:
 
 
 def test_ship_once_then_the_slo_report_from_elasticsearch_equals_the_one_from_the_file(
-        standin: ElasticStandIn, state: Path) -> None:
-    records = [record(i * 7, duration_s=0.5 + i % 3, ttft_s=0.05 * (i % 11), vram_pct=0.5 + 0.01 * (i % 40),
-                      error_type="oom" if i % 37 == 0 else "cancelled" if i % 5 == 0 else None)
-               for i in range(150)]
+    standin: ElasticStandIn, state: Path
+) -> None:
+    records = [
+        record(
+            i * 7,
+            duration_s=0.5 + i % 3,
+            ttft_s=0.05 * (i % 11),
+            vram_pct=0.5 + 0.01 * (i % 40),
+            error_type="oom" if i % 37 == 0 else "cancelled" if i % 5 == 0 else None,
+        )
+        for i in range(150)
+    ]
     with RecordWriter(state / "requests.jsonl", 0, 1) as writer:
         for r in records:
             writer.write(r)
@@ -120,11 +131,16 @@ def test_the_daemon_ships_its_own_records_and_reports_it(start_daemon, standin: 
     daemon = start_daemon(es_url=with_credentials(standin.url))  # the stand-in takes any user
     with daemon.client() as http:
         for _ in range(3):
-            assert http.post("/v1/chat/completions", json={
-                "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}).status_code == 200
+            assert (
+                http.post(
+                    "/v1/chat/completions", json={"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 2}
+                ).status_code
+                == 200
+            )
         wait_for(lambda: len(standin.ids("logs-trayllm.requests-default")) == 3, timeout=30)
-        shipping = wait_for(lambda: (s := http.get("/v1/status").json()["shipping"]) and s["delivered"] == 3 and s,
-                            timeout=10)
+        shipping = wait_for(
+            lambda: (s := http.get("/v1/status").json()["shipping"]) and s["delivered"] == 3 and s, timeout=10
+        )
     assert shipping["backlog_bytes"] == 0 and shipping["last_error"] is None
     assert daemon.stop() == 0
     log = daemon.log.read_text()
@@ -148,15 +164,16 @@ def test_elastic_dashboards_imports_into_kibana_and_reports_failures() -> None:
 
 
 @pytest.mark.parametrize("flag", ["--api-key", "--password"])
-def test_a_secret_given_as_a_flags_value_is_refused_before_anything_is_sent(standin: ElasticStandIn,
-                                                                            flag: str) -> None:
+def test_a_secret_given_as_a_flags_value_is_refused_before_anything_is_sent(standin: ElasticStandIn, flag: str) -> None:
     variable = "TRAYLLM_ES_API_KEY" if flag == "--api-key" else "TRAYLLM_ES_PASSWORD"
     for given in ([flag, "hunter2"], [f"{flag}=hunter2"]):
         result = run("elastic", "setup", "--es-url", standin.url, "--user", "elastic", *given)
         assert result.exit_code == 1 and standin.requests == []
-        assert result.stderr == (f"trayllm: error: {flag} takes no value: other users can read a command's "
-                                 f"arguments (ps); give {flag} alone to be prompted, {flag}-file PATH, or "
-                                 f"{variable}\n")
+        assert result.stderr == (
+            f"trayllm: error: {flag} takes no value: other users can read a command's "
+            f"arguments (ps); give {flag} alone to be prompted, {flag}-file PATH, or "
+            f"{variable}\n"
+        )
 
 
 def test_secrets_come_from_a_prompt_a_file_or_the_environment(tmp_path: Path) -> None:

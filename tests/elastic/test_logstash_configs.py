@@ -128,11 +128,13 @@ def filebeat_direct_block() -> dict[str, Any]:
 
 def resolve_env(value: str, env: dict[str, str]) -> str:
     """Logstash/Beats ``${VAR:default}`` and compose ``${VAR:-default}`` / ``${VAR:?msg}``, from ``env``."""
+
     def one(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(3) or ""
         if m.group(2) and m.group(2).startswith(":?"):
             return env[name]
         return env.get(name, default)
+
     previous = None
     while previous != value:  # nested defaults: ${A:-${B}/x}
         previous = value
@@ -321,23 +323,26 @@ def test_parser_reads_the_whole_grammar() -> None:
     assert {s.dotted for s in conditions[1].selectors} == {"tags", "n", "m", "s"}
 
 
-@pytest.mark.parametrize(("broken", "message"), [
-    ("input { beats { port => 5044 }", "not closed"),
-    ('output { stdout { codec => "json } }', "unterminated string"),
-    ("input { beats { port 5044 } }", "'=>'"),
-    ('filter { mutate { add_field => { "a" => "b", "c" => "d" } } }', "no commas"),
-    ('filter { mutate { remove_field => ["a", ] } }', "trailing ','"),
-    ("filter { else { drop {} } }", "'else' without an 'if'"),
-    ("inputs { beats { } }", "expected input, filter or output"),
-    ("filter { if [a] == { drop {} } }", "expected a field reference"),
-    ("filter { if foo { drop {} } }", "'(' after a method name"),
-    ("filter { if [a] =~ [b] { drop {} } }", "/regexp/ or a string"),
-    ('filter { if ! "a" { drop {} } }', "'!' must be followed"),
-    ("filter { if [a] not [b] { drop {} } }", "'in' after 'not'"),
-    ('filter { mutate { a => "x"b => "y" } }', "separated by whitespace"),
-    ("filter { mutate { a => x } }", "expected a value"),
-    ("", "no input, filter or output section"),
-])
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        ("input { beats { port => 5044 }", "not closed"),
+        ('output { stdout { codec => "json } }', "unterminated string"),
+        ("input { beats { port 5044 } }", "'=>'"),
+        ('filter { mutate { add_field => { "a" => "b", "c" => "d" } } }', "no commas"),
+        ('filter { mutate { remove_field => ["a", ] } }', "trailing ','"),
+        ("filter { else { drop {} } }", "'else' without an 'if'"),
+        ("inputs { beats { } }", "expected input, filter or output"),
+        ("filter { if [a] == { drop {} } }", "expected a field reference"),
+        ("filter { if foo { drop {} } }", "'(' after a method name"),
+        ("filter { if [a] =~ [b] { drop {} } }", "/regexp/ or a string"),
+        ('filter { if ! "a" { drop {} } }', "'!' must be followed"),
+        ("filter { if [a] not [b] { drop {} } }", "'in' after 'not'"),
+        ('filter { mutate { a => "x"b => "y" } }', "separated by whitespace"),
+        ("filter { mutate { a => x } }", "expected a value"),
+        ("", "no input, filter or output section"),
+    ],
+)
 def test_parser_rejects_broken_configs(broken: str, message: str) -> None:
     with pytest.raises(LogstashConfigError, match=re.escape(message)):
         parse(broken)
@@ -347,8 +352,8 @@ def test_parser_rejects_the_real_pipeline_with_one_brace_missing() -> None:
     text = PIPELINE.read_text()
     cut = text.rindex("}")
     with pytest.raises(LogstashConfigError, match="not closed"):
-        parse(text[:cut] + text[cut + 1:])
-    line = text[:text.index("include_codec_tag")].count("\n") + 1
+        parse(text[:cut] + text[cut + 1 :])
+    line = text[: text.index("include_codec_tag")].count("\n") + 1
     with pytest.raises(LogstashConfigError, match=f"^line {line}, "):
         parse(text.replace("include_codec_tag => false", "include_codec_tag false"))
 
@@ -415,14 +420,16 @@ def test_filebeat_has_one_filestream_input_per_record_file() -> None:
         assert inp["type"] == "filestream"
         paths = [resolve_env(p, {}) for p in inp["paths"]]
         assert f"/trayllm/{name}" in paths
-        assert all(any(fnmatch.fnmatch(f"/trayllm/{name}.{n}", p) for p in paths) for n in range(1, 6)), \
+        assert all(any(fnmatch.fnmatch(f"/trayllm/{name}.{n}", p) for p in paths) for n in range(1, 6)), (
             "the rotated copies are read too"
+        )
         other = "alerts.jsonl" if name == "requests.jsonl" else "requests.jsonl"
         assert not any(fnmatch.fnmatch(f"/trayllm/{other}", p) for p in paths)
         assert "file_identity.native" in inp, "rotation is followed by inode, stated explicitly"
         assert inp["close.on_state_change.renamed"] is False
-        assert inp["parsers"] == [{"ndjson": {"target": "", "expand_keys": True, "overwrite_keys": True,
-                                              "add_error_key": True}}]
+        assert inp["parsers"] == [
+            {"ndjson": {"target": "", "expand_keys": True, "overwrite_keys": True, "add_error_key": True}}
+        ]
 
 
 def test_filebeat_direct_block_leaves_templates_to_trayllm() -> None:
@@ -468,8 +475,11 @@ def test_compose_runs_one_8_19_stack_version_for_all_images() -> None:
     assert resolve_env(services["setup"]["image"], env) == f"{IMAGES['elasticsearch']}:{version}"
     # Compatible with the Python client trayllm pins: the same major (client 8 talks to 8.x and 9.x).
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    (client,) = [Requirement(r) for r in pyproject["project"]["optional-dependencies"]["elastic"]
-                 if Requirement(r).name == "elasticsearch"]
+    (client,) = [
+        Requirement(r)
+        for r in pyproject["project"]["optional-dependencies"]["elastic"]
+        if Requirement(r).name == "elasticsearch"
+    ]
     assert client.specifier.contains(version), f"stack {version} vs client {client}"
     assert not client.specifier.contains(f"{int(version.split('.')[0]) + 1}.0.0"), "client major is pinned"
 
@@ -509,8 +519,9 @@ def test_compose_mounts_files_that_exist() -> None:
     filebeat_mounts = {target: (source, mode) for source, target, mode in volumes(services["filebeat"])}
     assert filebeat_mounts["/usr/share/filebeat/filebeat.yml"] == ("./filebeat.yml", "ro")
     # The record directory: read-only, where filebeat.yml looks (TRAYLLM_RECORDS_DIR in the service).
-    records_dir = resolve_env("${TRAYLLM_RECORDS_DIR}", dict(
-        e.split("=", 1) for e in services["filebeat"]["environment"]))
+    records_dir = resolve_env(
+        "${TRAYLLM_RECORDS_DIR}", dict(e.split("=", 1) for e in services["filebeat"]["environment"])
+    )
     source, mode = filebeat_mounts[records_dir]
     assert mode == "ro"
     assert resolve_env(source, {"HOME": "/home/u"}) == "/home/u/.local/state/trayllm"
@@ -582,8 +593,9 @@ class _FakeElasticsearch(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
-        self.requests.append((self.command, self.path, self.headers.get("Authorization", ""),
-                              json.loads(body) if body else None))
+        self.requests.append(
+            (self.command, self.path, self.headers.get("Authorization", ""), json.loads(body) if body else None)
+        )
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("X-Elastic-Product", "Elasticsearch")
@@ -612,8 +624,14 @@ def fake_es() -> Iterator[str]:
 def run_setup(url: str, **env: str) -> subprocess.CompletedProcess[str]:
     if shutil.which("bash") is None or shutil.which("curl") is None:
         pytest.skip("needs bash and curl")
-    environ = {"PATH": "/usr/bin:/bin:/usr/local/bin", "ES_URL": url, "ELASTIC_PASSWORD": "elastic-pw",
-               "KIBANA_PASSWORD": "kibana-pw", "LOGSTASH_INTERNAL_PASSWORD": "logstash-pw", **env}
+    environ = {
+        "PATH": "/usr/bin:/bin:/usr/local/bin",
+        "ES_URL": url,
+        "ELASTIC_PASSWORD": "elastic-pw",
+        "KIBANA_PASSWORD": "kibana-pw",
+        "LOGSTASH_INTERNAL_PASSWORD": "logstash-pw",
+        **env,
+    }
     return subprocess.run(["bash", str(SETUP_SCRIPT)], env=environ, capture_output=True, text=True, timeout=60)
 
 
@@ -623,8 +641,10 @@ def test_setup_script_creates_the_writer_role_and_users(fake_es: str) -> None:
     calls = {(method, path): body for method, path, _, body in _FakeElasticsearch.requests}
     assert calls[("POST", "/_security/user/kibana_system/_password")] == {"password": "kibana-pw"}
     role = calls[("PUT", "/_security/role/trayllm_writer")]
-    assert role == {"cluster": ["monitor"],
-                    "indices": [{"names": ["logs-trayllm.*"], "privileges": ["create_doc", "auto_configure"]}]}
+    assert role == {
+        "cluster": ["monitor"],
+        "indices": [{"names": ["logs-trayllm.*"], "privileges": ["create_doc", "auto_configure"]}],
+    }
     user = calls[("PUT", "/_security/user/trayllm_logstash")]
     assert user["password"] == "logstash-pw" and user["roles"] == ["trayllm_writer"]
     assert all(auth.startswith("Basic ") for _, _, auth, _ in _FakeElasticsearch.requests)

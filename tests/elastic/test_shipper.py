@@ -28,9 +28,17 @@ T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
 def document(i: int) -> dict:
-    record = RequestRecord(request_id=f"req-{i:06d}", started=T0 + timedelta(seconds=i), duration_ns=10**8,
-                           outcome=classify_outcome("stop"), service_version=__version__, host_name="box", user="u",
-                           ttft_ns=5 * 10**7, output_tokens=8)
+    record = RequestRecord(
+        request_id=f"req-{i:06d}",
+        started=T0 + timedelta(seconds=i),
+        duration_ns=10**8,
+        outcome=classify_outcome("stop"),
+        service_version=__version__,
+        host_name="box",
+        user="u",
+        ttft_ns=5 * 10**7,
+        output_tokens=8,
+    )
     return to_document(record)
 
 
@@ -59,7 +67,8 @@ def run_in_thread(shipper: Shipper) -> threading.Thread:
 
 
 def test_ten_thousand_records_through_outage_429s_dropped_connection_rotations_and_a_restart(
-        tmp_path: Path, standin: ElasticStandIn) -> None:
+    tmp_path: Path, standin: ElasticStandIn
+) -> None:
     """Issue 5, acceptance 1."""
     settings = settings_for(tmp_path, standin, ship_batch=250)
     install(ElasticTarget.from_settings(settings).client(), standin.url)
@@ -119,7 +128,8 @@ def test_ten_thousand_records_through_outage_429s_dropped_connection_rotations_a
 
 
 def test_a_document_refused_for_good_goes_to_the_dead_letter_file_and_the_rest_ships(
-        tmp_path: Path, standin: ElasticStandIn) -> None:
+    tmp_path: Path, standin: ElasticStandIn
+) -> None:
     settings = settings_for(tmp_path, standin)
     install(ElasticTarget.from_settings(settings).client(), standin.url)
     settings.records_path.parent.mkdir(parents=True)
@@ -158,8 +168,19 @@ def test_alerts_ship_to_their_own_stream(tmp_path: Path, standin: ElasticStandIn
     settings = settings_for(tmp_path, standin)
     install(ElasticTarget.from_settings(settings).client(), standin.url)
     with RecordWriter(settings.alerts_path, 0, 1) as writer:
-        writer.write(alert_document(event_id="b-1", key="oom", state="firing", severity="critical", message="oom",
-                                    at=time.time(), value=None, threshold=None, host="box"))
+        writer.write(
+            alert_document(
+                event_id="b-1",
+                key="oom",
+                state="firing",
+                severity="critical",
+                message="oom",
+                at=time.time(),
+                value=None,
+                threshold=None,
+                host="box",
+            )
+        )
     shipper = shipper_for(settings)
     shipper.run(once=True)
     shipper.close()
@@ -167,7 +188,8 @@ def test_alerts_ship_to_their_own_stream(tmp_path: Path, standin: ElasticStandIn
 
 
 def test_a_busy_daemon_defers_shipping_but_never_for_longer_than_the_limit(
-        tmp_path: Path, standin: ElasticStandIn) -> None:
+    tmp_path: Path, standin: ElasticStandIn
+) -> None:
     settings = settings_for(tmp_path, standin, ship_batch=10)
     install(ElasticTarget.from_settings(settings).client(), standin.url)
     with RecordWriter(settings.records_path, 0, 1) as writer:
@@ -193,7 +215,8 @@ def test_a_busy_daemon_defers_shipping_but_never_for_longer_than_the_limit(
 
 
 def test_records_around_a_line_torn_by_a_crash_ship_and_the_torn_line_is_counted(
-        tmp_path: Path, standin: ElasticStandIn) -> None:
+    tmp_path: Path, standin: ElasticStandIn
+) -> None:
     from trayllm import api
     from trayllm.cli.render import format_status
 
@@ -218,8 +241,15 @@ def test_records_around_a_line_torn_by_a_crash_ship_and_the_torn_line_is_counted
     letters = [json.loads(line) for line in (settings.shipping_path / DEAD_LETTER).read_text().splitlines()]
     assert [letter["record"] for letter in letters] == [fragment.decode()]
     status = api.DaemonStatus(
-        state="ready", model=None, queue=api.QueueStatus(depth=0, capacity=1, in_flight=0, max_batch=1,
-                                                         backlog_cap_active=False, backlog_max_tokens=0),
-        requests=api.RequestCounters(), uptime_s=1.0, pid=1, version=__version__,
-        shipping=api.ShippingStatus(**stats.to_dict()))
+        state="ready",
+        model=None,
+        queue=api.QueueStatus(
+            depth=0, capacity=1, in_flight=0, max_batch=1, backlog_cap_active=False, backlog_max_tokens=0
+        ),
+        requests=api.RequestCounters(),
+        uptime_s=1.0,
+        pid=1,
+        version=__version__,
+        shipping=api.ShippingStatus(**stats.to_dict()),
+    )
     assert "1 dead-lettered (1 unreadable: torn or damaged lines)" in format_status(status)

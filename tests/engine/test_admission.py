@@ -17,8 +17,9 @@ def gpu(total: int, in_use: int = 0, reclaimable: int = 0, share: float = 1.0, i
 def test_growth_is_the_worst_case_of_a_left_padded_batch() -> None:
     # 2 running rows, 30 columns wide, one may still write 50 tokens; a newcomer of 40 tokens, max_tokens 20.
     # Afterwards: 3 rows x (40 + 50) = 270 columns x rows, of which 2 x 30 = 60 are held already.
-    growth = Growth(running_rows=2, running_width=30, running_remaining=50, newcomer_prompts=(40,),
-                    newcomer_max_tokens=20)
+    growth = Growth(
+        running_rows=2, running_width=30, running_remaining=50, newcomer_prompts=(40,), newcomer_max_tokens=20
+    )
     assert growth.kv_tokens == 210
     assert growth.prefill_tokens == 40
 
@@ -57,7 +58,13 @@ def test_each_gpu_is_checked_with_its_own_share_of_the_cache() -> None:
 
 
 def test_the_model_shape_comes_from_the_config() -> None:
-    config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=40, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1)
+    config = LlamaConfig(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=40,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+    )
     shape = model_shape(LlamaForCausalLM(config), kv_bytes_per_token=64)
     assert shape == ModelShape(64, (6 * 16 + 3 * 40) * 4, 4)

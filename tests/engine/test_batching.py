@@ -35,8 +35,16 @@ ATOL = 1e-4
 @pytest.fixture(scope="module")
 def tiny() -> PreTrainedModel:
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0)
+    config = LlamaConfig(
+        vocab_size=97,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=0,
+    )
     return LlamaForCausalLM(config).eval()
 
 
@@ -69,8 +77,9 @@ def test_the_cache_goes_in_under_the_name_the_forward_declares(tiny: PreTrainedM
         def forward(self, input_ids: torch.Tensor, cache: DynamicCache | None = None, **kwargs: object) -> None: ...
 
     class Before:  # transformers < 5.24
-        def forward(self, input_ids: torch.Tensor, past_key_values: DynamicCache | None = None,
-                    **kwargs: object) -> None: ...
+        def forward(
+            self, input_ids: torch.Tensor, past_key_values: DynamicCache | None = None, **kwargs: object
+        ) -> None: ...
 
     cache = DynamicCache(config=tiny.config)
     assert cache_argument(Renamed(), cache) == {"cache": cache}
@@ -147,8 +156,12 @@ def test_keep_reorders_rows_as_asked(tiny: PreTrainedModel) -> None:
 
 
 def test_a_batch_of_plain_layers_is_mergeable(tiny: PreTrainedModel) -> None:
-    batch = RunningBatch(["x"], DynamicCache(config=tiny.config), torch.ones((1, 1), dtype=torch.long),
-                         torch.zeros((1, 97), dtype=torch.bool))
+    batch = RunningBatch(
+        ["x"],
+        DynamicCache(config=tiny.config),
+        torch.ones((1, 1), dtype=torch.long),
+        torch.zeros((1, 97), dtype=torch.bool),
+    )
     assert batch.mergeable
 
 
@@ -191,13 +204,16 @@ class TwoGpus(TorchFunctionMode):
             device = where(args[0])
             for index in tensors[1:]:
                 if where(index) not in (CPU, device):
-                    raise RuntimeError(f"indices should be either on cpu or on the same device as the indexed "
-                                       f"tensor ({device})")
+                    raise RuntimeError(
+                        f"indices should be either on cpu or on the same device as the indexed tensor ({device})"
+                    )
         else:
             devices = {where(t) for t in tensors if t.dim() > 0 or where(t) != CPU}
             if len(devices) > 1:
-                raise RuntimeError(f"Expected all tensors to be on the same device, but found at least two "
-                                   f"devices, {sorted(map(str, devices))}")
+                raise RuntimeError(
+                    f"Expected all tensors to be on the same device, but found at least two "
+                    f"devices, {sorted(map(str, devices))}"
+                )
             device = devices.pop() if devices else CPU
         return place(func(*args, **kwargs), device)
 
@@ -281,10 +297,21 @@ def test_the_repetition_penalty_reads_the_seen_table_from_the_masks_gpu_while_lo
 MAIN: list[Message] = [{"role": "user", "content": "Write a short story about a lighthouse keeper and a storm."}]
 OTHERS: list[tuple[list[Message], int]] = [
     ([{"role": "user", "content": "Hi"}], 6),
-    ([{"role": "system", "content": "You are a careful assistant who answers in full sentences. " * 8},
-      {"role": "user", "content": "List three facts about the Moon, one per line, with a short explanation."}], 8),
-    ([{"role": "user", "content": "What is 12 times 12?"}, {"role": "assistant", "content": "144."},
-      {"role": "user", "content": "And 13 times 13?"}], 10),
+    (
+        [
+            {"role": "system", "content": "You are a careful assistant who answers in full sentences. " * 8},
+            {"role": "user", "content": "List three facts about the Moon, one per line, with a short explanation."},
+        ],
+        8,
+    ),
+    (
+        [
+            {"role": "user", "content": "What is 12 times 12?"},
+            {"role": "assistant", "content": "144."},
+            {"role": "user", "content": "And 13 times 13?"},
+        ],
+        10,
+    ),
 ]
 MAIN_TOKENS = 40
 
@@ -295,8 +322,10 @@ def greedy(max_tokens: int, stop: tuple[str, ...] = ()) -> SamplingParams:
 
 @pytest.fixture(scope="module")
 def engine(converted_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    settings = load_settings({"model": str(converted_model_dir), "cache_dir": str(tmp_path_factory.mktemp("cache")),
-                              "warmup": False}, environ={})
+    settings = load_settings(
+        {"model": str(converted_model_dir), "cache_dir": str(tmp_path_factory.mktemp("cache")), "warmup": False},
+        environ={},
+    )
     engine = Engine(settings)
     engine.start()
     assert engine.wait_ready(300), engine.error
@@ -329,8 +358,9 @@ def main_alone(engine: Engine) -> str:
 
 @pytest.mark.slow
 def test_greedy_reply_is_the_same_alone_and_while_others_join_and_leave(engine: Engine, main_alone: str) -> None:
-    others_alone = [generate(engine, f"other{i}-alone", messages, greedy(n))[0]
-                    for i, (messages, n) in enumerate(OTHERS)]
+    others_alone = [
+        generate(engine, f"other{i}-alone", messages, greedy(n))[0] for i, (messages, n) in enumerate(OTHERS)
+    ]
 
     triggers = [threading.Event() for _ in OTHERS]
     results: dict[int, tuple[str, Finished]] = {}
@@ -369,8 +399,11 @@ def test_greedy_reply_is_the_same_alone_and_while_others_join_and_leave(engine: 
 
     # The others really joined the main reply's batch mid-flight, and left it before the end.
     main_t = finished.timings
-    joined_mid_flight = [r[1].timings for r in results.values()
-                         if main_t.first_token < r[1].timings.started and r[1].timings.finished < main_t.finished]
+    joined_mid_flight = [
+        r[1].timings
+        for r in results.values()
+        if main_t.first_token < r[1].timings.started and r[1].timings.finished < main_t.finished
+    ]
     assert len(joined_mid_flight) >= 2, "the other requests did not overlap the main one; the test proves nothing"
 
     assert text == main_alone
@@ -395,8 +428,8 @@ def test_cancelled_request_finishes_early(engine: Engine) -> None:
 @pytest.mark.slow
 def test_stop_string_cuts_the_text_before_it(engine: Engine, main_alone: str) -> None:
     middle = len(main_alone) // 2
-    stop = main_alone[middle:middle + 6]
-    expected = main_alone[:main_alone.find(stop)]
+    stop = main_alone[middle : middle + 6]
+    expected = main_alone[: main_alone.find(stop)]
     text, fin = generate(engine, "stop", MAIN, greedy(MAIN_TOKENS, stop=("@@never@@", stop)))
     assert fin.reason == "stop"
     assert text == expected

@@ -55,8 +55,11 @@ def test_assistant_first_conversation_is_its_own_first_turn() -> None:
     messages = [assistant("Hi, how can I help?"), assistant("Ask away."), user("q1"), assistant("a1"), user("q2")]
     system, grouped = split_turns(messages)
     assert system == []
-    assert grouped == [[assistant("Hi, how can I help?"), assistant("Ask away.")], [user("q1"), assistant("a1")],
-                       [user("q2")]]
+    assert grouped == [
+        [assistant("Hi, how can I help?"), assistant("Ask away.")],
+        [user("q1"), assistant("a1")],
+        [user("q2")],
+    ]
 
 
 def test_several_leading_system_messages_are_all_kept() -> None:
@@ -81,8 +84,14 @@ def test_system_only_conversation_is_refused() -> None:
 
 def test_build_prompt_refuses_a_late_system_message(tokenizer: PreTrainedTokenizerBase) -> None:
     with pytest.raises(InvalidRequest) as info:
-        build_prompt(tokenizer, [SYSTEM, user("q"), assistant("a"), SYSTEM], context_length=8192,
-                     history_turns=5, max_tokens=None, default_max_tokens=64)
+        build_prompt(
+            tokenizer,
+            [SYSTEM, user("q"), assistant("a"), SYSTEM],
+            context_length=8192,
+            history_turns=5,
+            max_tokens=None,
+            default_max_tokens=64,
+        )
     assert not isinstance(info.value, ContextLengthExceeded)
 
 
@@ -91,8 +100,9 @@ def test_build_prompt_refuses_a_late_system_message(tokenizer: PreTrainedTokeniz
 
 def test_everything_fits(tokenizer: PreTrainedTokenizerBase) -> None:
     messages = [SYSTEM, *turns(3), user("final question")]
-    prompt = build_prompt(tokenizer, messages, context_length=8192, history_turns=10, max_tokens=None,
-                          default_max_tokens=100)
+    prompt = build_prompt(
+        tokenizer, messages, context_length=8192, history_turns=10, max_tokens=None, default_max_tokens=100
+    )
     assert prompt.ids == encode(tokenizer, messages)
     assert (prompt.turns_kept, prompt.turns_dropped) == (4, 0)
     assert prompt.max_tokens == 100
@@ -100,8 +110,9 @@ def test_everything_fits(tokenizer: PreTrainedTokenizerBase) -> None:
 
 def test_at_most_history_turns_newest_turns_are_kept(tokenizer: PreTrainedTokenizerBase) -> None:
     messages = [SYSTEM, *turns(5), user("final question")]
-    prompt = build_prompt(tokenizer, messages, context_length=8192, history_turns=2, max_tokens=None,
-                          default_max_tokens=100)
+    prompt = build_prompt(
+        tokenizer, messages, context_length=8192, history_turns=2, max_tokens=None, default_max_tokens=100
+    )
     assert (prompt.turns_kept, prompt.turns_dropped) == (2, 4)
     assert prompt.ids == encode(tokenizer, [SYSTEM, *turns(5)[-2:], user("final question")])
     text = text_of(tokenizer, prompt.ids)
@@ -112,8 +123,9 @@ def test_at_most_history_turns_newest_turns_are_kept(tokenizer: PreTrainedTokeni
 
 def test_history_turns_of_one_keeps_only_the_last_turn(tokenizer: PreTrainedTokenizerBase) -> None:
     messages = [SYSTEM, *turns(3), user("final question")]
-    prompt = build_prompt(tokenizer, messages, context_length=8192, history_turns=1, max_tokens=None,
-                          default_max_tokens=100)
+    prompt = build_prompt(
+        tokenizer, messages, context_length=8192, history_turns=1, max_tokens=None, default_max_tokens=100
+    )
     assert prompt.ids == encode(tokenizer, [SYSTEM, user("final question")])
     assert (prompt.turns_kept, prompt.turns_dropped) == (1, 3)
 
@@ -127,8 +139,14 @@ def test_old_turns_are_dropped_when_over_budget(tokenizer: PreTrainedTokenizerBa
     max_tokens = 50
     context = size[fit] + max_tokens  # the last `fit` turns fit exactly; one more would not
     assert size[fit + 1] > size[fit]
-    prompt = build_prompt(tokenizer, [SYSTEM, *history], context_length=context, history_turns=5,
-                          max_tokens=max_tokens, default_max_tokens=512)
+    prompt = build_prompt(
+        tokenizer,
+        [SYSTEM, *history],
+        context_length=context,
+        history_turns=5,
+        max_tokens=max_tokens,
+        default_max_tokens=512,
+    )
     assert (prompt.turns_kept, prompt.turns_dropped) == (fit, 5 - fit)
     assert len(prompt.ids) == size[fit]
     assert prompt.max_tokens == max_tokens
@@ -141,11 +159,18 @@ def test_old_turns_are_dropped_when_over_budget(tokenizer: PreTrainedTokenizerBa
 def test_budget_one_token_short_drops_one_more_turn(tokenizer: PreTrainedTokenizerBase) -> None:
     history = [*turns(2), user("final question")]
     full = length(tokenizer, [SYSTEM, *history])
-    prompt = build_prompt(tokenizer, [SYSTEM, *history], context_length=full + 20 - 1, history_turns=5,
-                          max_tokens=20, default_max_tokens=512)
+    prompt = build_prompt(
+        tokenizer,
+        [SYSTEM, *history],
+        context_length=full + 20 - 1,
+        history_turns=5,
+        max_tokens=20,
+        default_max_tokens=512,
+    )
     assert prompt.turns_dropped == 1
-    prompt = build_prompt(tokenizer, [SYSTEM, *history], context_length=full + 20, history_turns=5,
-                          max_tokens=20, default_max_tokens=512)
+    prompt = build_prompt(
+        tokenizer, [SYSTEM, *history], context_length=full + 20, history_turns=5, max_tokens=20, default_max_tokens=512
+    )
     assert prompt.turns_dropped == 0
 
 
@@ -153,8 +178,14 @@ def test_system_is_kept_even_when_turns_are_dropped_for_it(tokenizer: PreTrained
     long_system = {"role": "system", "content": "SYSTEM-MARKER " + "rule " * 200}
     history = [*turns(3), user("final question")]
     last = length(tokenizer, [long_system, user("final question")])
-    prompt = build_prompt(tokenizer, [long_system, *history], context_length=last + 10, history_turns=5,
-                          max_tokens=10, default_max_tokens=512)
+    prompt = build_prompt(
+        tokenizer,
+        [long_system, *history],
+        context_length=last + 10,
+        history_turns=5,
+        max_tokens=10,
+        default_max_tokens=512,
+    )
     assert prompt.ids == encode(tokenizer, [long_system, user("final question")])
     assert prompt.turns_dropped == 3
 
@@ -166,8 +197,7 @@ def test_single_turn_too_long_names_the_token_counts(tokenizer: PreTrainedTokeni
     messages = [SYSTEM, user("word " * 300)]
     size = length(tokenizer, messages)
     with pytest.raises(ContextLengthExceeded) as info:
-        build_prompt(tokenizer, messages, context_length=256, history_turns=5, max_tokens=56,
-                     default_max_tokens=512)
+        build_prompt(tokenizer, messages, context_length=256, history_turns=5, max_tokens=56, default_max_tokens=512)
     error = info.value
     assert error.param == "messages"
     assert error.code == "context_length_exceeded" and error.status_code == 400
@@ -178,18 +208,21 @@ def test_single_turn_too_long_names_the_token_counts(tokenizer: PreTrainedTokeni
 
 
 @pytest.mark.parametrize("max_tokens", [4096, 5000])
-def test_explicit_max_tokens_at_or_over_the_context_is_refused(tokenizer: PreTrainedTokenizerBase,
-                                                              max_tokens: int) -> None:
+def test_explicit_max_tokens_at_or_over_the_context_is_refused(
+    tokenizer: PreTrainedTokenizerBase, max_tokens: int
+) -> None:
     with pytest.raises(ContextLengthExceeded) as info:
-        build_prompt(tokenizer, [user("hi")], context_length=4096, history_turns=5, max_tokens=max_tokens,
-                     default_max_tokens=512)
+        build_prompt(
+            tokenizer, [user("hi")], context_length=4096, history_turns=5, max_tokens=max_tokens, default_max_tokens=512
+        )
     assert info.value.param == "max_tokens"
     assert str(max_tokens) in info.value.message and "4096" in info.value.message
 
 
 def test_explicit_max_tokens_is_honoured(tokenizer: PreTrainedTokenizerBase) -> None:
-    prompt = build_prompt(tokenizer, [user("hi")], context_length=4096, history_turns=5, max_tokens=4000,
-                          default_max_tokens=512)
+    prompt = build_prompt(
+        tokenizer, [user("hi")], context_length=4096, history_turns=5, max_tokens=4000, default_max_tokens=512
+    )
     assert prompt.max_tokens == 4000
     assert len(prompt.ids) + prompt.max_tokens <= 4096
 
@@ -198,14 +231,16 @@ def test_explicit_max_tokens_too_big_for_the_prompt_is_refused(tokenizer: PreTra
     messages = [user("hi")]
     size = length(tokenizer, messages)
     with pytest.raises(ContextLengthExceeded) as info:
-        build_prompt(tokenizer, messages, context_length=200, history_turns=5, max_tokens=200 - size + 1,
-                     default_max_tokens=512)
+        build_prompt(
+            tokenizer, messages, context_length=200, history_turns=5, max_tokens=200 - size + 1, default_max_tokens=512
+        )
     assert info.value.param == "messages"
 
 
 def test_default_max_tokens_is_kept_when_there_is_room(tokenizer: PreTrainedTokenizerBase) -> None:
-    prompt = build_prompt(tokenizer, [user("hi")], context_length=8192, history_turns=5, max_tokens=None,
-                          default_max_tokens=512)
+    prompt = build_prompt(
+        tokenizer, [user("hi")], context_length=8192, history_turns=5, max_tokens=None, default_max_tokens=512
+    )
     assert prompt.max_tokens == 512
 
 
@@ -213,8 +248,9 @@ def test_default_max_tokens_shrinks_to_the_remaining_context(tokenizer: PreTrain
     messages = [SYSTEM, user("hi")]
     size = length(tokenizer, messages)
     context = 2 * size + 10  # half the context (the default reserve) is enough for the prompt
-    prompt = build_prompt(tokenizer, messages, context_length=context, history_turns=5, max_tokens=None,
-                          default_max_tokens=10_000)
+    prompt = build_prompt(
+        tokenizer, messages, context_length=context, history_turns=5, max_tokens=None, default_max_tokens=10_000
+    )
     assert prompt.max_tokens == context - size
     assert len(prompt.ids) + prompt.max_tokens == context
 
@@ -226,8 +262,14 @@ def test_default_reserve_drops_turns_before_shrinking_the_reply(tokenizer: PreTr
     full = length(tokenizer, [SYSTEM, *history])
     context = 2 * last + 2  # reserve = context // 2 = last + 1: only the final turn fits
     assert full > context - context // 2
-    prompt = build_prompt(tokenizer, [SYSTEM, *history], context_length=context, history_turns=5,
-                          max_tokens=None, default_max_tokens=10_000)
+    prompt = build_prompt(
+        tokenizer,
+        [SYSTEM, *history],
+        context_length=context,
+        history_turns=5,
+        max_tokens=None,
+        default_max_tokens=10_000,
+    )
     assert prompt.turns_kept == 1 and prompt.turns_dropped == 3
     assert prompt.max_tokens == context - last
 
@@ -235,12 +277,14 @@ def test_default_reserve_drops_turns_before_shrinking_the_reply(tokenizer: PreTr
 def test_assistant_first_conversation_drops_the_greeting_first(tokenizer: PreTrainedTokenizerBase) -> None:
     greeting = assistant("GREETING-MARKER how can I help?")
     messages = [SYSTEM, greeting, user("question one"), assistant("answer one"), user("question two")]
-    full = build_prompt(tokenizer, messages, context_length=8192, history_turns=5, max_tokens=None,
-                        default_max_tokens=64)
+    full = build_prompt(
+        tokenizer, messages, context_length=8192, history_turns=5, max_tokens=None, default_max_tokens=64
+    )
     assert (full.turns_kept, full.turns_dropped) == (3, 0)
     assert "GREETING-MARKER" in text_of(tokenizer, full.ids)
-    limited = build_prompt(tokenizer, messages, context_length=8192, history_turns=2, max_tokens=None,
-                           default_max_tokens=64)
+    limited = build_prompt(
+        tokenizer, messages, context_length=8192, history_turns=2, max_tokens=None, default_max_tokens=64
+    )
     assert (limited.turns_kept, limited.turns_dropped) == (2, 1)
     assert "GREETING-MARKER" not in text_of(tokenizer, limited.ids)
     assert "answer one" in text_of(tokenizer, limited.ids)

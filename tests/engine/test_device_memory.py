@@ -25,8 +25,10 @@ from trayllm.engine.device_memory import (
 
 def _model_with_layers_on(*indices: int) -> SimpleNamespace:
     """Stands in for a model split by device_map: decoder layers whose weights sit on the given GPUs."""
+
     def layer(index: int) -> SimpleNamespace:
         return SimpleNamespace(parameters=lambda: iter([SimpleNamespace(device=torch.device("cuda", index))]))
+
     decoder = SimpleNamespace(layers=[layer(i) for i in indices])
     return SimpleNamespace(get_decoder=lambda: decoder, parameters=lambda: iter([]))
 
@@ -56,14 +58,16 @@ def test_the_higher_peak_is_the_one_nearer_its_gpus_size() -> None:
 
 @pytest.mark.parametrize("user_set", [None, ALLOCATOR_ENV, ALLOCATOR_ENV_OLD])
 def test_expandable_segments_unless_the_user_configured_the_allocator(
-        monkeypatch: pytest.MonkeyPatch, user_set: str | None) -> None:
+    monkeypatch: pytest.MonkeyPatch, user_set: str | None
+) -> None:
     for name in (ALLOCATOR_ENV, ALLOCATOR_ENV_OLD):
         monkeypatch.delenv(name, raising=False)
     if user_set:
         monkeypatch.setenv(user_set, "backend:cudaMallocAsync")
     configure_cuda_allocator()
-    assert os.environ.get(ALLOCATOR_ENV) == (ALLOCATOR_DEFAULT if user_set is None else
-                                             "backend:cudaMallocAsync" if user_set == ALLOCATOR_ENV else None)
+    assert os.environ.get(ALLOCATOR_ENV) == (
+        ALLOCATOR_DEFAULT if user_set is None else "backend:cudaMallocAsync" if user_set == ALLOCATOR_ENV else None
+    )
 
 
 class TwoCards:
@@ -79,13 +83,14 @@ class TwoCards:
         self.emptied = 0
         index = self._index
         for name, fake in (
-                ("get_device_properties", lambda d: SimpleNamespace(total_memory=self.total[index(d)])),
-                ("mem_get_info", lambda d: (self.free[index(d)], self.total[index(d)])),
-                ("memory_allocated", lambda d: self.allocated[index(d)]),
-                ("memory_reserved", lambda d: self.reserved[index(d)]),
-                ("max_memory_allocated", lambda d: self.peak[index(d)]),
-                ("reset_peak_memory_stats", lambda d: self.resets.append(index(d))),
-                ("empty_cache", self._empty)):
+            ("get_device_properties", lambda d: SimpleNamespace(total_memory=self.total[index(d)])),
+            ("mem_get_info", lambda d: (self.free[index(d)], self.total[index(d)])),
+            ("memory_allocated", lambda d: self.allocated[index(d)]),
+            ("memory_reserved", lambda d: self.reserved[index(d)]),
+            ("max_memory_allocated", lambda d: self.peak[index(d)]),
+            ("reset_peak_memory_stats", lambda d: self.resets.append(index(d))),
+            ("empty_cache", self._empty),
+        ):
             monkeypatch.setattr(torch.cuda, name, fake)
 
     @staticmethod
@@ -101,8 +106,10 @@ def test_every_gpu_of_a_split_model_is_read_reset_and_reported(monkeypatch: pyte
     cards = TwoCards(monkeypatch)
     memory = CudaMemory({0: 0.25, 1: 0.75})
     gib = 2**30
-    assert memory.readings() == [GpuReading(0, 20 * gib, 2 * gib, 80 * gib, 0.25),
-                                 GpuReading(1, 20 * gib, 1 * gib, 24 * gib, 0.75)]
+    assert memory.readings() == [
+        GpuReading(0, 20 * gib, 2 * gib, 80 * gib, 0.25),
+        GpuReading(1, 20 * gib, 1 * gib, 24 * gib, 0.75),
+    ]
     memory.begin_pass()
     assert cards.resets == [0, 1]  # every GPU's peak starts with the pass, not just cuda:0's
     assert memory.pass_peak() == Peak(20 * gib, 24 * gib, 1)  # 83 % of the small card beats 38 % of the big one

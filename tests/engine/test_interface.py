@@ -49,13 +49,20 @@ def mismatches(engine: object, protocol: type) -> list[str]:
             found.append(f"{name}: missing")
         elif inspect.isfunction(declared):
             if not (inspect.isfunction(own) and shape(own) == shape(declared)):
-                found.append(f"{name}: {inspect.signature(own) if own else 'not a method'} is not "
-                             f"{inspect.signature(declared)}")
+                found.append(
+                    f"{name}: {inspect.signature(own) if own else 'not a method'} is not {inspect.signature(declared)}"
+                )
         else:
-            wanted = (declared.fget.__annotations__["return"] if isinstance(declared, property)
-                      else protocol.__annotations__[name])
-            got = (own.fget.__annotations__.get("return") if isinstance(own, property)
-                   else declared_types(type(engine)).get(name))
+            wanted = (
+                declared.fget.__annotations__["return"]
+                if isinstance(declared, property)
+                else protocol.__annotations__[name]
+            )
+            got = (
+                own.fget.__annotations__.get("return")
+                if isinstance(own, property)
+                else declared_types(type(engine)).get(name)
+            )
             if got is not None and got != wanted:
                 found.append(f"{name}: {got} is not {wanted}")
     return found
@@ -82,13 +89,22 @@ def test_the_check_finds_a_missing_member_a_changed_signature_and_a_changed_type
 
     assert mismatches(Drifted(load_settings({}, environ={})), ServingEngine) == [
         "in_flight: str is not int",
-        "admit: (self, user: 'str', cost: 'int') -> 'None' is not (self, user: 'str') -> 'None'"]
+        "admit: (self, user: 'str', cost: 'int') -> 'None' is not (self, user: 'str') -> 'None'",
+    ]
     assert set(mismatches(object(), ServingEngine)) == {f"{name}: missing" for name in protocol_members(ServingEngine)}
 
 
 def test_the_interface_and_the_fake_engine_load_no_torch() -> None:
-    code = ("import sys, trayllm.engine.interface, fake_engine; "
-            "print(sorted(name for name in sys.modules if name.partition('.')[0] == 'torch'))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=TESTS, capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(TESTS), "PATH": "/usr/bin:/bin"})
+    code = (
+        "import sys, trayllm.engine.interface, fake_engine; "
+        "print(sorted(name for name in sys.modules if name.partition('.')[0] == 'torch'))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=TESTS,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(TESTS), "PATH": "/usr/bin:/bin"},
+    )
     assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr

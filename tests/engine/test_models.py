@@ -88,8 +88,11 @@ def test_hf_directory_source_and_its_weight_files(tmp_path: Path) -> None:
         (model_dir / name).write_bytes(b"w")
     source = resolve_source(settings(model=str(model_dir)))
     assert (source.kind, source.name) == ("hf", "tiny-lm")
-    assert [p.name for p in source.weight_files] == ["model-00001.safetensors", "model-00002.safetensors",
-                                                     "pytorch_model.bin"]
+    assert [p.name for p in source.weight_files] == [
+        "model-00001.safetensors",
+        "model-00002.safetensors",
+        "pytorch_model.bin",
+    ]
     assert resolve_source(settings(model=str(model_dir), model_name="friendly")).name == "friendly"
 
 
@@ -113,8 +116,9 @@ def test_digest_is_stable_and_content_based(tmp_path: Path) -> None:
     a.write_bytes(b"first file")
     b.write_bytes(b"second file")
     files = [a, b]
-    expected = hashlib.sha256((hashlib.sha256(b"first file").hexdigest() +
-                               hashlib.sha256(b"second file").hexdigest()).encode()).hexdigest()
+    expected = hashlib.sha256(
+        (hashlib.sha256(b"first file").hexdigest() + hashlib.sha256(b"second file").hexdigest()).encode()
+    ).hexdigest()
     assert content_digest(files, tmp_path / "cache1") == expected
     assert content_digest(files, tmp_path / "cache1") == expected  # memoized answer is the same
     assert content_digest(files, tmp_path / "cache2") == expected  # fresh memo, same answer
@@ -201,8 +205,9 @@ def test_resolve_dtype_auto_on_cpu_is_float32() -> None:
     assert resolve_dtype("auto", CPU) == torch.float32
 
 
-@pytest.mark.parametrize(("setting", "dtype"), [("float32", torch.float32), ("bfloat16", torch.bfloat16),
-                                                ("float16", torch.float16)])
+@pytest.mark.parametrize(
+    ("setting", "dtype"), [("float32", torch.float32), ("bfloat16", torch.bfloat16), ("float16", torch.float16)]
+)
 def test_resolve_dtype_explicit(setting: str, dtype: torch.dtype) -> None:
     assert resolve_dtype(setting, CPU) == dtype
 
@@ -221,8 +226,7 @@ def test_quantization_on_cpu_names_the_setting(setting: str) -> None:
 
 def test_load_model_refuses_quantization_on_cpu(converted_model_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(ModelLoadError) as info:
-        load_model(settings(model=str(converted_model_dir), device="cpu", quantization="4bit",
-                            cache_dir=str(tmp_path)))
+        load_model(settings(model=str(converted_model_dir), device="cpu", quantization="4bit", cache_dir=str(tmp_path)))
     assert "TRAYLLM_QUANTIZATION" in info.value.message
 
 
@@ -256,16 +260,23 @@ T4 = FakeGpu((7, 5), free=15 * GIB, total=16 * GIB, uuid="1f2e3d4c-0000-4000-800
 def fake_gpus(monkeypatch: pytest.MonkeyPatch, *gpus: FakeGpu) -> None:
     """torch.cuda as it answers on a machine with these GPUs, current device 0. is_bf16_supported says yes, as
     it does on a T4 (it counts emulation): whoever still asks it picks bf16 on every GPU."""
+
     def pick(device: Any = None) -> FakeGpu:
         index = device if isinstance(device, int) else torch.device(device or "cuda").index
         return gpus[index or 0]
 
-    for name, fake in (("is_available", lambda: True), ("device_count", lambda: len(gpus)),
-                       ("current_device", lambda: 0), ("is_bf16_supported", lambda including_emulation=True: True),
-                       ("get_device_capability", lambda device=None: pick(device).capability),
-                       ("mem_get_info", lambda device=None: (pick(device).free, pick(device).total)),
-                       ("get_device_properties", lambda device=None: SimpleNamespace(
-                           total_memory=pick(device).total, uuid=pick(device).uuid))):
+    for name, fake in (
+        ("is_available", lambda: True),
+        ("device_count", lambda: len(gpus)),
+        ("current_device", lambda: 0),
+        ("is_bf16_supported", lambda including_emulation=True: True),
+        ("get_device_capability", lambda device=None: pick(device).capability),
+        ("mem_get_info", lambda device=None: (pick(device).free, pick(device).total)),
+        (
+            "get_device_properties",
+            lambda device=None: SimpleNamespace(total_memory=pick(device).total, uuid=pick(device).uuid),
+        ),
+    ):
         monkeypatch.setattr(torch.cuda, name, fake)
 
 
@@ -275,8 +286,16 @@ def capture_loads(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     def from_pretrained(path: Path, **kwargs: Any) -> LlamaForCausalLM:
         seen.update(kwargs, path=path)
-        return LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=8, intermediate_size=16, num_hidden_layers=1,
-                                            num_attention_heads=2, num_key_value_heads=1))
+        return LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=64,
+                hidden_size=8,
+                intermediate_size=16,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                num_key_value_heads=1,
+            )
+        )
 
     monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", from_pretrained)
     return seen
@@ -296,20 +315,23 @@ def test_a_gpu_is_always_numbered(monkeypatch: pytest.MonkeyPatch) -> None:
     assert resolve_device("cuda:0") == torch.device("cuda", 0)
 
 
-def test_nf4_on_a_t4_computes_in_fp16(monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path,
-                                      tmp_path: Path) -> None:
+def test_nf4_on_a_t4_computes_in_fp16(
+    monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path, tmp_path: Path
+) -> None:
     fake_gpus(monkeypatch, A100, T4)
     monkeypatch.setitem(sys.modules, "bitsandbytes", ModuleType("bitsandbytes"))
     seen = capture_loads(monkeypatch)
-    info = load_model(settings(model=str(converted_model_dir), device="cuda:1", quantization="4bit",
-                               cache_dir=str(tmp_path))).info
+    info = load_model(
+        settings(model=str(converted_model_dir), device="cuda:1", quantization="4bit", cache_dir=str(tmp_path))
+    ).info
     assert seen["quantization_config"].bnb_4bit_compute_dtype == torch.float16
     assert seen["dtype"] == torch.float16 and seen["device_map"] == {"": torch.device("cuda", 1)}
     assert (info.dtype, info.quantization, info.version[-10:]) == ("fp16", "4bit", "-fp16-4bit")
 
 
 def test_one_gpu_auto_loads_onto_cuda_0_in_its_precision_and_names_it_as_nvml_does(
-        monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path, tmp_path: Path
+) -> None:
     fake_gpus(monkeypatch, T4)
     seen = capture_loads(monkeypatch)
     info = load_model(settings(model=str(converted_model_dir), cache_dir=str(tmp_path))).info
@@ -319,7 +341,8 @@ def test_one_gpu_auto_loads_onto_cuda_0_in_its_precision_and_names_it_as_nvml_do
 
 
 def test_two_gpus_a_model_that_fits_goes_whole_onto_the_one_with_most_free_memory(
-        monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path, tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path, tmp_path: Path
+) -> None:
     fake_gpus(monkeypatch, T4, A100)
     seen = capture_loads(monkeypatch)
     info = load_model(settings(model=str(converted_model_dir), cache_dir=str(tmp_path))).info
@@ -329,7 +352,8 @@ def test_two_gpus_a_model_that_fits_goes_whole_onto_the_one_with_most_free_memor
 
 
 def test_free_memory_comes_from_nvml_so_no_cuda_context_is_made_on_gpus_the_model_may_not_use(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from fake_nvml import FakeGpu as NvmlGpu
     from fake_nvml import FakeNvml
 
@@ -339,15 +363,20 @@ def test_free_memory_comes_from_nvml_so_no_cuda_context_is_made_on_gpus_the_mode
         raise AssertionError("torch.cuda.mem_get_info creates a CUDA context on the GPU it asks about")
 
     monkeypatch.setattr(torch.cuda, "mem_get_info", makes_a_context)
-    nvml = FakeNvml([NvmlGpu(f"GPU-{A100.uuid}", used=10 * GIB, total=A100.total),  # NVML's own order
-                     NvmlGpu(f"GPU-{T4.uuid}", used=GIB, total=T4.total)])
+    nvml = FakeNvml(
+        [
+            NvmlGpu(f"GPU-{A100.uuid}", used=10 * GIB, total=A100.total),  # NVML's own order
+            NvmlGpu(f"GPU-{T4.uuid}", used=GIB, total=T4.total),
+        ]
+    )
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
     assert models.free_and_total(range(2)) == {0: (15 * GIB, T4.total), 1: (70 * GIB, A100.total)}
     assert set(nvml.lookups) == {f"GPU-{T4.uuid}", f"GPU-{A100.uuid}"}
 
 
-def test_two_gpus_a_model_no_one_gpu_holds_is_split(monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path,
-                                                     tmp_path: Path) -> None:
+def test_two_gpus_a_model_no_one_gpu_holds_is_split(
+    monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path, tmp_path: Path
+) -> None:
     full = FakeGpu((8, 6), free=GIB, total=24 * GIB, uuid="1f2e3d4c-0000-4000-8000-000000003090")
     fake_gpus(monkeypatch, full, full)
     seen = capture_loads(monkeypatch)
@@ -357,7 +386,8 @@ def test_two_gpus_a_model_no_one_gpu_holds_is_split(monkeypatch: pytest.MonkeyPa
 
 
 def test_a_model_fits_a_gpu_with_weights_and_margin_within_free_memory_and_the_vram_limit(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # 7e9 parameters in bf16: 14e9 B of weights + 1 GiB + 5 % of them = 15.77e9 B
     smaller = FakeGpu((8, 9), free=18 * GIB, total=24 * GIB, uuid="1f2e3d4c-0000-4000-8000-000000004090")
     emptier = FakeGpu((8, 9), free=19.5e9, total=19.5e9, uuid="1f2e3d4c-0000-4000-8000-000000004000")
@@ -389,8 +419,9 @@ def test_conversion_is_bf16_unless_the_load_is_fp32() -> None:
 
 
 @pytest.mark.parametrize(("device", "stored"), [("cpu", torch.float32), ("cuda:0", torch.bfloat16)])
-def test_load_model_converts_a_gguf_to_the_dtype_it_loads(monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path,
-                                                         tmp_path: Path, device: str, stored: torch.dtype) -> None:
+def test_load_model_converts_a_gguf_to_the_dtype_it_loads(
+    monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path, tmp_path: Path, device: str, stored: torch.dtype
+) -> None:
     fake_gpus(monkeypatch, T4)  # loads fp16, from bf16: fp32's range, half its size
     asked: list[torch.dtype] = []
 
@@ -427,8 +458,7 @@ def test_version_depends_on_dtype_not_on_the_digest(converted_model_dir: Path, t
     progress: list[str] = []
     loaded = {}
     for dtype in ("bfloat16", "float32"):
-        s = load_settings({"model": str(converted_model_dir), "dtype": dtype, "cache_dir": str(tmp_path)},
-                          environ={})
+        s = load_settings({"model": str(converted_model_dir), "dtype": dtype, "cache_dir": str(tmp_path)}, environ={})
         loaded[dtype] = load_model(s, progress=progress.append).info
     bf16, fp32 = loaded["bfloat16"], loaded["float32"]
     assert bf16.version != fp32.version

@@ -77,8 +77,13 @@ def test_the_load_picks_this_gpus_precision_and_names_the_device_nvml_knows(load
 def test_a_batch_of_staggered_requests_runs_and_each_gets_its_peak(scheduler: Scheduler, loaded: LoadedModel) -> None:
     handles = [RequestHandle(f"r{i}") for i in range(12)]
     for i, handle in enumerate(handles):
-        params = SamplingParams(max_tokens=4 + 3 * i, temperature=0.7 if i % 2 else 0.0, top_p=0.9,
-                                repetition_penalty=1.1 if i % 3 == 0 else 1.0, seed=i)
+        params = SamplingParams(
+            max_tokens=4 + 3 * i,
+            temperature=0.7 if i % 2 else 0.0,
+            top_p=0.9,
+            repetition_penalty=1.1 if i % 3 == 0 else 1.0,
+            seed=i,
+        )
         scheduler.submit(handle, "u", PROMPT, params)
     weights = loaded.model.get_memory_footprint()
     for i, handle in enumerate(handles):
@@ -87,8 +92,7 @@ def test_a_batch_of_staggered_requests_runs_and_each_gets_its_peak(scheduler: Sc
         assert weights < fin.vram_peak_bytes < fin.vram_total_bytes == loaded.info.memory_total_bytes
 
 
-def test_a_real_oom_fails_that_pass_frees_its_memory_and_serving_goes_on(loaded: LoadedModel,
-                                                                         model_dir: Path) -> None:
+def test_a_real_oom_fails_that_pass_frees_its_memory_and_serving_goes_on(loaded: LoadedModel, model_dir: Path) -> None:
     reports: list[OomReport] = []
     scheduler = Scheduler(loaded, settings_for(model_dir, max_batch=8))
     scheduler.on_oom = reports.append
@@ -116,9 +120,11 @@ def test_a_real_oom_fails_that_pass_frees_its_memory_and_serving_goes_on(loaded:
     assert report.reserved_bytes - report.allocated_bytes < 64 * MIB  # the failed pass's blocks went back
     assert after.reason == "length"
     assert after.vram_peak_bytes < max(f.vram_peak_bytes for f in failed)  # not charged the failed pass's peak
-    print(f"\nOOM: failed pass peak {max(f.vram_peak_bytes for f in failed) / MIB:.0f} MiB, "
-          f"after release allocated {report.allocated_bytes / MIB:.0f} MiB reserved {report.reserved_bytes / MIB:.0f}"
-          f" MiB, next request peak {after.vram_peak_bytes / MIB:.0f} MiB")
+    print(
+        f"\nOOM: failed pass peak {max(f.vram_peak_bytes for f in failed) / MIB:.0f} MiB, "
+        f"after release allocated {report.allocated_bytes / MIB:.0f} MiB reserved {report.reserved_bytes / MIB:.0f}"
+        f" MiB, next request peak {after.vram_peak_bytes / MIB:.0f} MiB"
+    )
 
 
 @pytest.mark.parametrize("quantization", ["4bit", "8bit"])
@@ -138,8 +144,10 @@ def test_quantized_loads_generate_in_less_memory(model_dir: Path, loaded: Loaded
         _, fin = run(handle, timeout=120)
         scheduler.stop()
         assert fin.reason == "length" and fin.completion_tokens == 8
-        print(f"\n{quantization}: weights {quantized.model.get_memory_footprint() / MIB:.0f} MiB "
-              f"(bf16 {loaded.model.get_memory_footprint() / MIB:.0f} MiB), peak {fin.vram_peak_bytes / MIB:.0f} MiB")
+        print(
+            f"\n{quantization}: weights {quantized.model.get_memory_footprint() / MIB:.0f} MiB "
+            f"(bf16 {loaded.model.get_memory_footprint() / MIB:.0f} MiB), peak {fin.vram_peak_bytes / MIB:.0f} MiB"
+        )
     finally:
         del quantized
         torch.cuda.empty_cache()
@@ -150,8 +158,12 @@ def test_a_nan_row_fails_alone_and_leaves_the_gpu_working() -> None:
     logits = torch.randn(3, 49152, device=device)
     logits[1, 7] = float("nan")
     params = [SamplingParams(4, 0.8, 0.9, 1.0, seed=s) for s in range(3)]
-    picks = pick_tokens(logits, torch.zeros(3, 49152, dtype=torch.bool, device=device), params,
-                        [row_generator(p, device) for p in params])
+    picks = pick_tokens(
+        logits,
+        torch.zeros(3, 49152, dtype=torch.bool, device=device),
+        params,
+        [row_generator(p, device) for p in params],
+    )
     assert isinstance(picks[1], Exception) and all(isinstance(picks[i], int) for i in (0, 2))
     assert torch.ones(1, device=device).add_(1).item() == 2.0  # no device-side assert poisoned the context
 
@@ -186,8 +198,13 @@ LOSE_THE_GPU = textwrap.dedent("""
 def test_a_sticky_cuda_error_is_fatal_not_ready(model_dir: Path, tmp_path: Path) -> None:
     script = tmp_path / "lose_the_gpu.py"
     script.write_text(LOSE_THE_GPU)
-    done = subprocess.run([sys.executable, str(script), str(model_dir)], capture_output=True, text=True,
-                          timeout=300, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    done = subprocess.run(
+        [sys.executable, str(script), str(model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     outcome = json.loads(done.stdout.strip().splitlines()[-1])
     assert outcome["error"] == "EngineFailure" and "restarting" in outcome["message"]
     assert outcome["fatal"] and "stopped working" in outcome["fatal"][0]
@@ -208,8 +225,10 @@ def test_the_daemon_on_a_gpu_records_each_requests_vram(model_dir: Path, tmp_pat
     try:
         with daemon.client() as http:
             for max_tokens in (4, 16, 64):
-                reply = http.post("/v1/chat/completions", json={
-                    "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": max_tokens})
+                reply = http.post(
+                    "/v1/chat/completions",
+                    json={"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": max_tokens},
+                )
                 assert reply.status_code == 200
     finally:
         assert daemon.stop() == 0
@@ -220,5 +239,7 @@ def test_the_daemon_on_a_gpu_records_each_requests_vram(model_dir: Path, tmp_pat
         assert 0 < vram["peak"]["bytes"] < vram["total"]["bytes"] and 0 < vram["peak"]["pct"] < 1
         assert vram["nvml"]["used"]["bytes"] > 0 and 0 < vram["nvml"]["pct"] < 1
         assert record["llm"]["model"]["device"].startswith("cuda:")
-    print(f"\ndaemon records: peak {[r['llm']['vram']['peak']['bytes'] // MIB for r in records]} MiB, "
-          f"NVML used {[r['llm']['vram']['nvml']['used']['bytes'] // MIB for r in records]} MiB")
+    print(
+        f"\ndaemon records: peak {[r['llm']['vram']['peak']['bytes'] // MIB for r in records]} MiB, "
+        f"NVML used {[r['llm']['vram']['nvml']['used']['bytes'] // MIB for r in records]} MiB"
+    )

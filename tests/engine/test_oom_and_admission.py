@@ -27,9 +27,15 @@ def plan(**faults: object) -> FaultPlan:
 
 def test_faults_validate_their_plan():
     assert Faults.from_json({"oom_at": "decode", "oom_count": 2}).oom_at == "decode"
-    for bad, words in [([], "JSON object"), ({"oom_at": "warmup"}, "oom_at"), ({"delay_s": -1}, "delay_s"),
-                       ({"explode": True}, "unknown fault fields: explode"), ({"oom_count": "x"}, "oom_count"),
-                       ({"fail_request": 5}, "fail_request"), ({"fail_after_tokens": -1}, "fail_after_tokens")]:
+    for bad, words in [
+        ([], "JSON object"),
+        ({"oom_at": "warmup"}, "oom_at"),
+        ({"delay_s": -1}, "delay_s"),
+        ({"explode": True}, "unknown fault fields: explode"),
+        ({"oom_count": "x"}, "oom_count"),
+        ({"fail_request": 5}, "fail_request"),
+        ({"fail_after_tokens": -1}, "fail_after_tokens"),
+    ]:
         with pytest.raises(ValueError, match=words):
             Faults.from_json(bad)
 
@@ -45,7 +51,8 @@ def test_an_injected_oom_is_a_real_cuda_oom_error_and_runs_out():
 
 
 def test_an_oom_fails_the_request_with_503_reports_it_and_the_next_one_runs(
-        make_scheduler: Callable[..., Scheduler]) -> None:
+    make_scheduler: Callable[..., Scheduler],
+) -> None:
     reports: list[OomReport] = []
     scheduler = make_scheduler(faults=plan(oom_at="prefill"))
     scheduler.on_oom = reports.append
@@ -56,7 +63,12 @@ def test_an_oom_fails_the_request_with_503_reports_it_and_the_next_one_runs(
     assert fin.error.status_code == 503 and fin.error.retry_after == 2
     [report] = reports
     assert (report.phase, report.request_ids, report.prompt_tokens, report.max_tokens, report.retried) == (
-        "prefill", ("doomed",), len(PROMPT), 7, False)
+        "prefill",
+        ("doomed",),
+        len(PROMPT),
+        7,
+        False,
+    )
     assert report.allocated_bytes is None  # CPU: no allocator reading is invented
     assert "failed with 503" in report.message
     after = RequestHandle("after")
@@ -65,8 +77,7 @@ def test_an_oom_fails_the_request_with_503_reports_it_and_the_next_one_runs(
     assert scheduler.counters.failed == 1 and scheduler.counters.completed == 1
 
 
-def test_a_prefill_oom_of_a_newcomer_leaves_the_running_batch_alone(
-        make_scheduler: Callable[..., Scheduler]) -> None:
+def test_a_prefill_oom_of_a_newcomer_leaves_the_running_batch_alone(make_scheduler: Callable[..., Scheduler]) -> None:
     faults = FaultPlan()
     scheduler = make_scheduler(faults=faults)
     running = RequestHandle("running")
@@ -98,8 +109,7 @@ def test_a_decode_oom_fails_every_row_of_the_batch(make_scheduler: Callable[...,
     assert not report.retried  # they had streamed a token already: a retry would repeat it
 
 
-def test_oom_retry_runs_the_request_again_alone_with_half_the_budget(
-        make_scheduler: Callable[..., Scheduler]) -> None:
+def test_oom_retry_runs_the_request_again_alone_with_half_the_budget(make_scheduler: Callable[..., Scheduler]) -> None:
     reports: list[OomReport] = []
     scheduler = make_scheduler(faults=plan(oom_at="prefill"), oom_retry=True)
     scheduler.on_oom = reports.append
@@ -124,7 +134,8 @@ def test_a_retry_that_runs_out_of_memory_again_fails(make_scheduler: Callable[..
 
 
 def test_vram_admission_holds_a_request_whose_cache_and_prefill_would_pass_the_limit(
-        make_scheduler: Callable[..., Scheduler]) -> None:
+    make_scheduler: Callable[..., Scheduler],
+) -> None:
     # tiny model: KV 1 layer x 1 KV head x head dim 8 x 2 (K, V) x 4 bytes = 64 bytes per token; prefill
     # activations (6 x hidden 16 + 3 x intermediate 32) x 4 bytes = 768 bytes per prompt token, mask 4 bytes.
     # Two rows of PROMPT (6 tokens) + 600: KV 2 x 606 x 64 = 77,568; prefill 12 x 768 + 2 x 36 x 4 = 9,504;
@@ -147,8 +158,9 @@ def test_vram_admission_holds_a_request_whose_cache_and_prefill_would_pass_the_l
 
 def test_admission_reads_every_gpu_the_model_is_on(make_scheduler: Callable[..., Scheduler]) -> None:
     # GPU 0 has all the room in the world; GPU 1 holds half the layers and is nearly full: it decides
-    gpus = ScriptedGpus([ScriptedGpu(0, total=10**9, kv_share=0.5), ScriptedGpu(1, total=150_000, in_use=100_000,
-                                                                               kv_share=0.5)])
+    gpus = ScriptedGpus(
+        [ScriptedGpu(0, total=10**9, kv_share=0.5), ScriptedGpu(1, total=150_000, in_use=100_000, kv_share=0.5)]
+    )
     scheduler = make_scheduler(start=False, memory=gpus, vram_limit=0.8, max_batch=8)
     first, second = RequestHandle("first"), RequestHandle("second")
     for handle in (first, second):
@@ -169,7 +181,8 @@ def test_a_request_too_big_for_the_limit_still_runs_alone(make_scheduler: Callab
 
 
 def test_the_pass_that_ran_out_is_charged_its_peak_and_the_next_request_only_its_own(
-        make_scheduler: Callable[..., Scheduler]) -> None:
+    make_scheduler: Callable[..., Scheduler],
+) -> None:
     gpus = ScriptedGpus([ScriptedGpu(total=100_000)], pass_peaks=[95_000] + [10_000] * 10)
     scheduler = make_scheduler(faults=plan(oom_at="prefill"), memory=gpus, oom_retry=True)
     handle = RequestHandle("retried")
@@ -193,7 +206,8 @@ def test_a_failed_request_records_the_peak_of_its_failed_pass(make_scheduler: Ca
 
 
 def test_the_cache_is_released_only_once_the_failed_pass_lets_go_of_its_tensors(
-        tiny: LoadedModel, make_scheduler: Callable[..., Scheduler]) -> None:
+    tiny: LoadedModel, make_scheduler: Callable[..., Scheduler]
+) -> None:
     held: list[weakref.ref[torch.Tensor]] = []
 
     def run_out_of_memory(module: torch.nn.Module, args: object) -> None:
@@ -215,7 +229,8 @@ def test_the_cache_is_released_only_once_the_failed_pass_lets_go_of_its_tensors(
 
 
 def test_a_cublas_allocation_failure_is_handled_as_out_of_memory(
-        tiny: LoadedModel, make_scheduler: Callable[..., Scheduler]) -> None:
+    tiny: LoadedModel, make_scheduler: Callable[..., Scheduler]
+) -> None:
     def cublas_fails(module: torch.nn.Module, args: object) -> None:
         raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
 
@@ -255,7 +270,8 @@ def test_a_lost_gpu_fails_every_request_and_stops_the_scheduler(make_scheduler: 
 
 
 def test_a_failed_pass_on_a_gpu_that_still_works_fails_only_its_rows(
-        tiny: LoadedModel, make_scheduler: Callable[..., Scheduler]) -> None:
+    tiny: LoadedModel, make_scheduler: Callable[..., Scheduler]
+) -> None:
     def broken(module: torch.nn.Module, args: object) -> None:
         raise torch.AcceleratorError("CUDA error: invalid argument")  # not sticky: the GPU still runs work
 

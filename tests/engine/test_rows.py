@@ -47,7 +47,8 @@ def text_and_count(result: tuple[str, Finished]) -> tuple[str, str, int]:
 
 @pytest.mark.parametrize("after_tokens", [0, 5], ids=["at its first token", "mid-generation"])
 def test_a_row_whose_own_step_raises_fails_alone_and_the_others_match_a_clean_run(
-        make_scheduler: Callable[..., Scheduler], after_tokens: int) -> None:
+    make_scheduler: Callable[..., Scheduler], after_tokens: int
+) -> None:
     requests = {**HEALTHY, "poisoned": (PROMPT + [28, 30], seeded(24, 3))}
     clean = replies(make_scheduler(start=False), requests)
     faults = FaultPlan()
@@ -65,7 +66,8 @@ def test_a_row_whose_own_step_raises_fails_alone_and_the_others_match_a_clean_ru
 
 
 def test_a_seed_torch_cannot_take_fails_that_request_alone_as_a_client_error(
-        make_scheduler: Callable[..., Scheduler]) -> None:
+    make_scheduler: Callable[..., Scheduler],
+) -> None:
     """Past the HTTP edge (which refuses it with a 400), the engine still keeps such a seed to its request."""
     clean = replies(make_scheduler(start=False), HEALTHY)
     bad = {**HEALTHY, "huge seed": (PROMPT, seeded(24, 2**80))}
@@ -85,7 +87,7 @@ def test_a_bad_seed_joining_a_running_batch_leaves_it_running(make_scheduler: Ca
     events = running.iter_events(timeout=30)
     assert isinstance(next(events), TokenText)  # decoding now
     newcomer = RequestHandle("newcomer")
-    scheduler.submit(newcomer, "u", PROMPT, seeded(5, -2**63 - 1))
+    scheduler.submit(newcomer, "u", PROMPT, seeded(5, -(2**63) - 1))
     _, refused = run(newcomer)
     last = list(events)[-1]
     assert isinstance(last, Finished)
@@ -98,12 +100,14 @@ def test_a_bad_seed_joining_a_running_batch_leaves_it_running(make_scheduler: Ca
 
 @pytest.mark.parametrize("extreme", [{"temperature": 1e-300}, {"top_p": 1e-300}])
 def test_temperature_or_top_p_too_small_for_float32_is_served_as_greedy(
-        make_scheduler: Callable[..., Scheduler], extreme: dict[str, float]) -> None:
+    make_scheduler: Callable[..., Scheduler], extreme: dict[str, float]
+) -> None:
     params = SamplingParams(**{**seeded(16, 5).__dict__, **extreme})
     reference = SamplingParams(**{**seeded(16, 5).__dict__, "temperature": 0.0})
     served = replies(make_scheduler(start=False), {"extreme": (PROMPT, params), "greedy": (OTHER_PROMPT, greedy(16))})
-    expected = replies(make_scheduler(start=False), {"extreme": (PROMPT, reference),
-                                                     "greedy": (OTHER_PROMPT, greedy(16))})
+    expected = replies(
+        make_scheduler(start=False), {"extreme": (PROMPT, reference), "greedy": (OTHER_PROMPT, greedy(16))}
+    )
     assert text_and_count(served["extreme"]) == text_and_count(expected["extreme"])
     assert text_and_count(served["extreme"])[1:] == ("length", 16)
     assert text_and_count(served["greedy"]) == text_and_count(expected["greedy"])

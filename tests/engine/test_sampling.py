@@ -24,10 +24,12 @@ from trayllm.errors import InvalidRequest
 CPU = torch.device("cpu")
 
 
-def params(temperature: float = 1.0, top_p: float = 1.0, repetition_penalty: float = 1.0,
-           seed: int | None = None) -> SamplingParams:
-    return SamplingParams(max_tokens=16, temperature=temperature, top_p=top_p,
-                          repetition_penalty=repetition_penalty, seed=seed)
+def params(
+    temperature: float = 1.0, top_p: float = 1.0, repetition_penalty: float = 1.0, seed: int | None = None
+) -> SamplingParams:
+    return SamplingParams(
+        max_tokens=16, temperature=temperature, top_p=top_p, repetition_penalty=repetition_penalty, seed=seed
+    )
 
 
 def no_seen(rows: int, vocab: int) -> torch.Tensor:
@@ -42,14 +44,11 @@ def log_probs(*probs: float) -> torch.Tensor:
 
 
 def test_repetition_penalty_divides_positive_multiplies_negative_and_skips_unseen() -> None:
-    logits = torch.tensor([[2.0, -2.0, 3.0, 0.0, -1.0],
-                           [1.5, -1.0, 4.5, -4.0, 6.0]])
-    seen = torch.tensor([[True, True, False, True, False],
-                         [False, True, True, False, True]])
+    logits = torch.tensor([[2.0, -2.0, 3.0, 0.0, -1.0], [1.5, -1.0, 4.5, -4.0, 6.0]])
+    seen = torch.tensor([[True, True, False, True, False], [False, True, True, False, True]])
     penalty = torch.tensor([2.0, 1.5])
     out = apply_repetition_penalty(logits, seen, penalty)
-    expected = torch.tensor([[1.0, -4.0, 3.0, 0.0, -1.0],
-                             [1.5, -1.5, 3.0, -4.0, 4.0]])
+    expected = torch.tensor([[1.0, -4.0, 3.0, 0.0, -1.0], [1.5, -1.5, 3.0, -4.0, 4.0]])
     torch.testing.assert_close(out, expected)
     # the input is not modified in place
     assert logits[0, 0].item() == 2.0
@@ -75,15 +74,18 @@ def nucleus_of(sorted_probs: list[float], top_p: float) -> list[float]:
     return nucleus(torch.tensor([sorted_probs]), torch.tensor([top_p]))[0].tolist()
 
 
-@pytest.mark.parametrize(("top_p", "expected"), [
-    (0.5, [0.5, 0.0, 0.0, 0.0]),        # the first token alone reaches exactly 0.5
-    (0.3, [0.5, 0.0, 0.0, 0.0]),        # the most likely token is always kept
-    (0.6, [0.5, 0.25, 0.0, 0.0]),
-    (0.75, [0.5, 0.25, 0.0, 0.0]),      # 0.5 + 0.25 reaches 0.75 exactly: no third token
-    (0.8, [0.5, 0.25, 0.125, 0.0]),     # of the two tied 0.125s only the one needed
-    (0.999, [0.5, 0.25, 0.125, 0.125]),
-    (math.inf, [0.5, 0.25, 0.125, 0.125]),  # "keep all", as top_p >= 1 is passed
-])
+@pytest.mark.parametrize(
+    ("top_p", "expected"),
+    [
+        (0.5, [0.5, 0.0, 0.0, 0.0]),  # the first token alone reaches exactly 0.5
+        (0.3, [0.5, 0.0, 0.0, 0.0]),  # the most likely token is always kept
+        (0.6, [0.5, 0.25, 0.0, 0.0]),
+        (0.75, [0.5, 0.25, 0.0, 0.0]),  # 0.5 + 0.25 reaches 0.75 exactly: no third token
+        (0.8, [0.5, 0.25, 0.125, 0.0]),  # of the two tied 0.125s only the one needed
+        (0.999, [0.5, 0.25, 0.125, 0.125]),
+        (math.inf, [0.5, 0.25, 0.125, 0.125]),  # "keep all", as top_p >= 1 is passed
+    ],
+)
 def test_top_p_keeps_the_smallest_prefix_reaching_the_mass(top_p: float, expected: list[float]) -> None:
     assert nucleus_of([0.5, 0.25, 0.125, 0.125], top_p) == expected
 
@@ -112,7 +114,7 @@ def test_inverse_cdf_maps_each_uniform_to_the_column_whose_share_holds_it() -> N
 
 
 def test_inverse_cdf_never_draws_a_zero_weight() -> None:
-    just_below_one = 1.0 - 2.0 ** -24  # the largest float32 below 1: uniform * total rounds up to the total
+    just_below_one = 1.0 - 2.0**-24  # the largest float32 below 1: uniform * total rounds up to the total
     weights = torch.tensor([[0.0, 0.3, 0.7, 0.0], [0.1, 0.2, 0.3, 0.0], [1 / 3, 1 / 3, 1 / 3, 0.0]])
     out = inverse_cdf(weights, torch.tensor([0.0, just_below_one, just_below_one]))
     assert out.tolist() == [1, 2, 2]
@@ -139,9 +141,12 @@ def test_temperature_zero_is_argmax_per_row_while_other_rows_sample() -> None:
         picked = pick_tokens(logits, no_seen(3, 50), rows, gens)
         assert picked[0] == 17 and picked[2] == 3
     # the sampled row does not always land on its argmax: it really samples
-    sampled = {pick_tokens(logits, no_seen(3, 50), rows, [row_generator(p, CPU) for p in
-                                                          (rows[0], params(seed=s), rows[2])])[1]
-               for s in range(30)}
+    sampled = {
+        pick_tokens(logits, no_seen(3, 50), rows, [row_generator(p, CPU) for p in (rows[0], params(seed=s), rows[2])])[
+            1
+        ]
+        for s in range(30)
+    }
     assert len(sampled) > 1
 
 
@@ -157,11 +162,14 @@ def test_greedy_rows_see_the_repetition_penalty() -> None:
 def test_sampling_stays_inside_the_nucleus() -> None:
     logits = log_probs(0.5, 0.3, 0.15, 0.05).unsqueeze(0)
     only_top = params(top_p=0.5)
-    assert {pick_tokens(logits, no_seen(1, 4), [only_top], [row_generator(params(seed=s), CPU)])[0]
-            for s in range(50)} == {0}
+    assert {
+        pick_tokens(logits, no_seen(1, 4), [only_top], [row_generator(params(seed=s), CPU)])[0] for s in range(50)
+    } == {0}
     two = params(top_p=0.7)
-    assert {pick_tokens(logits, no_seen(1, 4), [two], [row_generator(params(seed=s), CPU)])[0]
-            for s in range(200)} == {0, 1}
+    assert {pick_tokens(logits, no_seen(1, 4), [two], [row_generator(params(seed=s), CPU)])[0] for s in range(200)} == {
+        0,
+        1,
+    }
 
 
 def test_sampling_beyond_the_top_candidates_uses_the_full_nucleus() -> None:
@@ -197,11 +205,15 @@ def flat_tail(vocab: int) -> list[float]:
     return [0.3, 0.15] + [0.55 / (vocab - 2)] * (vocab - 2)
 
 
-@pytest.mark.parametrize(("probs", "top_p"), [
-    ([0.7, 0.3], 1.0),                      # the whole vocabulary, no sort
-    ([0.6, 0.3, 0.05, 0.05], 0.85),         # the nucleus {0, 1} within the top candidates
-    (flat_tail(600), 0.8),                   # the nucleus reaches past them: the full sort
-], ids=["whole vocabulary", "top candidates", "full sort"])
+@pytest.mark.parametrize(
+    ("probs", "top_p"),
+    [
+        ([0.7, 0.3], 1.0),  # the whole vocabulary, no sort
+        ([0.6, 0.3, 0.05, 0.05], 0.85),  # the nucleus {0, 1} within the top candidates
+        (flat_tail(600), 0.8),  # the nucleus reaches past them: the full sort
+    ],
+    ids=["whole vocabulary", "top candidates", "full sort"],
+)
 def test_draws_land_on_each_token_in_proportion_to_its_share_of_the_nucleus(probs: list[float], top_p: float) -> None:
     ordered = torch.tensor(sorted(probs, reverse=True))
     kept = nucleus(ordered.unsqueeze(0), torch.tensor([top_p if top_p < 1.0 else math.inf]))[0]
@@ -241,19 +253,26 @@ def test_unseeded_generators_differ() -> None:
     assert runs[0] != runs[1]
 
 
-@pytest.mark.parametrize(("neighbour", "flavour"), [
-    (params(temperature=1.0, top_p=0.9, seed=8), "random"),
-    (params(temperature=0.0), "random"),
-    (params(temperature=0.7, top_p=1.0, repetition_penalty=1.3, seed=None), "random"),
-    (params(temperature=1.0, top_p=0.9, seed=8), "flat"),      # the neighbour needs the full sort
-    (params(temperature=1.0, top_p=0.9, seed=8), "nan"),       # the neighbour fails
-], ids=["sampling", "greedy", "whole vocabulary", "full sort", "not finite"])
+@pytest.mark.parametrize(
+    ("neighbour", "flavour"),
+    [
+        (params(temperature=1.0, top_p=0.9, seed=8), "random"),
+        (params(temperature=0.0), "random"),
+        (params(temperature=0.7, top_p=1.0, repetition_penalty=1.3, seed=None), "random"),
+        (params(temperature=1.0, top_p=0.9, seed=8), "flat"),  # the neighbour needs the full sort
+        (params(temperature=1.0, top_p=0.9, seed=8), "nan"),  # the neighbour fails
+    ],
+    ids=["sampling", "greedy", "whole vocabulary", "full sort", "not finite"],
+)
 def test_a_seeded_row_does_not_depend_on_the_rest_of_the_batch(neighbour: SamplingParams, flavour: str) -> None:
     torch.manual_seed(2)
     vocab = 300
     mine_logits = torch.randn(vocab) * 2
-    other_logits = {"random": torch.randn(vocab) * 2, "flat": torch.zeros(vocab),
-                    "nan": torch.full((vocab,), float("nan"))}[flavour]
+    other_logits = {
+        "random": torch.randn(vocab) * 2,
+        "flat": torch.zeros(vocab),
+        "nan": torch.full((vocab,), float("nan")),
+    }[flavour]
     seen_mine = torch.zeros(vocab, dtype=torch.bool)
     seen_mine[:20] = True
     seen_other = torch.rand(vocab) > 0.5
@@ -291,9 +310,15 @@ def test_a_row_whose_logits_are_not_a_distribution_gets_its_error_and_the_others
     vocab = 300
     logits = torch.randn(7, vocab) * 2
     logits[0, 13] = float("-inf")  # one token ruled out: still a distribution
-    rows = [params(temperature=0.8, seed=1), params(temperature=0.7, seed=2), params(temperature=0.0),
-            params(temperature=0.0, repetition_penalty=1.2), params(temperature=0.9, top_p=0.8, seed=3),
-            params(temperature=1e-4, seed=4), params(temperature=0.0)]
+    rows = [
+        params(temperature=0.8, seed=1),
+        params(temperature=0.7, seed=2),
+        params(temperature=0.0),
+        params(temperature=0.0, repetition_penalty=1.2),
+        params(temperature=0.9, top_p=0.8, seed=3),
+        params(temperature=1e-4, seed=4),
+        params(temperature=0.0),
+    ]
 
     def picks(batch_logits: torch.Tensor) -> list[list[object]]:
         gens = [row_generator(p, CPU) for p in rows]
@@ -330,8 +355,12 @@ class HostReads(TorchFunctionMode):
 def test_a_step_reads_the_device_once_however_many_rows_and_twice_when_a_row_needs_the_full_sort() -> None:
     torch.manual_seed(5)
     vocab = 1000
-    kinds = [params(temperature=0.7, top_p=0.9, repetition_penalty=1.1, seed=1), params(temperature=0.0),
-             params(temperature=1.0, top_p=1.0, seed=2), params(temperature=0.0, repetition_penalty=1.3)]
+    kinds = [
+        params(temperature=0.7, top_p=0.9, repetition_penalty=1.1, seed=1),
+        params(temperature=0.0),
+        params(temperature=1.0, top_p=1.0, seed=2),
+        params(temperature=0.0, repetition_penalty=1.3),
+    ]
     rows = kinds * 4
     logits = torch.randn(len(rows), vocab) * 4
     seen = torch.rand(len(rows), vocab) > 0.9
@@ -347,7 +376,7 @@ def test_a_step_reads_the_device_once_however_many_rows_and_twice_when_a_row_nee
     assert reads.count == 2
 
 
-@pytest.mark.parametrize("seed", [2**80, 2**64, -2**63 - 1])
+@pytest.mark.parametrize("seed", [2**80, 2**64, -(2**63) - 1])
 def test_a_seed_torch_cannot_take_is_the_requests_own_invalid_parameter(seed: int) -> None:
     with pytest.raises(InvalidRequest, match="seed") as raised:
         row_generator(params(seed=seed), CPU)

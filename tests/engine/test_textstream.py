@@ -15,7 +15,7 @@ MULTIBYTE_TEXTS = [
     "日本語のテキストと中文的文本，还有한국어 텍스트。",
     "family 👨‍👩‍👧 astronaut 🧑‍🚀 flag 🇯🇵 skin 👍🏽 and 😀😀😀 in a row",
     "mixed: Ελληνικά, русский, עברית, العربية, हिन्दी, ไทย",
-    "plain ASCII, with  double spaces,\nnew lines\tand tabs. It's \"quoted\" ; ok ?",
+    'plain ASCII, with  double spaces,\nnew lines\tand tabs. It\'s "quoted" ; ok ?',
 ]
 
 
@@ -26,8 +26,9 @@ def tokenizer(converted_model_dir: Path) -> PreTrainedTokenizerBase:
 
 def _bytes_to_unicode() -> dict[int, str]:
     """GPT-2's byte-to-character table (byte-level BPE vocabularies spell single bytes with it)."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars = list(printable)
     extra = 0
     for b in range(256):
@@ -182,7 +183,7 @@ def test_any_chunking_gives_the_text_before_the_first_stop(seed: int) -> None:
     stops = ("</s>", "User:", "\n\n")
     body = "".join(rng.choice(["ab", "<", "</", "U", "Us", "User", "\n", " x ", "é", "日"]) for _ in range(30))
     text = body + rng.choice(stops) + "tail that must not show"
-    expected = text[:min(i for i in (text.find(s) for s in stops) if i >= 0)]
+    expected = text[: min(i for i in (text.find(s) for s in stops) if i >= 0)]
     cuts = sorted(rng.sample(range(1, len(text)), k=min(len(text) - 1, rng.randint(1, 15))))
     chunks = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
     matcher = StopMatcher(stops)

@@ -24,7 +24,11 @@ def test_hovering_at_the_threshold_does_not_flap():
     # below 9); 8.9 resolves (t=9); 9.5 and 10 do nothing; 10.01 fires again (t=12); 3 resolves (t=13)
     events = _run(m, values)
     assert [(e.state, e.value, e.at) for e in events] == [
-        ("firing", 10.5, 2.0), ("resolved", 8.9, 9.0), ("firing", 10.01, 12.0), ("resolved", 3, 13.0)]
+        ("firing", 10.5, 2.0),
+        ("resolved", 8.9, 9.0),
+        ("firing", 10.01, 12.0),
+        ("resolved", 3, 13.0),
+    ]
     assert all(e.key == "slo.x" and e.threshold == 10.0 for e in events)
     assert m.state == "resolved"
 

@@ -94,7 +94,9 @@ def test_for_objective():
     alert = MultiWindowBurnAlert.for_objective(DEFAULTS["error_rate"])  # 30-day window: workbook pairs
     assert alert.target == 0.001
     assert [(w.name, w.long_s, w.short_s, w.factor) for w in alert.windows] == [
-        ("fast_burn", 3600, 300, 14.4), ("slow_burn", 21600, 1800, 6.0)]
+        ("fast_burn", 3600, 300, 14.4),
+        ("slow_burn", 21600, 1800, 6.0),
+    ]
     assert alert.longest_s == 21600
     with pytest.raises(ValueError):
         MultiWindowBurnAlert.for_objective(DEFAULTS["peak_vram"])  # max has no budget

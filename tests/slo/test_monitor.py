@@ -13,10 +13,20 @@ from trayllm.slo.report import slo_report
 
 T = T0.timestamp()
 
-TTFT = Objective(name="ttft", kind="percentile", field="llm.ttft.ns", percentile=99, threshold=0.5, scale=1e-9,
-                 unit="s", window_s=10.0, min_samples=3)
-ERRORS = Objective(name="errors", kind="ratio", field="error.type", threshold=0.01, unit="ratio",
-                   window_s=3000.0, min_samples=10)
+TTFT = Objective(
+    name="ttft",
+    kind="percentile",
+    field="llm.ttft.ns",
+    percentile=99,
+    threshold=0.5,
+    scale=1e-9,
+    unit="s",
+    window_s=10.0,
+    min_samples=3,
+)
+ERRORS = Objective(
+    name="errors", kind="ratio", field="error.type", threshold=0.01, unit="ratio", window_s=3000.0, min_samples=10
+)
 
 
 def monitor(*objectives: Objective, **kw: float) -> SloMonitor:
@@ -25,8 +35,13 @@ def monitor(*objectives: Objective, **kw: float) -> SloMonitor:
 
 def test_alert_keys_and_severities():
     m = monitor(*DEFAULT_OBJECTIVES)
-    assert m.keys == ["slo.first_token_latency_p99", "slo.peak_vram", "burn.error_rate.fast_burn",
-                      "burn.error_rate.slow_burn", "oom"]
+    assert m.keys == [
+        "slo.first_token_latency_p99",
+        "slo.peak_vram",
+        "burn.error_rate.fast_burn",
+        "burn.error_rate.slow_burn",
+        "oom",
+    ]
     assert severity_of("oom") == "critical" and severity_of("slo.peak_vram") == "warning"
     assert set(m.states().values()) == {"ok"}
 
@@ -87,8 +102,10 @@ def test_error_burn_alerts_by_hand():
     for k in range(9):  # nine more errors within the short windows
         m.observe(record(3000 + 0.01 * (k + 1), duration_s=0, error_type="queue_full"))
     events = m.evaluate(T + 3000.2)
-    assert {(e.key, e.state) for e in events} == {("burn.errors.fast_burn", "firing"),
-                                                  ("burn.errors.slow_burn", "firing")}
+    assert {(e.key, e.state) for e in events} == {
+        ("burn.errors.fast_burn", "firing"),
+        ("burn.errors.slow_burn", "firing"),
+    }
     fast = next(e for e in events if e.key.endswith("fast_burn"))
     assert fast.value == pytest.approx(100.0) and fast.threshold == 14.4
     # quiet successes, four a second: the windows calm down and both alerts resolve (the fast pair's long
@@ -96,8 +113,10 @@ def test_error_burn_alerts_by_hand():
     for k in range(160):
         m.observe(record(3001 + k / 4, duration_s=0))
     events = m.evaluate(T + 3040)
-    assert {(e.key, e.state) for e in events} == {("burn.errors.fast_burn", "resolved"),
-                                                  ("burn.errors.slow_burn", "resolved")}
+    assert {(e.key, e.state) for e in events} == {
+        ("burn.errors.fast_burn", "resolved"),
+        ("burn.errors.slow_burn", "resolved"),
+    }
 
 
 def test_every_oom_fires_and_a_quiet_period_resolves():
@@ -105,7 +124,9 @@ def test_every_oom_fires_and_a_quiet_period_resolves():
     first = m.oom("out of memory #1", now=T)
     second = m.oom("out of memory #2", now=T + 10)
     assert [(e.key, e.state, e.message) for e in (first, second)] == [
-        ("oom", "firing", "out of memory #1"), ("oom", "firing", "out of memory #2")]
+        ("oom", "firing", "out of memory #1"),
+        ("oom", "firing", "out of memory #2"),
+    ]
     assert m.states()["oom"] == "firing"  # the latest message is kept by the AlertCenter, for /v1/status
     assert m.evaluate(T + 69) == []
     [resolved] = m.evaluate(T + 70)
@@ -128,9 +149,16 @@ def test_restored_firing_alert_is_not_announced_again_but_still_resolves():
 
 
 def test_the_live_report_equals_the_offline_report_for_the_same_records():
-    records = [record(i * 7, duration_s=0.5 + i % 3, ttft_s=0.05 * (i % 11), vram_pct=0.5 + 0.01 * (i % 40),
-                      error_type="oom" if i % 37 == 0 else "cancelled" if i % 5 == 0 else None)
-               for i in range(80)]
+    records = [
+        record(
+            i * 7,
+            duration_s=0.5 + i % 3,
+            ttft_s=0.05 * (i % 11),
+            vram_pct=0.5 + 0.01 * (i % 40),
+            error_type="oom" if i % 37 == 0 else "cancelled" if i % 5 == 0 else None,
+        )
+        for i in range(80)
+    ]
     m = SloMonitor(DEFAULT_OBJECTIVES)
     for r in reversed(records):  # arrival order does not matter
         m.observe(r)
@@ -138,8 +166,17 @@ def test_the_live_report_equals_the_offline_report_for_the_same_records():
 
 
 def test_configured_objectives_follow_the_settings():
-    settings = load_settings({"slo_ttft_p99_s": 1.5, "slo_ttft_window_s": 60, "slo_min_samples": 7,
-                              "vram_limit": 0.9, "slo_error_rate": 0.01, "slo_error_window_days": 7}, environ={})
+    settings = load_settings(
+        {
+            "slo_ttft_p99_s": 1.5,
+            "slo_ttft_window_s": 60,
+            "slo_min_samples": 7,
+            "vram_limit": 0.9,
+            "slo_error_rate": 0.01,
+            "slo_error_window_days": 7,
+        },
+        environ={},
+    )
     ttft, vram, errors = configured_objectives(settings)
     assert (ttft.threshold, ttft.window_s, ttft.min_samples, ttft.percentile) == (1.5, 60, 7, 99)
     assert (vram.threshold, vram.window_s) == (0.9, 300)

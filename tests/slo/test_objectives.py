@@ -21,8 +21,13 @@ ERRORS = DEFAULTS["error_rate"]
 
 
 def test_defaults_are_the_deployment_guide():
-    assert (TTFT.kind, TTFT.percentile, TTFT.threshold, TTFT.field, TTFT.unit) == ("percentile", 99, 3.0,
-                                                                                   "llm.ttft.ns", "s")
+    assert (TTFT.kind, TTFT.percentile, TTFT.threshold, TTFT.field, TTFT.unit) == (
+        "percentile",
+        99,
+        3.0,
+        "llm.ttft.ns",
+        "s",
+    )
     assert (VRAM.kind, VRAM.threshold, VRAM.field) == ("max", 0.8, "llm.vram.peak.pct")
     assert (ERRORS.kind, ERRORS.threshold, ERRORS.field) == ("ratio", 0.001, "error.type")
     assert TTFT.budget_fraction == pytest.approx(0.01)  # P99: 1 % may be slower
@@ -101,13 +106,16 @@ def test_error_rate_ratio():
     assert (ev.value, ev.state_hint, ev.samples) == (pytest.approx(0.002), "breach", 1000)
 
 
-@pytest.mark.parametrize("kw", [
-    {"kind": "median"},
-    {"kind": "percentile"},  # no percentile
-    {"kind": "max", "percentile": 99},
-    {"kind": "max", "min_samples": 0},
-    {"kind": "max", "window_s": 0},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"kind": "median"},
+        {"kind": "percentile"},  # no percentile
+        {"kind": "max", "percentile": 99},
+        {"kind": "max", "min_samples": 0},
+        {"kind": "max", "window_s": 0},
+    ],
+)
 def test_invalid_objectives(kw):
     args = {"name": "x", "kind": "max", "field": "f", "threshold": 1.0, "window_s": 60} | kw
     with pytest.raises(ValueError):

@@ -12,14 +12,17 @@ def test_is_the_bench_definition_not_a_copy():
     assert percentile is load.percentile
 
 
-@pytest.mark.parametrize(("p", "expected"), [
-    (0, 15),    # rank max(1, ceil(0)) = 1
-    (5, 15),    # ceil(0.25) = 1
-    (30, 20),   # ceil(1.5) = 2
-    (40, 20),   # ceil(2.0) = 2: exactly on a rank, not the next one
-    (50, 35),   # ceil(2.5) = 3
-    (100, 50),  # ceil(5) = 5: the maximum
-])
+@pytest.mark.parametrize(
+    ("p", "expected"),
+    [
+        (0, 15),  # rank max(1, ceil(0)) = 1
+        (5, 15),  # ceil(0.25) = 1
+        (30, 20),  # ceil(1.5) = 2
+        (40, 20),  # ceil(2.0) = 2: exactly on a rank, not the next one
+        (50, 35),  # ceil(2.5) = 3
+        (100, 50),  # ceil(5) = 5: the maximum
+    ],
+)
 def test_nearest_rank_of_five(p, expected):
     assert percentile([50, 35, 20, 40, 15], p) == expected  # sorted: 15 20 35 40 50
 

@@ -22,8 +22,17 @@ RECORDS = [
 ]
 
 OBJECTIVES = (
-    Objective("ttft_p50", "percentile", "llm.ttft.ns", percentile=50, threshold=2.5, scale=1e-9, unit="s",
-              window_s=3600, min_samples=3),
+    Objective(
+        "ttft_p50",
+        "percentile",
+        "llm.ttft.ns",
+        percentile=50,
+        threshold=2.5,
+        scale=1e-9,
+        unit="s",
+        window_s=3600,
+        min_samples=3,
+    ),
     Objective("vram", "max", "llm.vram.peak.pct", threshold=0.8, unit="ratio", window_s=300),
     Objective("errors", "ratio", "error.type", threshold=0.25, unit="ratio", window_s=3600),
 )
@@ -79,5 +88,13 @@ def test_text_and_json():
     assert lines[3].split() == ["errors", "1", "h", "33.3%", "25%", "breach", "-33.3%", "3"]
     data = json.loads(to_json(rows))
     assert [d["objective"] for d in data] == ["ttft_p50", "vram", "errors"]
-    assert data[1] == {"objective": "vram", "window_s": 300, "value": 0.9, "threshold": 0.8, "state": "breach",
-                       "budget_left": None, "samples": 2, "unit": "ratio"}
+    assert data[1] == {
+        "objective": "vram",
+        "window_s": 300,
+        "value": 0.9,
+        "threshold": 0.8,
+        "state": "breach",
+        "budget_left": None,
+        "samples": 2,
+        "unit": "ratio",
+    }

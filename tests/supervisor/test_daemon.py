@@ -58,8 +58,9 @@ def test_a_daemon_that_never_gets_ready_is_not_ready_after_the_timeout() -> None
         supervisor.wait_ready(0.5)
 
 
-@pytest.mark.parametrize("steps", [["silent", "exit"], ["loading", "loading", "exit"]],
-                         ids=["before-it-answers", "while-loading"])
+@pytest.mark.parametrize(
+    "steps", [["silent", "exit"], ["loading", "loading", "exit"]], ids=["before-it-answers", "while-loading"]
+)
 def test_a_daemon_that_exits_early_is_reported_with_its_log(steps: list[str]) -> None:
     """Whether it dies before it answers or while it loads, the error is its exit and its log, not a timeout."""
     process = FakeProcess(101, steps)

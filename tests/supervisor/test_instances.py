@@ -53,8 +53,9 @@ def hold_in_child(holders: list[subprocess.Popen[str]], role: str, mode: str = "
     return process
 
 
-def hold_saying(holders: list[subprocess.Popen[str]], role: str, mode: str = "polite") -> tuple[
-        subprocess.Popen[str], str]:
+def hold_saying(
+    holders: list[subprocess.Popen[str]], role: str, mode: str = "polite"
+) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen([sys.executable, "-c", HOLDER, role, mode], stdout=subprocess.PIPE, text=True)
     holders.append(process)
     assert process.stdout is not None
@@ -66,14 +67,19 @@ def test_running_lists_live_holders_and_forgets_killed_ones(holders: list[subpro
     tray = hold_in_child(holders, "tray")
     chats = [hold_in_child(holders, "chat") for _ in range(2)]
     assert {(i.role, i.pid) for i in instances.running(settings)} == {
-        ("tray", tray.pid), ("chat", chats[0].pid), ("chat", chats[1].pid)}
+        ("tray", tray.pid),
+        ("chat", chats[0].pid),
+        ("chat", chats[1].pid),
+    }
     assert [i.pid for i in instances.running(settings, "tray")] == [tray.pid]
 
     chats[0].kill()  # no clean-up runs: the pid file stays, but its lock is gone with the process
     chats[0].wait()
     assert {i.pid for i in instances.running(settings, "chat")} == {chats[1].pid}
     assert sorted(p.name for p in instances.clients_dir(settings).iterdir()) == [
-        f"chat-{chats[1].pid}.pid", "tray.pid"]  # the dead window's file was cleared away
+        f"chat-{chats[1].pid}.pid",
+        "tray.pid",
+    ]  # the dead window's file was cleared away
 
 
 def test_a_second_tray_is_refused_with_the_first_ones_pid(holders: list[subprocess.Popen[str]]) -> None:

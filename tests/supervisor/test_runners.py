@@ -59,8 +59,9 @@ def test_with_the_unit_systemd_starts_it_and_its_end_is_noticed(systemd: Path) -
     assert started.running()
     os.kill(int((systemd.parent / "units" / "trayllm.service.pid").read_text()), signal.SIGKILL)
     wait_for(lambda: not started.running(), timeout=10)
-    assert started.failure() == ("failed under systemd; see `systemctl --user status trayllm.service` and "
-                                 "`journalctl --user -u trayllm.service`")
+    assert started.failure() == (
+        "failed under systemd; see `systemctl --user status trayllm.service` and `journalctl --user -u trayllm.service`"
+    )
     assert started.where() == "systemd unit trayllm.service, log `journalctl --user -u trayllm.service`"
 
 
@@ -82,8 +83,11 @@ def test_a_unit_that_systemd_cannot_start_is_one_line_naming_it(systemd: Path) -
     units = config.xdg_config_home() / "systemd" / "user"
     units.mkdir(parents=True)
     (units / "trayllm.service").write_text("[Service]\n")  # the stand-in fails `start` on a unit with no ExecStart=
-    with pytest.raises(errors.TrayllmError, match=r"^could not start the daemon's unit: `systemctl --user start "
-                                                  r"trayllm.service` failed with status 1 \(trayllm.service has no "):
+    with pytest.raises(
+        errors.TrayllmError,
+        match=r"^could not start the daemon's unit: `systemctl --user start "
+        r"trayllm.service` failed with status 1 \(trayllm.service has no ",
+    ):
         daemon_runner(config.load_settings(), ["/bin/sleep", "30"]).start()
 
 

@@ -45,8 +45,9 @@ def env(converted_model_dir: Path) -> Iterator[dict[str, str]]:
 
 
 def trayllm(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "trayllm", *args], env=env, input=stdin, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "trayllm", *args], env=env, input=stdin, capture_output=True, text=True, timeout=300
+    )
 
 
 def daemon_pid() -> int | None:
@@ -80,14 +81,19 @@ def test_after_desktop_install_up_starts_the_daemon_through_its_systemd_unit(env
     """The unit `trayllm desktop install` wrote runs the daemon (tests/fake_systemctl.py stands in for the user
     manager: it runs the unit's ExecStart= line), so systemd would restart it and the journal keep its log."""
     fake_systemctl.install(tmp_path / "bin")
-    env = {**env, "PATH": f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}",
-           "FAKE_SYSTEMCTL_LOG": str(tmp_path / "calls.log"), "FAKE_SYSTEMCTL_STATE": str(tmp_path / "units")}
+    env = {
+        **env,
+        "PATH": f"{tmp_path / 'bin'}{os.pathsep}{env['PATH']}",
+        "FAKE_SYSTEMCTL_LOG": str(tmp_path / "calls.log"),
+        "FAKE_SYSTEMCTL_STATE": str(tmp_path / "units"),
+    }
     installed = trayllm(env, "desktop", "install")
     assert installed.returncode == 0, installed.stderr
     up = trayllm(env, "up", stdin="Say hello.\n")
     assert up.returncode == 0, up.stderr
-    assert ("trayllm: started the daemon (systemd unit trayllm.service, log `journalctl --user -u "
-            "trayllm.service`)") in up.stderr
+    assert (
+        "trayllm: started the daemon (systemd unit trayllm.service, log `journalctl --user -u trayllm.service`)"
+    ) in up.stderr
     assert up.stdout.strip()
     calls = (tmp_path / "calls.log").read_text().splitlines()
     assert calls.count("--user start trayllm.service") == 1
@@ -97,14 +103,32 @@ def test_after_desktop_install_up_starts_the_daemon_through_its_systemd_unit(env
 
 
 def test_desktop_up_starts_daemon_tray_and_window_and_down_stops_all_three(
-        env, desktop_session: DesktopSession) -> None:  # noqa: F811 (the fixture)
-    session_env = {**env, **{k: desktop_session.env[k] for k in (
-        "DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "PYSTRAY_BACKEND", "GDK_BACKEND", "NO_AT_BRIDGE",
-        "GSETTINGS_BACKEND")}, "QT_QPA_PLATFORM": "offscreen"}  # Qt's xcb plugin needs libs make does not install
+    env,
+    desktop_session: DesktopSession,  # noqa: F811 (the fixture)
+) -> None:
+    session_env = {
+        **env,
+        **{
+            k: desktop_session.env[k]
+            for k in (
+                "DISPLAY",
+                "DBUS_SESSION_BUS_ADDRESS",
+                "PYSTRAY_BACKEND",
+                "GDK_BACKEND",
+                "NO_AT_BRIDGE",
+                "GSETTINGS_BACKEND",
+            )
+        },
+        "QT_QPA_PLATFORM": "offscreen",
+    }  # Qt's xcb plugin needs libs make does not install
     up = trayllm(session_env, "up")
     assert up.returncode == 0, up.stderr + (config.load_settings().state_path / "tray.log").read_text()
-    for line in ("started the daemon (pid", "started the tray (pid", "started the chat window (pid",
-                 "trayllm: up; `trayllm down` stops the daemon, the tray and the chat windows"):
+    for line in (
+        "started the daemon (pid",
+        "started the tray (pid",
+        "started the chat window (pid",
+        "trayllm: up; `trayllm down` stops the daemon, the tray and the chat windows",
+    ):
         assert line in up.stderr
     settings = config.load_settings()
     running = {i.role: i.pid for i in instances.running(settings)}
@@ -121,18 +145,29 @@ def test_desktop_up_starts_daemon_tray_and_window_and_down_stops_all_three(
 
     down = trayllm(session_env, "down")
     assert down.returncode == 0, down.stderr
-    assert sorted(down.stderr.splitlines()) == sorted([
-        f"trayllm: tray stopped (pid {running['tray']})", f"trayllm: chat window closed (pid {running['chat']})",
-        f"trayllm: daemon stopped (pid {pid})"])
+    assert sorted(down.stderr.splitlines()) == sorted(
+        [
+            f"trayllm: tray stopped (pid {running['tray']})",
+            f"trayllm: chat window closed (pid {running['chat']})",
+            f"trayllm: daemon stopped (pid {pid})",
+        ]
+    )
     assert down.stderr.splitlines()[-1] == f"trayllm: daemon stopped (pid {pid})"  # clients first
     assert instances.running(settings) == [] and daemon_pid() is None
     assert all(gone(p) for p in (*running.values(), pid))
 
 
 def test_desktop_up_reports_a_tray_that_cannot_start_and_still_opens_the_window(
-        env, desktop_session: DesktopSession) -> None:  # noqa: F811 (the fixture)
-    broken = {**env, "DISPLAY": desktop_session.display, "DBUS_SESSION_BUS_ADDRESS": desktop_session.bus_address,
-              "QT_QPA_PLATFORM": "offscreen", "PYSTRAY_BACKEND": "nonexistent-backend"}
+    env,
+    desktop_session: DesktopSession,  # noqa: F811 (the fixture)
+) -> None:
+    broken = {
+        **env,
+        "DISPLAY": desktop_session.display,
+        "DBUS_SESSION_BUS_ADDRESS": desktop_session.bus_address,
+        "QT_QPA_PLATFORM": "offscreen",
+        "PYSTRAY_BACKEND": "nonexistent-backend",
+    }
     up = trayllm(broken, "up")
     assert up.returncode == 1
     assert "trayllm: warning: the tray exited with status 1; last lines of" in up.stderr

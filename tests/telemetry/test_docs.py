@@ -11,8 +11,9 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "RECORDS.md"
 
 def test_records_doc_carries_the_generated_field_table() -> None:
     text = DOC.read_text(encoding="utf-8")
-    assert markdown_table() in text, "regenerate the table: python -c 'from trayllm.telemetry.schema import " \
-                                     "markdown_table; print(markdown_table())'"
+    assert markdown_table() in text, (
+        "regenerate the table: python -c 'from trayllm.telemetry.schema import markdown_table; print(markdown_table())'"
+    )
     for path in REQUEST_FIELDS:
         assert f"| `{path}` |" in text
 

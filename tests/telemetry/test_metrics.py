@@ -38,13 +38,25 @@ def _samples(metrics: DaemonMetrics) -> dict[tuple[str, tuple[tuple[str, str], .
 def documents(make_gpu_record, make_cpu_record):
     return [
         to_document(make_gpu_record(request_id="a")),  # 1.5 s, ttft 0.25 s, 12 → 51 tokens
-        to_document(make_cpu_record(request_id="b", duration_ns=4_000_000_000, ttft_ns=3_500_000_000,
-                                    input_tokens=100, output_tokens=11)),
-        to_document(make_gpu_record(request_id="c", outcome=classify_outcome("cancelled"), output_tokens=1,
-                                    input_tokens=5)),
-        to_document(make_gpu_record(request_id="d", outcome=classify_outcome("error", errors.QueueFull("full")),
-                                    ttft_ns=None, queue_ns=None, input_tokens=None, output_tokens=None,
-                                    duration_ns=2_000_000)),
+        to_document(
+            make_cpu_record(
+                request_id="b", duration_ns=4_000_000_000, ttft_ns=3_500_000_000, input_tokens=100, output_tokens=11
+            )
+        ),
+        to_document(
+            make_gpu_record(request_id="c", outcome=classify_outcome("cancelled"), output_tokens=1, input_tokens=5)
+        ),
+        to_document(
+            make_gpu_record(
+                request_id="d",
+                outcome=classify_outcome("error", errors.QueueFull("full")),
+                ttft_ns=None,
+                queue_ns=None,
+                input_tokens=None,
+                output_tokens=None,
+                duration_ns=2_000_000,
+            )
+        ),
     ]
 
 
@@ -52,8 +64,11 @@ def test_render_parses_and_counts_equal_the_records(documents):
     metrics = DaemonMetrics()
     for doc in documents:
         metrics.observe(doc)
-    families = {f.name: f.type for f in text_string_to_metric_families(metrics.render().decode())
-                if not f.name.endswith("_created")}  # prometheus_client's creation-time series
+    families = {
+        f.name: f.type
+        for f in text_string_to_metric_families(metrics.render().decode())
+        if not f.name.endswith("_created")
+    }  # prometheus_client's creation-time series
     assert families == EXPECTED_FAMILIES
     s = _samples(metrics)
     assert s[("trayllm_requests_total", (("error_type", "none"), ("outcome", "success")))] == 2

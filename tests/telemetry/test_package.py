@@ -14,12 +14,20 @@ MODULES = sorted(f"trayllm.telemetry.{m.name}" for m in pkgutil.iter_modules(tra
 
 
 def test_modules_import_neither_torch_nor_an_http_stack():
-    assert {"trayllm.telemetry.schema", "trayllm.telemetry.record", "trayllm.telemetry.writer",
-            "trayllm.telemetry.reader", "trayllm.telemetry.metrics", "trayllm.telemetry.vram"} <= set(MODULES)
-    code = (f"import sys\nfor name in {MODULES!r}:\n    __import__(name)\n"
-            "from trayllm.telemetry.vram import NvmlProbe; NvmlProbe()\n"
-            "import json; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('torch', 'transformers', 'numpy', 'httpx', 'fastapi', 'uvicorn', 'starlette', 'requests'))))")
+    assert {
+        "trayllm.telemetry.schema",
+        "trayllm.telemetry.record",
+        "trayllm.telemetry.writer",
+        "trayllm.telemetry.reader",
+        "trayllm.telemetry.metrics",
+        "trayllm.telemetry.vram",
+    } <= set(MODULES)
+    code = (
+        f"import sys\nfor name in {MODULES!r}:\n    __import__(name)\n"
+        "from trayllm.telemetry.vram import NvmlProbe; NvmlProbe()\n"
+        "import json; print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'transformers', 'numpy', 'httpx', 'fastapi', 'uvicorn', 'starlette', 'requests'))))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(result.stdout) == []
 

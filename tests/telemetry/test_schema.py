@@ -55,8 +55,9 @@ def test_table_names_are_ecs_style_and_sets_are_subsets():
 
 
 def test_flatten_and_nest_are_inverses(make_gpu_record):
-    doc = to_document(make_gpu_record(input_messages=[{"role": "user", "content": "hi"}], output_text="hello"),
-                      include_content=True)
+    doc = to_document(
+        make_gpu_record(input_messages=[{"role": "user", "content": "hi"}], output_text="hello"), include_content=True
+    )
     flat = flatten(doc)
     assert flat["llm.vram.peak.bytes"] == 2 * 1024**3
     assert flat["gen_ai.input.messages"] == [{"role": "user", "content": "hi"}]
@@ -70,25 +71,29 @@ def test_flatten_and_nest_are_inverses(make_gpu_record):
 def test_a_built_record_validates(make_gpu_record, make_cpu_record):
     assert validate_record(to_document(make_gpu_record())) == []
     assert validate_record(to_document(make_cpu_record())) == []
-    content = to_document(make_gpu_record(input_messages=[{"role": "user", "content": "hi"}], output_text="yo"),
-                          include_content=True)
+    content = to_document(
+        make_gpu_record(input_messages=[{"role": "user", "content": "hi"}], output_text="yo"), include_content=True
+    )
     assert validate_record(content) == []
 
 
-@pytest.mark.parametrize(("path", "value", "expected"), [
-    ("event.duration", 1.5, "event.duration: long wants an integer, got float"),
-    ("event.duration", "1500", "event.duration: long wants an integer"),
-    ("gen_ai.usage.output_tokens", True, "long wants an integer, got bool"),
-    ("gen_ai.request.stream", "yes", "boolean wants true or false"),
-    ("llm.vram.peak.pct", float("nan"), "scaled_float wants a finite number"),
-    ("@timestamp", "yesterday", "date wants an ISO 8601 time"),
-    ("@timestamp", "2026-03-01T12:00:00", "date wants an ISO 8601 time with a zone"),
-    ("event.outcome", "ok", "'ok' is not one of success, failure, unknown"),
-    ("host.name", ["a", "b"], "host.name: keyword wants one value, got an array"),
-    ("gen_ai.response.finish_reasons", ["stop", 3], "gen_ai.response.finish_reasons[1]: keyword wants a string"),
-    ("user.name", None, "user.name: null"),
-    ("data_stream.dataset", "other", "is not this stream's 'trayllm.requests'"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("event.duration", 1.5, "event.duration: long wants an integer, got float"),
+        ("event.duration", "1500", "event.duration: long wants an integer"),
+        ("gen_ai.usage.output_tokens", True, "long wants an integer, got bool"),
+        ("gen_ai.request.stream", "yes", "boolean wants true or false"),
+        ("llm.vram.peak.pct", float("nan"), "scaled_float wants a finite number"),
+        ("@timestamp", "yesterday", "date wants an ISO 8601 time"),
+        ("@timestamp", "2026-03-01T12:00:00", "date wants an ISO 8601 time with a zone"),
+        ("event.outcome", "ok", "'ok' is not one of success, failure, unknown"),
+        ("host.name", ["a", "b"], "host.name: keyword wants one value, got an array"),
+        ("gen_ai.response.finish_reasons", ["stop", 3], "gen_ai.response.finish_reasons[1]: keyword wants a string"),
+        ("user.name", None, "user.name: null"),
+        ("data_stream.dataset", "other", "is not this stream's 'trayllm.requests'"),
+    ],
+)
 def test_wrong_types_and_values_fail(make_gpu_record, path, value, expected):
     doc = flatten(to_document(make_gpu_record()))
     doc[path] = value

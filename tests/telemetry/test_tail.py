@@ -69,7 +69,8 @@ def _finish_rotation_when_the_tail_looks_again(path: Path, monkeypatch: pytest.M
 
 
 def test_a_file_hidden_by_a_rotation_under_way_is_waited_for_not_skipped(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "r.jsonl"
     (tmp_path / "r.jsonl.1").write_bytes(b"x\n")
     (tmp_path / "r.jsonl.2").write_bytes(b"y\n")
@@ -84,7 +85,8 @@ def test_a_file_hidden_by_a_rotation_under_way_is_waited_for_not_skipped(
 
 
 def test_a_saved_position_hidden_by_a_rotation_under_way_is_found(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path, backup = _mid_rotation(tmp_path)
     st = backup.stat()
     with RotatingTail(path, Cursor(st.st_dev, st.st_ino, st.st_size)) as tail:

@@ -92,8 +92,10 @@ def test_write_returns_at_once_while_the_disk_is_slow(tmp_path: Path, make_gpu_r
     t0 = time.perf_counter()
     writer.close()
     close_s = time.perf_counter() - t0
-    print(f"write(): median {statistics.median(times) * 1e6:.0f} us, max {max(times) * 1e6:.0f} us; "
-          f"sink 50 ms/line; close() drained the rest in {close_s:.2f} s")
+    print(
+        f"write(): median {statistics.median(times) * 1e6:.0f} us, max {max(times) * 1e6:.0f} us; "
+        f"sink 50 ms/line; close() drained the rest in {close_s:.2f} s"
+    )
     assert written_by_then < len(docs)  # the callers did not wait for the sink
     assert statistics.median(times) < 0.002 and max(times) < 0.045  # microseconds; one line on disk: 50 ms
     assert close_s > 0.3  # close() waited for the queue to drain...
@@ -128,6 +130,7 @@ def test_each_line_is_one_write_call(tmp_path: Path, make_gpu_record, monkeypatc
 def test_concurrent_writers_never_interleave(tmp_path: Path, make_gpu_record):
     path = tmp_path / "requests.jsonl"
     with RecordWriter(path, max_bytes=0, backups=0) as writer:
+
         def burst(t: int) -> None:
             for i in range(50):
                 writer.write(_doc(make_gpu_record, t * 1000 + i))
@@ -194,7 +197,8 @@ def test_a_whole_last_line_gets_nothing_added(tmp_path: Path, make_gpu_record):
 
 
 def test_a_write_that_fails_midway_does_not_take_the_next_record_with_it(
-        tmp_path: Path, make_gpu_record, monkeypatch, capsys):
+    tmp_path: Path, make_gpu_record, monkeypatch, capsys
+):
     real_open = writer_module._RecordFileHandler._open
 
     class DiskFullOnce:

@@ -30,8 +30,9 @@ def tray(settings: config.Settings) -> tuple[TrayApp, Heard]:
     return app, heard
 
 
-def test_start_daemon_announces_a_daemon_that_exits_with_its_log(monkeypatch: pytest.MonkeyPatch,
-                                                                 tmp_path: Path) -> None:
+def test_start_daemon_announces_a_daemon_that_exits_with_its_log(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("TRAYLLM_MODEL", str(tmp_path / "missing.gguf"))
     settings = config.load_settings()
     app, heard = tray(settings)

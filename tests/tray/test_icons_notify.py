@@ -36,7 +36,8 @@ def test_without_a_notification_server_it_falls_back(monkeypatch, tmp_path, capl
     monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path}/no-bus")
     shown = []
     DesktopNotifier(fallback=lambda body, title: shown.append((title, body))).send(
-        Notification("oom", "trayllm: GPU out of memory", "body", 2))
+        Notification("oom", "trayllm: GPU out of memory", "body", 2)
+    )
     assert shown == [("trayllm: GPU out of memory", "body")]
     DesktopNotifier().send(Notification("oom", "lost?", "no: logged", 2))
     assert "lost?: no: logged" in caplog.text

@@ -140,20 +140,53 @@ def test_a_storm_is_held_back_and_summarised():
 def test_status_polls_fill_the_tooltip_and_correct_the_state():
     model = TrayModel()
     model.connected(hello())
-    status = DaemonStatus.model_validate({
-        "state": "ready", "paused": "lunch",
-        "model": {"name": "llama", "version": "v", "source": "s", "device": "cuda:0", "dtype": "bf16",
-                  "quantization": "none", "context_length": 8192},
-        "vram": {"used_bytes": 6 * 2**30, "total_bytes": 8 * 2**30},
-        "queue": {"depth": 2, "capacity": 100, "in_flight": 1, "max_batch": 8, "backlog_cap_active": False,
-                  "backlog_max_tokens": 128},
-        "requests": {}, "uptime_s": 5, "pid": 1, "version": "0.1.0",
-        "slo": [{"objective": "first_token_latency_p99", "window_s": 3600, "value": 0.214, "threshold": 3,
-                 "state": "ok", "budget_left": 1, "samples": 300, "unit": "s"}]})
+    status = DaemonStatus.model_validate(
+        {
+            "state": "ready",
+            "paused": "lunch",
+            "model": {
+                "name": "llama",
+                "version": "v",
+                "source": "s",
+                "device": "cuda:0",
+                "dtype": "bf16",
+                "quantization": "none",
+                "context_length": 8192,
+            },
+            "vram": {"used_bytes": 6 * 2**30, "total_bytes": 8 * 2**30},
+            "queue": {
+                "depth": 2,
+                "capacity": 100,
+                "in_flight": 1,
+                "max_batch": 8,
+                "backlog_cap_active": False,
+                "backlog_max_tokens": 128,
+            },
+            "requests": {},
+            "uptime_s": 5,
+            "pid": 1,
+            "version": "0.1.0",
+            "slo": [
+                {
+                    "objective": "first_token_latency_p99",
+                    "window_s": 3600,
+                    "value": 0.214,
+                    "threshold": 3,
+                    "state": "ok",
+                    "budget_left": 1,
+                    "samples": 300,
+                    "unit": "s",
+                }
+            ],
+        }
+    )
     model.status(status)
     tooltip = model.view().tooltip
-    assert tooltip.splitlines() == ["trayllm: paused", "llama · ready · paused: lunch",
-                                    "VRAM 75% · P99 first token 0.21 s · queue 2/100"]
+    assert tooltip.splitlines() == [
+        "trayllm: paused",
+        "llama · ready · paused: lunch",
+        "VRAM 75% · P99 first token 0.21 s · queue 2/100",
+    ]
 
 
 @pytest.mark.parametrize("kibana_url", ["", "http://127.0.0.1:5601"])

@@ -22,7 +22,8 @@ def labels(session: DesktopSession, item: str) -> dict[str, tuple[bool, bool]]:
 
 
 def test_the_tray_shows_the_daemon_pauses_it_and_turns_an_oom_into_a_critical_notification(
-        desktop_session: DesktopSession, start_daemon) -> None:
+    desktop_session: DesktopSession, start_daemon
+) -> None:
     daemon = start_daemon(fault_injection=True)
     env = {**desktop_session.env, **{k: v for k, v in daemon.env.items() if k.startswith(("XDG_", "TRAYLLM_"))}}
     env["QT_QPA_PLATFORM"] = "offscreen"  # for the chat window "Open chat" starts: Qt's xcb needs more libraries
@@ -63,8 +64,9 @@ def test_the_tray_shows_the_daemon_pauses_it_and_turns_an_oom_into_a_critical_no
 
     # the daemon goes away: the tray says so and offers to start it
     assert daemon.stop() == 0
-    down = wait_for(lambda: [n for n in desktop_session.notifications() if n["summary"] == "trayllm daemon is down"],
-                    timeout=20)
+    down = wait_for(
+        lambda: [n for n in desktop_session.notifications() if n["summary"] == "trayllm daemon is down"], timeout=20
+    )
     assert len(down) == 1
     wait_for(lambda: "Start daemon" in labels(desktop_session, item), timeout=15)
 

@@ -107,8 +107,13 @@ def run_one(client: DaemonClient, prompt: str, max_tokens: int) -> RequestResult
     return RequestResult(first, time.monotonic() - start, tokens if tokens is not None else deltas)
 
 
-def run_level(make_client: Callable[[], DaemonClient], concurrency: int, requests: int, max_tokens: int,
-              on_result: Callable[[RequestResult], None] | None = None) -> LevelResult:
+def run_level(
+    make_client: Callable[[], DaemonClient],
+    concurrency: int,
+    requests: int,
+    max_tokens: int,
+    on_result: Callable[[RequestResult], None] | None = None,
+) -> LevelResult:
     """Run ``requests`` streamed requests, ``concurrency`` at a time, each thread with its own client."""
     local = threading.local()
     clients: list[DaemonClient] = []
@@ -134,8 +139,13 @@ def run_level(make_client: Callable[[], DaemonClient], concurrency: int, request
     return summarise(concurrency, results, time.monotonic() - start)
 
 
-def run_bench(make_client: Callable[[], DaemonClient], levels: Sequence[int], requests_per_level: int,
-              max_tokens: int, on_result: Callable[[int, RequestResult], None] | None = None) -> list[LevelResult]:
+def run_bench(
+    make_client: Callable[[], DaemonClient],
+    levels: Sequence[int],
+    requests_per_level: int,
+    max_tokens: int,
+    on_result: Callable[[int, RequestResult], None] | None = None,
+) -> list[LevelResult]:
     """Every level in turn. ``on_result(level, result)`` reports progress."""
     out = []
     for level in levels:

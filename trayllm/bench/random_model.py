@@ -18,8 +18,13 @@ from typing import Any
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "generation_config.json")
 SHAPES: dict[str, dict[str, Any]] = {
     "smollm2-135m": {},  # the tokenizer directory's own config.json
-    "llama-1b": {"hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 16,
-                 "num_attention_heads": 32, "num_key_value_heads": 8},  # Llama-3.2-1B's, with this vocabulary
+    "llama-1b": {
+        "hidden_size": 2048,
+        "intermediate_size": 8192,
+        "num_hidden_layers": 16,
+        "num_attention_heads": 32,
+        "num_key_value_heads": 8,
+    },  # Llama-3.2-1B's, with this vocabulary
 }
 
 

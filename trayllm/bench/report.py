@@ -14,22 +14,41 @@ from typing import Any
 from trayllm import api
 from trayllm.bench.load import LevelResult
 
-COLUMNS = ("concurrency", "requests", "errors", "first token p50 (ms)", "first token p99 (ms)",
-           "decode tok/s per stream", "aggregate decode tok/s", "wall (s)")
+COLUMNS = (
+    "concurrency",
+    "requests",
+    "errors",
+    "first token p50 (ms)",
+    "first token p99 (ms)",
+    "decode tok/s per stream",
+    "aggregate decode tok/s",
+    "wall (s)",
+)
 
 
 def machine() -> dict[str, Any]:
     """Where the numbers came from."""
-    return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "machine": platform.machine(),
-            "processor": platform.processor() or None, "python": platform.python_version()}
+    return {
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "python": platform.python_version(),
+    }
 
 
 def model_summary(status: api.DaemonStatus | None) -> dict[str, Any] | None:
     if status is None or status.model is None:
         return None
     m = status.model
-    return {"name": m.name, "version": m.version, "device": m.device, "dtype": m.dtype, "quantization": m.quantization,
-            "max_batch": status.queue.max_batch}
+    return {
+        "name": m.name,
+        "version": m.version,
+        "device": m.device,
+        "dtype": m.dtype,
+        "quantization": m.quantization,
+        "max_batch": status.queue.max_batch,
+    }
 
 
 def _cell(value: Any) -> str:
@@ -39,15 +58,31 @@ def _cell(value: Any) -> str:
 
 
 def _row(level: LevelResult) -> list[str]:
-    return [_cell(v) for v in (level.concurrency, level.requests, level.errors, level.first_token_p50_ms,
-                               level.first_token_p99_ms, level.decode_tokens_per_second_per_stream,
-                               level.aggregate_decode_tokens_per_second)] + [f"{level.wall_s:.2f}"]
+    return [
+        _cell(v)
+        for v in (
+            level.concurrency,
+            level.requests,
+            level.errors,
+            level.first_token_p50_ms,
+            level.first_token_p99_ms,
+            level.decode_tokens_per_second_per_stream,
+            level.aggregate_decode_tokens_per_second,
+        )
+    ] + [f"{level.wall_s:.2f}"]
 
 
-def to_json(levels: Sequence[LevelResult], *, max_tokens: int, status: api.DaemonStatus | None,
-            command: str) -> str:
-    return json.dumps({"command": command, "max_tokens": max_tokens, "machine": machine(),
-                       "model": model_summary(status), "levels": [lv.to_dict() for lv in levels]}, indent=2)
+def to_json(levels: Sequence[LevelResult], *, max_tokens: int, status: api.DaemonStatus | None, command: str) -> str:
+    return json.dumps(
+        {
+            "command": command,
+            "max_tokens": max_tokens,
+            "machine": machine(),
+            "model": model_summary(status),
+            "levels": [lv.to_dict() for lv in levels],
+        },
+        indent=2,
+    )
 
 
 def to_text(levels: Sequence[LevelResult]) -> str:
@@ -60,8 +95,9 @@ def to_text(levels: Sequence[LevelResult]) -> str:
     return "\n".join(lines)
 
 
-def to_markdown(levels: Sequence[LevelResult], *, max_tokens: int, status: api.DaemonStatus | None,
-                command: str) -> str:
+def to_markdown(
+    levels: Sequence[LevelResult], *, max_tokens: int, status: api.DaemonStatus | None, command: str
+) -> str:
     m = machine()
     model = model_summary(status)
     lines = [
@@ -70,8 +106,10 @@ def to_markdown(levels: Sequence[LevelResult], *, max_tokens: int, status: api.D
         f"- Machine: {m['cpu_count']} CPUs, {m['platform']}, Python {m['python']}",
     ]
     if model:
-        lines.append(f"- Model: {model['name']} ({model['version']}) on {model['device']}, {model['dtype']}, "
-                     f"quantization {model['quantization']}, max batch {model['max_batch']}")
+        lines.append(
+            f"- Model: {model['name']} ({model['version']}) on {model['device']}, {model['dtype']}, "
+            f"quantization {model['quantization']}, max batch {model['max_batch']}"
+        )
     lines += [
         f"- Streamed requests, temperature 0, max_tokens {max_tokens}; first token measured by the client",
         f"- Command: `{command}`",

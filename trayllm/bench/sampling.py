@@ -70,8 +70,10 @@ def measure(sampling: ModuleType, batch: int, mode: str, vocab: int, steps: int,
     logits = logits.to(where, torch.bfloat16 if where.type == "cuda" else torch.float32)
     seen = seen.to(where)
     if mode == "sampled":
-        params = [SamplingParams(max_tokens=256, temperature=0.7, top_p=0.9, repetition_penalty=1.1, seed=row)
-                  for row in range(batch)]
+        params = [
+            SamplingParams(max_tokens=256, temperature=0.7, top_p=0.9, repetition_penalty=1.1, seed=row)
+            for row in range(batch)
+        ]
     else:
         params = [SamplingParams(max_tokens=256, temperature=0.0, top_p=1.0, repetition_penalty=1.1)] * batch
     generators = [sampling.row_generator(p, where) for p in params]
@@ -113,11 +115,16 @@ def main(argv: list[str] | None = None) -> int:
     sampling = load_sampling(args.implementation)
     where = torch.cuda.get_device_name() if args.device == "cuda" else f"cpu, {torch.get_num_threads()} threads"
     source = Path(args.implementation).resolve() if args.implementation else "trayllm.engine.sampling"
-    heading = (f"pick_tokens from {source} on {where}, torch {torch.__version__}, vocabulary {args.vocab}, "
-               f"{args.steps} steps after {WARMUP_STEPS} warm-up; command: `{shlex.join([*PROG.split(), *argv])}`")
+    heading = (
+        f"pick_tokens from {source} on {where}, torch {torch.__version__}, vocabulary {args.vocab}, "
+        f"{args.steps} steps after {WARMUP_STEPS} warm-up; command: `{shlex.join([*PROG.split(), *argv])}`"
+    )
     with torch.inference_mode():
-        costs = [measure(sampling, batch, mode, args.vocab, args.steps, args.device)
-                 for batch in args.batch for mode in ("sampled", "greedy")]
+        costs = [
+            measure(sampling, batch, mode, args.vocab, args.steps, args.device)
+            for batch in args.batch
+            for mode in ("sampled", "greedy")
+        ]
     print(to_markdown(costs, heading))
     return 0
 

@@ -56,11 +56,27 @@ def write_records(path: Path, count: int) -> None:
     start = datetime.now(timezone.utc) - timedelta(hours=1)
     with RecordWriter(path, max_bytes=50_000_000, backups=20) as writer:
         for i in range(count):
-            writer.write(to_document(RequestRecord(
-                request_id=f"bench-{run}-{i:08d}", started=start + timedelta(milliseconds=i), duration_ns=900_000_000,
-                outcome=classify_outcome("stop"), service_version=__version__, host_name="bench", user="bench",
-                response_model="smollm2-135m-instruct", model_version="bench", input_tokens=40, output_tokens=64,
-                ttft_ns=120_000_000, queue_ns=1_000_000, tokens_per_second=70.0, http_status=200)))
+            writer.write(
+                to_document(
+                    RequestRecord(
+                        request_id=f"bench-{run}-{i:08d}",
+                        started=start + timedelta(milliseconds=i),
+                        duration_ns=900_000_000,
+                        outcome=classify_outcome("stop"),
+                        service_version=__version__,
+                        host_name="bench",
+                        user="bench",
+                        response_model="smollm2-135m-instruct",
+                        model_version="bench",
+                        input_tokens=40,
+                        output_tokens=64,
+                        ttft_ns=120_000_000,
+                        queue_ns=1_000_000,
+                        tokens_per_second=70.0,
+                        http_status=200,
+                    )
+                )
+            )
 
 
 def measure_throughput(target: ElasticTarget, records: int) -> Throughput:
@@ -80,8 +96,15 @@ def measure_throughput(target: ElasticTarget, records: int) -> Throughput:
     return Throughput(records, seconds, -(-records // settings.ship_batch))
 
 
-def measure_latency(settings: Settings, target: ElasticTarget, rounds: int, requests: int, max_tokens: int,
-                    backlog: int, timeout: float = 600.0) -> Latency:
+def measure_latency(
+    settings: Settings,
+    target: ElasticTarget,
+    rounds: int,
+    requests: int,
+    max_tokens: int,
+    backlog: int,
+    timeout: float = 600.0,
+) -> Latency:
     latencies: dict[bool, list[float]] = {False: [], True: []}
     shipped = 0
     install(target.client(), target.url)
@@ -91,9 +114,14 @@ def measure_latency(settings: Settings, target: ElasticTarget, rounds: int, requ
             workdir = Path(tmp) / f"run{index}"
             workdir.mkdir()
             write_records(workdir / "xdg_state_home" / "trayllm" / "requests.jsonl", backlog)
-            env = {"TRAYLLM_RATE_LIMIT_PER_MINUTE": "0", "TRAYLLM_ES_URL": target.url if shipping else "",
-                   "TRAYLLM_ES_API_KEY": target.api_key, "TRAYLLM_ES_USERNAME": target.username,
-                   "TRAYLLM_ES_PASSWORD": target.password, "TRAYLLM_ES_CA_FILE": target.ca_file}
+            env = {
+                "TRAYLLM_RATE_LIMIT_PER_MINUTE": "0",
+                "TRAYLLM_ES_URL": target.url if shipping else "",
+                "TRAYLLM_ES_API_KEY": target.api_key,
+                "TRAYLLM_ES_USERNAME": target.username,
+                "TRAYLLM_ES_PASSWORD": target.password,
+                "TRAYLLM_ES_CA_FILE": target.ca_file,
+            }
             with private_daemon(settings, workdir, timeout, env) as (client, _):
                 latencies[shipping] += sequential_latencies(client, requests, max_tokens)
                 if shipping:
@@ -101,8 +129,13 @@ def measure_latency(settings: Settings, target: ElasticTarget, rounds: int, requ
                     if status is None:
                         raise RuntimeError("the daemon did not ship: is es_url reaching it?")
                     shipped += status.delivered + status.duplicates
-    return Latency(len(latencies[True]), backlog, statistics.fmean(latencies[False]) * 1e3,
-                   statistics.fmean(latencies[True]) * 1e3, shipped)
+    return Latency(
+        len(latencies[True]),
+        backlog,
+        statistics.fmean(latencies[False]) * 1e3,
+        statistics.fmean(latencies[True]) * 1e3,
+        shipped,
+    )
 
 
 def to_markdown(throughput: Throughput, latency: Latency | None, command: str) -> str:
@@ -115,8 +148,10 @@ def to_markdown(throughput: Throughput, latency: Latency | None, command: str) -
     ]
     if latency is not None:
         diff = latency.mean_ms_on - latency.mean_ms_off
-        lines.append(f"- Daemon latency, {latency.requests_per_side} requests per side, shipping a backlog of "
-                     f"{latency.backlog:,} records on the shipping side: {latency.mean_ms_off:.1f} ms off, "
-                     f"{latency.mean_ms_on:.1f} ms on ({diff:+.1f} ms, {100 * diff / latency.mean_ms_off:+.1f} %); "
-                     f"records shipped while serving: {latency.shipped_while_serving:,}")
+        lines.append(
+            f"- Daemon latency, {latency.requests_per_side} requests per side, shipping a backlog of "
+            f"{latency.backlog:,} records on the shipping side: {latency.mean_ms_off:.1f} ms off, "
+            f"{latency.mean_ms_on:.1f} ms on ({diff:+.1f} ms, {100 * diff / latency.mean_ms_off:+.1f} %); "
+            f"records shipped while serving: {latency.shipped_while_serving:,}"
+        )
     return "\n".join(lines)

@@ -42,9 +42,16 @@ def _write_records(path: Path, count: int, start: datetime) -> None:
             error = "timeout" if i % 997 == 0 else None
             outcome = classify_outcome("error" if error else "stop")
             record = RequestRecord(
-                request_id=f"bench-{i:09d}", started=start + timedelta(seconds=i * SPACING_S), duration_ns=10**9,
-                outcome=outcome if error is None else outcome._replace(error_type=error), service_version=__version__,
-                host_name="bench", user="bench", ttft_ns=int((0.1 + (i % 50) / 100) * 1e9), output_tokens=32)
+                request_id=f"bench-{i:09d}",
+                started=start + timedelta(seconds=i * SPACING_S),
+                duration_ns=10**9,
+                outcome=outcome if error is None else outcome._replace(error_type=error),
+                service_version=__version__,
+                host_name="bench",
+                user="bench",
+                ttft_ns=int((0.1 + (i % 50) / 100) * 1e9),
+                output_tokens=32,
+            )
             f.write(json.dumps(to_document(record)) + "\n")
 
 
@@ -68,11 +75,13 @@ def measure_slo(count: int, ticks: int = 20) -> SloCost:
 
 
 def to_markdown(cost: SloCost, command: str) -> str:
-    return "\n".join([
-        f"`{command}`",
-        "",
-        "| records | file | refill at start | records/s | one evaluation tick |",
-        "|---|---|---|---|---|",
-        f"| {cost.records:,} | {cost.file_mb:g} MB | {cost.refill_s:.2f} s | {cost.refill_per_s:,.0f} | "
-        f"{cost.tick_ms:.1f} ms |",
-    ])
+    return "\n".join(
+        [
+            f"`{command}`",
+            "",
+            "| records | file | refill at start | records/s | one evaluation tick |",
+            "|---|---|---|---|---|",
+            f"| {cost.records:,} | {cost.file_mb:g} MB | {cost.refill_s:.2f} s | {cost.refill_per_s:,.0f} | "
+            f"{cost.tick_ms:.1f} ms |",
+        ]
+    )

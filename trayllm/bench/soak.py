@@ -57,9 +57,11 @@ def read_process(pid: int, proc: Path = Path("/proc")) -> ProcessSample:
     for line in (proc / str(pid) / "status").read_text().splitlines():
         key, _, value = line.partition(":")
         fields[key] = value.split()
-    return ProcessSample(rss_mib=round(int(fields["VmRSS"][0]) / 1024, 1),
-                         open_fds=sum(1 for _ in (proc / str(pid) / "fd").iterdir()),
-                         threads=int(fields["Threads"][0]))
+    return ProcessSample(
+        rss_mib=round(int(fields["VmRSS"][0]) / 1024, 1),
+        open_fds=sum(1 for _ in (proc / str(pid) / "fd").iterdir()),
+        threads=int(fields["Threads"][0]),
+    )
 
 
 def trend(times_s: Sequence[float], values: Sequence[float | None]) -> Trend:
@@ -83,9 +85,15 @@ def trend(times_s: Sequence[float], values: Sequence[float | None]) -> Trend:
     return Trend(round(slope * 3600, 2), change)
 
 
-def run_soak(make_client: Callable[[], DaemonClient], pid: int, duration_s: float, concurrency: int,
-             max_tokens: int, interval_s: float,
-             on_sample: Callable[[SoakSample], None] | None = None) -> list[SoakSample]:
+def run_soak(
+    make_client: Callable[[], DaemonClient],
+    pid: int,
+    duration_s: float,
+    concurrency: int,
+    max_tokens: int,
+    interval_s: float,
+    on_sample: Callable[[SoakSample], None] | None = None,
+) -> list[SoakSample]:
     """Keep ``concurrency`` streamed requests going for ``duration_s``; one SoakSample per ``interval_s``."""
     start = time.monotonic()
     deadline = start + duration_s
@@ -126,25 +134,36 @@ def run_soak(make_client: Callable[[], DaemonClient], pid: int, duration_s: floa
 def _sample(elapsed_s: float, results: Sequence[RequestResult], process: ProcessSample) -> SoakSample:
     ttft_ms = [r.first_token_s * 1000 for r in results if r.error is None and r.first_token_s is not None]
     p50, p99 = percentile(ttft_ms, 50), percentile(ttft_ms, 99)
-    return SoakSample(elapsed_s=round(elapsed_s, 1), requests=len(results),
-                      errors=sum(r.error is not None for r in results),
-                      first_token_p50_ms=None if p50 is None else round(p50, 1),
-                      first_token_p99_ms=None if p99 is None else round(p99, 1), process=process)
+    return SoakSample(
+        elapsed_s=round(elapsed_s, 1),
+        requests=len(results),
+        errors=sum(r.error is not None for r in results),
+        first_token_p50_ms=None if p50 is None else round(p50, 1),
+        first_token_p99_ms=None if p99 is None else round(p99, 1),
+        process=process,
+    )
 
 
 def to_markdown(samples: Sequence[SoakSample], *, concurrency: int, max_tokens: int, command: str) -> str:
     """A section for docs/BENCHMARKS.md: the samples, then each series' trend."""
-    lines = [f"`{command}` (concurrency {concurrency}, max_tokens {max_tokens}, temperature 0)", "",
-             "| minute | requests | errors | first token p50 (ms) | first token p99 (ms) | RSS (MiB) | open fds "
-             "| threads |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"`{command}` (concurrency {concurrency}, max_tokens {max_tokens}, temperature 0)",
+        "",
+        "| minute | requests | errors | first token p50 (ms) | first token p99 (ms) | RSS (MiB) | open fds | threads |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for s in samples:
-        lines.append(f"| {s.elapsed_s / 60:.1f} | {s.requests} | {s.errors} | {_cell(s.first_token_p50_ms)} "
-                     f"| {_cell(s.first_token_p99_ms)} | {s.process.rss_mib:.1f} | {s.process.open_fds} "
-                     f"| {s.process.threads} |")
+        lines.append(
+            f"| {s.elapsed_s / 60:.1f} | {s.requests} | {s.errors} | {_cell(s.first_token_p50_ms)} "
+            f"| {_cell(s.first_token_p99_ms)} | {s.process.rss_mib:.1f} | {s.process.open_fds} "
+            f"| {s.process.threads} |"
+        )
     times = [s.elapsed_s for s in samples]
-    series: dict[str, list[float | None]] = {"RSS (MiB)": [s.process.rss_mib for s in samples],
-              "open fds": [float(s.process.open_fds) for s in samples],
-              "first token p99 (ms)": [s.first_token_p99_ms for s in samples]}
+    series: dict[str, list[float | None]] = {
+        "RSS (MiB)": [s.process.rss_mib for s in samples],
+        "open fds": [float(s.process.open_fds) for s in samples],
+        "first token p99 (ms)": [s.first_token_p99_ms for s in samples],
+    }
     lines += ["", "| series | slope per hour (after the first sample) | last third − first third |", "|---|---|---|"]
     for name, values in series.items():
         t = trend(times, values)

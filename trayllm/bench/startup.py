@@ -33,8 +33,9 @@ class StartupRun:
 
 
 @contextlib.contextmanager
-def private_daemon(settings: Settings, workdir: Path, timeout: float,
-                   extra_env: dict[str, str] | None = None) -> Iterator[tuple[DaemonClient, float]]:
+def private_daemon(
+    settings: Settings, workdir: Path, timeout: float, extra_env: dict[str, str] | None = None
+) -> Iterator[tuple[DaemonClient, float]]:
     """A real `trayllm daemon` process on its own socket and XDG dirs, sharing the weight cache.
 
     Yields a client and the seconds from process start to ready; SIGTERMs the daemon on exit.
@@ -49,8 +50,9 @@ def private_daemon(settings: Settings, workdir: Path, timeout: float,
     env.update(extra_env or {})
     began = time.monotonic()
     with (workdir / "daemon.log").open("ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "trayllm", "daemon"], env=env, stdout=log,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trayllm", "daemon"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
     probe = Settings(socket=str(workdir / "xdg_runtime_dir" / "trayllm" / "daemon.sock"))
     try:
         with DaemonClient.from_settings(probe) as client:

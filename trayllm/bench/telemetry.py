@@ -45,8 +45,15 @@ def measure_direct(records: int = 5000) -> DirectCost:
     from trayllm.telemetry.metrics import DaemonMetrics
     from trayllm.telemetry.vram import NvmlProbe
 
-    info = ModelInfo(name="bench", version="0123456789ab-fp32", source="/dev/null", device="cpu", dtype="fp32",
-                     quantization="none", context_length=8192)
+    info = ModelInfo(
+        name="bench",
+        version="0123456789ab-fp32",
+        source="/dev/null",
+        device="cpu",
+        dtype="fp32",
+        quantization="none",
+        context_length=8192,
+    )
     with tempfile.TemporaryDirectory(prefix="trayllm-telemetry-") as tmp:
         settings = Settings(state_dir=tmp)
         recorder = RequestRecorder(settings, DaemonMetrics(), NvmlProbe(), lambda: info)
@@ -68,13 +75,17 @@ def measure_direct(records: int = 5000) -> DirectCost:
     if lines != records:
         raise RuntimeError(f"wrote {lines} records for {records} requests")
     samples.sort()
-    return DirectCost(records=records, serving_us_mean=statistics.fmean(samples) * 1e6,
-                      serving_us_p99=samples[int(0.99 * (len(samples) - 1))] * 1e6,
-                      background_us_mean=drain / records * 1e6)
+    return DirectCost(
+        records=records,
+        serving_us_mean=statistics.fmean(samples) * 1e6,
+        serving_us_p99=samples[int(0.99 * (len(samples) - 1))] * 1e6,
+        background_us_mean=drain / records * 1e6,
+    )
 
 
-def measure_end_to_end(settings: Settings, rounds: int, requests: int, max_tokens: int,
-                       timeout: float = 600.0) -> EndToEnd:
+def measure_end_to_end(
+    settings: Settings, rounds: int, requests: int, max_tokens: int, timeout: float = 600.0
+) -> EndToEnd:
     """Mean request latency with telemetry off and on, the sides alternating ``rounds`` times."""
     latencies: dict[str, list[float]] = {"0": [], "1": []}
     with tempfile.TemporaryDirectory(prefix="trayllm-telemetry-") as tmp:
@@ -85,8 +96,11 @@ def measure_end_to_end(settings: Settings, rounds: int, requests: int, max_token
             env = {"TRAYLLM_TELEMETRY": side, "TRAYLLM_RATE_LIMIT_PER_MINUTE": "0"}
             with private_daemon(settings, workdir, timeout, env) as (client, _):
                 latencies[side] += sequential_latencies(client, requests, max_tokens)
-    return EndToEnd(requests_per_side=len(latencies["1"]), mean_ms_off=statistics.fmean(latencies["0"]) * 1e3,
-                    mean_ms_on=statistics.fmean(latencies["1"]) * 1e3)
+    return EndToEnd(
+        requests_per_side=len(latencies["1"]),
+        mean_ms_off=statistics.fmean(latencies["0"]) * 1e3,
+        mean_ms_on=statistics.fmean(latencies["1"]) * 1e3,
+    )
 
 
 def to_markdown(direct: DirectCost, e2e: EndToEnd | None, command: str) -> str:

@@ -22,7 +22,8 @@ def run_window(settings: Settings) -> int:
         from PySide6.QtWidgets import QApplication
     except ImportError as exc:  # absent (the gui extra), or there but its Qt libraries do not load
         raise missing_extra(exc, "the chat window") or ConfigError(
-            f"the chat window cannot load Qt ({exc}); use `trayllm chat --terminal`") from None
+            f"the chat window cannot load Qt ({exc}); use `trayllm chat --terminal`"
+        ) from None
 
     from trayllm.chat.window import ChatWindow
 

@@ -63,8 +63,11 @@ def export_json(store: ConversationStore, conversation_id: int) -> dict[str, Any
 def write_export(store: ConversationStore, conversation_id: int, path: Path) -> None:
     """Write the conversation to ``path``: JSON for a ``.json`` name, Markdown otherwise. The file is made
     0600 (an existing one too, before a byte of the conversation goes into it)."""
-    text = (json.dumps(export_json(store, conversation_id), indent=2) if path.suffix == ".json"
-            else export_markdown(store, conversation_id))
+    text = (
+        json.dumps(export_json(store, conversation_id), indent=2)
+        if path.suffix == ".json"
+        else export_markdown(store, conversation_id)
+    )
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         os.fchmod(handle.fileno(), 0o600)

@@ -85,8 +85,9 @@ class LineChart(QWidget):
         end = points[-1].at
         painter.setPen(QPen(self.LINE, 2))
         for run in _runs(points):
-            line = QPolygonF([QPointF(plot.right() - (end - at) / WINDOW_S * plot.width(), y_of(value))
-                              for at, value in run])
+            line = QPolygonF(
+                [QPointF(plot.right() - (end - at) / WINDOW_S * plot.width(), y_of(value)) for at, value in run]
+            )
             if len(run) == 1:
                 painter.drawEllipse(line.first(), 1.5, 1.5)
             else:

@@ -73,8 +73,9 @@ class HealthSeries:
     """
 
     def __init__(self, maxlen: int = MAX_SAMPLES) -> None:
-        self.first_token_p99 = Series("first_token_p99", "P99 first token", "s", _fixed(2), threshold=3.0,
-                                      maxlen=maxlen)
+        self.first_token_p99 = Series(
+            "first_token_p99", "P99 first token", "s", _fixed(2), threshold=3.0, maxlen=maxlen
+        )
         self.tokens_per_s = Series("tokens_per_s", "Decode", "tok/s", _fixed(1), maxlen=maxlen)
         self.vram = Series("vram", "VRAM", "%", _fixed(0), threshold=80.0, maxlen=maxlen)
         self.error_rate = Series("error_rate", "Errors", "%", _fixed(2), threshold=0.1, maxlen=maxlen)
@@ -103,8 +104,10 @@ class HealthSeries:
             self.vram.threshold = vram_row.threshold * 100.0
         memory = status.vram
         self.vram.empty_text = NO_VRAM if memory is None else NO_DATA
-        self.vram.append(at, memory.used_bytes / memory.total_bytes * 100.0
-                         if memory is not None and memory.total_bytes > 0 else None)
+        self.vram.append(
+            at,
+            memory.used_bytes / memory.total_bytes * 100.0 if memory is not None and memory.total_bytes > 0 else None,
+        )
 
         self.tokens_per_s.append(at, self._rate(status, at))
 

@@ -33,20 +33,30 @@ class ReplyStats:
         return all(getattr(self, f.name) is None for f in dataclasses.fields(self))
 
 
-def reported_stats(timings: api.Timings | None, usage: api.Usage | None, *, finish_reason: str | None,
-                   request_id: str | None, model: str | None = None) -> ReplyStats:
+def reported_stats(
+    timings: api.Timings | None,
+    usage: api.Usage | None,
+    *,
+    finish_reason: str | None,
+    request_id: str | None,
+    model: str | None = None,
+) -> ReplyStats:
     """The stats of a finished reply from what the daemon sent with it (either part may be missing)."""
-    return ReplyStats(request_id=request_id, model=model,
-                      first_token_ms=None if timings is None else timings.first_token_ms,
-                      tokens_per_second=None if timings is None else timings.tokens_per_second,
-                      completion_tokens=None if usage is None else usage.completion_tokens,
-                      prompt_tokens=None if usage is None else usage.prompt_tokens,
-                      vram_peak_bytes=None if timings is None else timings.vram_peak_bytes,
-                      finish_reason=finish_reason)
+    return ReplyStats(
+        request_id=request_id,
+        model=model,
+        first_token_ms=None if timings is None else timings.first_token_ms,
+        tokens_per_second=None if timings is None else timings.tokens_per_second,
+        completion_tokens=None if usage is None else usage.completion_tokens,
+        prompt_tokens=None if usage is None else usage.prompt_tokens,
+        vram_peak_bytes=None if timings is None else timings.vram_peak_bytes,
+        finish_reason=finish_reason,
+    )
 
 
-def stats_line(stats: ReplyStats, kibana_url: str = "", *, total_s: float | None = None,
-               max_tokens_capped: bool = False) -> str:
+def stats_line(
+    stats: ReplyStats, kibana_url: str = "", *, total_s: float | None = None, max_tokens_capped: bool = False
+) -> str:
     """One line for a reply's stats, e.g. ``first token 312 ms · 48 tokens · 15.2 tok/s · req 3f2a1b9c``, from
     what is known. ``total_s`` (the wall time the terminal measured) and ``max_tokens_capped`` are added when
     given; with ``kibana_url`` the request id is a Markdown link to its record in Kibana's Discover."""

@@ -140,7 +140,8 @@ def _validate_settings(temperature: Any, top_p: Any, max_tokens: Any) -> None:
     if top_p not in (None, UNSET) and not 0 < top_p <= 1:
         raise ValueError(f"top_p must be within (0, 1], got {top_p!r}")
     if max_tokens not in (None, UNSET) and (
-            isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
+    ):
         raise ValueError(f"max_tokens must be a whole number of at least 1, got {max_tokens!r}")
 
 
@@ -177,8 +178,10 @@ class ConversationStore:
             self._setup()
         except sqlite3.DatabaseError as exc:
             self._conn.close()
-            raise ConfigError(f"{self.path}: not a readable conversation database ({exc}); move the file away "
-                              f"and trayllm starts a new one") from None
+            raise ConfigError(
+                f"{self.path}: not a readable conversation database ({exc}); move the file away "
+                f"and trayllm starts a new one"
+            ) from None
         except ConfigError:
             self._conn.close()
             raise
@@ -188,8 +191,10 @@ class ConversationStore:
         self._conn.execute("PRAGMA journal_mode = WAL")
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            raise ConfigError(f"{self.path}: written by a newer trayllm (schema version {version}, this one reads "
-                              f"up to {SCHEMA_VERSION}); upgrade trayllm or move the file away")
+            raise ConfigError(
+                f"{self.path}: written by a newer trayllm (schema version {version}, this one reads "
+                f"up to {SCHEMA_VERSION}); upgrade trayllm or move the file away"
+            )
         if version < SCHEMA_VERSION:
             with self._tx() as db:
                 for step in _MIGRATIONS[version:]:
@@ -241,8 +246,15 @@ class ConversationStore:
         cid, title, created, updated, prompt, temperature, top_p, max_tokens = row
         return Conversation(cid, title, _utc(created), _utc(updated), prompt, temperature, top_p, max_tokens)
 
-    def create(self, title: str | None = None, *, system_prompt: str | None = None, temperature: float | None = None,
-               top_p: float | None = None, max_tokens: int | None = None) -> Conversation:
+    def create(
+        self,
+        title: str | None = None,
+        *,
+        system_prompt: str | None = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+    ) -> Conversation:
         """A new, empty conversation. Settings left ``None`` follow the daemon's defaults."""
         _validate_settings(temperature, top_p, max_tokens)
         now = self._now()
@@ -250,7 +262,8 @@ class ConversationStore:
             cursor = db.execute(
                 "INSERT INTO conversations (title, created, updated, system_prompt, temperature, top_p, max_tokens)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (_clean_title(title), now, now, _clean_prompt(system_prompt), temperature, top_p, max_tokens))
+                (_clean_title(title), now, now, _clean_prompt(system_prompt), temperature, top_p, max_tokens),
+            )
             cid = cursor.lastrowid
         assert cid is not None
         return self.get(cid)
@@ -272,27 +285,44 @@ class ConversationStore:
             rows = self._rows(
                 f"SELECT {self._CONV_COLUMNS} FROM conversations c WHERE c.title LIKE ?1 ESCAPE '\\'"
                 " OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.content LIKE ?1"
-                f" ESCAPE '\\'){order}", (pattern,))
+                f" ESCAPE '\\'){order}",
+                (pattern,),
+            )
         return [self._conversation(row) for row in rows]
 
     def rename(self, conversation_id: int, title: str | None) -> Conversation:
         """Set the title (blank = none, so :meth:`auto_title` may fill it). Does not reorder the list: only new
         messages count as activity."""
         with self._tx() as db:
-            cursor = db.execute("UPDATE conversations SET title = ? WHERE id = ?",
-                                (_clean_title(title), conversation_id))
+            cursor = db.execute(
+                "UPDATE conversations SET title = ? WHERE id = ?", (_clean_title(title), conversation_id)
+            )
         if cursor.rowcount == 0:
             raise KeyError(f"no conversation {conversation_id}")
         return self.get(conversation_id)
 
-    def update_settings(self, conversation_id: int, *, system_prompt: str | None = UNSET,
-                        temperature: float | None = UNSET, top_p: float | None = UNSET,
-                        max_tokens: int | None = UNSET) -> Conversation:
+    def update_settings(
+        self,
+        conversation_id: int,
+        *,
+        system_prompt: str | None = UNSET,
+        temperature: float | None = UNSET,
+        top_p: float | None = UNSET,
+        max_tokens: int | None = UNSET,
+    ) -> Conversation:
         """Change the given settings only; ``None`` puts one back to the daemon default. Validated first, so a
         bad value changes nothing: temperature in [0, 2], top_p in (0, 1], max_tokens at least 1."""
         _validate_settings(temperature, top_p, max_tokens)
-        changes = {name: value for name, value in (("system_prompt", system_prompt), ("temperature", temperature),
-                                                   ("top_p", top_p), ("max_tokens", max_tokens)) if value is not UNSET}
+        changes = {
+            name: value
+            for name, value in (
+                ("system_prompt", system_prompt),
+                ("temperature", temperature),
+                ("top_p", top_p),
+                ("max_tokens", max_tokens),
+            )
+            if value is not UNSET
+        }
         if "system_prompt" in changes:
             changes["system_prompt"] = _clean_prompt(cast("str | None", changes["system_prompt"]))
         self.get(conversation_id)
@@ -313,17 +343,20 @@ class ConversationStore:
         conversation = self.get(conversation_id)
         if conversation.title:
             return conversation.title
-        rows = self._rows("SELECT content FROM messages WHERE conversation_id = ? AND role = 'user'"
-                          " ORDER BY position", (conversation_id,))
+        rows = self._rows(
+            "SELECT content FROM messages WHERE conversation_id = ? AND role = 'user' ORDER BY position",
+            (conversation_id,),
+        )
         for (content,) in rows:
             line = next((line.strip() for line in content.splitlines() if line.strip()), "")
             if line:
                 title = _clean_title(line) or ""
                 if len(title) > TITLE_MAX:
-                    title = title[:TITLE_MAX - 1].rstrip() + "…"
+                    title = title[: TITLE_MAX - 1].rstrip() + "…"
                 with self._tx() as db:
-                    db.execute("UPDATE conversations SET title = ? WHERE id = ? AND title IS NULL",
-                               (title, conversation_id))
+                    db.execute(
+                        "UPDATE conversations SET title = ? WHERE id = ? AND title IS NULL", (title, conversation_id)
+                    )
                 return self.get(conversation_id).title
         return None
 
@@ -359,12 +392,14 @@ class ConversationStore:
         with self._tx() as db:
             if db.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is None:
                 raise KeyError(f"no conversation {conversation_id}")
-            (position,) = db.execute("SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE conversation_id = ?",
-                                     (conversation_id,)).fetchone()
+            (position,) = db.execute(
+                "SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()
             cursor = db.execute(
                 f"INSERT INTO messages (conversation_id, position, role, content, created, {', '.join(_STAT_COLUMNS)})"
                 f" VALUES (?, ?, ?, ?, ?{', ?' * len(_STAT_COLUMNS)})",
-                (conversation_id, position, role, content, now, *self._stat_values(stats)))
+                (conversation_id, position, role, content, now, *self._stat_values(stats)),
+            )
             db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id))
             mid = cursor.lastrowid
         assert mid is not None
@@ -380,16 +415,19 @@ class ConversationStore:
             if content is not UNSET:
                 db.execute("UPDATE messages SET content = ? WHERE id = ?", (content, message_id))
             if stats is not UNSET:
-                db.execute(f"UPDATE messages SET {', '.join(f'{c} = ?' for c in _STAT_COLUMNS)} WHERE id = ?",
-                           (*self._stat_values(stats), message_id))
+                db.execute(
+                    f"UPDATE messages SET {', '.join(f'{c} = ?' for c in _STAT_COLUMNS)} WHERE id = ?",
+                    (*self._stat_values(stats), message_id),
+                )
             db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (self._now(), current.conversation_id))
         return self._get_message(message_id)
 
     def messages(self, conversation_id: int) -> builtins.list[Message]:
         """The conversation's turns in order."""
         self.get(conversation_id)
-        rows = self._rows(f"SELECT {self._MSG_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY position",
-                          (conversation_id,))
+        rows = self._rows(
+            f"SELECT {self._MSG_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY position", (conversation_id,)
+        )
         return [self._message(row) for row in rows]
 
     def delete_last_reply(self, conversation_id: int) -> bool:
@@ -398,7 +436,9 @@ class ConversationStore:
         with self._tx() as db:
             cursor = db.execute(
                 "DELETE FROM messages WHERE id = (SELECT id FROM messages WHERE conversation_id = ?"
-                " ORDER BY position DESC LIMIT 1) AND role = 'assistant'", (conversation_id,))
+                " ORDER BY position DESC LIMIT 1) AND role = 'assistant'",
+                (conversation_id,),
+            )
         return cursor.rowcount > 0
 
     def chat_messages(self, conversation_id: int) -> builtins.list[dict[str, str]]:
@@ -412,4 +452,3 @@ class ConversationStore:
                 continue
             result.append({"role": message.role, "content": message.content})
         return result
-

@@ -56,8 +56,15 @@ def stream_reply(client: DaemonClient, request: Mapping[str, Any], out: TextIO) 
     text = "".join(parts)
     out.write("\n")
     out.flush()
-    return Reply(text, done.finish_reason if done else None, done.usage if done else None,
-                 done.timings if done else None, done.request_id if done else None, first, time.monotonic() - start)
+    return Reply(
+        text,
+        done.finish_reason if done else None,
+        done.usage if done else None,
+        done.timings if done else None,
+        done.request_id if done else None,
+        first,
+        time.monotonic() - start,
+    )
 
 
 def complete_reply(client: DaemonClient, request: Mapping[str, Any], out: TextIO) -> Reply:
@@ -69,32 +76,43 @@ def complete_reply(client: DaemonClient, request: Mapping[str, Any], out: TextIO
     out.write(for_terminal(choice.message.content) + "\n")
     out.flush()
     request_id = completion.timings.request_id if completion.timings else client.last_request_id
-    return Reply(choice.message.content, choice.finish_reason, completion.usage, completion.timings, request_id,
-                 None, total)
+    return Reply(
+        choice.message.content, choice.finish_reason, completion.usage, completion.timings, request_id, None, total
+    )
 
 
 def timings_line(reply: Reply) -> str:
     """``[first token 312 ms · 48 tokens · 15.2 tok/s · 2.31 s · req 3f2a1b9c]``, from what is known: the daemon's
     figures where it sent them, else what this client measured."""
     t = reply.timings
-    stats = reported_stats(t, reply.usage, finish_reason=reply.finish_reason,
-                           request_id=t.request_id if t else reply.request_id)
+    stats = reported_stats(
+        t, reply.usage, finish_reason=reply.finish_reason, request_id=t.request_id if t else reply.request_id
+    )
     if stats.first_token_ms is None and reply.first_token_s is not None:
         stats = dataclasses.replace(stats, first_token_ms=reply.first_token_s * 1000)
     tokens = stats.completion_tokens
     if stats.tokens_per_second is None and tokens and tokens > 1 and reply.first_token_s is not None:
         decode_s = reply.total_s - reply.first_token_s
         stats = dataclasses.replace(stats, tokens_per_second=(tokens - 1) / decode_s if decode_s > 0 else None)
-    line = stats_line(stats, total_s=t.total_ms / 1000 if t else reply.total_s,
-                      max_tokens_capped=bool(t and t.max_tokens_capped))
+    line = stats_line(
+        stats, total_s=t.total_ms / 1000 if t else reply.total_s, max_tokens_capped=bool(t and t.max_tokens_capped)
+    )
     return one_line(f"[{line}]")
 
 
 class TerminalChat:
     """A conversation in the terminal. Works on a pipe too: reads lines until EOF."""
 
-    def __init__(self, client: DaemonClient, *, system: str | None = None, options: Mapping[str, Any] | None = None,
-                 stdin: TextIO | None = None, stdout: TextIO | None = None, stderr: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        client: DaemonClient,
+        *,
+        system: str | None = None,
+        options: Mapping[str, Any] | None = None,
+        stdin: TextIO | None = None,
+        stdout: TextIO | None = None,
+        stderr: TextIO | None = None,
+    ) -> None:
         self.client = client
         self.system = system
         self.options = {k: v for k, v in (options or {}).items() if v is not None}

@@ -15,8 +15,9 @@ SEPARATOR = "\n\n---\n\n"
 FAILED = "**The reply failed** (Retry asks again)"
 
 
-def message_blocks(messages: Iterable[Message], *, model_name: str, kibana_url: str = "",
-                   streaming_id: int | None = None) -> list[str]:
+def message_blocks(
+    messages: Iterable[Message], *, model_name: str, kibana_url: str = "", streaming_id: int | None = None
+) -> list[str]:
     """One Markdown block per message shown: system messages are not, nor the reply streaming into message
     ``streaming_id`` (``transcript_markdown`` adds it). A reply is headed by the model that wrote it (else
     ``model_name``) and followed by its stats line, and a failed one says so."""
@@ -32,8 +33,10 @@ def message_blocks(messages: Iterable[Message], *, model_name: str, kibana_url: 
         if stats is not None and stats.error:
             text += f"\n\n{FAILED}"
         line = f"_{stats_line(stats, kibana_url)}_" if stats is not None else ""
-        blocks.append(f"**{(stats.model if stats and stats.model else None) or model_name}**\n\n{text}"
-                      + (f"\n\n{line}" if line.strip("_") else ""))
+        blocks.append(
+            f"**{(stats.model if stats and stats.model else None) or model_name}**\n\n{text}"
+            + (f"\n\n{line}" if line.strip("_") else "")
+        )
     return blocks
 
 

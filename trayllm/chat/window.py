@@ -81,8 +81,7 @@ class ChatWindow(QMainWindow):
     reply_delta = Signal(str)  # reply text as it is shown
     reply_done = Signal()  # a reply ended, whatever the way (tests wait on it)
 
-    def __init__(self, settings: Settings, store: ConversationStore | None = None,
-                 poll_ms: int = 2000) -> None:
+    def __init__(self, settings: Settings, store: ConversationStore | None = None, poll_ms: int = 2000) -> None:
         super().__init__()
         self.settings = settings
         self.store = store or ConversationStore(settings.data_path / "conversations.db")
@@ -156,8 +155,11 @@ class ChatWindow(QMainWindow):
         settings_form.addRow(self.model_label)
         settings_form.addRow("System", self.system_prompt)
         row = QHBoxLayout()
-        for label, widget in (("temperature", self.temperature), ("top_p", self.top_p),
-                              ("max tokens", self.max_tokens)):
+        for label, widget in (
+            ("temperature", self.temperature),
+            ("top_p", self.top_p),
+            ("max tokens", self.max_tokens),
+        ):
             row.addWidget(QLabel(label))
             row.addWidget(widget)
         settings_form.addRow(row)
@@ -180,8 +182,14 @@ class ChatWindow(QMainWindow):
         self.copy_button.clicked.connect(self.copy_last_reply)
         self.export_button.clicked.connect(self.export_dialog)
         actions = QHBoxLayout()
-        for button in (self.send_button, self.stop_button, self.regenerate_button, self.retry_button,
-                       self.copy_button, self.export_button):
+        for button in (
+            self.send_button,
+            self.stop_button,
+            self.regenerate_button,
+            self.retry_button,
+            self.copy_button,
+            self.export_button,
+        ):
             actions.addWidget(button)
         chat = QWidget()
         chat_layout = QVBoxLayout(chat)
@@ -230,8 +238,11 @@ class ChatWindow(QMainWindow):
             return
         self.conversation_id = conversation_id
         conversation = self.store.get(conversation_id)
-        for spin, value in ((self.temperature, conversation.temperature), (self.top_p, conversation.top_p),
-                            (self.max_tokens, conversation.max_tokens)):
+        for spin, value in (
+            (self.temperature, conversation.temperature),
+            (self.top_p, conversation.top_p),
+            (self.max_tokens, conversation.max_tokens),
+        ):
             spin.blockSignals(True)
             spin.setValue(spin.minimum() if value is None else value)  # type: ignore[arg-type]  # the minimum reads "default"; an int spin box holds an int
             spin.blockSignals(False)
@@ -263,12 +274,17 @@ class ChatWindow(QMainWindow):
     def _save_settings(self) -> None:
         if self.conversation_id is None:
             return
+
         def chosen(spin: QDoubleSpinBox | QSpinBox) -> Any:
             return None if spin.value() == spin.minimum() else spin.value()  # the minimum reads "default"
 
-        self.store.update_settings(self.conversation_id, system_prompt=self.system_prompt.text().strip() or None,
-                                   temperature=chosen(self.temperature), top_p=chosen(self.top_p),
-                                   max_tokens=chosen(self.max_tokens))
+        self.store.update_settings(
+            self.conversation_id,
+            system_prompt=self.system_prompt.text().strip() or None,
+            temperature=chosen(self.temperature),
+            top_p=chosen(self.top_p),
+            max_tokens=chosen(self.max_tokens),
+        )
 
     # -- replies ---------------------------------------------------------------------------------
 
@@ -298,8 +314,10 @@ class ChatWindow(QMainWindow):
     def _ask(self) -> None:
         assert self.conversation_id is not None
         conversation = self.store.get(self.conversation_id)
-        body: dict[str, Any] = {"messages": self.store.chat_messages(self.conversation_id),
-                                "stream_options": {"include_usage": True}}
+        body: dict[str, Any] = {
+            "messages": self.store.chat_messages(self.conversation_id),
+            "stream_options": {"include_usage": True},
+        }
         for name in ("temperature", "top_p", "max_tokens"):
             if getattr(conversation, name) is not None:
                 body[name] = getattr(conversation, name)
@@ -331,8 +349,15 @@ class ChatWindow(QMainWindow):
         self.reply_delta.emit(text)
 
     def _on_finished(self, done: Done) -> None:
-        self._end_reply(reported_stats(done.timings, done.usage, finish_reason=done.finish_reason,
-                                       request_id=done.request_id, model=self.model_name))
+        self._end_reply(
+            reported_stats(
+                done.timings,
+                done.usage,
+                finish_reason=done.finish_reason,
+                request_id=done.request_id,
+                model=self.model_name,
+            )
+        )
 
     def _on_failed(self, message: str, kind: str) -> None:
         self.last_error = message
@@ -363,8 +388,9 @@ class ChatWindow(QMainWindow):
     def export_dialog(self) -> None:
         from PySide6.QtWidgets import QFileDialog
 
-        path, _ = QFileDialog.getSaveFileName(self, "Export conversation", "conversation.md",
-                                              "Markdown (*.md);;JSON (*.json)")
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export conversation", "conversation.md", "Markdown (*.md);;JSON (*.json)"
+        )
         if path:
             self.export_to(Path(path))
 
@@ -379,9 +405,12 @@ class ChatWindow(QMainWindow):
         """The stored messages as Markdown blocks, less the reply now streaming into the last one."""
         if self.conversation_id is None:
             return []
-        return message_blocks(self.store.messages(self.conversation_id), model_name=self.model_name,
-                              kibana_url=self.settings.kibana_url,
-                              streaming_id=None if self.reply_message is None else self.reply_message.id)
+        return message_blocks(
+            self.store.messages(self.conversation_id),
+            model_name=self.model_name,
+            kibana_url=self.settings.kibana_url,
+            streaming_id=None if self.reply_message is None else self.reply_message.id,
+        )
 
     def transcript_markdown(self) -> str:
         streaming = None if self.reply_message is None else self.streaming or ""

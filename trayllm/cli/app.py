@@ -52,8 +52,9 @@ def settings_for(ctx: click.Context, **overrides: Any) -> config.Settings:
 
 
 @click.group(cls=_Cli)
-@click.option("--socket", metavar="PATH",
-              help="The daemon's Unix socket (default: $XDG_RUNTIME_DIR/trayllm/daemon.sock).")
+@click.option(
+    "--socket", metavar="PATH", help="The daemon's Unix socket (default: $XDG_RUNTIME_DIR/trayllm/daemon.sock)."
+)
 @click.version_option(__version__, prog_name="trayllm")
 @click.pass_context
 def cli(ctx: click.Context, socket: str | None) -> None:

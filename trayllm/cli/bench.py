@@ -22,16 +22,23 @@ from trayllm.elastic_options import elastic_options, elastic_settings
 from trayllm.supervisor.daemon import DaemonSupervisor
 
 # the options several modes share, declared once so each keeps one meaning and one default
-_max_tokens = click.option("--max-tokens", type=click.IntRange(min=1), default=64, show_default=True,
-                           help="Most tokens per reply (temperature 0).")
-_timeout = click.option("--timeout", type=float, default=600.0, show_default=True,
-                        help="Seconds to wait for a loading model.")
+_max_tokens = click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    default=64,
+    show_default=True,
+    help="Most tokens per reply (temperature 0).",
+)
+_timeout = click.option(
+    "--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for a loading model."
+)
 
 
 def _requests(meaning: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """--requests-per-level (-n): how many requests, per level or per daemon as ``meaning`` says."""
-    return click.option("--requests-per-level", "-n", type=click.IntRange(min=1), default=16, show_default=True,
-                        help=meaning)
+    return click.option(
+        "--requests-per-level", "-n", type=click.IntRange(min=1), default=16, show_default=True, help=meaning
+    )
 
 
 @cli.group("bench")
@@ -60,8 +67,15 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> list[int]
 @click.option("--markdown", is_flag=True, help="Print a Markdown section for docs/BENCHMARKS.md.")
 @_timeout
 @click.pass_context
-def bench_load(ctx: click.Context, concurrency: list[int], requests_per_level: int, max_tokens: int, as_json: bool,
-               markdown: bool, timeout: float) -> None:
+def bench_load(
+    ctx: click.Context,
+    concurrency: list[int],
+    requests_per_level: int,
+    max_tokens: int,
+    as_json: bool,
+    markdown: bool,
+    timeout: float,
+) -> None:
     """Measure first-token latency and decode speed at each concurrency level (streamed, temperature 0)."""
     from trayllm.bench import load, report
 
@@ -78,11 +92,13 @@ def bench_load(ctx: click.Context, concurrency: list[int], requests_per_level: i
             done = counts.setdefault(level, [0, 0])
             done[0] += 1
             done[1] += result.error is not None
-            click.echo(f"bench: concurrency {level}: {done[0]}/{requests_per_level} requests, {done[1]} errors",
-                       err=True)
+            click.echo(
+                f"bench: concurrency {level}: {done[0]}/{requests_per_level} requests, {done[1]} errors", err=True
+            )
 
-    levels = load.run_bench(lambda: DaemonClient.from_settings(settings), concurrency, requests_per_level, max_tokens,
-                            on_result=progress)
+    levels = load.run_bench(
+        lambda: DaemonClient.from_settings(settings), concurrency, requests_per_level, max_tokens, on_result=progress
+    )
     command = report.command_line()
     if as_json:
         click.echo(report.to_json(levels, max_tokens=max_tokens, status=daemon_status, command=command))
@@ -119,8 +135,11 @@ def bench_telemetry(ctx: click.Context, rounds: int, requests_per_level: int, ma
     from trayllm.bench import report, telemetry
 
     direct = telemetry.measure_direct()
-    e2e = (telemetry.measure_end_to_end(settings_for(ctx), rounds, requests_per_level, max_tokens, timeout)
-           if rounds else None)
+    e2e = (
+        telemetry.measure_end_to_end(settings_for(ctx), rounds, requests_per_level, max_tokens, timeout)
+        if rounds
+        else None
+    )
     click.echo(telemetry.to_markdown(direct, e2e, report.command_line()))
 
 
@@ -136,15 +155,27 @@ def bench_slo(records: int) -> None:
 
 @bench_group.command("shipping")
 @click.argument("records", type=click.IntRange(min=1))
-@click.option("--rounds", type=click.IntRange(min=0), default=0, show_default=True,
-              help="Alternating daemon pairs for the latency comparison (each serves --requests-per-level).")
+@click.option(
+    "--rounds",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Alternating daemon pairs for the latency comparison (each serves --requests-per-level).",
+)
 @_requests("Requests each daemon serves.")
 @_max_tokens
 @_timeout
 @elastic_options
 @click.pass_context
-def bench_shipping(ctx: click.Context, records: int, rounds: int, requests_per_level: int, max_tokens: int,
-                   timeout: float, **elastic: Any) -> None:
+def bench_shipping(
+    ctx: click.Context,
+    records: int,
+    rounds: int,
+    requests_per_level: int,
+    max_tokens: int,
+    timeout: float,
+    **elastic: Any,
+) -> None:
     """Time shipping RECORDS synthetic records to --es-url.
 
     With --rounds, also compare daemon latency with shipping off and on.
@@ -155,22 +186,37 @@ def bench_shipping(ctx: click.Context, records: int, rounds: int, requests_per_l
     target = ElasticTarget.from_settings(elastic_settings(ctx.obj, **elastic))
     check_version(target.client(), target.url)
     throughput = shipping.measure_throughput(target, records)
-    latency = (shipping.measure_latency(settings_for(ctx), target, rounds, requests_per_level, max_tokens, records,
-                                        timeout) if rounds else None)
+    latency = (
+        shipping.measure_latency(settings_for(ctx), target, rounds, requests_per_level, max_tokens, records, timeout)
+        if rounds
+        else None
+    )
     click.echo(shipping.to_markdown(throughput, latency, report.command_line()))
 
 
 @bench_group.command("soak")
 @click.argument("minutes", type=click.FloatRange(min=0, min_open=True))
-@click.option("--concurrency", type=click.IntRange(min=1), default=8, show_default=True,
-              help="Streamed requests kept going at once.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Streamed requests kept going at once.",
+)
 @_max_tokens
-@click.option("--interval", type=click.FloatRange(min=1), default=60.0, show_default=True, metavar="SECONDS",
-              help="Seconds between samples.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=1),
+    default=60.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Seconds between samples.",
+)
 @_timeout
 @click.pass_context
-def bench_soak(ctx: click.Context, minutes: float, concurrency: int, max_tokens: int, interval: float,
-               timeout: float) -> None:
+def bench_soak(
+    ctx: click.Context, minutes: float, concurrency: int, max_tokens: int, interval: float, timeout: float
+) -> None:
     """Load the daemon for MINUTES and sample its footprint.
 
     Keeps --concurrency streamed requests going and samples the daemon's RSS, open fds and first-token p99 every
@@ -181,8 +227,13 @@ def bench_soak(ctx: click.Context, minutes: float, concurrency: int, max_tokens:
     settings = settings_for(ctx)
     with DaemonClient.from_settings(settings) as client:
         daemon_status = ensure_ready(DaemonSupervisor(settings, client), timeout)
-    samples = soak.run_soak(lambda: DaemonClient.from_settings(settings), daemon_status.pid, minutes * 60,
-                            concurrency, max_tokens, interval,
-                            on_sample=lambda s: click.echo(format_soak_sample(s), err=True))
-    click.echo(soak.to_markdown(samples, concurrency=concurrency, max_tokens=max_tokens,
-                                command=report.command_line()))
+    samples = soak.run_soak(
+        lambda: DaemonClient.from_settings(settings),
+        daemon_status.pid,
+        minutes * 60,
+        concurrency,
+        max_tokens,
+        interval,
+        on_sample=lambda s: click.echo(format_soak_sample(s), err=True),
+    )
+    click.echo(soak.to_markdown(samples, concurrency=concurrency, max_tokens=max_tokens, command=report.command_line()))

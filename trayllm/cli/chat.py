@@ -23,8 +23,15 @@ from trayllm.supervisor.daemon import DaemonSupervisor
 @click.option("--seed", type=int, help="Sampling seed, for repeatable replies.")
 @click.option("--no-stream", is_flag=True, help="Wait for the whole reply instead of streaming it.")
 @click.pass_context
-def ask(ctx: click.Context, prompt: str, system: str | None, max_tokens: int | None, temperature: float | None,
-        seed: int | None, no_stream: bool) -> None:
+def ask(
+    ctx: click.Context,
+    prompt: str,
+    system: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    seed: int | None,
+    no_stream: bool,
+) -> None:
     """Ask one question (PROMPT, or - to read stdin); the reply goes to stdout, timings to stderr."""
     if prompt == "-":
         prompt = sys.stdin.read()
@@ -46,15 +53,23 @@ def ask(ctx: click.Context, prompt: str, system: str | None, max_tokens: int | N
 @click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature (0 = greedy).")
 @click.option("--timeout", type=float, default=600.0, show_default=True, help="Seconds to wait for a loading model.")
 @click.pass_context
-def chat(ctx: click.Context, terminal: bool, window: bool, system: str | None, max_tokens: int | None,
-         temperature: float | None, timeout: float) -> None:
+def chat(
+    ctx: click.Context,
+    terminal: bool,
+    window: bool,
+    system: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    timeout: float,
+) -> None:
     """Chat with the model: the chat window on a desktop; in a terminal (or from a pipe) lines until /exit."""
     settings = settings_for(ctx)
     if terminal and window:
         raise click.UsageError("choose one of --terminal and --window")
     if window and not has_display():
-        raise errors.ConfigError("no display for the chat window (DISPLAY and WAYLAND_DISPLAY are unset); "
-                                 "use `trayllm chat --terminal`")
+        raise errors.ConfigError(
+            "no display for the chat window (DISPLAY and WAYLAND_DISPLAY are unset); use `trayllm chat --terminal`"
+        )
     if window or (not terminal and has_display() and sys.stdin.isatty()):
         from trayllm.chat.app import run_window
 

@@ -71,8 +71,13 @@ def up(ctx: click.Context, timeout: float, system: str | None, terminal: bool, n
                 return
             status = ensure_ready(supervisor, timeout)
             if status.model is not None:
-                click.echo(one_line(f"trayllm: ready: {status.model.name} on {status.model.device} "
-                                    f"({status.model.dtype}); `trayllm down` stops the daemon"), err=True)
+                click.echo(
+                    one_line(
+                        f"trayllm: ready: {status.model.name} on {status.model.device} "
+                        f"({status.model.dtype}); `trayllm down` stops the daemon"
+                    ),
+                    err=True,
+                )
             TerminalChat(client, system=system).run()
             return
     choices: list[tuple[instances.Role, bool]] = [("tray", no_tray), ("chat", no_chat)]

@@ -41,8 +41,9 @@ def elastic_setup(ctx: click.Context, **options: Any) -> None:
 @click.option("--space", help="Kibana space to import into (default: the default space).")
 @elastic_options
 @click.pass_context
-def elastic_dashboards(ctx: click.Context, kibana_url: str | None, space: str | None, es_url: str | None,
-                       **credentials: Any) -> None:
+def elastic_dashboards(
+    ctx: click.Context, kibana_url: str | None, space: str | None, es_url: str | None, **credentials: Any
+) -> None:
     """Import the trayllm data views and dashboard into Kibana (same credentials as Elasticsearch)."""
     from trayllm.elastic.kibana import import_dashboards
 
@@ -50,14 +51,20 @@ def elastic_dashboards(ctx: click.Context, kibana_url: str | None, space: str | 
     url = kibana_url or settings.kibana_url
     if not url:
         raise errors.ConfigError("no Kibana URL: pass --kibana-url or set kibana_url (TRAYLLM_KIBANA_URL)")
-    result = import_dashboards(url, api_key=settings.es_api_key or None, username=settings.es_username or None,
-                               password=settings.es_password or None, ca_file=settings.es_ca_file or None, space=space)
+    result = import_dashboards(
+        url,
+        api_key=settings.es_api_key or None,
+        username=settings.es_username or None,
+        password=settings.es_password or None,
+        ca_file=settings.es_ca_file or None,
+        space=space,
+    )
     click.echo(result.summary())
     for problem in result.errors:
         click.echo(f"  {problem}", err=True)
     if not result.ok:
         sys.exit(1)
-    click.echo(f"open {mask_url_credentials(url.rstrip('/'))}/app/dashboards and pick \"trayllm\"")
+    click.echo(f'open {mask_url_credentials(url.rstrip("/"))}/app/dashboards and pick "trayllm"')
 
 
 @cli.command()

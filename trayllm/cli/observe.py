@@ -29,15 +29,25 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (the shape of GET /v1/slo).")
-@click.option("--from", "from_file", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
-              help="Compute offline from a request-record file (and its rotated copies) instead of asking the daemon.")
+@click.option(
+    "--from",
+    "from_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help="Compute offline from a request-record file (and its rotated copies) instead of asking the daemon.",
+)
 @click.option("--from-elastic", is_flag=True, help="Compute from the records in Elasticsearch instead.")
-@click.option("--at", "at", metavar="TIME", help="With --from or --from-elastic: judge as of this moment (Unix "
-                                                 "seconds or ISO 8601; default now).")
+@click.option(
+    "--at",
+    "at",
+    metavar="TIME",
+    help="With --from or --from-elastic: judge as of this moment (Unix seconds or ISO 8601; default now).",
+)
 @elastic_options
 @click.pass_context
-def slo(ctx: click.Context, as_json: bool, from_file: Path | None, from_elastic: bool, at: str | None,
-        **elastic: Any) -> None:
+def slo(
+    ctx: click.Context, as_json: bool, from_file: Path | None, from_elastic: bool, at: str | None, **elastic: Any
+) -> None:
     """The SLO report: objective, window, value, threshold, state, error budget left."""
     settings = settings_for(ctx)
     if from_file is not None and from_elastic:
@@ -56,8 +66,9 @@ def events(ctx: click.Context, as_json: bool, last_event_id: str | None) -> None
     """Follow the daemon's alerts and state changes (GET /v1/events) until it stops."""
     with DaemonClient.from_settings(settings_for(ctx)) as client:
         for event in client.events(last_event_id):
-            click.echo(json.dumps({"id": event.id, "type": event.type, "data": event.data}) if as_json
-                       else format_event(event))
+            click.echo(
+                json.dumps({"id": event.id, "type": event.type, "data": event.data}) if as_json else format_event(event)
+            )
 
 
 @cli.command()
@@ -68,8 +79,15 @@ def events(ctx: click.Context, as_json: bool, last_event_id: str | None) -> None
 @click.option("--json", "as_json", is_flag=True, help="Print the records as JSON lines, unchanged.")
 @click.option("-n", "--lines", type=click.IntRange(min=0), default=None, help="Only the last N matching records.")
 @click.pass_context
-def logs(ctx: click.Context, follow: bool, outcome: str | None, user: str | None, request_id: str | None,
-         as_json: bool, lines: int | None) -> None:
+def logs(
+    ctx: click.Context,
+    follow: bool,
+    outcome: str | None,
+    user: str | None,
+    request_id: str | None,
+    as_json: bool,
+    lines: int | None,
+) -> None:
     """Show the request records (one per request), oldest first; --follow to keep watching."""
     from collections import deque
 

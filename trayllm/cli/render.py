@@ -51,24 +51,39 @@ def format_status(s: api.DaemonStatus) -> str:
     q, r = s.queue, s.requests
     backlog = f" · backlog cap {q.backlog_max_tokens} tokens" if q.backlog_cap_active else ""
     rows.append(("queue", f"{q.depth}/{q.capacity} waiting · {q.in_flight} in flight · batch {q.max_batch}{backlog}"))
-    rows.append(("requests", f"{r.completed} completed · {r.failed} failed · {r.cancelled} cancelled · "
-                             f"{r.rejected} rejected · tokens {r.tokens_in} in, {r.tokens_out} out"))
+    rows.append(
+        (
+            "requests",
+            f"{r.completed} completed · {r.failed} failed · {r.cancelled} cancelled · "
+            f"{r.rejected} rejected · tokens {r.tokens_in} in, {r.tokens_out} out",
+        )
+    )
     if s.vram:
         gib = 1024**3
         pct = s.vram.used_bytes / s.vram.total_bytes * 100 if s.vram.total_bytes else 0.0
         rows.append(("vram", f"{s.vram.used_bytes / gib:.2f} / {s.vram.total_bytes / gib:.2f} GiB ({pct:.0f}%)"))
     for row in s.slo:
         if row.state != "insufficient":
-            rows.append(("slo", f"{row.objective} {slo_value(row.value, row.unit)} "
-                                f"(limit {slo_value(row.threshold, row.unit)}) {row.state}"))
+            rows.append(
+                (
+                    "slo",
+                    f"{row.objective} {slo_value(row.value, row.unit)} "
+                    f"(limit {slo_value(row.threshold, row.unit)}) {row.state}",
+                )
+            )
     rows.extend(("alert", f"{a.severity}: {a.message}") for a in s.alerts)
     if s.shipping is not None:
         sh = s.shipping
-        rows.append(("shipping", f"{sh.state} · {sh.delivered} delivered · {sh.duplicates} already there · "
-                                 f"{sh.dead_lettered} dead-lettered"
-                                 + (f" ({sh.unreadable} unreadable: torn or damaged lines)" if sh.unreadable else "")
-                                 + f" · backlog {sh.backlog_bytes / 1e6:.1f} MB"
-                                 + (f" · last error: {sh.last_error}" if sh.last_error else "")))
+        rows.append(
+            (
+                "shipping",
+                f"{sh.state} · {sh.delivered} delivered · {sh.duplicates} already there · "
+                f"{sh.dead_lettered} dead-lettered"
+                + (f" ({sh.unreadable} unreadable: torn or damaged lines)" if sh.unreadable else "")
+                + f" · backlog {sh.backlog_bytes / 1e6:.1f} MB"
+                + (f" · last error: {sh.last_error}" if sh.last_error else ""),
+            )
+        )
     rows.append(("uptime", duration(s.uptime_s)))
     rows.append(("daemon", f"pid {s.pid} · trayllm {s.version}"))
     return "\n".join(f"{name:<9} {mask_url_credentials(one_line(value))}" for name, value in rows)
@@ -76,9 +91,12 @@ def format_status(s: api.DaemonStatus) -> str:
 
 def format_slo_report(report: api.SloReport) -> str:
     """`trayllm slo`: the objectives as a table, then the alerts that are firing, if any."""
-    shown = [row.model_copy(update={name: one_line(value) for name, value in row.model_dump().items()
-                                    if isinstance(value, str)})
-             for row in report.objectives]  # the daemon's report: its names are text for one table cell each
+    shown = [
+        row.model_copy(
+            update={name: one_line(value) for name, value in row.model_dump().items() if isinstance(value, str)}
+        )
+        for row in report.objectives
+    ]  # the daemon's report: its names are text for one table cell each
     firing = sorted(key for key, state in report.alerts.items() if state == "firing")
     return to_text(shown) + ("\n" + one_line(f"firing: {', '.join(firing)}") if firing else "")
 
@@ -87,7 +105,8 @@ def format_event(event: DaemonEvent) -> str:
     """One `trayllm events` line: the local time, the event type, and its message (else its data)."""
     at = time.strftime("%H:%M:%S", time.localtime(event.data.get("at", time.time())))
     text = event.data.get("message") or ", ".join(
-        f"{k}={v}" for k, v in event.data.items() if k not in ("at", "alerts") and v is not None)
+        f"{k}={v}" for k, v in event.data.items() if k not in ("at", "alerts") and v is not None
+    )
     return one_line(f"{at} {event.type:<20} {text}")
 
 
@@ -99,12 +118,16 @@ def format_setting(row: dict[str, Any]) -> str:
 
 def format_shipped(stats: ShipperStats, where: str, dead_letters: Path) -> str:
     """What one `trayllm ship` run did."""
-    return (f"shipped to {where}: {stats.delivered} new, {stats.duplicates} already there, "
-            f"{stats.dead_lettered} dead-lettered ({stats.unreadable} unreadable lines; see {dead_letters}), "
-            f"{stats.retries} retries; backlog {stats.backlog_bytes} bytes")
+    return (
+        f"shipped to {where}: {stats.delivered} new, {stats.duplicates} already there, "
+        f"{stats.dead_lettered} dead-lettered ({stats.unreadable} unreadable lines; see {dead_letters}), "
+        f"{stats.retries} retries; backlog {stats.backlog_bytes} bytes"
+    )
 
 
 def format_soak_sample(s: SoakSample) -> str:
     """The stderr line `trayllm bench soak` writes after each interval."""
-    return (f"bench: soak {s.elapsed_s / 60:.1f} min: {s.requests} requests, {s.errors} errors, "
-            f"RSS {s.process.rss_mib:.1f} MiB, {s.process.open_fds} fds")
+    return (
+        f"bench: soak {s.elapsed_s / 60:.1f} min: {s.requests} requests, {s.errors} errors, "
+        f"RSS {s.process.rss_mib:.1f} MiB, {s.process.open_fds} fds"
+    )

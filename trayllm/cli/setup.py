@@ -14,10 +14,20 @@ from trayllm.cli.render import format_setting
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-@click.option("--context", type=click.IntRange(min=1), default=4096, show_default=True,
-              help="Context length the fit table budgets KV cache for.")
-@click.option("--vram", "planned_gib", type=click.FloatRange(min=1), metavar="GIB",
-              help="Plan for a GPU with this much memory (all free) instead of the GPUs here.")
+@click.option(
+    "--context",
+    type=click.IntRange(min=1),
+    default=4096,
+    show_default=True,
+    help="Context length the fit table budgets KV cache for.",
+)
+@click.option(
+    "--vram",
+    "planned_gib",
+    type=click.FloatRange(min=1),
+    metavar="GIB",
+    help="Plan for a GPU with this much memory (all free) instead of the GPUs here.",
+)
 @click.pass_context
 def doctor(ctx: click.Context, as_json: bool, context: int, planned_gib: float | None) -> None:
     """What GPU this machine has, and which model sizes it can run at fp16, 8-bit and 4-bit."""
@@ -41,8 +51,11 @@ def _echo_warning(message: str) -> None:
 
 
 @desktop_group.command("install")
-@click.option("--no-systemd", is_flag=True,
-              help="Write no systemd units: the autostart entry starts the tray, the daemon starts on demand.")
+@click.option(
+    "--no-systemd",
+    is_flag=True,
+    help="Write no systemd units: the autostart entry starts the tray, the daemon starts on demand.",
+)
 @click.option("--start", is_flag=True, help="Also start the daemon and the tray now (systemctl --user enable --now).")
 def desktop_install(no_systemd: bool, start: bool) -> None:
     """Install for this user, running this Python: units, autostart and launcher entries, icons."""
@@ -110,8 +123,9 @@ def config_edit(ctx: click.Context) -> None:
         return
     click.echo(f"saved {path}")
     if overriding := result.overriding_variables():
-        click.echo(f"trayllm: note: {', '.join(overriding)}, set in this environment, still override the file",
-                   err=True)
+        click.echo(
+            f"trayllm: note: {', '.join(overriding)}, set in this environment, still override the file", err=True
+        )
     try:
         daemon_running = settings_for(ctx).socket_path.is_socket()
     except errors.ConfigError as exc:  # the file loads; a TRAYLLM_* variable or a flag does not

@@ -54,15 +54,19 @@ def _oom_details(report: OomReport) -> dict[str, Any]:
 
 
 class AlertCenter:
-    def __init__(self, settings: Settings, bus: EventBus, monitor: SloMonitor,
-                 model_info: Callable[[], ModelInfo | None]) -> None:
+    def __init__(
+        self, settings: Settings, bus: EventBus, monitor: SloMonitor, model_info: Callable[[], ModelInfo | None]
+    ) -> None:
         self.settings = settings
         self.bus = bus
         self.monitor = monitor
         self.model_info = model_info
         self.host = socket.gethostname()
-        self.writer = (RecordWriter(settings.alerts_path, settings.records_max_bytes, settings.records_backups)
-                       if settings.telemetry else None)
+        self.writer = (
+            RecordWriter(settings.alerts_path, settings.records_max_bytes, settings.records_backups)
+            if settings.telemetry
+            else None
+        )
         self._lock = threading.Lock()
         self._held: list[Mapping[str, Any]] | None = []  # records finished during the refill; None after it
         self._firing: dict[str, Alert] = {}
@@ -108,9 +112,16 @@ class AlertCenter:
     def _announce(self, event: AlertEvent, details: Mapping[str, Any] | None = None) -> None:
         severity = severity_of(event.key)
         short = {k.rsplit(".", 1)[-1]: v for k, v in (details or {}).items() if v is not None}
-        alert = Alert(key=event.key, state=event.state, severity=severity,  # type: ignore[arg-type]  # firing or resolved
-                      message=event.message, value=event.value, threshold=event.threshold, at=event.at,
-                      details=short or None)
+        alert = Alert(
+            key=event.key,
+            state=event.state,  # type: ignore[arg-type]  # announced only when firing or resolved
+            severity=severity,
+            message=event.message,
+            value=event.value,
+            threshold=event.threshold,
+            at=event.at,
+            details=short or None,
+        )
         with self._lock:  # publish and bookkeeping together, so /v1/status never lags the stream
             published = self.bus.publish(f"alert.{event.state}", alert.model_dump(exclude={"id"}))
             alert.id = published.id
@@ -118,17 +129,31 @@ class AlertCenter:
                 self._firing[event.key] = alert
             else:
                 self._firing.pop(event.key, None)
-        log.log(logging.WARNING if event.state == "firing" else logging.INFO, event.message,
-                extra={"alert": event.key, "alert_state": event.state, "event_id": alert.id})
+        log.log(
+            logging.WARNING if event.state == "firing" else logging.INFO,
+            event.message,
+            extra={"alert": event.key, "alert_state": event.state, "event_id": alert.id},
+        )
         if self.writer is None:
             return
         model = self.model_info()
         try:
-            self.writer.write(alert_document(
-                event_id=published.id, key=event.key, state=event.state, severity=severity, message=event.message,
-                at=event.at, value=event.value, threshold=event.threshold, host=self.host,
-                model_name=model.name if model else None, model_version=model.version if model else None,
-                details=details))
+            self.writer.write(
+                alert_document(
+                    event_id=published.id,
+                    key=event.key,
+                    state=event.state,
+                    severity=severity,
+                    message=event.message,
+                    at=event.at,
+                    value=event.value,
+                    threshold=event.threshold,
+                    host=self.host,
+                    model_name=model.name if model else None,
+                    model_version=model.version if model else None,
+                    details=details,
+                )
+            )
         except (ValueError, RuntimeError):
             log.exception("could not write the alert record %s", published.id)
 
@@ -160,11 +185,19 @@ class AlertCenter:
             if field_value(alert, "event.action") == "firing" and key in self.monitor.keys:
                 self.monitor.restore(key, "firing")
                 with self._lock:
-                    self._firing.setdefault(key, Alert(
-                        key=key, state="firing", severity=severity_of(key), message=str(alert.get("message", key)),
-                        value=field_value(alert, "llm.alert.value"),
-                        threshold=field_value(alert, "llm.alert.threshold"),
-                        at=record_end_time(alert) or started, id=str(field_value(alert, "event.id"))))
+                    self._firing.setdefault(
+                        key,
+                        Alert(
+                            key=key,
+                            state="firing",
+                            severity=severity_of(key),
+                            message=str(alert.get("message", key)),
+                            value=field_value(alert, "llm.alert.value"),
+                            threshold=field_value(alert, "llm.alert.threshold"),
+                            at=record_end_time(alert) or started,
+                            id=str(field_value(alert, "event.id")),
+                        ),
+                    )
         recent_ids: set[str] = set()
         for doc in iter_records(self.settings.records_path, stats=records_read):
             self.monitor.observe(doc)
@@ -172,9 +205,16 @@ class AlertCenter:
             if end is not None and end >= started - RESTART_OVERLAP_S:
                 recent_ids.add(str(field_value(doc, "event.id")))
         skipped = records_read.skipped + alerts_read.skipped
-        log.log(logging.WARNING if skipped else logging.INFO, "SLO windows refilled",
-                extra={"records": records_read.records, "skipped_lines": skipped,
-                       "restored_firing": sorted(self._firing), "seconds": round(time.monotonic() - began, 3)})
+        log.log(
+            logging.WARNING if skipped else logging.INFO,
+            "SLO windows refilled",
+            extra={
+                "records": records_read.records,
+                "skipped_lines": skipped,
+                "restored_firing": sorted(self._firing),
+                "seconds": round(time.monotonic() - began, 3),
+            },
+        )
         return recent_ids
 
     def _release_held(self, already_read: set[str]) -> None:

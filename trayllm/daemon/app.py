@@ -38,8 +38,12 @@ from trayllm.errors import EndpointNotFound, MethodNotAllowed, RequestError
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def daemon_status(engine: ServingEngine, settings: Settings, control: ControlHandlers,
-                  shipping: Callable[[], dict[str, Any]] | None = None) -> DaemonStatus:
+def daemon_status(
+    engine: ServingEngine,
+    settings: Settings,
+    control: ControlHandlers,
+    shipping: Callable[[], dict[str, Any]] | None = None,
+) -> DaemonStatus:
     """The one place the engine's own types become /v1/status's: each wire type validates from its engine twin
     (``from_attributes``), so a field kept in step there (tests/daemon/test_status.py) needs no edit here."""
     info = engine.info
@@ -51,9 +55,15 @@ def daemon_status(engine: ServingEngine, settings: Settings, control: ControlHan
         load_progress=engine.progress,
         error=engine.error,
         vram=None if memory is None else Memory(used_bytes=memory[0], total_bytes=memory[1]),
-        queue=QueueStatus(depth=engine.queue_depth, capacity=settings.queue_size, in_flight=engine.in_flight,
-                          max_batch=settings.max_batch, backlog_cap_active=engine.backlogged,
-                          backlog_max_tokens=settings.backlog_max_tokens, vram_blocked=engine.vram_blocked),
+        queue=QueueStatus(
+            depth=engine.queue_depth,
+            capacity=settings.queue_size,
+            in_flight=engine.in_flight,
+            max_batch=settings.max_batch,
+            backlog_cap_active=engine.backlogged,
+            backlog_max_tokens=settings.backlog_max_tokens,
+            vram_blocked=engine.vram_blocked,
+        ),
         requests=RequestCounters.model_validate(engine.counters, from_attributes=True),
         uptime_s=round(time.monotonic() - engine.started_at, 3),
         pid=os.getpid(),
@@ -65,18 +75,30 @@ def daemon_status(engine: ServingEngine, settings: Settings, control: ControlHan
     )
 
 
-def build_app(engine: ServingEngine, settings: Settings, recorder: RequestRecorder, bus: EventBus,
-              alerts: AlertCenter, *, token: str | None = None,
-              shipping: Callable[[], dict[str, Any]] | None = None) -> Starlette:
+def build_app(
+    engine: ServingEngine,
+    settings: Settings,
+    recorder: RequestRecorder,
+    bus: EventBus,
+    alerts: AlertCenter,
+    *,
+    token: str | None = None,
+    shipping: Callable[[], dict[str, Any]] | None = None,
+) -> Starlette:
     chat = ChatCompletionHandler(engine, recorder)
     started = int(time.time())
 
     def hello() -> dict[str, object]:
         """The snapshot a new /v1/events subscriber starts from."""
         info = engine.info
-        return {"state": engine.state, "paused": engine.paused, "model": info.name if info else None,
-                "version": info.version if info else None, "pid": os.getpid(),
-                "alerts": [a.model_dump() for a in alerts.firing()]}
+        return {
+            "state": engine.state,
+            "paused": engine.paused,
+            "model": info.name if info else None,
+            "version": info.version if info else None,
+            "pid": os.getpid(),
+            "alerts": [a.model_dump() for a in alerts.firing()],
+        }
 
     control = ControlHandlers(engine, settings, bus, alerts, hello)
 
@@ -97,10 +119,13 @@ def build_app(engine: ServingEngine, settings: Settings, recorder: RequestRecord
 
     async def metrics(_: Request) -> Response:
         memory = engine.memory()
-        recorder.metrics.set_state(waiting=engine.queue_depth, running=engine.in_flight,
-                                   loaded=engine.state in ("ready", "draining"),
-                                   vram_used=None if memory is None else memory[0],
-                                   vram_total=None if memory is None else memory[1])
+        recorder.metrics.set_state(
+            waiting=engine.queue_depth,
+            running=engine.in_flight,
+            loaded=engine.state in ("ready", "draining"),
+            vram_used=None if memory is None else memory[0],
+            vram_total=None if memory is None else memory[1],
+        )
         return Response(recorder.metrics.render(), media_type=PROMETHEUS_TEXT)
 
     async def on_request_error(_: Request, exc: Exception) -> Response:
@@ -129,5 +154,8 @@ def build_app(engine: ServingEngine, settings: Settings, recorder: RequestRecord
         Route("/v1/faults", control.faults, methods=["GET", "PUT", "DELETE"]),
     ]
     edge = Middleware(EdgeMiddleware, token=token, max_body_bytes=settings.max_body_bytes)
-    return Starlette(routes=routes, middleware=[edge],
-                     exception_handlers={RequestError: on_request_error, HTTPException: on_http_error})
+    return Starlette(
+        routes=routes,
+        middleware=[edge],
+        exception_handlers={RequestError: on_request_error, HTTPException: on_http_error},
+    )

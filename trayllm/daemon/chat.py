@@ -55,7 +55,8 @@ def sampling_params(request: ChatCompletionRequest, settings: Settings, max_toke
         max_tokens=max_tokens,
         temperature=settings.temperature if request.temperature is None else request.temperature,
         top_p=settings.top_p if request.top_p is None else request.top_p,
-        repetition_penalty=settings.repetition_penalty if request.repetition_penalty is None
+        repetition_penalty=settings.repetition_penalty
+        if request.repetition_penalty is None
         else request.repetition_penalty,
         seed=request.seed,
         stop=tuple(request.stop_sequences),
@@ -64,16 +65,25 @@ def sampling_params(request: ChatCompletionRequest, settings: Settings, max_toke
 
 def timings_of(handle: RequestHandle, finished: Finished) -> Timings:
     t = finished.timings
-    return Timings(request_id=handle.request_id, queue_ms=round(t.queue_ms, 2),
-                   first_token_ms=None if t.first_token_ms is None else round(t.first_token_ms, 2),
-                   total_ms=round(t.total_ms, 2), tokens_per_second=None if finished.decode_tokens_per_second is None
-                   else round(finished.decode_tokens_per_second, 2), max_tokens_capped=handle.max_tokens_capped,
-                   vram_peak_bytes=finished.vram_peak_bytes)
+    return Timings(
+        request_id=handle.request_id,
+        queue_ms=round(t.queue_ms, 2),
+        first_token_ms=None if t.first_token_ms is None else round(t.first_token_ms, 2),
+        total_ms=round(t.total_ms, 2),
+        tokens_per_second=None
+        if finished.decode_tokens_per_second is None
+        else round(finished.decode_tokens_per_second, 2),
+        max_tokens_capped=handle.max_tokens_capped,
+        vram_peak_bytes=finished.vram_peak_bytes,
+    )
 
 
 def usage_of(finished: Finished) -> Usage:
-    return Usage(prompt_tokens=finished.prompt_tokens, completion_tokens=finished.completion_tokens,
-                 total_tokens=finished.prompt_tokens + finished.completion_tokens)
+    return Usage(
+        prompt_tokens=finished.prompt_tokens,
+        completion_tokens=finished.completion_tokens,
+        total_tokens=finished.prompt_tokens + finished.completion_tokens,
+    )
 
 
 class ChatCompletionHandler:
@@ -93,8 +103,9 @@ class ChatCompletionHandler:
         assert info is not None
         if parsed.stream:
             include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
-            return StreamingResponse(self._stream(handle, info.name, include_usage), media_type="text/event-stream",
-                                     headers=SSE_HEADERS)
+            return StreamingResponse(
+                self._stream(handle, info.name, include_usage), media_type="text/event-stream", headers=SSE_HEADERS
+            )
         return await self._collect(request, handle, info.name)
 
     async def _admit(self, request: Request, context: RequestContext) -> tuple[ChatCompletionRequest, RequestHandle]:
@@ -104,8 +115,9 @@ class ChatCompletionHandler:
         context.requested_model, context.stream = parsed.model, parsed.stream
         info = engine.require_ready()
         if parsed.model not in (None, "", info.name):
-            raise ModelNotFound(f"model {parsed.model!r} is not served here; this daemon serves {info.name!r}",
-                                param="model")
+            raise ModelNotFound(
+                f"model {parsed.model!r} is not served here; this daemon serves {info.name!r}", param="model"
+            )
         messages = to_messages(parsed)
         log_content = engine.settings.log_content
         if log_content:
@@ -114,8 +126,17 @@ class ChatCompletionHandler:
         # in a worker thread: a prompt of megabytes takes seconds to tokenize, and the event loop serves everyone
         prompt = await asyncio.to_thread(engine.build_prompt, messages, parsed.requested_max_tokens)
         context.params = sampling_params(parsed, engine.settings, prompt.max_tokens)
-        handle = engine.submit(context.request_id, context.user, prompt, context.params, asyncio.get_running_loop(),
-                               context=context, keep_text=log_content, arrived=context.received, admitted=True)
+        handle = engine.submit(
+            context.request_id,
+            context.user,
+            prompt,
+            context.params,
+            asyncio.get_running_loop(),
+            context=context,
+            keep_text=log_content,
+            arrived=context.received,
+            admitted=True,
+        )
         return parsed, handle
 
     async def _collect(self, request: Request, handle: RequestHandle, model: str) -> Response:
@@ -141,10 +162,13 @@ class ChatCompletionHandler:
         finished = await work
         if finished.error is not None:
             raise finished.error
-        body = ChatCompletion(id=f"chatcmpl-{handle.request_id}", model=model,
-                              choices=[Choice(message=AssistantMessage(content="".join(pieces)),
-                                              finish_reason=finished.reason)],
-                              usage=usage_of(finished), timings=timings_of(handle, finished))
+        body = ChatCompletion(
+            id=f"chatcmpl-{handle.request_id}",
+            model=model,
+            choices=[Choice(message=AssistantMessage(content="".join(pieces)), finish_reason=finished.reason)],
+            usage=usage_of(finished),
+            timings=timings_of(handle, finished),
+        )
         return JSONResponse(body.model_dump(exclude_none=True))
 
     async def _stream(self, handle: RequestHandle, model: str, include_usage: bool) -> AsyncIterator[str]:
@@ -152,8 +176,9 @@ class ChatCompletionHandler:
         chunk_id = f"chatcmpl-{handle.request_id}"
 
         def chunk(delta: Delta, finish_reason: str | None = None, **extra: Any) -> str:
-            body = ChatCompletionChunk(id=chunk_id, model=model,
-                                       choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)], **extra)
+            body = ChatCompletionChunk(
+                id=chunk_id, model=model, choices=[ChunkChoice(delta=delta, finish_reason=finish_reason)], **extra
+            )
             return f"data: {body.model_dump_json(exclude_none=True)}\n\n"
 
         try:
@@ -179,4 +204,3 @@ async def _wait_disconnect(request: Request) -> None:
         message = await request.receive()
         if message["type"] == "http.disconnect":
             return
-

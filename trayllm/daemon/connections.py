@@ -49,8 +49,11 @@ class ConnectionLimits:
         # half the descriptors at most: the rest are for the Unix socket, the model, the logs and accept bursts
         self.max_tcp_connections = min(max_tcp_connections, open_files // 2)
         if self.max_tcp_connections < max_tcp_connections:
-            log.warning("max_tcp_connections lowered to %d: this process may open only %d files",
-                        self.max_tcp_connections, open_files)
+            log.warning(
+                "max_tcp_connections lowered to %d: this process may open only %d files",
+                self.max_tcp_connections,
+                open_files,
+            )
         self.tcp_open = 0
         self._refused = 0
         self._refusal_logged = -REFUSAL_LOG_INTERVAL_S
@@ -63,8 +66,11 @@ class ConnectionLimits:
         self._refused += 1
         now = time.monotonic()
         if now - self._refusal_logged >= REFUSAL_LOG_INTERVAL_S:
-            log.warning("closing new TCP connections: %d are open (max_tcp_connections); %d refused",
-                        self.tcp_open, self._refused)
+            log.warning(
+                "closing new TCP connections: %d are open (max_tcp_connections); %d refused",
+                self.tcp_open,
+                self._refused,
+            )
             self._refusal_logged, self._refused = now, 0
         return False
 

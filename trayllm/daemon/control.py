@@ -29,8 +29,14 @@ MAX_REASON = 200
 
 
 class ControlHandlers:
-    def __init__(self, engine: ServingEngine, settings: Settings, bus: EventBus, alerts: AlertCenter,
-                 hello: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        engine: ServingEngine,
+        settings: Settings,
+        bus: EventBus,
+        alerts: AlertCenter,
+        hello: Callable[[], dict[str, Any]],
+    ) -> None:
         self.engine = engine
         self.settings = settings
         self.bus = bus
@@ -40,8 +46,9 @@ class ControlHandlers:
 
     async def events(self, request: Request) -> Response:
         last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-        return StreamingResponse(self.bus.stream(last, self.hello, self.keepalive_s), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
+        return StreamingResponse(
+            self.bus.stream(last, self.hello, self.keepalive_s), media_type="text/event-stream", headers=SSE_HEADERS
+        )
 
     def slo_report(self) -> SloReport:
         now = time.time()
@@ -69,8 +76,10 @@ class ControlHandlers:
 
     async def faults(self, request: Request) -> Response:
         if not self.settings.fault_injection:
-            raise EndpointNotFound("fault injection is off; start the daemon with fault_injection = true "
-                                   "(TRAYLLM_FAULT_INJECTION=1) to use /v1/faults")
+            raise EndpointNotFound(
+                "fault injection is off; start the daemon with fault_injection = true "
+                "(TRAYLLM_FAULT_INJECTION=1) to use /v1/faults"
+            )
         if request.method == "PUT":
             plan = json_object(await request.body(), max_depth=self.settings.max_json_depth)
             try:

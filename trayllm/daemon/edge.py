@@ -62,8 +62,9 @@ def json_object(body: bytes, *, max_depth: int, empty: dict[str, Any] | None = N
     if not body.strip() and empty is not None:
         return empty
     if json_deeper_than(body, max_depth):
-        raise InvalidRequest(f"the request body nests arrays and objects deeper than {max_depth} levels "
-                             "(max_json_depth)")
+        raise InvalidRequest(
+            f"the request body nests arrays and objects deeper than {max_depth} levels (max_json_depth)"
+        )
     try:
         data = json.loads(body.decode("utf-8"), parse_constant=_not_json)
     except UnicodeDecodeError:
@@ -74,8 +75,10 @@ def json_object(body: bytes, *, max_depth: int, empty: dict[str, Any] | None = N
     if not isinstance(data, dict):
         raise InvalidRequest("the request body must be a JSON object")
     if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(data):
-        raise InvalidRequest("the request body has a string with an unpaired UTF-16 surrogate (an escape like "
-                             "\\ud800 without its pair), which no text can hold")
+        raise InvalidRequest(
+            "the request body has a string with an unpaired UTF-16 surrogate (an escape like "
+            "\\ud800 without its pair), which no text can hold"
+        )
     return data
 
 

@@ -128,8 +128,9 @@ class EventBus:
         after = [e for e in kept if e.seq > seq]
         return after, bool(after) and after[0].seq > seq + 1
 
-    async def stream(self, last_event_id: str | None, hello: Callable[[], dict[str, Any]],
-                     keepalive_s: float = 15.0) -> AsyncIterator[bytes]:
+    async def stream(
+        self, last_event_id: str | None, hello: Callable[[], dict[str, Any]], keepalive_s: float = 15.0
+    ) -> AsyncIterator[bytes]:
         """One subscriber's SSE byte stream (see the module docstring)."""
         subscriber = _Subscriber(asyncio.get_running_loop(), self.queue_limit)
         with self._lock:

@@ -52,8 +52,9 @@ def _ns(seconds: float | None) -> int | None:
 
 
 class RequestRecorder:
-    def __init__(self, settings: Settings, metrics: DaemonMetrics, nvml: NvmlProbe,
-                 model_info: Callable[[], ModelInfo | None]) -> None:
+    def __init__(
+        self, settings: Settings, metrics: DaemonMetrics, nvml: NvmlProbe, model_info: Callable[[], ModelInfo | None]
+    ) -> None:
         self.enabled = settings.telemetry
         self.settings = settings
         self.model_info = model_info
@@ -109,19 +110,33 @@ class RequestRecorder:
         model = self.model_info()
         params = context.params
         record = RequestRecord(
-            request_id=context.request_id, started=context.received_wall, duration_ns=_ns(seconds) or 0,
-            outcome=outcome, service_version=__version__, host_name=self.host, user=context.user,
-            requested_model=context.requested_model, stream=context.stream)
+            request_id=context.request_id,
+            started=context.received_wall,
+            duration_ns=_ns(seconds) or 0,
+            outcome=outcome,
+            service_version=__version__,
+            host_name=self.host,
+            user=context.user,
+            requested_model=context.requested_model,
+            stream=context.stream,
+        )
         trace = parse_traceparent(context.traceparent)
         if trace is not None:
             record.trace_id, record.span_id = trace
         if model is not None:
             record.response_model, record.model_version = model.name, model.version
             record.model_dtype, record.model_quantization, record.model_device = (
-                model.dtype, model.quantization, model.device)
+                model.dtype,
+                model.quantization,
+                model.device,
+            )
         if params is not None:
             record.max_tokens, record.temperature, record.top_p, record.seed = (
-                params.max_tokens, params.temperature, params.top_p, params.seed)
+                params.max_tokens,
+                params.temperature,
+                params.top_p,
+                params.seed,
+            )
         return record
 
     def _write(self, record: RequestRecord) -> None:

@@ -113,8 +113,12 @@ def run_daemon(settings: Settings) -> None:
         engine = Engine(settings)
         recorder = RequestRecorder(settings, DaemonMetrics(), NvmlProbe(), lambda: engine.info)
         bus = EventBus(settings.events_buffer)
-        monitor = SloMonitor(configured_objectives(settings), margin=settings.alert_margin,
-                             hold_s=settings.alert_hold_s, oom_quiet_s=settings.oom_quiet_s)
+        monitor = SloMonitor(
+            configured_objectives(settings),
+            margin=settings.alert_margin,
+            hold_s=settings.alert_hold_s,
+            oom_quiet_s=settings.oom_quiet_s,
+        )
         alerts = AlertCenter(settings, bus, monitor, lambda: engine.info)
         recorder.observers.append(alerts.observe)
         engine.on_finished = recorder.finished
@@ -127,15 +131,27 @@ def run_daemon(settings: Settings) -> None:
         engine.start()
         if shipping is not None:
             shipping.start()
-        app = build_app(engine, settings, recorder, bus, alerts, token=token,
-                        shipping=shipping.stats if shipping is not None else None)
+        app = build_app(
+            engine,
+            settings,
+            recorder,
+            bus,
+            alerts,
+            token=token,
+            shipping=shipping.stats if shipping is not None else None,
+        )
         limits = ConnectionLimits(settings.header_timeout_s, settings.max_tcp_connections, open_files)
-        config = uvicorn.Config(app, http=functools.partial(GuardedProtocol, limits=limits),  # type: ignore[arg-type]  # a protocol class
-                                lifespan="off", log_config=None, access_log=False,
-                                proxy_headers=False,  # a client must not name its own user with X-Forwarded-For
-                                timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]  # uvicorn takes a float
-                                backlog=ACCEPT_BURST,
-                                timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)))
+        config = uvicorn.Config(
+            app,
+            http=functools.partial(GuardedProtocol, limits=limits),  # type: ignore[arg-type]  # a protocol class
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            proxy_headers=False,  # a client must not name its own user with X-Forwarded-For
+            timeout_keep_alive=settings.keep_alive_timeout_s,  # type: ignore[arg-type]  # uvicorn takes a float
+            backlog=ACCEPT_BURST,
+            timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
+        )
         log.info("listening", extra={"socket": str(settings.socket_path), "tcp": settings.listen or None})
         server = DrainingServer(config, engine, bus)
         try:

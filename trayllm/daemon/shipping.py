@@ -46,8 +46,7 @@ class ShippingThread:
 
     def busy(self) -> bool:
         engine = self.engine
-        return (engine.in_flight > 0 or engine.queue_depth > 0
-                or time.monotonic() - self._last_activity < QUIET_S)
+        return engine.in_flight > 0 or engine.queue_depth > 0 or time.monotonic() - self._last_activity < QUIET_S
 
     def start(self) -> None:
         self._thread.start()

@@ -60,7 +60,8 @@ class InstanceLock:
             handle.close()
             raise DaemonAlreadyRunning(
                 f"a trayllm daemon is already running (pid {pid}) on {socket_path}; "
-                "stop it with `trayllm down` or choose another socket with TRAYLLM_SOCKET") from None
+                "stop it with `trayllm down` or choose another socket with TRAYLLM_SOCKET"
+            ) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))

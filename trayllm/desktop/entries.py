@@ -24,19 +24,26 @@ def launcher_entry(target: Target) -> str:
     the window (the application name), so docks group the window under this entry. No desktop actions: every
     other command either needs a terminal or is in the tray's menu.
     """
-    return key_file([("Desktop Entry", [
-        ("Type", "Application"),
-        ("Version", SPEC_VERSION),
-        ("Name", "trayllm"),
-        ("GenericName", "Local LLM Chat"),
-        ("Comment", "Chat with the language model that runs on this computer"),
-        ("Exec", desktop_exec(target.argv("chat", "--window"))),
-        ("Icon", ICON_NAME),
-        ("Terminal", "false"),
-        ("Categories", "Utility;"),
-        ("Keywords", "LLM;AI;chat;assistant;language model;"),
-        ("StartupWMClass", "trayllm"),
-    ])])
+    return key_file(
+        [
+            (
+                "Desktop Entry",
+                [
+                    ("Type", "Application"),
+                    ("Version", SPEC_VERSION),
+                    ("Name", "trayllm"),
+                    ("GenericName", "Local LLM Chat"),
+                    ("Comment", "Chat with the language model that runs on this computer"),
+                    ("Exec", desktop_exec(target.argv("chat", "--window"))),
+                    ("Icon", ICON_NAME),
+                    ("Terminal", "false"),
+                    ("Categories", "Utility;"),
+                    ("Keywords", "LLM;AI;chat;assistant;language model;"),
+                    ("StartupWMClass", "trayllm"),
+                ],
+            )
+        ]
+    )
 
 
 def autostart_entry(target: Target, *, tray_unit_enabled: bool) -> str:
@@ -50,15 +57,22 @@ def autostart_entry(target: Target, *, tray_unit_enabled: bool) -> str:
     that ignores the key costs a process that exits at once.
     """
     skip = [("X-systemd-skip", "true")] if tray_unit_enabled else []
-    return key_file([("Desktop Entry", [
-        ("Type", "Application"),
-        ("Version", SPEC_VERSION),
-        ("Name", "trayllm tray icon"),
-        ("Comment", "The trayllm daemon's health, a menu and alert notifications in the panel"),
-        ("Exec", desktop_exec(target.argv("tray"))),
-        ("Icon", ICON_NAME),
-        ("Terminal", "false"),
-        ("NoDisplay", "true"),
-        ("X-GNOME-Autostart-enabled", "true"),
-        *skip,
-    ])])
+    return key_file(
+        [
+            (
+                "Desktop Entry",
+                [
+                    ("Type", "Application"),
+                    ("Version", SPEC_VERSION),
+                    ("Name", "trayllm tray icon"),
+                    ("Comment", "The trayllm daemon's health, a menu and alert notifications in the panel"),
+                    ("Exec", desktop_exec(target.argv("tray"))),
+                    ("Icon", ICON_NAME),
+                    ("Terminal", "false"),
+                    ("NoDisplay", "true"),
+                    ("X-GNOME-Autostart-enabled", "true"),
+                    *skip,
+                ],
+            )
+        ]
+    )

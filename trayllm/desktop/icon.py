@@ -55,8 +55,11 @@ class Circle:
     ring_width: float = 0
 
     def svg(self) -> str:
-        paint = (f'fill="none" {_svg_paint(self.colour, "stroke")} stroke-width="{self.ring_width:g}"'
-                 if self.ring_width else _svg_paint(self.colour, "fill"))
+        paint = (
+            f'fill="none" {_svg_paint(self.colour, "stroke")} stroke-width="{self.ring_width:g}"'
+            if self.ring_width
+            else _svg_paint(self.colour, "fill")
+        )
         return f'<circle cx="{self.cx:g}" cy="{self.cy:g}" r="{self.r:g}" {paint}/>'
 
     def draw(self, draw: Any, scale: float) -> None:
@@ -78,8 +81,10 @@ class RoundedRect:
     colour: Colour
 
     def svg(self) -> str:
-        return (f'<rect x="{self.x:g}" y="{self.y:g}" width="{self.width:g}" height="{self.height:g}" '
-                f'rx="{self.radius:g}" {_svg_paint(self.colour, "fill")}/>')
+        return (
+            f'<rect x="{self.x:g}" y="{self.y:g}" width="{self.width:g}" height="{self.height:g}" '
+            f'rx="{self.radius:g}" {_svg_paint(self.colour, "fill")}/>'
+        )
 
     def draw(self, draw: Any, scale: float) -> None:
         box = _pixel_box(self.x, self.y, self.x + self.width, self.y + self.height, scale)
@@ -116,8 +121,7 @@ SHAPES: Sequence[Circle | RoundedRect | Polygon] = (
 def icon_svg() -> str:
     """The scalable icon (hicolor/scalable/apps/trayllm.svg)."""
     body = "\n".join(f"  {shape.svg()}" for shape in SHAPES)
-    return (f'<svg xmlns="{SVG_NAMESPACE}" width="{SIZE}" height="{SIZE}" viewBox="0 0 {SIZE} {SIZE}">\n'
-            f"{body}\n</svg>\n")
+    return f'<svg xmlns="{SVG_NAMESPACE}" width="{SIZE}" height="{SIZE}" viewBox="0 0 {SIZE} {SIZE}">\n{body}\n</svg>\n'
 
 
 @functools.cache
@@ -154,8 +158,9 @@ def same_pixels(png: bytes, other: bytes) -> bool:
     from PIL import Image, ImageChops
 
     first, second = Image.open(io.BytesIO(png)), Image.open(io.BytesIO(other))
-    return ((first.mode, first.size) == (second.mode, second.size)
-            and ImageChops.difference(first, second).getbbox() is None)
+    return (first.mode, first.size) == (second.mode, second.size) and ImageChops.difference(
+        first, second
+    ).getbbox() is None
 
 
 def packaged_png_name(size: int) -> str:
@@ -169,5 +174,6 @@ def packaged_png(size: int) -> bytes:
     try:
         return (resources.files("trayllm.desktop") / PACKAGED_DIR / name).read_bytes()
     except OSError as exc:
-        raise TrayllmError(f"this trayllm installation lacks its icon {PACKAGED_DIR}/{name} ({exc.strerror or exc}); "
-                           "reinstall trayllm") from None
+        raise TrayllmError(
+            f"this trayllm installation lacks its icon {PACKAGED_DIR}/{name} ({exc.strerror or exc}); reinstall trayllm"
+        ) from None

@@ -30,8 +30,10 @@ from trayllm.errors import TrayllmError
 
 Report = Callable[[str], None]
 
-ON_DEMAND = ("the tray starts from the autostart entry at the next login, and the daemon on demand "
-             "(`trayllm up`, or the tray's Start daemon)")
+ON_DEMAND = (
+    "the tray starts from the autostart entry at the next login, and the daemon on demand "
+    "(`trayllm up`, or the tray's Start daemon)"
+)
 NOT_REACHABLE = f"systemd's user manager is not reachable, so no units were installed: {ON_DEMAND}"
 NO_SYSTEMD = f"no systemd units (--no-systemd): {ON_DEMAND}"
 
@@ -57,8 +59,10 @@ def install(*, use_systemd: bool, start: bool, say: Report, warn: Report) -> Non
             raise
         raise TrayllmError(f"{exc.message} ({outcome})") from None
     if with_units:
-        say(f"{'enabled and started' if start else 'enabled'} {DAEMON_UNIT} and {TRAY_UNIT}: the daemon starts "
-            "at each login, the tray with each graphical session (`systemctl --user status trayllm`)")
+        say(
+            f"{'enabled and started' if start else 'enabled'} {DAEMON_UNIT} and {TRAY_UNIT}: the daemon starts "
+            "at each login, the tray with each graphical session (`systemctl --user status trayllm`)"
+        )
     else:
         say(NO_SYSTEMD if not use_systemd else NOT_REACHABLE)
         if start:
@@ -71,8 +75,10 @@ def uninstall(*, say: Report, warn: Report) -> None:
     units_found = [path for path in installed_unit_paths() if path.exists()]
     if units_found:
         if not user_manager_reachable():
-            raise TrayllmError("systemd's user manager is not reachable, so trayllm's units cannot be disabled; "
-                               "run `trayllm desktop uninstall` in your desktop session")
+            raise TrayllmError(
+                "systemd's user manager is not reachable, so trayllm's units cannot be disabled; "
+                "run `trayllm desktop uninstall` in your desktop session"
+            )
         names = [path.name for path in units_found]
         systemctl("disable", "--now", *names)
         say(f"disabled and stopped {' and '.join(names)}")
@@ -108,8 +114,10 @@ def _refuse_leftover_units(reason: str) -> None:
     """Stop an install without units where units from an earlier install are still there."""
     for path in installed_unit_paths():
         if path.exists():
-            raise TrayllmError(f"{path} is there from an install with systemd units, which this install cannot "
-                               f"keep in step ({reason}); run `trayllm desktop uninstall` first")
+            raise TrayllmError(
+                f"{path} is there from an install with systemd units, which this install cannot "
+                f"keep in step ({reason}); run `trayllm desktop uninstall` first"
+            )
 
 
 def _refresh_caches(warn: Report) -> None:

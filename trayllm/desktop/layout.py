@@ -55,18 +55,28 @@ def desktop_files(*, with_units: bool) -> tuple[DesktopFile, ...]:
     Uninstall asks for the files with units: it removes whatever any install could have written.
     """
     unit_files = (
-        DesktopFile("config", UNITS_DIR / units.DAEMON_UNIT, _text(units.daemon_unit)),
-        DesktopFile("config", UNITS_DIR / units.TRAY_UNIT, _text(units.tray_unit)),
-    ) if with_units else ()
+        (
+            DesktopFile("config", UNITS_DIR / units.DAEMON_UNIT, _text(units.daemon_unit)),
+            DesktopFile("config", UNITS_DIR / units.TRAY_UNIT, _text(units.tray_unit)),
+        )
+        if with_units
+        else ()
+    )
     return (
         *unit_files,
-        DesktopFile("config", PurePosixPath("autostart") / entries.AUTOSTART_ENTRY,
-                    _text(lambda target: entries.autostart_entry(target, tray_unit_enabled=with_units))),
+        DesktopFile(
+            "config",
+            PurePosixPath("autostart") / entries.AUTOSTART_ENTRY,
+            _text(lambda target: entries.autostart_entry(target, tray_unit_enabled=with_units)),
+        ),
         DesktopFile("data", APPLICATIONS_DIR / entries.LAUNCHER_ENTRY, _text(entries.launcher_entry)),
-        DesktopFile("data", HICOLOR_DIR / "scalable/apps" / f"{entries.ICON_NAME}.svg",
-                    _text(lambda _target: icon.icon_svg())),
-        *(DesktopFile("data", HICOLOR_DIR / f"{size}x{size}/apps" / f"{entries.ICON_NAME}.png", _png(size))
-          for size in icon.PNG_SIZES),
+        DesktopFile(
+            "data", HICOLOR_DIR / "scalable/apps" / f"{entries.ICON_NAME}.svg", _text(lambda _target: icon.icon_svg())
+        ),
+        *(
+            DesktopFile("data", HICOLOR_DIR / f"{size}x{size}/apps" / f"{entries.ICON_NAME}.png", _png(size))
+            for size in icon.PNG_SIZES
+        ),
     )
 
 

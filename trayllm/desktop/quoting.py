@@ -38,8 +38,10 @@ def systemd_command(argv: Sequence[str]) -> str:
     """
     program, *args = argv
     if any(char in program for char in _UNSAFE_IN_SYSTEMD_PROGRAM):
-        raise TrayllmError(f"systemd does not run a program whose path has a quote or a backslash ({program}); "
-                           "move the venv to a plainer path, or install with --no-systemd")
+        raise TrayllmError(
+            f"systemd does not run a program whose path has a quote or a backslash ({program}); "
+            "move the venv to a plainer path, or install with --no-systemd"
+        )
     return " ".join([_systemd_word(program), *(_systemd_word(arg).replace("$", "$$") for arg in args)])
 
 

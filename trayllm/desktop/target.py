@@ -37,11 +37,15 @@ def running_interpreter() -> Target:
     """
     python = sys.executable
     if not python or not Path(python).is_absolute():
-        raise TrayllmError(f"cannot tell which python runs trayllm (sys.executable is {python!r}); "
-                           "run `trayllm desktop install` from the installed `trayllm` command")
+        raise TrayllmError(
+            f"cannot tell which python runs trayllm (sys.executable is {python!r}); "
+            "run `trayllm desktop install` from the installed `trayllm` command"
+        )
     if any(ord(char) < 32 or ord(char) == 127 for char in python):
-        raise TrayllmError(f"the python path {python!r} has a control character, which unit files and desktop "
-                           "entries cannot carry; install trayllm into a venv at a plain path")
+        raise TrayllmError(
+            f"the python path {python!r} has a control character, which unit files and desktop "
+            "entries cannot carry; install trayllm into a venv at a plain path"
+        )
     return Target(command=(python, "-m", "trayllm"), readme=_checkout_readme())
 
 

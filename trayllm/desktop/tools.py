@@ -17,8 +17,7 @@ def available(tool: str) -> bool:
 def run_tool(command: list[str]) -> str | None:
     """Run ``command`` without a terminal; None when it succeeded, else why it failed, in one line."""
     try:
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                                timeout=TIMEOUT_S)
+        result = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=TIMEOUT_S)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"`{' '.join(command)}` did not run ({exc})"
     if result.returncode == 0:

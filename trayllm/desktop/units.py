@@ -35,20 +35,26 @@ def daemon_unit(target: Target) -> str:
     `systemctl --user edit trayllm.service` too.
     """
     stop_timeout_s = math.ceil(Settings.shutdown_grace_s + STOP_MARGIN_S)
-    return key_file([
-        _unit_section(target, "trayllm daemon: a local LLM served on a private socket", []),
-        ("Service", [
-            ("Type", "exec"),
-            ("ExecStart", systemd_command(target.argv("daemon"))),
-            ("ExecReload", systemd_command(target.argv("reload", "--timeout", str(RELOAD_TIMEOUT_S)))),
-            ("Restart", "on-failure"),
-            ("RestartSec", "5s"),
-            ("TimeoutStartSec", f"{RELOAD_TIMEOUT_S + 60}s"),
-            ("TimeoutStopSec", f"{stop_timeout_s}s"),
-            ("Environment", "PYTHONUNBUFFERED=1"),
-        ]),
-        ("Install", [("WantedBy", "default.target")]),
-    ], notes=[_local_changes(DAEMON_UNIT)])
+    return key_file(
+        [
+            _unit_section(target, "trayllm daemon: a local LLM served on a private socket", []),
+            (
+                "Service",
+                [
+                    ("Type", "exec"),
+                    ("ExecStart", systemd_command(target.argv("daemon"))),
+                    ("ExecReload", systemd_command(target.argv("reload", "--timeout", str(RELOAD_TIMEOUT_S)))),
+                    ("Restart", "on-failure"),
+                    ("RestartSec", "5s"),
+                    ("TimeoutStartSec", f"{RELOAD_TIMEOUT_S + 60}s"),
+                    ("TimeoutStopSec", f"{stop_timeout_s}s"),
+                    ("Environment", "PYTHONUNBUFFERED=1"),
+                ],
+            ),
+            ("Install", [("WantedBy", "default.target")]),
+        ],
+        notes=[_local_changes(DAEMON_UNIT)],
+    )
 
 
 def tray_unit(target: Target) -> str:
@@ -58,21 +64,31 @@ def tray_unit(target: Target) -> str:
     daemon itself, but one under systemd is restarted and logged to the journal), and is ordered after it so
     the first icon is not a needless "no daemon".
     """
-    return key_file([
-        _unit_section(target, "trayllm tray icon: the daemon's health, a menu and alert notifications", [
-            ("PartOf", "graphical-session.target"),
-            ("After", f"graphical-session.target {DAEMON_UNIT}"),
-            ("Wants", DAEMON_UNIT),
-        ]),
-        ("Service", [
-            ("Type", "exec"),
-            ("ExecStart", systemd_command(target.argv("tray"))),
-            ("Restart", "on-failure"),
-            ("RestartSec", "5s"),
-            ("Environment", "PYTHONUNBUFFERED=1"),
-        ]),
-        ("Install", [("WantedBy", "graphical-session.target")]),
-    ], notes=[_local_changes(TRAY_UNIT)])
+    return key_file(
+        [
+            _unit_section(
+                target,
+                "trayllm tray icon: the daemon's health, a menu and alert notifications",
+                [
+                    ("PartOf", "graphical-session.target"),
+                    ("After", f"graphical-session.target {DAEMON_UNIT}"),
+                    ("Wants", DAEMON_UNIT),
+                ],
+            ),
+            (
+                "Service",
+                [
+                    ("Type", "exec"),
+                    ("ExecStart", systemd_command(target.argv("tray"))),
+                    ("Restart", "on-failure"),
+                    ("RestartSec", "5s"),
+                    ("Environment", "PYTHONUNBUFFERED=1"),
+                ],
+            ),
+            ("Install", [("WantedBy", "graphical-session.target")]),
+        ],
+        notes=[_local_changes(TRAY_UNIT)],
+    )
 
 
 def _local_changes(unit: str) -> str:
@@ -83,5 +99,13 @@ def _unit_section(target: Target, description: str, dependencies: list[tuple[str
     """[Unit]: description, documentation (when the target has a README on disk), dependencies, start limit."""
     documentation = [("Documentation", systemd_value(target.readme.as_uri()))] if target.readme else []
     burst, interval = START_LIMIT
-    return ("Unit", [("Description", description), *documentation, *dependencies,
-                     ("StartLimitIntervalSec", interval), ("StartLimitBurst", str(burst))])
+    return (
+        "Unit",
+        [
+            ("Description", description),
+            *documentation,
+            *dependencies,
+            ("StartLimitIntervalSec", interval),
+            ("StartLimitBurst", str(burst)),
+        ],
+    )

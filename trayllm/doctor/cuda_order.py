@@ -41,26 +41,37 @@ def cuda_view(gpus: Sequence[Gpu], visible_devices: str | None, device_order: st
     if visible_devices is None:
         if exact:
             return CudaView({gpu.index: True for gpu in gpus}, {gpu.index: n for n, gpu in enumerate(order)})
-        return CudaView({gpu.index: True for gpu in gpus}, {},
-                        f"cuda:N follows CUDA's fastest-first order, which the doctor cannot predict for GPUs of "
-                        f"different models: {BUS_ORDER_HINT}")
+        return CudaView(
+            {gpu.index: True for gpu in gpus},
+            {},
+            f"cuda:N follows CUDA's fastest-first order, which the doctor cannot predict for GPUs of "
+            f"different models: {BUS_ORDER_HINT}",
+        )
     seen: list[Gpu] = []
     for entry in (part.strip() for part in visible_devices.split(",")):
         if entry.startswith("MIG-"):
-            return _unknown(gpus, f"CUDA_VISIBLE_DEVICES names a MIG instance ({entry}), which the doctor does "
-                                  "not map to a GPU")
+            return _unknown(
+                gpus, f"CUDA_VISIBLE_DEVICES names a MIG instance ({entry}), which the doctor does not map to a GPU"
+            )
         if not exact and entry.isdigit() and int(entry) < len(gpus):
-            return _unknown(gpus, f"CUDA_VISIBLE_DEVICES={visible_devices} counts GPUs in CUDA's fastest-first "
-                                  f"order, which the doctor cannot predict for GPUs of different models: name "
-                                  f"them by UUID (GPU-…), or {BUS_ORDER_HINT}")
+            return _unknown(
+                gpus,
+                f"CUDA_VISIBLE_DEVICES={visible_devices} counts GPUs in CUDA's fastest-first "
+                f"order, which the doctor cannot predict for GPUs of different models: name "
+                f"them by UUID (GPU-…), or {BUS_ORDER_HINT}",
+            )
         gpu = _named(entry, gpus, order)
         if gpu is None:
-            note = (f"CUDA_VISIBLE_DEVICES entry {entry!r} names no GPU here: CUDA ignores it and every entry "
-                    "after it" if entry else None)
+            note = (
+                f"CUDA_VISIBLE_DEVICES entry {entry!r} names no GPU here: CUDA ignores it and every entry after it"
+                if entry
+                else None
+            )
             return _seeing(gpus, seen, note)
         if gpu in seen:
-            return _unknown(gpus, f"CUDA_VISIBLE_DEVICES names GPU {gpu.index} twice, and CUDA does not document "
-                                  "what it does then")
+            return _unknown(
+                gpus, f"CUDA_VISIBLE_DEVICES names GPU {gpu.index} twice, and CUDA does not document what it does then"
+            )
         seen.append(gpu)
     return _seeing(gpus, seen, None)
 

@@ -94,16 +94,25 @@ def fit_table(free_bytes: float, total_memory: float, context: int = 4096, limit
     rows = []
     for model in REFERENCE_MODELS:
         need = {p: total_bytes(model, p, context) for p in BYTES_PER_PARAM}
-        rows.append(FitRow(model.size, model.example, {p: round(n / GIB, 1) for p, n in need.items()},
-                           {p: verdict(n, free_bytes, total_memory, limit) for p, n in need.items()}))
+        rows.append(
+            FitRow(
+                model.size,
+                model.example,
+                {p: round(n / GIB, 1) for p, n in need.items()},
+                {p: verdict(n, free_bytes, total_memory, limit) for p, n in need.items()},
+            )
+        )
     return rows
 
 
 def recommendation(rows: list[FitRow]) -> str:
     """The largest size that fits, preferring fp16, then 8-bit, then 4-bit."""
     for row in reversed(rows):
-        for precision, label in (("fp16", "bf16/fp16"), ("8-bit", "quantization = 8bit"),
-                                 ("4-bit", "quantization = 4bit")):
+        for precision, label in (
+            ("fp16", "bf16/fp16"),
+            ("8-bit", "quantization = 8bit"),
+            ("4-bit", "quantization = 4bit"),
+        ):
             if row.verdicts[precision] == "fits":
                 return f"{row.size} (e.g. {row.example}) at {label}: {row.need_gib[precision]} GiB"
     return "nothing from 1B up fits within the VRAM limit: use the embedded SmolLM2-135M, or free GPU memory"

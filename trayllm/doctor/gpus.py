@@ -84,9 +84,12 @@ def _text(value: Any) -> str:
 def probe(nvml: Any = None, environ: Mapping[str, str] = os.environ) -> Machine:
     """Read the GPUs through ``nvml`` (the ``pynvml`` module unless a test passes recorded readings), and the
     two environment variables that decide which of them CUDA sees, and in which order."""
-    machine = Machine(torch=_version("torch"), bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,
-                      cuda_visible_devices=environ.get("CUDA_VISIBLE_DEVICES"),
-                      cuda_device_order=environ.get("CUDA_DEVICE_ORDER"))
+    machine = Machine(
+        torch=_version("torch"),
+        bitsandbytes=importlib.util.find_spec("bitsandbytes") is not None,
+        cuda_visible_devices=environ.get("CUDA_VISIBLE_DEVICES"),
+        cuda_device_order=environ.get("CUDA_DEVICE_ORDER"),
+    )
     if nvml is None:
         try:
             import pynvml
@@ -113,10 +116,18 @@ def probe(nvml: Any = None, environ: Mapping[str, str] = os.environ) -> Machine:
                 total, free, integrated = int(memory.total), int(memory.free), False
             except nvml.NVMLError_NotSupported:  # memory shared with the CPU (GB10-class boards): no own VRAM
                 total, free, integrated = _system_memory()
-            machine.gpus.append(Gpu(index, _text(nvml.nvmlDeviceGetName(handle)),
-                                    _text(nvml.nvmlDeviceGetUUID(handle)),
-                                    _text(nvml.nvmlDeviceGetPciInfo(handle).busId), total, free,
-                                    (int(major), int(minor)), integrated))
+            machine.gpus.append(
+                Gpu(
+                    index,
+                    _text(nvml.nvmlDeviceGetName(handle)),
+                    _text(nvml.nvmlDeviceGetUUID(handle)),
+                    _text(nvml.nvmlDeviceGetPciInfo(handle).busId),
+                    total,
+                    free,
+                    (int(major), int(minor)),
+                    integrated,
+                )
+            )
     finally:
         nvml.nvmlShutdown()
     return machine

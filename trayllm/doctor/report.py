@@ -8,8 +8,10 @@ from trayllm.doctor.fit import BYTES_PER_PARAM, GIB, FitRow, fit_table, recommen
 from trayllm.doctor.gpus import Gpu, Machine
 from trayllm.extras import pip_install
 
-CPU_ADVICE = ("trayllm runs on the CPU. The embedded SmolLM2-135M answers at about 20 tokens/s per stream on 2 "
-              "cores; 1B models work but slowly; 3B and up are not practical without a GPU")
+CPU_ADVICE = (
+    "trayllm runs on the CPU. The embedded SmolLM2-135M answers at about 20 tokens/s per stream on 2 "
+    "cores; 1B models work but slowly; 3B and up are not practical without a GPU"
+)
 
 
 def doctor_report(machine: Machine, context: int, limit: float, planned_gib: float | None = None) -> dict[str, Any]:
@@ -54,8 +56,9 @@ def doctor_report(machine: Machine, context: int, limit: float, planned_gib: flo
 def _best_visible(machine: Machine) -> Gpu | None:
     """The GPU with the most free memory that the daemon sees, or, where that is unknown, may see."""
     visible = machine.cuda.visible
-    candidates = ([gpu for gpu in machine.gpus if visible[gpu.index]]
-                  or [gpu for gpu in machine.gpus if visible[gpu.index] is None])
+    candidates = [gpu for gpu in machine.gpus if visible[gpu.index]] or [
+        gpu for gpu in machine.gpus if visible[gpu.index] is None
+    ]
     return max(candidates, key=lambda gpu: gpu.free_bytes, default=None)
 
 
@@ -71,8 +74,10 @@ def to_text(report: dict[str, Any]) -> str:
     for gpu in m["gpus"]:
         cc = ".".join(str(x) for x in gpu["compute_capability"])
         kind = "integrated" if gpu["integrated"] else "discrete"
-        lines.append(f"GPU {gpu['index']}     {gpu['name']} · {kind} · {gpu['total_bytes'] / GIB:.1f} GiB total, "
-                     f"{gpu['free_bytes'] / GIB:.1f} GiB free · compute {cc} · bf16 {'yes' if gpu['bf16'] else 'no'}")
+        lines.append(
+            f"GPU {gpu['index']}     {gpu['name']} · {kind} · {gpu['total_bytes'] / GIB:.1f} GiB total, "
+            f"{gpu['free_bytes'] / GIB:.1f} GiB free · compute {cc} · bf16 {'yes' if gpu['bf16'] else 'no'}"
+        )
         lines.append(f"          {_cuda_device(gpu)} · PCI {gpu['pci_bus_id']} · {gpu['uuid']}")
     if m["gpus"]:
         lines += _cuda_lines(m)
@@ -84,11 +89,15 @@ def to_text(report: dict[str, Any]) -> str:
     lines.append(f"4/8-bit   bitsandbytes {bnb}")
     if report["fit"]:
         lines.append("")
-        lines.append(f"What fits on {report['fit_for']} with a {report['context']}-token context "
-                     f"(limit {report['vram_limit']:.0%} of the device; GiB needed):")
+        lines.append(
+            f"What fits on {report['fit_for']} with a {report['context']}-token context "
+            f"(limit {report['vram_limit']:.0%} of the device; GiB needed):"
+        )
         header = ["size", "example"] + list(BYTES_PER_PARAM)
-        table = [header] + [[r["size"], r["example"]] + [f"{r['need_gib'][p]:g} {r['verdict'][p]}"
-                                                         for p in BYTES_PER_PARAM] for r in report["fit"]]
+        table = [header] + [
+            [r["size"], r["example"]] + [f"{r['need_gib'][p]:g} {r['verdict'][p]}" for p in BYTES_PER_PARAM]
+            for r in report["fit"]
+        ]
         widths = [max(len(row[i]) for row in table) for i in range(len(header))]
         lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in table]
     lines.append("")
@@ -108,8 +117,10 @@ def _cuda_device(gpu: dict[str, Any]) -> str:
 def _cuda_lines(m: dict[str, Any]) -> list[str]:
     """The environment that decides ``cuda:N`` (GPU N above is NVML's number, nvidia-smi's), and why N is unknown."""
     visible, order = m["cuda_visible_devices"], m["cuda_device_order"]
-    lines = [f"CUDA      CUDA_VISIBLE_DEVICES {'unset' if visible is None else repr(visible)} · CUDA_DEVICE_ORDER "
-             f"{order or 'unset (fastest first)'}, as in this shell (a daemon started elsewhere has its own)"]
+    lines = [
+        f"CUDA      CUDA_VISIBLE_DEVICES {'unset' if visible is None else repr(visible)} · CUDA_DEVICE_ORDER "
+        f"{order or 'unset (fastest first)'}, as in this shell (a daemon started elsewhere has its own)"
+    ]
     if m["cuda_note"]:
         lines.append(f"          {m['cuda_note']}")
     return lines

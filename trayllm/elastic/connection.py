@@ -33,8 +33,9 @@ class ElasticTarget:
 
     @classmethod
     def from_settings(cls, settings: Settings, url: str | None = None) -> ElasticTarget:
-        target = cls(url or settings.es_url, settings.es_api_key, settings.es_username, settings.es_password,
-                     settings.es_ca_file)
+        target = cls(
+            url or settings.es_url, settings.es_api_key, settings.es_username, settings.es_password, settings.es_ca_file
+        )
         if not target.url:
             raise ConfigError("no Elasticsearch URL: pass --es-url or set es_url (TRAYLLM_ES_URL)")
         if not target.url.startswith(("http://", "https://")):
@@ -81,8 +82,9 @@ def elastic_errors(where: str) -> Iterator[None]:
     except AuthenticationException:
         raise _credentials_refused(where) from None
     except AuthorizationException as exc:
-        raise ElasticError(f"{where}: the user may not do this (403: {_reason(exc)}); give it the privileges in "
-                           "docs/ELASTIC.md") from None
+        raise ElasticError(
+            f"{where}: the user may not do this (403: {_reason(exc)}); give it the privileges in docs/ELASTIC.md"
+        ) from None
     except UnsupportedProductError:
         raise ElasticError(f"{where} is not Elasticsearch (no X-Elastic-Product header); check the URL") from None
     except ConnectionTimeout:
@@ -124,6 +126,7 @@ def check_version(es: Any, where: str) -> str:
     number = str(info.get("version", {}).get("number", "?"))
     major = int(number.split(".")[0]) if number.split(".")[0].isdigit() else 0
     if major not in SUPPORTED_MAJORS:
-        raise ElasticError(f"{where} runs Elasticsearch {number}; trayllm needs 8.x or 9.x (its client is 8.x, "
-                           "which both accept)")
+        raise ElasticError(
+            f"{where} runs Elasticsearch {number}; trayllm needs 8.x or 9.x (its client is 8.x, which both accept)"
+        )
     return number

@@ -53,9 +53,16 @@ client got wrong, cancelled or the user paused burns nothing and dilutes nothing
 
 FAILURE_KQL = 'event.outcome : "failure"'
 
-_NS_DURATION = {"id": "duration",
-                "params": {"inputFormat": "nanoseconds", "outputFormat": "humanizePrecise", "outputPrecision": 2,
-                           "useShortSuffix": True, "includeSpaceWithSuffix": True}}
+_NS_DURATION = {
+    "id": "duration",
+    "params": {
+        "inputFormat": "nanoseconds",
+        "outputFormat": "humanizePrecise",
+        "outputPrecision": 2,
+        "useShortSuffix": True,
+        "includeSpaceWithSuffix": True,
+    },
+}
 _PERCENT = {"id": "percent", "params": {"pattern": "0,0.[0]%"}}
 _BYTES = {"id": "bytes"}
 _SPEED = {"id": "number", "params": {"pattern": "0,0.0"}}
@@ -69,8 +76,9 @@ def _json(value: Any) -> str:
 # --- data views -----------------------------------------------------------------------------------------
 
 
-def _data_view(view_id: str, schema: RecordSchema, name: str, formats: Mapping[str, Any],
-               labels: Mapping[str, str]) -> dict[str, Any]:
+def _data_view(
+    view_id: str, schema: RecordSchema, name: str, formats: Mapping[str, Any], labels: Mapping[str, str]
+) -> dict[str, Any]:
     """An index-pattern object over every namespace of the schema's data stream (``logs-trayllm.requests-*``)."""
     stream = schema.data_stream
     return {
@@ -97,18 +105,35 @@ def _data_view(view_id: str, schema: RecordSchema, name: str, formats: Mapping[s
 def data_views() -> list[dict[str, Any]]:
     """The two data views: request records and alert transitions."""
     requests = _data_view(
-        REQUESTS_VIEW, REQUESTS, "trayllm requests",
-        {"event.duration": _NS_DURATION, "llm.ttft.ns": _NS_DURATION, "llm.queue.ns": _NS_DURATION,
-         "llm.vram.peak.pct": _PERCENT, "llm.vram.nvml.pct": _PERCENT,
-         "llm.vram.peak.bytes": _BYTES, "llm.vram.total.bytes": _BYTES, "llm.vram.nvml.used.bytes": _BYTES,
-         "llm.tokens_per_second": _SPEED},
-        {"event.duration": "Latency (end to end)", "llm.ttft.ns": "Time to first token",
-         "llm.queue.ns": "Queue wait", "llm.vram.peak.pct": "Peak VRAM (share of device)",
-         "llm.tokens_per_second": "Decode speed (tokens/s)"})
+        REQUESTS_VIEW,
+        REQUESTS,
+        "trayllm requests",
+        {
+            "event.duration": _NS_DURATION,
+            "llm.ttft.ns": _NS_DURATION,
+            "llm.queue.ns": _NS_DURATION,
+            "llm.vram.peak.pct": _PERCENT,
+            "llm.vram.nvml.pct": _PERCENT,
+            "llm.vram.peak.bytes": _BYTES,
+            "llm.vram.total.bytes": _BYTES,
+            "llm.vram.nvml.used.bytes": _BYTES,
+            "llm.tokens_per_second": _SPEED,
+        },
+        {
+            "event.duration": "Latency (end to end)",
+            "llm.ttft.ns": "Time to first token",
+            "llm.queue.ns": "Queue wait",
+            "llm.vram.peak.pct": "Peak VRAM (share of device)",
+            "llm.tokens_per_second": "Decode speed (tokens/s)",
+        },
+    )
     alerts = _data_view(
-        ALERTS_VIEW, ALERTS, "trayllm alerts",
+        ALERTS_VIEW,
+        ALERTS,
+        "trayllm alerts",
         {"llm.vram.allocated.bytes": _BYTES, "llm.vram.reserved.bytes": _BYTES, "llm.vram.total.bytes": _BYTES},
-        {"rule.name": "Alert", "event.action": "Transition", "llm.alert.severity": "Severity"})
+        {"rule.name": "Alert", "event.action": "Transition", "llm.alert.severity": "Severity"},
+    )
     return [requests, alerts]
 
 
@@ -118,29 +143,65 @@ Columns = dict[str, dict[str, Any]]
 
 
 def _date_histogram() -> dict[str, Any]:
-    return {"label": "@timestamp", "dataType": "date", "operationType": "date_histogram",
-            "sourceField": "@timestamp", "isBucketed": True, "scale": "interval",
-            "params": {"interval": "auto", "includeEmptyRows": True, "dropPartials": False}}
+    return {
+        "label": "@timestamp",
+        "dataType": "date",
+        "operationType": "date_histogram",
+        "sourceField": "@timestamp",
+        "isBucketed": True,
+        "scale": "interval",
+        "params": {"interval": "auto", "includeEmptyRows": True, "dropPartials": False},
+    }
 
 
 def _count(label: str) -> dict[str, Any]:
-    return {"label": label, "customLabel": True, "dataType": "number", "operationType": "count",
-            "sourceField": "___records___", "isBucketed": False, "scale": "ratio", "params": {"emptyAsNull": True}}
+    return {
+        "label": label,
+        "customLabel": True,
+        "dataType": "number",
+        "operationType": "count",
+        "sourceField": "___records___",
+        "isBucketed": False,
+        "scale": "ratio",
+        "params": {"emptyAsNull": True},
+    }
 
 
 def _metric(operation: str, field: str, label: str, **params: Any) -> dict[str, Any]:
     """A numeric aggregation of one field: percentile, median, average, max."""
-    return {"label": label, "customLabel": True, "dataType": "number", "operationType": operation,
-            "sourceField": field, "isBucketed": False, "scale": "ratio", "params": params}
+    return {
+        "label": label,
+        "customLabel": True,
+        "dataType": "number",
+        "operationType": operation,
+        "sourceField": field,
+        "isBucketed": False,
+        "scale": "ratio",
+        "params": params,
+    }
 
 
 def _terms(field: str, size: int, order_column: str, *, other: bool = True) -> dict[str, Any]:
-    return {"label": f"Top {size} values of {field}", "dataType": "string", "operationType": "terms",
-            "sourceField": field, "isBucketed": True, "scale": "ordinal",
-            "params": {"size": size, "orderBy": {"type": "column", "columnId": order_column},
-                       "orderDirection": "desc", "otherBucket": other, "missingBucket": False,
-                       "parentFormat": {"id": "terms"}, "include": [], "exclude": [],
-                       "includeIsRegex": False, "excludeIsRegex": False}}
+    return {
+        "label": f"Top {size} values of {field}",
+        "dataType": "string",
+        "operationType": "terms",
+        "sourceField": field,
+        "isBucketed": True,
+        "scale": "ordinal",
+        "params": {
+            "size": size,
+            "orderBy": {"type": "column", "columnId": order_column},
+            "orderDirection": "desc",
+            "otherBucket": other,
+            "missingBucket": False,
+            "parentFormat": {"id": "terms"},
+            "include": [],
+            "exclude": [],
+            "includeIsRegex": False,
+            "excludeIsRegex": False,
+        },
+    }
 
 
 def _number(value: float) -> str:
@@ -149,9 +210,17 @@ def _number(value: float) -> str:
 
 
 def _static_value(value: float, label: str) -> dict[str, Any]:
-    return {"label": label, "customLabel": True, "dataType": "number", "operationType": "static_value",
-            "isStaticValue": True, "isBucketed": False, "scale": "ratio", "params": {"value": _number(value)},
-            "references": []}
+    return {
+        "label": label,
+        "customLabel": True,
+        "dataType": "number",
+        "operationType": "static_value",
+        "isStaticValue": True,
+        "isBucketed": False,
+        "scale": "ratio",
+        "params": {"value": _number(value)},
+        "references": [],
+    }
 
 
 def _ratio_formula(column_id: str, label: str, numerator_kql: str, fmt: Mapping[str, Any]) -> Columns:
@@ -161,42 +230,82 @@ def _ratio_formula(column_id: str, label: str, numerator_kql: str, fmt: Mapping[
     part = f"Part of {label}"
     x0, x1, x2 = (f"{column_id}X{i}" for i in range(3))
     return {
-        column_id: {"label": label, "customLabel": True, "dataType": "number", "operationType": "formula",
-                    "isBucketed": False, "scale": "ratio", "references": [x2],
-                    "params": {"formula": formula, "isFormulaBroken": False, "format": dict(fmt)}},
-        x0: {**_count(part), "params": {"emptyAsNull": False},
-             "filter": {"language": "kuery", "query": numerator_kql}},
+        column_id: {
+            "label": label,
+            "customLabel": True,
+            "dataType": "number",
+            "operationType": "formula",
+            "isBucketed": False,
+            "scale": "ratio",
+            "references": [x2],
+            "params": {"formula": formula, "isFormulaBroken": False, "format": dict(fmt)},
+        },
+        x0: {**_count(part), "params": {"emptyAsNull": False}, "filter": {"language": "kuery", "query": numerator_kql}},
         x1: {**_count(part), "params": {"emptyAsNull": False}},
-        x2: {"label": part, "customLabel": True, "dataType": "number", "operationType": "math",
-             "isBucketed": False, "scale": "ratio", "references": [x0, x1],
-             "params": {"tinymathAst": {"type": "function", "name": "divide", "args": [x0, x1],
-                                        "location": {"min": 0, "max": len(formula)}, "text": formula}}},
+        x2: {
+            "label": part,
+            "customLabel": True,
+            "dataType": "number",
+            "operationType": "math",
+            "isBucketed": False,
+            "scale": "ratio",
+            "references": [x0, x1],
+            "params": {
+                "tinymathAst": {
+                    "type": "function",
+                    "name": "divide",
+                    "args": [x0, x1],
+                    "location": {"min": 0, "max": len(formula)},
+                    "text": formula,
+                }
+            },
+        },
     }
 
 
 def _layer(columns: Columns) -> dict[str, Any]:
     """A form-based layer; Lens wants bucket columns first in ``columnOrder``, then metrics as given."""
     order = [c for c, col in columns.items() if col["isBucketed"]] + [
-        c for c, col in columns.items() if not col["isBucketed"]]
+        c for c, col in columns.items() if not col["isBucketed"]
+    ]
     return {"columnOrder": order, "columns": columns, "incompleteColumns": {}}
 
 
 # --- Lens visualizations --------------------------------------------------------------------------------
 
 
-def _data_layer(layer_id: str, series: str, x: str, accessors: list[str], split: str | None = None
-                ) -> dict[str, Any]:
-    layer: dict[str, Any] = {"layerId": layer_id, "layerType": "data", "seriesType": series, "xAccessor": x,
-                             "accessors": accessors, "palette": {"type": "palette", "name": "default"}}
+def _data_layer(layer_id: str, series: str, x: str, accessors: list[str], split: str | None = None) -> dict[str, Any]:
+    layer: dict[str, Any] = {
+        "layerId": layer_id,
+        "layerType": "data",
+        "seriesType": series,
+        "xAccessor": x,
+        "accessors": accessors,
+        "palette": {"type": "palette", "name": "default"},
+    }
     if split:
         layer["splitAccessor"] = split
     return layer
 
 
 def _reference_layer(layer_id: str, accessor: str) -> dict[str, Any]:
-    return {"layerId": layer_id, "layerType": "referenceLine", "accessors": [accessor],
-            "yConfig": [{"forAccessor": accessor, "axisMode": "left", "color": "#E7664C", "lineStyle": "dashed",
-                         "lineWidth": 2, "fill": "none", "iconPosition": "auto", "textVisibility": True}]}
+    return {
+        "layerId": layer_id,
+        "layerType": "referenceLine",
+        "accessors": [accessor],
+        "yConfig": [
+            {
+                "forAccessor": accessor,
+                "axisMode": "left",
+                "color": "#E7664C",
+                "lineStyle": "dashed",
+                "lineWidth": 2,
+                "fill": "none",
+                "iconPosition": "auto",
+                "textVisibility": True,
+            }
+        ],
+    }
 
 
 def _xy(layers: list[dict[str, Any]], preferred: str, y_title: str | None = None) -> dict[str, Any]:
@@ -213,8 +322,16 @@ def _xy(layers: list[dict[str, Any]], preferred: str, y_title: str | None = None
     return vis
 
 
-def _lens(lens_id: str, title: str, description: str, vis_type: str, view: str,
-          layers: Mapping[str, dict[str, Any]], visualization: dict[str, Any], query: str = "") -> dict[str, Any]:
+def _lens(
+    lens_id: str,
+    title: str,
+    description: str,
+    vis_type: str,
+    view: str,
+    layers: Mapping[str, dict[str, Any]],
+    visualization: dict[str, Any],
+    query: str = "",
+) -> dict[str, Any]:
     """A by-reference Lens object; each of its layers reads ``view`` through a reference of Lens's naming."""
     return {
         "type": "lens",
@@ -232,15 +349,18 @@ def _lens(lens_id: str, title: str, description: str, vis_type: str, view: str,
                 "internalReferences": [],
             },
         },
-        "references": [{"type": "index-pattern", "id": view, "name": f"indexpattern-datasource-layer-{layer_id}"}
-                       for layer_id in layers],
+        "references": [
+            {"type": "index-pattern", "id": view, "name": f"indexpattern-datasource-layer-{layer_id}"}
+            for layer_id in layers
+        ],
         "coreMigrationVersion": CORE_MIGRATION_VERSION,
         "typeMigrationVersion": TYPE_MIGRATION_VERSIONS["lens"],
     }
 
 
-def _percentile_lens(lens_id: str, title: str, description: str, field: str,
-                     reference: tuple[float, str] | None = None) -> dict[str, Any]:
+def _percentile_lens(
+    lens_id: str, title: str, description: str, field: str, reference: tuple[float, str] | None = None
+) -> dict[str, Any]:
     """P50/P95/P99 of one field over time, optionally against an objective's line."""
     columns: Columns = {"time": _date_histogram()}
     for p in (50, 95, 99):
@@ -260,77 +380,170 @@ def visualizations() -> list[dict[str, Any]]:
     vram_limit = VRAM_OBJECTIVE.threshold
     error_budget = ERROR_OBJECTIVE.threshold
     lenses = [
-        _lens("trayllm-requests-by-outcome", "Requests by outcome",
-              "Requests per interval: success, failure, unknown (the client cancelled).",
-              "lnsXY", REQUESTS_VIEW,
-              {"outcome-data": _layer({"outcome": _terms("event.outcome", 3, "count"), "time": _date_histogram(),
-                                       "count": _count("Requests")})},
-              _xy([_data_layer("outcome-data", "bar_stacked", "time", ["count"], split="outcome")],
-                  "bar_stacked")),
-        _lens("trayllm-error-rate", "Error rate vs. budget",
-              f"Share of failed requests among those the error budget counts (client-side errors, cancels and "
-              f"pauses excluded), against the {error_budget:.1%} budget.",
-              "lnsXY", REQUESTS_VIEW,
-              {"errors-data": _layer({"time": _date_histogram(),
-                                      **_ratio_formula("rate", "Error rate", FAILURE_KQL,
-                                                       {"id": "percent", "params": {"decimals": 2}})}),
-               "errors-budget": _layer({"budget": _static_value(error_budget, f"Budget: {error_budget:.1%}")})},
-              _xy([_data_layer("errors-data", "line", "time", ["rate"]), _reference_layer("errors-budget", "budget")],
-                  "line"),
-              query=SERVER_SIDE_KQL),
-        _percentile_lens("trayllm-latency", "End-to-end latency (P50 / P95 / P99)",
-                         "event.duration: arrival at the daemon to the last byte, queue wait included.",
-                         "event.duration"),
-        _percentile_lens("trayllm-ttft", "First-token latency (P50 / P95 / P99)",
-                         "llm.ttft.ns: arrival to the first token, against the P99 objective.",
-                         "llm.ttft.ns",
-                         (ttft_limit_ns, f"Objective: P99 < {TTFT_OBJECTIVE.threshold:g} s")),
-        _lens("trayllm-tokens-per-second", "Decode speed (tokens/s)",
-              "llm.tokens_per_second: the median request, and the slowest 5 % (P5).",
-              "lnsXY", REQUESTS_VIEW,
-              {"speed-data": _layer({"time": _date_histogram(),
-                                     "median": _metric("median", "llm.tokens_per_second", "Median"),
-                                     "p5": _metric("percentile", "llm.tokens_per_second", "P5", percentile=5)})},
-              _xy([_data_layer("speed-data", "line", "time", ["median", "p5"])], "line", "tokens/s")),
-        _lens("trayllm-vram", "Peak VRAM (share of the device)",
-              "The largest llm.vram.peak.pct per interval, against the limit (CUDA only: CPU records have none).",
-              "lnsXY", REQUESTS_VIEW,
-              {"vram-data": _layer({"time": _date_histogram(),
-                                    "peak": _metric("max", "llm.vram.peak.pct", "Peak VRAM", emptyAsNull=True,
-                                                    format={"id": "percent", "params": {"decimals": 1}})}),
-               "vram-limit": _layer({"limit": _static_value(vram_limit, f"Limit: {vram_limit:.0%}")})},
-              _xy([_data_layer("vram-data", "line", "time", ["peak"]), _reference_layer("vram-limit", "limit")],
-                  "line")),
-        _lens("trayllm-requests-by-user", "Requests by user",
-              "Who uses the daemon: the ten busiest user.name values.",
-              "lnsXY", REQUESTS_VIEW,
-              {"user-data": _layer({"user": _terms("user.name", 10, "count"), "count": _count("Requests")})},
-              _xy([_data_layer("user-data", "bar_horizontal", "user", ["count"])], "bar_horizontal")),
-        _lens("trayllm-requests-by-model-version", "Requests by model version",
-              "llm.model.version (content hash or revision) over time: shows when a new model took over.",
-              "lnsXY", REQUESTS_VIEW,
-              {"model-data": _layer({"version": _terms("llm.model.version", 5, "count"),
-                                     "time": _date_histogram(), "count": _count("Requests")})},
-              _xy([_data_layer("model-data", "bar_stacked", "time", ["count"], split="version")], "bar_stacked")),
-        _lens("trayllm-alerts-firing", "Alerts firing",
-              "Alerts that started firing, per interval and rule (oom, slo.*, burn.*).",
-              "lnsXY", ALERTS_VIEW,
-              {"firing-data": _layer({"rule": _terms("rule.name", 10, "count"), "time": _date_histogram(),
-                                      "count": _count("Alerts fired")})},
-              _xy([_data_layer("firing-data", "bar_stacked", "time", ["count"], split="rule")], "bar_stacked"),
-              query='event.action : "firing"'),
-        _lens("trayllm-alert-transitions", "Alert transitions",
-              "Every alert transition (firing, resolved) per interval, newest first.",
-              "lnsDatatable", ALERTS_VIEW,
-              {"transitions-data": _layer({"time": _date_histogram(),
-                                           "rule": _terms("rule.name", 20, "count", other=False),
-                                           "action": _terms("event.action", 2, "count", other=False),
-                                           "severity": _terms("llm.alert.severity", 2, "count", other=False),
-                                           "count": _count("Transitions")})},
-              {"layerId": "transitions-data", "layerType": "data",
-               "columns": [{"columnId": c} for c in ("time", "rule", "action", "severity", "count")],
-               "sorting": {"columnId": "time", "direction": "desc"},
-               "rowHeight": "single", "rowHeightLines": 1}),
+        _lens(
+            "trayllm-requests-by-outcome",
+            "Requests by outcome",
+            "Requests per interval: success, failure, unknown (the client cancelled).",
+            "lnsXY",
+            REQUESTS_VIEW,
+            {
+                "outcome-data": _layer(
+                    {
+                        "outcome": _terms("event.outcome", 3, "count"),
+                        "time": _date_histogram(),
+                        "count": _count("Requests"),
+                    }
+                )
+            },
+            _xy([_data_layer("outcome-data", "bar_stacked", "time", ["count"], split="outcome")], "bar_stacked"),
+        ),
+        _lens(
+            "trayllm-error-rate",
+            "Error rate vs. budget",
+            f"Share of failed requests among those the error budget counts (client-side errors, cancels and "
+            f"pauses excluded), against the {error_budget:.1%} budget.",
+            "lnsXY",
+            REQUESTS_VIEW,
+            {
+                "errors-data": _layer(
+                    {
+                        "time": _date_histogram(),
+                        **_ratio_formula(
+                            "rate", "Error rate", FAILURE_KQL, {"id": "percent", "params": {"decimals": 2}}
+                        ),
+                    }
+                ),
+                "errors-budget": _layer({"budget": _static_value(error_budget, f"Budget: {error_budget:.1%}")}),
+            },
+            _xy(
+                [_data_layer("errors-data", "line", "time", ["rate"]), _reference_layer("errors-budget", "budget")],
+                "line",
+            ),
+            query=SERVER_SIDE_KQL,
+        ),
+        _percentile_lens(
+            "trayllm-latency",
+            "End-to-end latency (P50 / P95 / P99)",
+            "event.duration: arrival at the daemon to the last byte, queue wait included.",
+            "event.duration",
+        ),
+        _percentile_lens(
+            "trayllm-ttft",
+            "First-token latency (P50 / P95 / P99)",
+            "llm.ttft.ns: arrival to the first token, against the P99 objective.",
+            "llm.ttft.ns",
+            (ttft_limit_ns, f"Objective: P99 < {TTFT_OBJECTIVE.threshold:g} s"),
+        ),
+        _lens(
+            "trayllm-tokens-per-second",
+            "Decode speed (tokens/s)",
+            "llm.tokens_per_second: the median request, and the slowest 5 % (P5).",
+            "lnsXY",
+            REQUESTS_VIEW,
+            {
+                "speed-data": _layer(
+                    {
+                        "time": _date_histogram(),
+                        "median": _metric("median", "llm.tokens_per_second", "Median"),
+                        "p5": _metric("percentile", "llm.tokens_per_second", "P5", percentile=5),
+                    }
+                )
+            },
+            _xy([_data_layer("speed-data", "line", "time", ["median", "p5"])], "line", "tokens/s"),
+        ),
+        _lens(
+            "trayllm-vram",
+            "Peak VRAM (share of the device)",
+            "The largest llm.vram.peak.pct per interval, against the limit (CUDA only: CPU records have none).",
+            "lnsXY",
+            REQUESTS_VIEW,
+            {
+                "vram-data": _layer(
+                    {
+                        "time": _date_histogram(),
+                        "peak": _metric(
+                            "max",
+                            "llm.vram.peak.pct",
+                            "Peak VRAM",
+                            emptyAsNull=True,
+                            format={"id": "percent", "params": {"decimals": 1}},
+                        ),
+                    }
+                ),
+                "vram-limit": _layer({"limit": _static_value(vram_limit, f"Limit: {vram_limit:.0%}")}),
+            },
+            _xy([_data_layer("vram-data", "line", "time", ["peak"]), _reference_layer("vram-limit", "limit")], "line"),
+        ),
+        _lens(
+            "trayllm-requests-by-user",
+            "Requests by user",
+            "Who uses the daemon: the ten busiest user.name values.",
+            "lnsXY",
+            REQUESTS_VIEW,
+            {"user-data": _layer({"user": _terms("user.name", 10, "count"), "count": _count("Requests")})},
+            _xy([_data_layer("user-data", "bar_horizontal", "user", ["count"])], "bar_horizontal"),
+        ),
+        _lens(
+            "trayllm-requests-by-model-version",
+            "Requests by model version",
+            "llm.model.version (content hash or revision) over time: shows when a new model took over.",
+            "lnsXY",
+            REQUESTS_VIEW,
+            {
+                "model-data": _layer(
+                    {
+                        "version": _terms("llm.model.version", 5, "count"),
+                        "time": _date_histogram(),
+                        "count": _count("Requests"),
+                    }
+                )
+            },
+            _xy([_data_layer("model-data", "bar_stacked", "time", ["count"], split="version")], "bar_stacked"),
+        ),
+        _lens(
+            "trayllm-alerts-firing",
+            "Alerts firing",
+            "Alerts that started firing, per interval and rule (oom, slo.*, burn.*).",
+            "lnsXY",
+            ALERTS_VIEW,
+            {
+                "firing-data": _layer(
+                    {
+                        "rule": _terms("rule.name", 10, "count"),
+                        "time": _date_histogram(),
+                        "count": _count("Alerts fired"),
+                    }
+                )
+            },
+            _xy([_data_layer("firing-data", "bar_stacked", "time", ["count"], split="rule")], "bar_stacked"),
+            query='event.action : "firing"',
+        ),
+        _lens(
+            "trayllm-alert-transitions",
+            "Alert transitions",
+            "Every alert transition (firing, resolved) per interval, newest first.",
+            "lnsDatatable",
+            ALERTS_VIEW,
+            {
+                "transitions-data": _layer(
+                    {
+                        "time": _date_histogram(),
+                        "rule": _terms("rule.name", 20, "count", other=False),
+                        "action": _terms("event.action", 2, "count", other=False),
+                        "severity": _terms("llm.alert.severity", 2, "count", other=False),
+                        "count": _count("Transitions"),
+                    }
+                )
+            },
+            {
+                "layerId": "transitions-data",
+                "layerType": "data",
+                "columns": [{"columnId": c} for c in ("time", "rule", "action", "severity", "count")],
+                "sorting": {"columnId": "time", "direction": "desc"},
+                "rowHeight": "single",
+                "rowHeightLines": 1,
+            },
+        ),
     ]
     return lenses
 
@@ -345,10 +558,16 @@ def dashboard(lenses: list[dict[str, Any]]) -> dict[str, Any]:
     width, height = 24, 12
     for i, lens in enumerate(lenses):
         index = f"panel-{i + 1}"
-        panels.append({"version": PANEL_VERSION, "type": "lens",
-                       "gridData": {"x": (i % 2) * width, "y": (i // 2) * height, "w": width, "h": height, "i": index},
-                       "panelIndex": index, "embeddableConfig": {"enhancements": {}},
-                       "panelRefName": f"panel_{index}"})
+        panels.append(
+            {
+                "version": PANEL_VERSION,
+                "type": "lens",
+                "gridData": {"x": (i % 2) * width, "y": (i // 2) * height, "w": width, "h": height, "i": index},
+                "panelIndex": index,
+                "embeddableConfig": {"enhancements": {}},
+                "panelRefName": f"panel_{index}",
+            }
+        )
         references.append({"type": "lens", "id": lens["id"], "name": f"{index}:panel_{index}"})
     return {
         "type": "dashboard",
@@ -356,16 +575,24 @@ def dashboard(lenses: list[dict[str, Any]]) -> dict[str, Any]:
         "attributes": {
             "title": "trayllm",
             "description": "Requests and alerts of the trayllm daemon: traffic, latency, speed, VRAM and the error "
-                           "budget, against the default objectives.",
+            "budget, against the default objectives.",
             "panelsJSON": _json(panels),
-            "optionsJSON": _json({"useMargins": True, "syncColors": False, "syncCursor": True,
-                                  "syncTooltips": False, "hidePanelTitles": False}),
+            "optionsJSON": _json(
+                {
+                    "useMargins": True,
+                    "syncColors": False,
+                    "syncCursor": True,
+                    "syncTooltips": False,
+                    "hidePanelTitles": False,
+                }
+            ),
             "timeRestore": True,
             "timeFrom": "now-24h",
             "timeTo": "now",
             "refreshInterval": {"pause": False, "value": 60000},
-            "kibanaSavedObjectMeta": {"searchSourceJSON": _json({"query": {"query": "", "language": "kuery"},
-                                                                 "filter": []})},
+            "kibanaSavedObjectMeta": {
+                "searchSourceJSON": _json({"query": {"query": "", "language": "kuery"}, "filter": []})
+            },
         },
         "references": references,
         "coreMigrationVersion": CORE_MIGRATION_VERSION,

@@ -79,9 +79,17 @@ class ImportResult:
         return f"imported {self.success_count} saved objects, {len(self.errors)} failed"
 
 
-def import_dashboards(kibana_url: str, ndjson: bytes | None = None, *, api_key: str | None = None,
-                      username: str | None = None, password: str | None = None, ca_file: str | None = None,
-                      space: str | None = None, timeout: float = 30) -> ImportResult:
+def import_dashboards(
+    kibana_url: str,
+    ndjson: bytes | None = None,
+    *,
+    api_key: str | None = None,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+    space: str | None = None,
+    timeout: float = 30,
+) -> ImportResult:
     """Import ``ndjson`` (default: trayllm's packaged dashboards) into Kibana at ``kibana_url``, overwriting.
 
     ``space`` imports into that Kibana space (``/s/<space>/api/...``); none or ``default`` is the default
@@ -113,20 +121,23 @@ def import_dashboards(kibana_url: str, ndjson: bytes | None = None, *, api_key: 
     except httpx.ConnectError as exc:
         reason = _one_line(str(exc)) or type(exc).__name__
         if "CERTIFICATE_VERIFY_FAILED" in reason:
-            raise ElasticError(f"{where}: its TLS certificate cannot be verified ({reason}); pass the CA file "
-                               "that signed it (ca_file)") from None
+            raise ElasticError(
+                f"{where}: its TLS certificate cannot be verified ({reason}); pass the CA file that signed it (ca_file)"
+            ) from None
         raise ElasticError(f"cannot reach {where} ({reason}); is Kibana running, and is the URL right?") from None
     except httpx.HTTPError as exc:
-        raise ElasticError(f"talking to {where} failed ({_one_line(str(exc)) or type(exc).__name__}); "
-                           "check the URL and retry") from None
+        raise ElasticError(
+            f"talking to {where} failed ({_one_line(str(exc)) or type(exc).__name__}); check the URL and retry"
+        ) from None
     return _read_result(response, where)
 
 
 def _import_url(kibana_url: str, space: str | None) -> str:
     base = kibana_url.strip().rstrip("/")
     if not base.startswith(("http://", "https://")):
-        raise ElasticError(f"the Kibana URL must start with http:// or https://, got "
-                           f"{mask_url_credentials(kibana_url)!r}")
+        raise ElasticError(
+            f"the Kibana URL must start with http:// or https://, got {mask_url_credentials(kibana_url)!r}"
+        )
     if space and space != "default":
         if not SPACE_ID.match(space):
             raise ElasticError(f"{space!r} is not a Kibana space id (lowercase letters, digits, '_' and '-')")
@@ -140,8 +151,9 @@ def _verify(ca_file: str | None) -> ssl.SSLContext | bool:
     try:
         return ssl.create_default_context(cafile=ca_file)
     except (OSError, ssl.SSLError) as exc:
-        raise ElasticError(f"cannot use the CA file {ca_file} ({_one_line(str(exc))}); give a PEM certificate "
-                           "file") from None
+        raise ElasticError(
+            f"cannot use the CA file {ca_file} ({_one_line(str(exc))}); give a PEM certificate file"
+        ) from None
 
 
 def _one_line(text: Any, limit: int = 300) -> str:
@@ -170,33 +182,45 @@ def _read_result(response: httpx.Response, where: str) -> ImportResult:
     if response.headers.get("x-elastic-product") == "Elasticsearch":
         raise ElasticError(f"{where} is Elasticsearch, not Kibana; give Kibana's URL (port 5601 by default)")
     if status == 401:
-        raise ElasticError(f"{where} refused the credentials (401: {_message(response, body)}); give a valid API "
-                           "key, or a user name and password")
+        raise ElasticError(
+            f"{where} refused the credentials (401: {_message(response, body)}); give a valid API "
+            "key, or a user name and password"
+        )
     if status == 403:
-        raise ElasticError(f"{where}: this user may not import saved objects (403: {_message(response, body)}); "
-                           "give it the Kibana privilege Saved Objects Management: All in that space")
+        raise ElasticError(
+            f"{where}: this user may not import saved objects (403: {_message(response, body)}); "
+            "give it the Kibana privilege Saved Objects Management: All in that space"
+        )
     if status == 404:
-        raise ElasticError(f"{where} has no saved-objects import API at {response.request.url.path} "
-                           f"(404: {_message(response, body)}); check the URL and the space id")
+        raise ElasticError(
+            f"{where} has no saved-objects import API at {response.request.url.path} "
+            f"(404: {_message(response, body)}); check the URL and the space id"
+        )
     if status == 503:
-        raise ElasticError(f"{where} is not ready (503: {_message(response, body)}); wait until it has started, "
-                           "then retry")
+        raise ElasticError(
+            f"{where} is not ready (503: {_message(response, body)}); wait until it has started, then retry"
+        )
     if status >= 500:
-        raise ElasticError(f"{where} failed (HTTP {status}: {_message(response, body)}); see Kibana's log, "
-                           "then retry")
+        raise ElasticError(f"{where} failed (HTTP {status}: {_message(response, body)}); see Kibana's log, then retry")
     if not response.is_success:
         raise ElasticError(f"{where} rejected the import (HTTP {status}: {_message(response, body)})")
     if not isinstance(body, dict) or "successCount" not in body:
         kind = response.headers.get("content-type", "no content type").split(";")[0]
-        raise ElasticError(f"{where} answered HTTP {status} with {kind}, not Kibana's import result; is the "
-                           "URL Kibana's own (not a proxy's login page)?")
+        raise ElasticError(
+            f"{where} answered HTTP {status} with {kind}, not Kibana's import result; is the "
+            "URL Kibana's own (not a proxy's login page)?"
+        )
     return ImportResult(
         success_count=int(body.get("successCount") or 0),
         errors=[_object_error(e) for e in body.get("errors") or [] if isinstance(e, dict)],
-        warnings=[_one_line(w.get("message", w)) if isinstance(w, dict) else _one_line(w)
-                  for w in body.get("warnings") or []],
-        imported=[(str(r.get("type")), str(r.get("destinationId") or r.get("id")))
-                  for r in body.get("successResults") or [] if isinstance(r, dict)],
+        warnings=[
+            _one_line(w.get("message", w)) if isinstance(w, dict) else _one_line(w) for w in body.get("warnings") or []
+        ],
+        imported=[
+            (str(r.get("type")), str(r.get("destinationId") or r.get("id")))
+            for r in body.get("successResults") or []
+            if isinstance(r, dict)
+        ],
         success=bool(body.get("success", True)),
     )
 
@@ -212,6 +236,9 @@ def _object_error(entry: dict[str, Any]) -> ObjectError:
         title=str(title) if title else None,
         error_type=str(error.get("type", "unknown")),
         message=_one_line(message) if message else None,
-        missing_references=tuple((str(r.get("type", "?")), str(r.get("id", "?")))
-                                 for r in error.get("references") or [] if isinstance(r, dict)),
+        missing_references=tuple(
+            (str(r.get("type", "?")), str(r.get("id", "?")))
+            for r in error.get("references") or []
+            if isinstance(r, dict)
+        ),
     )

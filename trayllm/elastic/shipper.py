@@ -103,8 +103,10 @@ class ShipperLock:
         except BlockingIOError:
             holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise ElasticError(f"another shipper (pid {holder}) is already shipping these records; the daemon "
-                               "ships by itself when es_url is set") from None
+            raise ElasticError(
+                f"another shipper (pid {holder}) is already shipping these records; the daemon "
+                "ships by itself when es_url is set"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
@@ -142,9 +144,18 @@ def _prepare(line: bytes) -> _Pending:
 class Shipper:
     """Ships ``settings.records_path`` and ``settings.alerts_path`` with one Elasticsearch client."""
 
-    def __init__(self, settings: Settings, es: Any, *, batch: int | None = None, initial_backoff: float = 0.5,
-                 max_backoff: float = 30.0, sleep: Callable[[float], None] | None = None,
-                 busy: Callable[[], bool] | None = None, max_defer_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        es: Any,
+        *,
+        batch: int | None = None,
+        initial_backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        sleep: Callable[[float], None] | None = None,
+        busy: Callable[[], bool] | None = None,
+        max_defer_s: float = 10.0,
+    ) -> None:
         """``busy`` (the daemon's serving state) defers each batch while it says True, but never for longer
         than ``max_defer_s``: serving goes first, and a daemon that is never idle still ships, slowly."""
         self.settings = settings
@@ -256,8 +267,10 @@ class Shipper:
         except ApiError as exc:
             if exc.meta.status == 429 or exc.meta.status >= 500:
                 raise ElasticError(f"Elasticsearch answered {exc.meta.status} to the whole bulk request") from None
-            raise ElasticError(f"Elasticsearch refused the bulk request ({exc.meta.status}: {exc.message}); "
-                               "check the credentials and privileges (docs/ELASTIC.md)") from None
+            raise ElasticError(
+                f"Elasticsearch refused the bulk request ({exc.meta.status}: {exc.message}); "
+                "check the credentials and privileges (docs/ELASTIC.md)"
+            ) from None
         except TransportError as exc:
             raise ElasticError(f"Elasticsearch transport error: {exc.message}") from None
         results = response.get("items", [])
@@ -276,8 +289,9 @@ class Shipper:
             else:
                 error = outcome.get("error", {})
                 reason = error.get("reason") if isinstance(error, dict) else str(error)
-                self._dead_letter(item, status, f"{error.get('type', 'error') if isinstance(error, dict) else ''}: "
-                                                f"{reason}")
+                self._dead_letter(
+                    item, status, f"{error.get('type', 'error') if isinstance(error, dict) else ''}: {reason}"
+                )
         if len(again) < len(items):
             self.stats.last_delivery = time.time()
         return again
@@ -287,8 +301,14 @@ class Shipper:
     def _dead_letter(self, item: _Pending, status: int | None, reason: str) -> None:
         """Keep a document Elasticsearch will never take, with why, and go on."""
         self.stats.dead_lettered += 1
-        entry = {"at": time.time(), "status": status, "reason": reason, "index": item.index, "id": item.doc_id,
-                 "record": item.doc if item.doc is not None else item.line.decode("utf-8", "replace")}
+        entry = {
+            "at": time.time(),
+            "status": status,
+            "reason": reason,
+            "index": item.index,
+            "id": item.doc_id,
+            "record": item.doc if item.doc is not None else item.line.decode("utf-8", "replace"),
+        }
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.directory / DEAD_LETTER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:

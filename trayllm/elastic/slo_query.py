@@ -33,8 +33,9 @@ def _millis(seconds: float) -> int:
 def objective_filter(objective: Objective, now: float) -> dict[str, Any]:
     """The records that count for ``objective`` at ``now``: its window, and the field present (or, for a
     ratio, the error types that count)."""
-    window = {"range": {"event.end": {"gt": _millis(now - objective.window_s), "lte": _millis(now),
-                                      "format": "epoch_millis"}}}
+    window = {
+        "range": {"event.end": {"gt": _millis(now - objective.window_s), "lte": _millis(now), "format": "epoch_millis"}}
+    }
     if objective.kind == "ratio":
         return {"bool": {"filter": [window], "must_not": [{"terms": {objective.field: sorted(objective.excluded)}}]}}
     return {"bool": {"filter": [window, {"exists": {"field": objective.field}}]}}
@@ -55,8 +56,9 @@ def aggregations(objectives: Sequence[Objective], now: float) -> dict[str, Any]:
     return aggs
 
 
-def slo_report_from_elastic(es: Any, objectives: Sequence[Objective], now: float, where: str,
-                            index: str = REQUESTS_PATTERN) -> list[ReportRow]:
+def slo_report_from_elastic(
+    es: Any, objectives: Sequence[Objective], now: float, where: str, index: str = REQUESTS_PATTERN
+) -> list[ReportRow]:
     """Every objective judged at ``now`` (Unix seconds) over the records in Elasticsearch."""
     with elastic_errors(where):
         response = es.search(index=index, size=0, aggs=aggregations(objectives, now), track_total_hits=False)
@@ -71,9 +73,15 @@ def slo_report_from_elastic(es: Any, objectives: Sequence[Objective], now: float
                 value = found["stat"]["value"] * o.scale
             elif samples and o.kind == "percentile":
                 assert o.percentile is not None
-                hit = es.search(index=index, size=1, from_=nearest_rank(samples, o.percentile) - 1,
-                                query=objective_filter(o, now), sort=[{o.field: {"order": "asc"}}], source=False,
-                                track_total_hits=False)
+                hit = es.search(
+                    index=index,
+                    size=1,
+                    from_=nearest_rank(samples, o.percentile) - 1,
+                    query=objective_filter(o, now),
+                    sort=[{o.field: {"order": "asc"}}],
+                    source=False,
+                    track_total_hits=False,
+                )
                 value = hit["hits"]["hits"][0]["sort"][0] * o.scale
             rows.append(make_row(o, value, samples, bad))
     return rows

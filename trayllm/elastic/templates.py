@@ -21,10 +21,12 @@ STREAMS: tuple[RecordSchema, ...] = (REQUESTS, ALERTS)
 
 def lifecycle_policy() -> dict[str, Any]:
     """Hot until 10 GB per primary shard or 7 days, then deleted after ``RETENTION``."""
-    return {"phases": {
-        "hot": {"actions": {"rollover": {"max_primary_shard_size": "10gb", "max_age": "7d"}}},
-        "delete": {"min_age": RETENTION, "actions": {"delete": {}}},
-    }}
+    return {
+        "phases": {
+            "hot": {"actions": {"rollover": {"max_primary_shard_size": "10gb", "max_age": "7d"}}},
+            "delete": {"min_age": RETENTION, "actions": {"delete": {}}},
+        }
+    }
 
 
 def template_name(schema: RecordSchema) -> str:
@@ -57,6 +59,8 @@ def install(es: Any, where: str) -> list[str]:
         for schema in STREAMS:
             body = index_template(schema)
             es.indices.put_index_template(name=template_name(schema), **body)
-            done.append(f"index template {template_name(schema)} for {schema.index_pattern} "
-                        f"({len(schema.fields)} fields, priority {PRIORITY})")
+            done.append(
+                f"index template {template_name(schema)} for {schema.index_pattern} "
+                f"({len(schema.fields)} fields, priority {PRIORITY})"
+            )
     return done

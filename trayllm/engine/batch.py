@@ -111,24 +111,37 @@ class RunningBatch(Generic[Row]):
         positions = self.mask.sum(dim=1, keepdim=True)
         self.mask = torch.cat([self.mask, torch.ones_like(ids)], dim=1)
         self.seen.scatter_(1, ids, True)
-        out = model(input_ids=ids, attention_mask=self.mask, position_ids=positions, use_cache=True,
-                    logits_to_keep=1, **cache_argument(model, self.cache))
+        out = model(
+            input_ids=ids,
+            attention_mask=self.mask,
+            position_ids=positions,
+            use_cache=True,
+            logits_to_keep=1,
+            **cache_argument(model, self.cache),
+        )
         return StepOutput(logits=out.logits[:, -1, :])
 
 
-def prefill(model: PreTrainedModel, rows: list[Row], prompts: list[list[int]], pad_id: int,
-            device: torch.device) -> tuple[RunningBatch[Row], StepOutput]:
+def prefill(
+    model: PreTrainedModel, rows: list[Row], prompts: list[list[int]], pad_id: int, device: torch.device
+) -> tuple[RunningBatch[Row], StepOutput]:
     """Run the prompts of newcomers through the model together, left-padded to one length."""
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
     mask = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
     for i, prompt in enumerate(prompts):
-        ids[i, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long, device=device)
-        mask[i, width - len(prompt):] = 1
+        ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long, device=device)
+        mask[i, width - len(prompt) :] = 1
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
     cache = DynamicCache(config=model.config)
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1,
-                **cache_argument(model, cache))
+    out = model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        use_cache=True,
+        logits_to_keep=1,
+        **cache_argument(model, cache),
+    )
     logits = out.logits[:, -1, :]
     seen = torch.zeros((len(prompts), logits.shape[-1]), dtype=torch.bool, device=device)
     for i, prompt in enumerate(prompts):

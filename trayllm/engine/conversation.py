@@ -52,8 +52,15 @@ def encode(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> l
     return [int(i) for i in ids]
 
 
-def build_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message], *, context_length: int,
-                 history_turns: int, max_tokens: int | None, default_max_tokens: int) -> Prompt:
+def build_prompt(
+    tokenizer: PreTrainedTokenizerBase,
+    messages: Sequence[Message],
+    *,
+    context_length: int,
+    history_turns: int,
+    max_tokens: int | None,
+    default_max_tokens: int,
+) -> Prompt:
     """Token ids for the window of ``messages`` that fits, and the reply budget that goes with it.
 
     An explicit ``max_tokens`` is honoured or refused; the default one shrinks to what is left.
@@ -61,7 +68,8 @@ def build_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]
     if max_tokens is not None and max_tokens >= context_length:
         raise ContextLengthExceeded(
             f"max_tokens {max_tokens} leaves no room for a prompt in the model's context of {context_length} tokens",
-            param="max_tokens")
+            param="max_tokens",
+        )
     reserve = max_tokens if max_tokens is not None else min(default_max_tokens, context_length // 2)
     budget = context_length - reserve
     system, turns = split_turns(messages)
@@ -75,6 +83,7 @@ def build_prompt(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]
         raise ContextLengthExceeded(
             f"the prompt is {len(ids)} tokens; with max_tokens {reserve} the model's context of "
             f"{context_length} tokens allows at most {budget}; shorten the message or lower max_tokens",
-            param="messages")
+            param="messages",
+        )
     reply = max_tokens if max_tokens is not None else min(default_max_tokens, context_length - len(ids))
     return Prompt(ids=ids, max_tokens=reply, turns_kept=len(kept), turns_dropped=len(turns) - len(kept))

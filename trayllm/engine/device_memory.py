@@ -108,8 +108,11 @@ class CudaMemory:
         for device in self._devices:
             free, total = torch.cuda.mem_get_info(device)
             reclaimable = int(torch.cuda.memory_reserved(device)) - int(torch.cuda.memory_allocated(device))
-            out.append(GpuReading(device.index, int(total) - int(free), max(0, reclaimable), int(total),
-                                  self._shares[device.index]))
+            out.append(
+                GpuReading(
+                    device.index, int(total) - int(free), max(0, reclaimable), int(total), self._shares[device.index]
+                )
+            )
         return out
 
     def begin_pass(self) -> None:
@@ -128,8 +131,12 @@ class CudaMemory:
         pass's tensors (see ``failures.forget_traceback``), or it frees nothing."""
         torch.cuda.empty_cache()
         fullest = max(self._devices, key=lambda d: torch.cuda.memory_allocated(d) / self._totals[d.index])
-        return AfterRelease(fullest.index, int(torch.cuda.memory_allocated(fullest)),
-                            int(torch.cuda.memory_reserved(fullest)), self._totals[fullest.index])
+        return AfterRelease(
+            fullest.index,
+            int(torch.cuda.memory_allocated(fullest)),
+            int(torch.cuda.memory_reserved(fullest)),
+            self._totals[fullest.index],
+        )
 
     def healthy(self) -> bool:
         """Whether every GPU still runs work. Some CUDA errors (an illegal address, a device-side assert) are

@@ -35,8 +35,9 @@ WARMUP_TOKENS = 4
 
 
 class Engine:
-    def __init__(self, settings: Settings,
-                 on_finished: Callable[[RequestHandle, Finished], None] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, on_finished: Callable[[RequestHandle, Finished], None] | None = None
+    ) -> None:
         self.settings = settings
         self.state: EngineState = "loading"
         self.progress: str | None = "starting"
@@ -80,8 +81,14 @@ class Engine:
             self._scheduler.on_oom = self.on_oom
             self._scheduler.on_fatal = self._device_lost
             self._scheduler.start()
-            log.info("model loaded", extra={"model": loaded.info.name, "version": loaded.info.version,
-                                            "seconds": round(time.monotonic() - began, 2)})
+            log.info(
+                "model loaded",
+                extra={
+                    "model": loaded.info.name,
+                    "version": loaded.info.version,
+                    "seconds": round(time.monotonic() - began, 2),
+                },
+            )
             if self.settings.warmup:
                 self.state = "warming"
                 self._set_progress("warming up")
@@ -91,8 +98,13 @@ class Engine:
             self.state, self.progress, self.error = "ready", None, None
             self._ready.set()
             log.info("ready", extra={"seconds": round(time.monotonic() - self.started_at, 2)})
-            self._emit("model.loaded", model=loaded.info.name, version=loaded.info.version, reloaded=reloaded,
-                       seconds=round(time.monotonic() - began, 2))
+            self._emit(
+                "model.loaded",
+                model=loaded.info.name,
+                version=loaded.info.version,
+                reloaded=reloaded,
+                seconds=round(time.monotonic() - began, 2),
+            )
         except TrayllmError as exc:
             self._fail(exc.message)
         except Exception as exc:  # a broken model file must not kill the daemon silently
@@ -203,9 +215,14 @@ class Engine:
         loaded = self._loaded
         if loaded is None:
             raise NotReady("the model is not loaded yet", retry_after=2)
-        return build_prompt(loaded.tokenizer, messages, context_length=loaded.info.context_length,
-                            history_turns=self.settings.history_turns, max_tokens=max_tokens,
-                            default_max_tokens=self.settings.default_max_tokens)
+        return build_prompt(
+            loaded.tokenizer,
+            messages,
+            context_length=loaded.info.context_length,
+            history_turns=self.settings.history_turns,
+            max_tokens=max_tokens,
+            default_max_tokens=self.settings.default_max_tokens,
+        )
 
     def admit(self, user: str) -> None:
         """Raise now what ``submit`` would (NotReady, ShuttingDown, QueueFull, RateLimited), taking ``user``'s
@@ -214,9 +231,19 @@ class Engine:
         assert self._scheduler is not None
         self._scheduler.admit(user)
 
-    def submit(self, request_id: str, user: str, prompt: Prompt, params: SamplingParams,
-               loop: asyncio.AbstractEventLoop | None = None, *, context: object = None, keep_text: bool = False,
-               arrived: float | None = None, admitted: bool = False) -> RequestHandle:
+    def submit(
+        self,
+        request_id: str,
+        user: str,
+        prompt: Prompt,
+        params: SamplingParams,
+        loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        context: object = None,
+        keep_text: bool = False,
+        arrived: float | None = None,
+        admitted: bool = False,
+    ) -> RequestHandle:
         """Queue a request; raises NotReady, ShuttingDown, RateLimited or QueueFull at once.
 
         ``context`` rides on the handle to the ``on_finished`` callback; ``arrived`` (monotonic)

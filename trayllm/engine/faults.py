@@ -104,8 +104,9 @@ class FaultPlan:
             time.sleep(faults.delay_s)
         if faults.lose_device_at == phase:
             self.device_lost = True
-            raise torch.AcceleratorError("CUDA error: an illegal memory access was encountered "
-                                         f"(injected by trayllm fault injection at {phase})")
+            raise torch.AcceleratorError(
+                f"CUDA error: an illegal memory access was encountered (injected by trayllm fault injection at {phase})"
+            )
         if faults.oom_at != phase:
             return
         with self._lock:

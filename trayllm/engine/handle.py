@@ -22,8 +22,14 @@ class RequestHandle:
     with no loop, for a plain thread (events arrive through a thread-safe queue).
     """
 
-    def __init__(self, request_id: str, loop: asyncio.AbstractEventLoop | None = None, *,
-                 context: object = None, keep_text: bool = False) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        context: object = None,
+        keep_text: bool = False,
+    ) -> None:
         self.request_id = request_id
         self.context = context  # the caller's own bookkeeping, handed back with the finish callback
         self.text: list[str] = []  # the reply, kept only with keep_text (opt-in content records)

@@ -103,9 +103,19 @@ class ServingEngine(Protocol):
         """The window of ``messages`` that fits, with its reply budget; InvalidRequest or
         ContextLengthExceeded otherwise. Called off the event loop: it may take seconds."""
 
-    def submit(self, request_id: str, user: str, prompt: Prompt, params: SamplingParams,
-               loop: asyncio.AbstractEventLoop | None = None, *, context: object = None, keep_text: bool = False,
-               arrived: float | None = None, admitted: bool = False) -> RequestHandle:
+    def submit(
+        self,
+        request_id: str,
+        user: str,
+        prompt: Prompt,
+        params: SamplingParams,
+        loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        context: object = None,
+        keep_text: bool = False,
+        arrived: float | None = None,
+        admitted: bool = False,
+    ) -> RequestHandle:
         """Queue a request; its TokenText and Finished events arrive on the returned handle."""
 
     # -- lifecycle --------------------------------------------------------------------------------------

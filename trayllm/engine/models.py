@@ -92,8 +92,9 @@ def resolve_source(settings: Settings) -> ModelSource:
     if path.is_dir() and (path / "config.json").is_file():
         return ModelSource(settings.model_name or path.name.lower(), path, "hf")
     if not path.exists():
-        raise ModelLoadError(f"model {path} does not exist; "
-                             "set TRAYLLM_MODEL to a Hugging Face directory or a .gguf file")
+        raise ModelLoadError(
+            f"model {path} does not exist; set TRAYLLM_MODEL to a Hugging Face directory or a .gguf file"
+        )
     raise ModelLoadError(f"model {path} is neither a .gguf file nor a directory with config.json")
 
 
@@ -137,13 +138,15 @@ def resolve_device(setting: str) -> torch.device:
     try:
         device = torch.device(setting)
     except RuntimeError:
-        raise ModelLoadError(f"device {setting!r} is not a device; set TRAYLLM_DEVICE to auto, cpu, cuda or cuda:N") \
-            from None
+        raise ModelLoadError(
+            f"device {setting!r} is not a device; set TRAYLLM_DEVICE to auto, cpu, cuda or cuda:N"
+        ) from None
     if device.type != "cuda":
         return device
     if not torch.cuda.is_available():
-        raise ModelLoadError(f"device {setting!r} asked for, but torch sees no CUDA GPU; "
-                             "set TRAYLLM_DEVICE=cpu or auto")
+        raise ModelLoadError(
+            f"device {setting!r} asked for, but torch sees no CUDA GPU; set TRAYLLM_DEVICE=cpu or auto"
+        )
     return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
@@ -173,8 +176,9 @@ def check_quantization(setting: str, device: torch.device) -> None:
     if setting == "none":
         return
     if device.type != "cuda":
-        raise ModelLoadError(f"quantization={setting} needs a CUDA GPU (bitsandbytes); "
-                             "set TRAYLLM_QUANTIZATION=none on this machine")
+        raise ModelLoadError(
+            f"quantization={setting} needs a CUDA GPU (bitsandbytes); set TRAYLLM_QUANTIZATION=none on this machine"
+        )
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
@@ -189,8 +193,9 @@ def quantization_config(setting: str, device: torch.device, dtype: torch.dtype) 
     from transformers import BitsAndBytesConfig
 
     if setting == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
-                                  bnb_4bit_use_double_quant=True)
+        return BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True
+        )
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
@@ -228,10 +233,12 @@ def gpu_that_holds(parameters: int, settings: Settings) -> int | None:
 
     def fits(index: int) -> bool:
         free, total = memory[index]
-        weights = weights_bytes(parameters, settings.quantization,
-                                resolve_dtype(settings.dtype, torch.device("cuda", index)))
-        return verdict(weights + OVERHEAD_BYTES + ACTIVATION_SHARE * weights, free, total,
-                       settings.vram_limit) == "fits"
+        weights = weights_bytes(
+            parameters, settings.quantization, resolve_dtype(settings.dtype, torch.device("cuda", index))
+        )
+        return (
+            verdict(weights + OVERHEAD_BYTES + ACTIVATION_SHARE * weights, free, total, settings.vram_limit) == "fits"
+        )
 
     return max(filter(fits, memory), key=lambda index: memory[index][0], default=None)
 
@@ -269,8 +276,9 @@ def converted_name(digest: str, dtype: torch.dtype) -> str:
     return name if dtype == torch.float32 else f"{name}-{_short_dtype(dtype)}"
 
 
-def converted_dir(source: ModelSource, digest: str, cache_dir: Path, progress: ProgressCallback,
-                  dtype: torch.dtype = torch.float32) -> Path:
+def converted_dir(
+    source: ModelSource, digest: str, cache_dir: Path, progress: ProgressCallback, dtype: torch.dtype = torch.float32
+) -> Path:
     """Directory of safetensors de-quantized from a GGUF into ``dtype``, converting once if not cached yet."""
     target = cache_dir / "converted" / converted_name(digest, dtype)
     if (target / "model.safetensors").is_file():
@@ -351,9 +359,18 @@ def load_model(settings: Settings, progress: ProgressCallback = lambda _: None) 
         index = device.index if device.index is not None else torch.cuda.current_device()
         total = int(torch.cuda.get_device_properties(index).total_memory)
         uuid = nvml_uuid(index)
-    info = ModelInfo(name=source.name, version=version, source=str(source.path), device=str(device),
-                     dtype=_short_dtype(dtype), quantization=quant_name, context_length=context,
-                     device_index=index, memory_total_bytes=total, device_uuid=uuid)
+    info = ModelInfo(
+        name=source.name,
+        version=version,
+        source=str(source.path),
+        device=str(device),
+        dtype=_short_dtype(dtype),
+        quantization=quant_name,
+        context_length=context,
+        device_index=index,
+        memory_total_bytes=total,
+        device_uuid=uuid,
+    )
     return LoadedModel(model=model, tokenizer=tokenizer, info=info, device=torch.device(device))
 
 

@@ -62,4 +62,3 @@ def own_failure(exc: Exception, job: Job) -> RequestError:
         return exc
     log.error("request %s failed on its own; the rest of its batch goes on", job.handle.request_id, exc_info=exc)
     return EngineFailure(f"generation failed for this request: {type(exc).__name__}: {exc}")
-

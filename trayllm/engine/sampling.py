@@ -44,8 +44,9 @@ def row_generator(params: SamplingParams, device: torch.device) -> torch.Generat
     try:
         generator.manual_seed(params.seed)
     except (ValueError, RuntimeError) as exc:
-        raise InvalidRequest(f"seed must be an integer from -2**63 to 2**64-1, got {params.seed}",
-                             param="seed") from exc
+        raise InvalidRequest(
+            f"seed must be an integer from -2**63 to 2**64-1, got {params.seed}", param="seed"
+        ) from exc
     return generator
 
 
@@ -92,8 +93,9 @@ def inverse_cdf(weights: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
     return torch.minimum(drawn, (cdf < total).sum(dim=-1))
 
 
-def pick_tokens(logits: torch.Tensor, seen: torch.Tensor, params: list[SamplingParams],
-                generators: list[torch.Generator]) -> list[Pick]:
+def pick_tokens(
+    logits: torch.Tensor, seen: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator]
+) -> list[Pick]:
     """Next token per row: greedy where temperature is below ``GREEDY_BELOW``, else temperature + top-p
     sampling. A row whose logits are not a distribution (a NaN or a +inf, as an fp16 overflow leaves, or -inf
     throughout) gets a ValueError instead of a token; the others are unaffected. A -inf among finite logits only
@@ -126,14 +128,21 @@ def pick_tokens(logits: torch.Tensor, seen: torch.Tensor, params: list[SamplingP
             columns["whole"] = inverse_cdf(probs, uniform)
     # The step's one read back: every column as a row of one tensor.
     read = dict(zip(columns, torch.stack([c.long() for c in columns.values()]).tolist(), strict=True))
-    short = [row for row, (param, is_sampled) in enumerate(zip(params, sampled, strict=True))
-             if is_sampled and param.top_p < 1.0 and read["finite"][row] and read["short"][row]]
+    short = [
+        row
+        for row, (param, is_sampled) in enumerate(zip(params, sampled, strict=True))
+        if is_sampled and param.top_p < 1.0 and read["finite"][row] and read["short"][row]
+    ]
     resorted = dict(zip(short, _sample_sorted(probs, top_p, uniform, short), strict=True)) if short else {}
     picked: list[Pick] = []
     for row, (param, is_sampled) in enumerate(zip(params, sampled, strict=True)):
         if not read["finite"][row]:
-            picked.append(ValueError("the next-token logits hold a NaN or +inf (an overflow in the model?) or are all"
-                                     " -inf, so they are not a distribution"))
+            picked.append(
+                ValueError(
+                    "the next-token logits hold a NaN or +inf (an overflow in the model?) or are all"
+                    " -inf, so they are not a distribution"
+                )
+            )
         elif not is_sampled:
             picked.append(read["greedy"][row])
         elif param.top_p >= 1.0:
@@ -148,8 +157,10 @@ def _settings(params: list[SamplingParams], sampled: list[bool], device: torch.d
 
     Built on the host and copied without blocking: a blocking host-to-GPU copy waits for the queued work.
     """
-    rows = [[p.temperature if s else 1.0, p.top_p if p.top_p < 1.0 else math.inf, p.repetition_penalty]
-            for p, s in zip(params, sampled, strict=True)]
+    rows = [
+        [p.temperature if s else 1.0, p.top_p if p.top_p < 1.0 else math.inf, p.repetition_penalty]
+        for p, s in zip(params, sampled, strict=True)
+    ]
     return torch.tensor(rows, dtype=torch.float32).to(device, non_blocking=True)
 
 
@@ -159,8 +170,12 @@ def _draws(generators: list[torch.Generator], sampled: list[bool], device: torch
     Drawn where the generator lives and moved device-to-device, so the host never waits for it.
     """
     zero = torch.zeros(1, device=device)
-    return torch.cat([torch.rand(1, generator=g, device=g.device).to(device, non_blocking=True) if s else zero
-                      for g, s in zip(generators, sampled, strict=True)])
+    return torch.cat(
+        [
+            torch.rand(1, generator=g, device=g.device).to(device, non_blocking=True) if s else zero
+            for g, s in zip(generators, sampled, strict=True)
+        ]
+    )
 
 
 def _sample_sorted(probs: torch.Tensor, top_p: torch.Tensor, uniform: torch.Tensor, rows: list[int]) -> list[int]:

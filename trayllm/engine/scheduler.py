@@ -59,9 +59,15 @@ PassFailure = tuple[Exception, Phase, list[Job]]
 class Scheduler:
     """Owns the queue and the inference thread for one loaded model."""
 
-    def __init__(self, loaded: LoadedModel, settings: Settings,
-                 on_finished: Callable[[RequestHandle, Finished], None] | None = None, *,
-                 faults: FaultPlan | None = None, memory: DeviceMemory | None = None) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        settings: Settings,
+        on_finished: Callable[[RequestHandle, Finished], None] | None = None,
+        *,
+        faults: FaultPlan | None = None,
+        memory: DeviceMemory | None = None,
+    ) -> None:
         self._loaded = loaded
         self._settings = settings
         self._faults = faults or FaultPlan()
@@ -109,8 +115,16 @@ class Scheduler:
             self._check_room()
             self._take_allowance(user)
 
-    def submit(self, handle: RequestHandle, user: str, prompt: list[int], params: SamplingParams,
-               arrived: float | None = None, *, admitted: bool = False) -> None:
+    def submit(
+        self,
+        handle: RequestHandle,
+        user: str,
+        prompt: list[int],
+        params: SamplingParams,
+        arrived: float | None = None,
+        *,
+        admitted: bool = False,
+    ) -> None:
         """Queue a request, or raise ShuttingDown / QueueFull / RateLimited at once.
 
         The queue is checked before the rate limit, so a request refused for a full queue
@@ -136,8 +150,10 @@ class Scheduler:
             raise ShuttingDown("the daemon is shutting down", retry_after=5)
         if len(self._pending) >= settings.queue_size:
             self._reject()
-            raise QueueFull(f"the queue is full ({settings.queue_size} waiting); retry shortly",
-                            retry_after=max(1.0, len(self._pending) / max(1, settings.max_batch)))
+            raise QueueFull(
+                f"the queue is full ({settings.queue_size} waiting); retry shortly",
+                retry_after=max(1.0, len(self._pending) / max(1, settings.max_batch)),
+            )
 
     def _take_allowance(self, user: str) -> None:
         wait = self._bucket.take(user)
@@ -235,10 +251,13 @@ class Scheduler:
             return True
         running = batch.rows if batch else []
         newcomers = [*taken, job]
-        growth = Growth(running_rows=len(running), running_width=batch.mask.shape[1] if batch else 0,
-                        running_remaining=max((j.params.max_tokens - j.generated for j in running), default=0),
-                        newcomer_prompts=tuple(len(j.prompt) for j in newcomers),
-                        newcomer_max_tokens=max(j.params.max_tokens for j in newcomers))
+        growth = Growth(
+            running_rows=len(running),
+            running_width=batch.mask.shape[1] if batch else 0,
+            running_remaining=max((j.params.max_tokens - j.generated for j in running), default=0),
+            newcomer_prompts=tuple(len(j.prompt) for j in newcomers),
+            newcomer_max_tokens=max(j.params.max_tokens for j in newcomers),
+        )
         return admits(readings, self._shape, growth, self._settings.vram_limit)
 
     def _finish_unstarted(self, job: Job, now: float) -> None:
@@ -280,8 +299,11 @@ class Scheduler:
             if job.handle.cancelled:
                 self._finish(job, "cancelled")
             elif now > job.deadline:
-                self._finish(job, "error", RequestTimeout(
-                    f"the request exceeded its {self._settings.request_timeout_s:g} s timeout"))
+                self._finish(
+                    job,
+                    "error",
+                    RequestTimeout(f"the request exceeded its {self._settings.request_timeout_s:g} s timeout"),
+                )
         self._drop_finished()
         if not self._batch:
             return
@@ -368,8 +390,15 @@ class Scheduler:
         else:
             counters.completed += 1
         peak = job.vram_peak
-        finished = Finished(reason, len(job.prompt), job.generated, job.timings, error,
-                            peak.bytes if peak else None, peak.total if peak else None)
+        finished = Finished(
+            reason,
+            len(job.prompt),
+            job.generated,
+            job.timings,
+            error,
+            peak.bytes if peak else None,
+            peak.total if peak else None,
+        )
         job.handle.emit(finished)
         if self.on_finished is not None:
             try:
@@ -398,8 +427,9 @@ class Scheduler:
         retry = [j for j in jobs if self._settings.oom_retry and not j.retried and j.generated == 0]
         report = self._oom_report(phase, jobs, retried=bool(retry))
         log.warning(report.message, extra={"request_ids": list(report.request_ids)})
-        error = EngineOutOfMemory("the GPU ran out of memory for this request; retry with a shorter prompt or "
-                                  "fewer max_tokens", retry_after=2)
+        error = EngineOutOfMemory(
+            "the GPU ran out of memory for this request; retry with a shorter prompt or fewer max_tokens", retry_after=2
+        )
         for job in jobs:
             if job not in retry:
                 self._finish(job, "error", error)
@@ -418,10 +448,17 @@ class Scheduler:
     def _oom_report(self, phase: Phase, jobs: list[Job], *, retried: bool) -> OomReport:
         """Free what the allocator caches, then describe the failed pass and the memory left in use."""
         after = self._memory.release()
-        return OomReport(phase, tuple(j.handle.request_id for j in jobs), sum(len(j.prompt) for j in jobs),
-                         max((j.params.max_tokens for j in jobs), default=0), retried,
-                         after.allocated if after else None, after.reserved if after else None,
-                         after.total if after else None, after.index if after else None)
+        return OomReport(
+            phase,
+            tuple(j.handle.request_id for j in jobs),
+            sum(len(j.prompt) for j in jobs),
+            max((j.params.max_tokens for j in jobs), default=0),
+            retried,
+            after.allocated if after else None,
+            after.reserved if after else None,
+            after.total if after else None,
+            after.index if after else None,
+        )
 
     def _lose_device(self, reason: str) -> None:
         """The GPU is broken for this process: refuse new work, end the loop, and tell the owner."""

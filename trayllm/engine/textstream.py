@@ -23,11 +23,11 @@ class IncrementalDecoder:
 
     def push(self, token_id: int) -> str:
         self._ids.append(token_id)
-        before = self._decode(self._ids[self._prefix:self._read])
-        after = self._decode(self._ids[self._prefix:])
+        before = self._decode(self._ids[self._prefix : self._read])
+        after = self._decode(self._ids[self._prefix :])
         if len(after) > len(before) and not after.endswith(REPLACEMENT):
             self._prefix, self._read = self._read, len(self._ids)
-            return after[len(before):]
+            return after[len(before) :]
         return ""
 
     def _decode(self, ids: list[int]) -> str:
@@ -51,10 +51,10 @@ class StopMatcher:
         hits = [i for i in (buffer.find(s) for s in self._stops) if i >= 0]
         if hits:
             self._held = ""
-            return buffer[:min(hits)], True
+            return buffer[: min(hits)], True
         keep = max((_overlap(buffer, s) for s in self._stops), default=0)
-        self._held = buffer[len(buffer) - keep:] if keep else ""
-        return buffer[:len(buffer) - keep], False
+        self._held = buffer[len(buffer) - keep :] if keep else ""
+        return buffer[: len(buffer) - keep], False
 
     def flush(self) -> str:
         """Text held back when the reply ends for another reason."""

@@ -113,8 +113,10 @@ class OomReport:
     def message(self) -> str:
         n = len(self.request_ids)
         fate = "retrying once with half the max_tokens" if self.retried else "failed with 503"
-        return (f"GPU out of memory during {self.phase} of {n} request{'s' if n != 1 else ''} "
-                f"({self.prompt_tokens} prompt tokens, max_tokens up to {self.max_tokens}); {fate}")
+        return (
+            f"GPU out of memory during {self.phase} of {n} request{'s' if n != 1 else ''} "
+            f"({self.prompt_tokens} prompt tokens, max_tokens up to {self.max_tokens}); {fate}"
+        )
 
 
 EngineEvent = TokenText | Finished

@@ -44,8 +44,16 @@ class AlertEvent:
 class AlertStateMachine:
     """The state of one alert key (``slo.first_token_latency_p99``, ``burn.error_rate.fast_burn``, ``oom``)."""
 
-    def __init__(self, key: str, threshold: float | None = None, *, margin: float = 0.1, hold_s: float = 0.0,
-                 quiet_s: float = 300.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        key: str,
+        threshold: float | None = None,
+        *,
+        margin: float = 0.1,
+        hold_s: float = 0.0,
+        quiet_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if threshold is not None and threshold <= 0:
             raise ValueError(f"{key}: threshold must be positive (hysteresis scales it), got {threshold}")
         if not 0 <= margin < 1 or hold_s < 0 or quiet_s < 0:
@@ -98,8 +106,7 @@ class AlertStateMachine:
             return self._event("resolved", value, at, f"{self.key} resolved: {value:.4g} < {low:.4g}")
         return None
 
-    def fire_once(self, value: float | None = None, message: str | None = None, now: float | None = None
-                  ) -> AlertEvent:
+    def fire_once(self, value: float | None = None, message: str | None = None, now: float | None = None) -> AlertEvent:
         """One occurrence of a one-shot alert (OOM): always a "firing" event; ``tick`` resolves it later."""
         at = self.clock() if now is None else now
         self._last_once = at
@@ -121,5 +128,6 @@ class AlertStateMachine:
         if self._state != "firing" or self._last_once is None or at - self._last_once < self.quiet_s:
             return None
         n, self._occurrences, self._last_once = self._occurrences, 0, None
-        return self._event("resolved", None, at,
-                           f"{self.key} resolved: none for {self.quiet_s:g} s after {n} occurrence(s)")
+        return self._event(
+            "resolved", None, at, f"{self.key} resolved: none for {self.quiet_s:g} s after {n} occurrence(s)"
+        )

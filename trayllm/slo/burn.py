@@ -60,8 +60,10 @@ class BurnWindow:
 def default_burn_windows(slo_window_s: float = WORKBOOK_SLO_PERIOD_S) -> tuple[BurnWindow, BurnWindow]:
     """The workbook's fast and slow pairs, windows scaled by ``slo_window_s / 30 days`` (factors unchanged)."""
     k = slo_window_s / WORKBOOK_SLO_PERIOD_S
-    return (BurnWindow("fast_burn", long_s=1 * HOUR * k, short_s=300 * k, factor=14.4),
-            BurnWindow("slow_burn", long_s=6 * HOUR * k, short_s=1800 * k, factor=6.0))
+    return (
+        BurnWindow("fast_burn", long_s=1 * HOUR * k, short_s=300 * k, factor=14.4),
+        BurnWindow("slow_burn", long_s=6 * HOUR * k, short_s=1800 * k, factor=6.0),
+    )
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,14 @@ class BurnCheck:
 class MultiWindowBurnAlert:
     """Judges the fast and slow burn pairs over one ``RollingWindow`` of samples."""
 
-    def __init__(self, target: float, windows: tuple[BurnWindow, ...] | None = None, *, min_events: int = 1,
-                 is_bad: Callable[[float], bool] = lambda v: v > 0) -> None:
+    def __init__(
+        self,
+        target: float,
+        windows: tuple[BurnWindow, ...] | None = None,
+        *,
+        min_events: int = 1,
+        is_bad: Callable[[float], bool] = lambda v: v > 0,
+    ) -> None:
         if not 0 < target <= 1:
             raise ValueError(f"target must be within (0, 1], got {target}")
         self.target = target
@@ -101,8 +109,7 @@ class MultiWindowBurnAlert:
         target = objective.budget_fraction
         if target is None:
             raise ValueError(f"{objective.name}: a {objective.kind} objective has no error budget")
-        return cls(target, default_burn_windows(objective.window_s), min_events=min_events,
-                   is_bad=objective.is_bad)
+        return cls(target, default_burn_windows(objective.window_s), min_events=min_events, is_bad=objective.is_bad)
 
     @property
     def longest_s(self) -> float:
@@ -120,6 +127,5 @@ class MultiWindowBurnAlert:
             long_rate = burn_rate(long_bad, len(long_values), self.target)
             short_rate = burn_rate(short_bad, len(short_values), self.target)
             firing = len(long_values) >= self.min_events and long_rate > w.factor and short_rate > w.factor
-            out.append(BurnCheck(w.name, w.factor, long_rate, short_rate, len(long_values), len(short_values),
-                                 firing))
+            out.append(BurnCheck(w.name, w.factor, long_rate, short_rate, len(long_values), len(short_values), firing))
         return out

@@ -41,8 +41,15 @@ def severity_of(key: str) -> Literal["critical", "warning"]:
 class SloMonitor:
     """Windows, alert machines and the report for one set of objectives."""
 
-    def __init__(self, objectives: Sequence[Objective], *, margin: float = 0.1, hold_s: float = 0.0,
-                 oom_quiet_s: float = 300.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        objectives: Sequence[Objective],
+        *,
+        margin: float = 0.1,
+        hold_s: float = 0.0,
+        oom_quiet_s: float = 300.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.objectives = tuple(objectives)
         self.clock = clock
         self._lock = threading.Lock()
@@ -55,8 +62,7 @@ class SloMonitor:
                 self._burns[o.name] = burn
                 for w in burn.windows:
                     key = f"burn.{o.name}.{w.name}"
-                    self._machines[key] = AlertStateMachine(key, w.factor, margin=margin, hold_s=hold_s,
-                                                            clock=clock)
+                    self._machines[key] = AlertStateMachine(key, w.factor, margin=margin, hold_s=hold_s, clock=clock)
             else:
                 key = f"slo.{o.name}"
                 self._machines[key] = AlertStateMachine(key, o.threshold, margin=margin, hold_s=hold_s, clock=clock)

@@ -171,18 +171,38 @@ def evaluate(objective: Objective, window: RollingWindow, now: float) -> Evaluat
 
 DEFAULT_OBJECTIVES: tuple[Objective, ...] = (
     Objective(
-        name="first_token_latency_p99", kind="percentile", field="llm.ttft.ns", percentile=99, threshold=3.0,
-        scale=1e-9, unit="s", window_s=HOUR, min_samples=100,
+        name="first_token_latency_p99",
+        kind="percentile",
+        field="llm.ttft.ns",
+        percentile=99,
+        threshold=3.0,
+        scale=1e-9,
+        unit="s",
+        window_s=HOUR,
+        min_samples=100,
         description="first-token latency P99 < 3 s over the last hour (at least 100 requests: below that "
-                    "the nearest-rank P99 is the single slowest request)"),
+        "the nearest-rank P99 is the single slowest request)",
+    ),
     Objective(
-        name="peak_vram", kind="max", field="llm.vram.peak.pct", threshold=0.8, unit="ratio",
-        window_s=300.0, min_samples=1,
-        description="peak VRAM < 80 % of the device over the last 5 minutes (CUDA only: no samples on CPU)"),
+        name="peak_vram",
+        kind="max",
+        field="llm.vram.peak.pct",
+        threshold=0.8,
+        unit="ratio",
+        window_s=300.0,
+        min_samples=1,
+        description="peak VRAM < 80 % of the device over the last 5 minutes (CUDA only: no samples on CPU)",
+    ),
     Objective(
-        name="error_rate", kind="ratio", field="error.type", threshold=0.001, unit="ratio",
-        window_s=30 * DAY, min_samples=100,
-        description="server-side error rate < 0.1 % over 30 days, as an error budget with burn-rate alerts"),
+        name="error_rate",
+        kind="ratio",
+        field="error.type",
+        threshold=0.001,
+        unit="ratio",
+        window_s=30 * DAY,
+        min_samples=100,
+        description="server-side error rate < 0.1 % over 30 days, as an error budget with burn-rate alerts",
+    ),
 )
 """The deployment guide's defaults. OOM is not an objective but an alert on every occurrence
 (``alerts.AlertStateMachine.fire_once``)."""
@@ -192,12 +212,24 @@ def configured_objectives(settings: Settings) -> tuple[Objective, ...]:
     """``DEFAULT_OBJECTIVES`` with the thresholds, windows and minimum samples the user configured."""
     ttft, vram, errors = DEFAULT_OBJECTIVES
     return (
-        replace(ttft, threshold=settings.slo_ttft_p99_s, window_s=settings.slo_ttft_window_s,
-                min_samples=settings.slo_min_samples,
-                description=f"first-token latency P99 < {settings.slo_ttft_p99_s:g} s"),
-        replace(vram, threshold=settings.vram_limit, window_s=settings.slo_vram_window_s,
-                description=f"peak VRAM < {settings.vram_limit:.0%} of the device (CUDA only)"),
-        replace(errors, threshold=settings.slo_error_rate, window_s=settings.slo_error_window_days * DAY,
-                min_samples=settings.slo_min_samples,
-                description=f"server-side error rate < {settings.slo_error_rate:.2%}, as an error budget"),
+        replace(
+            ttft,
+            threshold=settings.slo_ttft_p99_s,
+            window_s=settings.slo_ttft_window_s,
+            min_samples=settings.slo_min_samples,
+            description=f"first-token latency P99 < {settings.slo_ttft_p99_s:g} s",
+        ),
+        replace(
+            vram,
+            threshold=settings.vram_limit,
+            window_s=settings.slo_vram_window_s,
+            description=f"peak VRAM < {settings.vram_limit:.0%} of the device (CUDA only)",
+        ),
+        replace(
+            errors,
+            threshold=settings.slo_error_rate,
+            window_s=settings.slo_error_window_days * DAY,
+            min_samples=settings.slo_min_samples,
+            description=f"server-side error rate < {settings.slo_error_rate:.2%}, as an error budget",
+        ),
     )

@@ -78,8 +78,9 @@ def record_end_time(record: Mapping[str, Any]) -> float | None:
     return arrival + (duration / 1e9 if ok and duration > 0 else 0.0)
 
 
-def add_record(objectives: Sequence[Objective], windows: Mapping[str, RollingWindow],
-               record: Mapping[str, Any]) -> None:
+def add_record(
+    objectives: Sequence[Objective], windows: Mapping[str, RollingWindow], record: Mapping[str, Any]
+) -> None:
     """Add one record's samples to ``windows`` (by objective name), stamped with its end time."""
     at = record_end_time(record)
     if at is None:
@@ -90,8 +91,7 @@ def add_record(objectives: Sequence[Objective], windows: Mapping[str, RollingWin
             windows[o.name].add(at, value)
 
 
-def fill_windows(objectives: Sequence[Objective], records: Iterable[Mapping[str, Any]]
-                 ) -> dict[str, RollingWindow]:
+def fill_windows(objectives: Sequence[Objective], records: Iterable[Mapping[str, Any]]) -> dict[str, RollingWindow]:
     """One ``RollingWindow`` per objective (by name), filled from ``records`` in one pass."""
     windows = {o.name: RollingWindow(o.window_s) for o in objectives}
     for record in records:
@@ -105,19 +105,18 @@ def make_row(objective: Objective, value: float | None, samples: int, bad: int) 
     state = state_of(objective, value, samples)
     target = objective.budget_fraction
     budget = budget_remaining(bad, samples, target) if target is not None and state != "insufficient" else None
-    return ReportRow(objective.name, objective.window_s, value, objective.threshold, state, budget, samples,
-                     objective.unit)
+    return ReportRow(
+        objective.name, objective.window_s, value, objective.threshold, state, budget, samples, objective.unit
+    )
 
 
 def judge(objective: Objective, window: RollingWindow, now: float) -> ReportRow:
     """One objective's report row from its window at ``now``."""
     values = window_values(objective, window, now)
-    return make_row(objective, statistic(objective, values), len(values),
-                    sum(1 for v in values if objective.is_bad(v)))
+    return make_row(objective, statistic(objective, values), len(values), sum(1 for v in values if objective.is_bad(v)))
 
 
-def slo_report(objectives: Sequence[Objective], records: Iterable[Mapping[str, Any]], now: float
-               ) -> list[ReportRow]:
+def slo_report(objectives: Sequence[Objective], records: Iterable[Mapping[str, Any]], now: float) -> list[ReportRow]:
     """Every objective judged at ``now`` (Unix seconds) over ``records``, in the order of ``objectives``."""
     windows = fill_windows(objectives, records)
     return [judge(o, windows[o.name], now) for o in objectives]
@@ -143,8 +142,18 @@ def _fmt_window(seconds: float) -> str:
 def to_text(rows: Sequence[ReportRow | api.SloRow]) -> str:
     """An aligned table, one line per objective."""
     header = ("objective", "window", "value", "threshold", "state", "budget left", "samples")
-    lines = [header] + [(r.objective, _fmt_window(r.window_s), _fmt(r.value, r.unit), _fmt(r.threshold, r.unit),
-                         r.state, _fmt(r.budget_left, "ratio"), str(r.samples)) for r in rows]
+    lines = [header] + [
+        (
+            r.objective,
+            _fmt_window(r.window_s),
+            _fmt(r.value, r.unit),
+            _fmt(r.threshold, r.unit),
+            r.state,
+            _fmt(r.budget_left, "ratio"),
+            str(r.samples),
+        )
+        for r in rows
+    ]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines)
 

@@ -18,8 +18,9 @@ from trayllm.slo.report import ReportRow, parse_time, slo_report, to_wire
 from trayllm.telemetry.reader import iter_records
 
 
-def read_report(settings: Settings, records: Path | None = None, from_elastic: bool = False,
-                at: str | None = None) -> api.SloReport:
+def read_report(
+    settings: Settings, records: Path | None = None, from_elastic: bool = False, at: str | None = None
+) -> api.SloReport:
     """The SLO report from Elasticsearch (``from_elastic``: ``settings`` name it), from the request-record file
     ``records`` (and its rotated copies), else from the daemon ``settings`` name; not both of the first two.
 

@@ -79,8 +79,7 @@ class RollingWindow:
         """How many samples inside the window satisfy ``predicate``."""
         return sum(1 for v in self.values(now, span_s) if predicate(v))
 
-    def ratio(self, now: float, predicate: Callable[[float], bool] = bool, span_s: float | None = None
-              ) -> float | None:
+    def ratio(self, now: float, predicate: Callable[[float], bool] = bool, span_s: float | None = None) -> float | None:
         """The fraction of samples inside the window that satisfy ``predicate`` (default: non-zero, i.e. a
         1.0 "bad" marker); ``None`` when the window is empty."""
         values = self.values(now, span_s)

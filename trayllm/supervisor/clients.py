@@ -29,8 +29,9 @@ def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or not sys.platform.startswith("linux")
 
 
-def launch_client(settings: Settings, role: instances.Role,
-                  timeout: float = CLIENT_START_TIMEOUT_S) -> instances.Instance:
+def launch_client(
+    settings: Settings, role: instances.Role, timeout: float = CLIENT_START_TIMEOUT_S
+) -> instances.Instance:
     """Start the tray or a chat window for ``settings``' daemon, detached (output in ``<role>.log``), and
     return once it holds its instance lock; StartFailed, with its log lines, if it exits or times out first."""
     started = DetachedRunner(trayllm_command(settings, *CLIENT_ARGS[role]), settings.state_path / f"{role}.log").start()

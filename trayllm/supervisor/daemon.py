@@ -44,8 +44,14 @@ class DaemonSupervisor:
     watch it, so a daemon that dies while loading is reported with why, not as a timeout.
     """
 
-    def __init__(self, settings: Settings, client: DaemonClient, *, runner: Runner | None = None,
-                 terminate: Terminate | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        client: DaemonClient,
+        *,
+        runner: Runner | None = None,
+        terminate: Terminate | None = None,
+    ) -> None:
         self.settings = settings
         self.client = client
         self.runner = runner or daemon_runner(settings)
@@ -88,8 +94,9 @@ class DaemonSupervisor:
                 raise StartFailed(f"the daemon ({started.where()}) did not answer within {timeout:g} s")
             time.sleep(0.1)
 
-    def wait_ready(self, timeout: float,
-                   on_progress: Callable[[api.DaemonStatus], None] | None = None) -> api.DaemonStatus:
+    def wait_ready(
+        self, timeout: float, on_progress: Callable[[api.DaemonStatus], None] | None = None
+    ) -> api.DaemonStatus:
         """The daemon's status once its model is ready; ``on_progress`` sees each new state while it loads.
 
         ModelLoadError if loading failed, NotReady after ``timeout`` seconds of answering but not ready,
@@ -99,8 +106,9 @@ class DaemonSupervisor:
         self.wait_answering(timeout)
         started = self.started
         try:
-            return self.client.wait_ready(timeout, on_progress=on_progress,
-                                          alive=None if started is None else started.running)
+            return self.client.wait_ready(
+                timeout, on_progress=on_progress, alive=None if started is None else started.running
+            )
         except errors.DaemonNotRunning:
             if started is None or started.running():
                 raise

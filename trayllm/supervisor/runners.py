@@ -70,8 +70,7 @@ class Detached:
 
     def failure(self) -> str:
         """Its exit status and this run's last lines of output."""
-        return (f"exited with status {self.process.returncode}; last lines of {self.log_path}:\n"
-                f"{self.log_tail()}")
+        return f"exited with status {self.process.returncode}; last lines of {self.log_path}:\n{self.log_tail()}"
 
     def log_tail(self, lines: int = 15) -> str:
         """This run's last ``lines`` lines of output, indented for an error message."""
@@ -101,8 +100,9 @@ class DetachedRunner:
         offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             try:
-                process = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=log,
-                                           stderr=subprocess.STDOUT, start_new_session=True)
+                process = subprocess.Popen(
+                    self.command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
             except OSError as exc:  # no such program, not executable: a message, not a traceback in the tray
                 raise TrayllmError(f"could not run {self.command[0]}: {exc.strerror or exc}") from None
         threading.Thread(target=process.wait, name=f"trayllm-reap-{process.pid}", daemon=True).start()

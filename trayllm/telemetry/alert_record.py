@@ -23,10 +23,21 @@ def _level(state: str, severity: str) -> str:
     return "error" if severity == "critical" else "warn"
 
 
-def alert_document(*, event_id: str, key: str, state: str, severity: str, message: str, at: float,
-                   value: float | None, threshold: float | None, host: str,
-                   model_name: str | None = None, model_version: str | None = None,
-                   details: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def alert_document(
+    *,
+    event_id: str,
+    key: str,
+    state: str,
+    severity: str,
+    message: str,
+    at: float,
+    value: float | None,
+    threshold: float | None,
+    host: str,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    details: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """One alert transition as a nested document; ``details`` are extra dotted fields (OOM forensics).
 
     Raises ValueError for a detail the alert schema does not hold, so a typo cannot reach Elasticsearch.

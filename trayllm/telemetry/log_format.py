@@ -22,10 +22,12 @@ class EcsJsonFormatter(JsonFormatter):
     """One JSON object a line: ``@timestamp``, ``log.level``, ``log.logger``, ``message``, ``ecs.version``."""
 
     def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s",
-                         rename_fields={"asctime": "@timestamp", "levelname": "log.level", "name": "log.logger"},
-                         static_fields={"ecs.version": ECS_VERSION},
-                         reserved_attrs=[*RESERVED_ATTRS, "color_message"])  # uvicorn's copy with ANSI colours
+        super().__init__(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "@timestamp", "levelname": "log.level", "name": "log.logger"},
+            static_fields={"ecs.version": ECS_VERSION},
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
+        )  # uvicorn's copy with ANSI colours
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802 (logging's name)
         return iso_timestamp(datetime.fromtimestamp(record.created, tz=timezone.utc))

@@ -64,8 +64,9 @@ def _batch(tail: RotatingTail, stats: ReadStats) -> tuple[bool, list[dict[str, A
     return bool(lines), [doc for line in lines if (doc := _parse(line, stats)) is not None]
 
 
-def iter_records(path: Path, *, include_rotated: bool = True, stats: ReadStats | None = None
-                 ) -> Iterator[dict[str, Any]]:
+def iter_records(
+    path: Path, *, include_rotated: bool = True, stats: ReadStats | None = None
+) -> Iterator[dict[str, Any]]:
     """Every record in ``path`` (and its backups ``path.N`` … ``path.1`` first, oldest first, when
     ``include_rotated``), skipping a trailing partial line and corrupt lines and counting them in ``stats``.
 
@@ -92,8 +93,14 @@ def iter_records(path: Path, *, include_rotated: bool = True, stats: ReadStats |
             stats.partial += 1
 
 
-def follow(path: Path, poll_s: float = 0.5, *, from_start: bool = False, stop: threading.Event | None = None,
-           stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
+def follow(
+    path: Path,
+    poll_s: float = 0.5,
+    *,
+    from_start: bool = False,
+    stop: threading.Event | None = None,
+    stats: ReadStats | None = None,
+) -> Iterator[dict[str, Any]]:
     """Yield records appended to the live file ``path``, forever (or until ``stop`` is set), across rotations.
 
     Starts at the end of the file (``from_start``: at its beginning; no file yet: the first to appear, from

@@ -24,8 +24,9 @@ from typing import Any
 from trayllm.errors import record_error_types
 
 # The Elasticsearch types the table uses, and the JSON values each accepts.
-ES_TYPES = frozenset({"date", "keyword", "constant_keyword", "long", "float", "scaled_float", "text", "boolean",
-                      "flattened"})
+ES_TYPES = frozenset(
+    {"date", "keyword", "constant_keyword", "long", "float", "scaled_float", "text", "boolean", "flattened"}
+)
 
 OUTCOMES = ("success", "failure", "unknown")
 """ECS ``event.outcome`` values: ``unknown`` is a request the client cancelled."""
@@ -68,8 +69,11 @@ def _f(es_type: str, description: str, **kw: Any) -> FieldType:
 REQUEST_FIELDS: dict[str, FieldType] = {
     # --- base, log
     "@timestamp": _f("date", "When the request arrived at the daemon (wall clock, UTC, ISO 8601)."),
-    "log.level": _f("keyword", "info for success or cancel, warn for a refused request (4xx), error otherwise.",
-                    allowed=("info", "warn", "error")),
+    "log.level": _f(
+        "keyword",
+        "info for success or cancel, warn for a refused request (4xx), error otherwise.",
+        allowed=("info", "warn", "error"),
+    ),
     "message": _f("text", "One human-readable line summing the request up."),
     # --- event
     "event.id": _f("keyword", "The request id (x-request-id); also the Elasticsearch _id: re-shipping is idempotent."),
@@ -77,8 +81,11 @@ REQUEST_FIELDS: dict[str, FieldType] = {
     "event.category": _f("keyword", "ECS category: ['web'].", array=True),
     "event.outcome": _f("keyword", "success, failure, or unknown (the client cancelled).", allowed=OUTCOMES),
     "event.duration": _f("long", "End-to-end latency in nanoseconds: arrival to last byte (queue included)."),
-    "event.end": _f("date", "When the request ended: @timestamp + event.duration. The SLO windows count a request "
-                            "when it ended (it is judged then), live and in Elasticsearch alike."),
+    "event.end": _f(
+        "date",
+        "When the request ended: @timestamp + event.duration. The SLO windows count a request "
+        "when it ended (it is judged then), live and in Elasticsearch alike.",
+    ),
     "event.dataset": _f("keyword", "Always 'trayllm.requests' (equals data_stream.dataset)."),
     # --- who, where
     "user.name": _f("keyword", "The authenticated caller (socket peer user, or the token's user)."),
@@ -94,8 +101,9 @@ REQUEST_FIELDS: dict[str, FieldType] = {
     "gen_ai.request.top_p": _f("float", "Nucleus-sampling top_p in effect."),
     "gen_ai.request.seed": _f("long", "The sampling seed, when the client gave one."),
     "gen_ai.request.stream": _f("boolean", "Whether the reply was streamed (SSE)."),
-    "gen_ai.response.finish_reasons": _f("keyword", "Why generation ended: stop, length, cancelled, error.",
-                                         array=True),
+    "gen_ai.response.finish_reasons": _f(
+        "keyword", "Why generation ended: stop, length, cancelled, error.", array=True
+    ),
     "gen_ai.usage.input_tokens": _f("long", "Prompt tokens (after the chat template)."),
     "gen_ai.usage.output_tokens": _f("long", "Generated tokens."),
     # --- what is loaded (custom: llm.*)
@@ -110,16 +118,21 @@ REQUEST_FIELDS: dict[str, FieldType] = {
     "llm.max_tokens_capped": _f("boolean", "True when the daemon lowered the client's max_tokens."),
     # --- memory (CUDA only; absent on CPU)
     "llm.vram.peak.bytes": _f("long", "torch.cuda.max_memory_allocated over the request's lifetime."),
-    "llm.vram.peak.pct": _f("scaled_float", "llm.vram.peak.bytes / llm.vram.total.bytes (0-1); the SLO is < 0.8.",
-                            scaling_factor=1000),
+    "llm.vram.peak.pct": _f(
+        "scaled_float", "llm.vram.peak.bytes / llm.vram.total.bytes (0-1); the SLO is < 0.8.", scaling_factor=1000
+    ),
     "llm.vram.total.bytes": _f("long", "Total memory of the device the model runs on."),
     "llm.vram.nvml.used.bytes": _f("long", "NVML's device-wide used memory at the end of the request."),
-    "llm.vram.nvml.pct": _f("scaled_float", "NVML used / NVML total (0-1), every process on the device included.",
-                            scaling_factor=1000),
+    "llm.vram.nvml.pct": _f(
+        "scaled_float", "NVML used / NVML total (0-1), every process on the device included.", scaling_factor=1000
+    ),
     # --- HTTP, errors, tracing
     "http.response.status_code": _f("long", "The HTTP status the client got (200 also for a stream that failed)."),
-    "error.type": _f("keyword", "Why the request failed or stopped early; set whenever event.outcome is not success.",
-                     allowed=ERROR_TYPES),
+    "error.type": _f(
+        "keyword",
+        "Why the request failed or stopped early; set whenever event.outcome is not success.",
+        allowed=ERROR_TYPES,
+    ),
     "error.message": _f("text", "The error message the client saw."),
     "trace.id": _f("keyword", "W3C trace-id from the request's traceparent header."),
     "span.id": _f("keyword", "W3C parent-id from the traceparent header: the caller's span that made this request."),
@@ -132,13 +145,27 @@ REQUEST_FIELDS: dict[str, FieldType] = {
     "gen_ai.output.text": _f("text", "Opt-in (log_content): the reply text."),
 }
 
-REQUIRED: frozenset[str] = frozenset({
-    "@timestamp", "log.level", "message",
-    "event.id", "event.kind", "event.category", "event.outcome", "event.duration", "event.end", "event.dataset",
-    "service.name", "service.version", "host.name",
-    "gen_ai.operation.name",
-    "data_stream.type", "data_stream.dataset", "data_stream.namespace",
-})
+REQUIRED: frozenset[str] = frozenset(
+    {
+        "@timestamp",
+        "log.level",
+        "message",
+        "event.id",
+        "event.kind",
+        "event.category",
+        "event.outcome",
+        "event.duration",
+        "event.end",
+        "event.dataset",
+        "service.name",
+        "service.version",
+        "host.name",
+        "gen_ai.operation.name",
+        "data_stream.type",
+        "data_stream.dataset",
+        "data_stream.namespace",
+    }
+)
 """Fields every record carries, whatever happened to the request (a request refused before its body was
 parsed still has these)."""
 
@@ -152,11 +179,16 @@ ALERT_SEVERITIES = ("critical", "warning")
 
 ALERT_FIELDS: dict[str, FieldType] = {
     "@timestamp": _f("date", "When the alert changed state (wall clock, UTC, ISO 8601)."),
-    "log.level": _f("keyword", "error for a critical alert firing, warn for others firing, info when resolved.",
-                    allowed=("info", "warn", "error")),
+    "log.level": _f(
+        "keyword",
+        "error for a critical alert firing, warn for others firing, info when resolved.",
+        allowed=("info", "warn", "error"),
+    ),
     "message": _f("text", "What happened, in one line (the notification text)."),
-    "event.id": _f("keyword", "The transition's id, '<daemon boot id>-<sequence>': also the /v1/events id and "
-                              "the Elasticsearch _id."),
+    "event.id": _f(
+        "keyword",
+        "The transition's id, '<daemon boot id>-<sequence>': also the /v1/events id and the Elasticsearch _id.",
+    ),
     "event.kind": _f("keyword", "Always 'alert'.", allowed=("alert",)),
     "event.action": _f("keyword", "The transition: firing or resolved.", allowed=("firing", "resolved")),
     "event.dataset": _f("keyword", "Always 'trayllm.alerts' (equals data_stream.dataset)."),
@@ -183,11 +215,25 @@ ALERT_FIELDS: dict[str, FieldType] = {
     "data_stream.namespace": REQUEST_FIELDS["data_stream.namespace"],
 }
 
-ALERT_REQUIRED: frozenset[str] = frozenset({
-    "@timestamp", "log.level", "message", "event.id", "event.kind", "event.action", "event.dataset", "rule.name",
-    "llm.alert.severity", "service.name", "service.version", "host.name",
-    "data_stream.type", "data_stream.dataset", "data_stream.namespace",
-})
+ALERT_REQUIRED: frozenset[str] = frozenset(
+    {
+        "@timestamp",
+        "log.level",
+        "message",
+        "event.id",
+        "event.kind",
+        "event.action",
+        "event.dataset",
+        "rule.name",
+        "llm.alert.severity",
+        "service.name",
+        "service.version",
+        "host.name",
+        "data_stream.type",
+        "data_stream.dataset",
+        "data_stream.namespace",
+    }
+)
 
 
 def _outcome_needs_error_type(flat: Mapping[str, Any]) -> list[str]:
@@ -292,8 +338,7 @@ class RecordSchema:
                 if not field.array:
                     problems.append(f"{path}: {field.es_type} wants one value, got an array")
                     continue
-                problems.extend(p for p in (_type_problem(f"{path}[{i}]", field, v) for i, v in enumerate(value))
-                                if p)
+                problems.extend(p for p in (_type_problem(f"{path}[{i}]", field, v) for i, v in enumerate(value)) if p)
                 continue
             problem = _type_problem(path, field, value)
             if problem:
@@ -362,10 +407,20 @@ def _type_problem(path: str, field: FieldType, value: Any) -> str | None:
     else:  # boolean
         ok = isinstance(value, bool)
     if not ok:
-        want = "an ISO 8601 time with a zone" if t == "date" else {
-            "flattened": "an object or array", "keyword": "a string", "constant_keyword": "a string",
-            "text": "a string", "long": "an integer", "float": "a finite number",
-            "scaled_float": "a finite number", "boolean": "true or false"}[t]
+        want = (
+            "an ISO 8601 time with a zone"
+            if t == "date"
+            else {
+                "flattened": "an object or array",
+                "keyword": "a string",
+                "constant_keyword": "a string",
+                "text": "a string",
+                "long": "an integer",
+                "float": "a finite number",
+                "scaled_float": "a finite number",
+                "boolean": "true or false",
+            }[t]
+        )
         return f"{path}: {t} wants {want}, got {type(value).__name__} {value!r:.60}"
     if field.allowed is not None and value not in field.allowed:
         return f"{path}: {value!r} is not one of {', '.join(field.allowed)}"

@@ -195,8 +195,11 @@ class RotatingTail:
         if not files:
             return False
         if self._identity is not None:
-            log.warning("%s: the file at the saved position was rotated away before it was read; going on with "
-                        "the oldest file left", self.path)
+            log.warning(
+                "%s: the file at the saved position was rotated away before it was read; going on with "
+                "the oldest file left",
+                self.path,
+            )
             self.skipped_files += 1
         candidate, identity = files[0]
         return self._open_file(candidate, identity, 0)

@@ -62,8 +62,13 @@ class _DocumentFormatter(JsonFormatter):
         # attribute is reserved so none leaks in as an "extra"; NaN/Infinity are refused, not written
         # as invalid JSON; UTF-8 stays UTF-8.
         reserved = [*vars(logging.makeLogRecord({})), "message", "asctime"]
-        super().__init__(fmt=[], timestamp=False, reserved_attrs=reserved,
-                         json_serializer=partial(json.dumps, allow_nan=False), json_ensure_ascii=False)
+        super().__init__(
+            fmt=[],
+            timestamp=False,
+            reserved_attrs=reserved,
+            json_serializer=partial(json.dumps, allow_nan=False),
+            json_ensure_ascii=False,
+        )
 
 
 class _StrictQueueHandler(QueueHandler):
@@ -101,9 +106,11 @@ class _RecordFileHandler(RotatingFileHandler):
         size = os.fstat(fd).st_size
         if size > 0 and os.pread(fd, 1, size - 1) != b"\n":
             stream.write(b"\n")
-            log.warning("the record file ended in a torn line (a crash or a failed write in the middle of a "
-                        "record); it is closed so the next record starts on its own line, and readers skip it",
-                        extra={"path": self.baseFilename})
+            log.warning(
+                "the record file ended in a torn line (a crash or a failed write in the middle of a "
+                "record); it is closed so the next record starts on its own line, and readers skip it",
+                extra={"path": self.baseFilename},
+            )
         self._line_may_be_torn = False
 
     def shouldRollover(self, record: logging.LogRecord) -> bool:  # noqa: N802 (logging's name)
@@ -127,7 +134,7 @@ class _RecordFileHandler(RotatingFileHandler):
             self._line_may_be_torn = True  # until the whole line is out: a failed write may leave part of it
             stream = cast(BinaryIO, self.stream)  # opened in binary by _open, whatever the base class declares
             while data:  # a regular file takes it in one write; loop only for the pathological short write
-                data = data[stream.write(data):]
+                data = data[stream.write(data) :]
             self._line_may_be_torn = False
         except Exception:
             self.handleError(record)
@@ -143,8 +150,7 @@ class RecordWriter:
         if backups < 1 and max_bytes > 0:
             raise ValueError("backups must be >= 1 when rotating: the record file is never truncated in place")
         self.path = Path(path)
-        self._file_handler = _RecordFileHandler(self.path, maxBytes=max_bytes, backupCount=backups,
-                                                encoding="utf-8")
+        self._file_handler = _RecordFileHandler(self.path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
         self._file_handler.setFormatter(logging.Formatter("%(message)s"))
         self._queue: queue.SimpleQueue[logging.LogRecord | None] = queue.SimpleQueue()
         queue_handler = _StrictQueueHandler(self._queue)

@@ -58,8 +58,9 @@ def load_pystray() -> Any:
         else:
             raise ConfigError(f"the tray cannot load pystray ({exc}): pip install 'trayllm[gui]'") from None
     if pystray.Icon.__module__.endswith("_xorg"):
-        raise ConfigError(f"pystray fell back to its X backend, which has no menu and no notifications; install "
-                          f"{LINUX_PACKAGES}")
+        raise ConfigError(
+            f"pystray fell back to its X backend, which has no menu and no notifications; install {LINUX_PACKAGES}"
+        )
     return pystray
 
 
@@ -80,8 +81,9 @@ class TrayApp:
         pystray = self._pystray = load_pystray()
         with instances.hold(self.settings, "tray"):  # one tray per daemon; `trayllm down` finds it here
             view = self.model.view()
-            self.icon = pystray.Icon("trayllm", icon_image(view.state), view.tooltip,
-                                     menu=pystray.Menu(self._menu_items))
+            self.icon = pystray.Icon(
+                "trayllm", icon_image(view.state), view.tooltip, menu=pystray.Menu(self._menu_items)
+            )
             if getattr(self.icon, "HAS_NOTIFICATION", False):
                 self.notifier.fallback = self.icon.notify
             self.icon.run(setup=self._setup)
@@ -121,8 +123,9 @@ class TrayApp:
                             self._apply(functools.partial(TrayModel.connected, hello=event.data))
                             backoff = 1.0
                         else:
-                            self._apply(functools.partial(TrayModel.event, kind=event.type, data=event.data,
-                                                          event_id=event.id))
+                            self._apply(
+                                functools.partial(TrayModel.event, kind=event.type, data=event.data, event_id=event.id)
+                            )
             except TrayllmError as exc:
                 log.debug("event stream: %s", exc.message)
             except Exception:  # whatever breaks the stream, the tray carries on and reconnects
@@ -157,8 +160,15 @@ class TrayApp:
                 out.append(pystray.Menu.SEPARATOR)
                 continue
             checked = None if item.checked is None else (lambda _i, value=item.checked: value)
-            out.append(pystray.MenuItem(item.label, self._handler(item), checked=checked, enabled=item.enabled,
-                                        default=item.action == "open-chat"))
+            out.append(
+                pystray.MenuItem(
+                    item.label,
+                    self._handler(item),
+                    checked=checked,
+                    enabled=item.enabled,
+                    default=item.action == "open-chat",
+                )
+            )
         return out
 
     def _handler(self, item: MenuItem) -> Callable[[Any, Any], None]:

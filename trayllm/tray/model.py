@@ -84,8 +84,14 @@ def _title(key: str) -> str:
 
 
 class TrayModel:
-    def __init__(self, *, kibana_url: str = "", storm_limit: int = 5, storm_window_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        kibana_url: str = "",
+        storm_limit: int = 5,
+        storm_window_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.kibana_url = kibana_url
         self.storm_limit = storm_limit
         self.storm_window_s = storm_window_s
@@ -113,8 +119,14 @@ class TrayModel:
         boot = hello.get("boot_id")
         if self.ever_connected and not self.reachable:
             restarted = self.boot_id is not None and boot != self.boot_id
-            out.append(Notification("daemon", "trayllm daemon restarted" if restarted else "trayllm daemon is back",
-                                    f"{hello.get('model') or 'no model'} · {hello.get('state')}", 1))
+            out.append(
+                Notification(
+                    "daemon",
+                    "trayllm daemon restarted" if restarted else "trayllm daemon is back",
+                    f"{hello.get('model') or 'no model'} · {hello.get('state')}",
+                    1,
+                )
+            )
         elif self.ever_connected and boot != self.boot_id:  # a restart between two polls: we never saw it down
             out.append(Notification("daemon", "trayllm daemon restarted", f"{hello.get('model') or 'no model'}", 1))
         self.reachable, self.ever_connected, self.boot_id = True, True, boot
@@ -132,8 +144,13 @@ class TrayModel:
         was = self.reachable
         self.reachable = False
         if was:
-            return self._rate_limited([Notification("daemon", "trayllm daemon is down",
-                                                    "Requests cannot be served until it is started again.", 1)])
+            return self._rate_limited(
+                [
+                    Notification(
+                        "daemon", "trayllm daemon is down", "Requests cannot be served until it is started again.", 1
+                    )
+                ]
+            )
         return []
 
     def event(self, kind: str, data: Mapping[str, Any], event_id: str | None = None) -> list[Notification]:
@@ -200,8 +217,9 @@ class TrayModel:
     def status_lines(self) -> list[str]:
         if not self.reachable:
             return ["Daemon not running"]
-        lines = [f"{self.model or 'no model'} · {self.daemon_state}" + (f" · paused: {self.paused}"
-                                                                      if self.paused else "")]
+        lines = [
+            f"{self.model or 'no model'} · {self.daemon_state}" + (f" · paused: {self.paused}" if self.paused else "")
+        ]
         s = self._status
         if s is not None:
             parts = []
@@ -221,8 +239,11 @@ class TrayModel:
         menu += [MenuItem("", line, enabled=False) for line in self.status_lines()]
         menu += [SEPARATOR, MenuItem("open-dashboards", "Open dashboards", enabled=bool(self.kibana_url))]
         if self.reachable:
-            menu.append(MenuItem("resume" if self.paused else "pause", "Pause serving", enabled=ready,
-                                 checked=bool(self.paused)))
+            menu.append(
+                MenuItem(
+                    "resume" if self.paused else "pause", "Pause serving", enabled=ready, checked=bool(self.paused)
+                )
+            )
             menu.append(MenuItem("reload", "Reload model", enabled=ready))
         else:
             menu.append(MenuItem("start", "Start daemon"))

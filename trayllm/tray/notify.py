@@ -62,9 +62,21 @@ class DesktopNotifier:
 
             address = DBusAddress("/org/freedesktop/Notifications", bus_name=BUS_NAME, interface=BUS_NAME)
             timeout = 0 if note.urgency == 2 else -1  # critical stays until dismissed; others: the server's default
-            message = new_method_call(address, "Notify", "susssasa{sv}i", (
-                APP_NAME, self._ids.get(note.key, 0), ICONS[note.urgency], note.summary, note.body, [],
-                {"urgency": ("y", note.urgency), "desktop-entry": ("s", "trayllm")}, timeout))
+            message = new_method_call(
+                address,
+                "Notify",
+                "susssasa{sv}i",
+                (
+                    APP_NAME,
+                    self._ids.get(note.key, 0),
+                    ICONS[note.urgency],
+                    note.summary,
+                    note.body,
+                    [],
+                    {"urgency": ("y", note.urgency), "desktop-entry": ("s", "trayllm")},
+                    timeout,
+                ),
+            )
             try:
                 reply = connection.send_and_get_reply(message, timeout=5)
             except Exception as exc:
