@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from unittest import mock
 
-from trayllm import config
+from trayllm import config, config_checks, config_text
 from trayllm.config_edit import FALLBACK_EDITORS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -142,13 +142,13 @@ def _paths_section() -> list[str]:
 
 def _settings_section() -> list[str]:
     lines = ["## Settings", ""]
-    for title, doc, fields in config.grouped_settings():
+    for title, doc, fields in config_text.grouped_settings():
         lines += [f"### {title}", ""]
         if doc:
             lines += [f"More in [{doc}]({doc}).", ""]
         lines += ["| file key | environment variable | default | meaning |", "|---|---|---|---|"]
         lines += [
-            f"| `{f.name}` | `{config.env_name(f.name)}` | `{config.toml_value(f.default)}` | "
+            f"| `{f.name}` | `{config.env_name(f.name)}` | `{config_text.toml_value(f.default)}` | "
             f"{_cell(f.metadata['help'])} |"
             for f in fields
         ]
@@ -162,7 +162,7 @@ def render() -> str:
         config_file=_evaluated(XDG_SET, config.config_file),
         config_file_home=_evaluated(XDG_UNSET, config.config_file),
         fallbacks=", ".join(f"`{name}`" for name in FALLBACK_EDITORS),
-        secrets=" and ".join(f"`{name}`" for name in sorted(config.SECRET_SETTINGS)),
+        secrets=" and ".join(f"`{name}`" for name in sorted(config_checks.SECRET_SETTINGS)),
     )
     return "\n".join([header, *_paths_section(), *_settings_section()]).rstrip("\n") + "\n"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trayllm import config
+from trayllm import config, config_text
 from trayllm.config import tomllib
 from trayllm.errors import ConfigError
 
@@ -131,7 +131,7 @@ def test_explicit_paths_win_over_xdg(tmp_path: Path):
 
 def test_describe_settings_covers_every_field(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("TRAYLLM_DEVICE", "cpu")
-    rows = config.describe_settings(config.load_settings())
+    rows = config_text.describe_settings(config.load_settings())
     assert [r["name"] for r in rows] == [f.name for f in config.SETTING_FIELDS]
     device = next(r for r in rows if r["name"] == "device")
     assert device == {
@@ -189,17 +189,17 @@ def test_parse_config_returns_what_the_file_sets():
 
 def test_settings_groups_are_known_and_each_in_one_run():
     groups = [f.metadata["group"] for f in config.SETTING_FIELDS]
-    runs = [title for title, _, _ in config.grouped_settings()]
+    runs = [title for title, _, _ in config_text.grouped_settings()]
     assert len(runs) == len(set(runs)) == len(config.SETTING_GROUPS)  # no group split, none unused
     assert set(groups) == set(config.SETTING_GROUPS)
 
 
 def test_starter_config_has_every_setting_commented_out_at_its_default():
-    starter = config.starter_config()
+    starter = config_text.starter_config()
     assert tomllib.loads(starter) == {}  # all comments: the starter file alone changes nothing
     assert "defaults < this file < TRAYLLM_* environment\n# variables < command-line flags" in starter
     for f in config.SETTING_FIELDS:
-        assert f"\n# {f.name} = {config.toml_value(f.default)}\n" in starter
+        assert f"\n# {f.name} = {config_text.toml_value(f.default)}\n" in starter
         assert f"[{config.env_name(f.name)}]" in starter
     assert all(len(line) <= 100 for line in starter.splitlines())
     uncommented = re.sub(r"^# (\w+ = )", r"\1", starter, flags=re.MULTILINE)
@@ -215,7 +215,7 @@ def test_config_doc_is_what_the_generator_writes():
     doc = (ROOT / "docs" / "CONFIG.md").read_text(encoding="utf-8")
     assert doc == generator.render(), "docs/CONFIG.md is stale: run .venv/bin/python scripts/build_config_doc.py"
     for f in config.SETTING_FIELDS:
-        assert f"| `{f.name}` | `{config.env_name(f.name)}` | `{config.toml_value(f.default)}` |" in doc
+        assert f"| `{f.name}` | `{config.env_name(f.name)}` | `{config_text.toml_value(f.default)}` |" in doc
     assert "| `state_path` | `$XDG_STATE_HOME/trayllm` | `$HOME/.local/state/trayllm` | `state_dir` |" in doc
 
 
@@ -248,7 +248,7 @@ def test_config_show_hides_the_password_in_a_url(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setenv("TRAYLLM_ES_URL", "https://elastic:hunter2@es.example:9200")
     monkeypatch.setenv("TRAYLLM_KIBANA_URL", "http://t0ken@kibana:5601")
     monkeypatch.setenv("TRAYLLM_ES_PASSWORD", "s3cret")
-    rows = {r["name"]: r["value"] for r in config.describe_settings(config.load_settings())}
+    rows = {r["name"]: r["value"] for r in config_text.describe_settings(config.load_settings())}
     assert rows["es_url"] == "https://elastic:***@es.example:9200"
     assert rows["kibana_url"] == "http://***@kibana:5601"
     assert rows["es_password"] == "***"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from trayllm import cli, config, config_edit
+from trayllm import cli, config, config_edit, config_text
 from trayllm.errors import ConfigError
 
 
@@ -62,7 +62,7 @@ def test_the_starter_file_lists_every_setting_and_is_not_saved_untouched(config_
     result = run()
     assert result.exit_code == 0, result.stderr
     assert result.stdout == f"not saved: the starter file came back unchanged, so {config_path} still does not exist\n"
-    assert (opened / "1.toml").read_text() == config.starter_config()
+    assert (opened / "1.toml").read_text() == config_text.starter_config()
     assert not config_path.exists()
     assert _leftovers(config_path.parent) == []
 
@@ -79,10 +79,10 @@ def test_a_valid_edit_is_saved_private_and_loads(config_path: Path, use_editor, 
     assert result.stdout == f"saved {config_path}\n"
     assert result.stderr == "trayllm: note: TRAYLLM_MAX_BATCH, set in this environment, still override the file\n"
     assert stat.S_IMODE(config_path.stat().st_mode) == 0o600
-    assert config_path.read_text().startswith(config.starter_config().replace("# max_batch = 8", "max_batch = 6"))
+    assert config_path.read_text().startswith(config_text.starter_config().replace("# max_batch = 8", "max_batch = 6"))
     settings = config.load_settings(environ={})
     assert (settings.max_batch, settings.temperature) == (6, 0.5)
-    assert (opened / "1.toml").read_text() == config.starter_config()
+    assert (opened / "1.toml").read_text() == config_text.starter_config()
     assert _leftovers(config_path.parent) == []
 
 

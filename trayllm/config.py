@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import itertools
-import json
 import os
 import re
-import stat
 import sys
-import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trayllm.config_checks import problems, refuse_shared_secrets
 from trayllm.errors import ConfigError
-from trayllm.redact import MASK, has_url_credentials, mask_url_credentials
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -31,7 +27,6 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 ENV_PREFIX = "TRAYLLM_"
-MAX_JSON_DEPTH = 500  # Python's JSON parser recurses once per level, under the interpreter's limit of 1000 frames
 
 
 # group key -> (title, the doc that explains the group, if any); the order of the fields decides the order of
@@ -340,7 +335,7 @@ def load_settings(overrides: Mapping[str, Any] | None = None, *, environ: Mappin
     path = config_file()
     values = parse_config(path.read_bytes(), str(path)) if path.is_file() else {}
     if values:
-        _refuse_shared_secrets(path, values)
+        refuse_shared_secrets(path, values)
     sources = dict.fromkeys(values, str(path))
     for name in _BY_NAME:
         raw = env.get(env_name(name))
@@ -395,135 +390,5 @@ def _key_location(text: str, key: str, source: str) -> str:
 
 def _validate(settings: Settings, sources: Mapping[str, str]) -> None:
     """Raise ConfigError for the first setting out of range, prefixed with where its value came from."""
-    for name, problem in _problems(settings):
+    for name, problem in problems(settings):
         raise ConfigError(f"{sources[name]}: {problem}" if name in sources else problem)
-
-
-def _problems(settings: Settings) -> Iterator[tuple[str, str]]:
-    """(setting, what is wrong) for each value outside what the daemon accepts."""
-    if settings.quantization not in ("none", "4bit", "8bit"):
-        yield "quantization", f"quantization must be none, 4bit or 8bit, got {settings.quantization!r}"
-    if settings.dtype not in ("auto", "float32", "bfloat16", "float16"):
-        yield "dtype", f"dtype must be auto, float32, bfloat16 or float16, got {settings.dtype!r}"
-    for name in (
-        "queue_size",
-        "max_batch",
-        "default_max_tokens",
-        "backlog_max_tokens",
-        "history_turns",
-        "rate_limit_burst",
-        "records_max_bytes",
-        "records_backups",
-        "slo_min_samples",
-        "events_buffer",
-        "ship_batch",
-        "max_body_bytes",
-        "max_json_depth",
-        "max_tcp_connections",
-    ):
-        if getattr(settings, name) < 1:
-            yield name, f"{name} must be at least 1, got {getattr(settings, name)}"
-    for name in (
-        "slo_ttft_p99_s",
-        "slo_ttft_window_s",
-        "slo_vram_window_s",
-        "slo_error_window_days",
-        "slo_eval_interval_s",
-        "header_timeout_s",
-        "keep_alive_timeout_s",
-    ):
-        if not getattr(settings, name) > 0:
-            yield name, f"{name} must be positive, got {getattr(settings, name)}"
-    if settings.max_json_depth > MAX_JSON_DEPTH:
-        yield "max_json_depth", f"max_json_depth must be at most {MAX_JSON_DEPTH}, got {settings.max_json_depth}"
-    for name in ("vram_limit", "slo_error_rate"):
-        if not 0 < getattr(settings, name) <= 1:
-            yield name, f"{name} is a share: it must be within (0, 1], got {getattr(settings, name)}"
-    if not 0 <= settings.alert_margin < 1:
-        yield "alert_margin", f"alert_margin must be within [0, 1), got {settings.alert_margin}"
-    for name in ("alert_hold_s", "oom_quiet_s"):
-        if getattr(settings, name) < 0:
-            yield name, f"{name} must not be negative, got {getattr(settings, name)}"
-    if settings.listen:
-        host, _, port = settings.listen.rpartition(":")
-        if host not in ("127.0.0.1", "localhost", "[::1]") or not port.isdigit():
-            yield "listen", f"listen must be 127.0.0.1:PORT (loopback only), got {settings.listen!r}"
-
-
-SECRET_SETTINGS = frozenset({"es_api_key", "es_password"})
-
-
-def _refuse_shared_secrets(path: Path, values: Mapping[str, Any]) -> None:
-    """Refuse a config file that holds a secret (a SECRET_SETTINGS value, or a URL with a password in it) while
-    other users may read it: as ssh does with a private key, since a warning scrolls by and the secret stays
-    open. `trayllm config edit` saves the file 0600."""
-    secrets = [
-        name
-        for name, value in values.items()
-        if isinstance(value, str) and value and (name in SECRET_SETTINGS or has_url_credentials(value))
-    ]
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if secrets and mode & 0o077:
-        raise ConfigError(
-            f"{path} holds {' and '.join(secrets)} but is open to other users (mode {mode:04o}); "
-            f"make it yours alone: chmod 600 {path}"
-        )
-
-
-def describe_settings(settings: Settings) -> list[dict[str, Any]]:
-    """One row per setting (name, env var, value, default, help) for `trayllm config show`; secrets that are
-    set show as ``***``, and so does the password in a URL."""
-    return [
-        {
-            "name": f.name,
-            "env": env_name(f.name),
-            "value": _shown_value(f.name, getattr(settings, f.name)),
-            "default": f.default,
-            "help": f.metadata["help"],
-        }
-        for f in SETTING_FIELDS
-    ]
-
-
-def _shown_value(name: str, value: Any) -> Any:
-    """A setting's value as `config show` prints it: a secret as ``***``, a URL without its password."""
-    if not isinstance(value, str) or not value:
-        return value
-    return MASK if name in SECRET_SETTINGS else mask_url_credentials(value)
-
-
-def toml_value(value: Any) -> str:
-    """A setting's value (str, int, float or bool) as TOML, for `config show` and the starter config file."""
-    return str(value).lower() if isinstance(value, bool) else json.dumps(value)
-
-
-def grouped_settings() -> list[tuple[str, str, list[dataclasses.Field[Any]]]]:
-    """(title, doc that explains them or "", fields) per group, in field order: how the starter config file and
-    docs/CONFIG.md lay the settings out."""
-    return [
-        (*SETTING_GROUPS[group], list(fields))
-        for group, fields in itertools.groupby(SETTING_FIELDS, key=lambda f: f.metadata["group"])
-    ]
-
-
-def starter_config() -> str:
-    """The file `trayllm config edit` opens when there is none yet: every setting commented out at its default,
-    under its help text and variable, so the file documents itself and a change is one uncommented line."""
-    lines = [
-        "# trayllm settings. Precedence, lowest first: built-in defaults < this file < TRAYLLM_* environment",
-        "# variables < command-line flags. Every setting is here, commented out at its default: uncomment",
-        "# a line and change its value. `trayllm config show` prints the values in effect, docs/CONFIG.md",
-        "# explains them all. es_api_key and es_password are secrets: keep this file private",
-        "# (`trayllm config edit` saves it 0600); trayllm refuses one holding a secret that others can read.",
-    ]
-    for title, doc, fields in grouped_settings():
-        lines += ["", "", f"# == {title} (docs/{doc}) ==" if doc else f"# == {title} =="]
-        for f in fields:
-            lines += [
-                "",
-                *textwrap.wrap(
-                    f"{f.metadata['help']} [{env_name(f.name)}]", 100, initial_indent="# ", subsequent_indent="# "
-                ),
-                f"# {f.name} = {toml_value(f.default)}",
-            ]
-    return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from trayllm import config
+from trayllm import config, config_text
 from trayllm.errors import ConfigError
 
 # tried in order on PATH when neither VISUAL nor EDITOR is set (sensible-editor and editor: Debian's choice)
@@ -69,7 +69,7 @@ def edit_config(path: Path, editor: Sequence[str], edit_again: Callable[[ConfigE
     """
     target = path.resolve()
     before = target.read_bytes() if target.is_file() else None
-    original = config.starter_config().encode() if before is None else before
+    original = config_text.starter_config().encode() if before is None else before
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".toml", dir=target.parent)
     copy = Path(name)

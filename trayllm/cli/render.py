@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trayllm import api, config
+from trayllm import api, config_text
 from trayllm.redact import mask_url_credentials
 from trayllm.slo.report import to_text
 from trayllm.terminal_text import one_line
@@ -112,8 +112,8 @@ def format_event(event: DaemonEvent) -> str:
 
 def format_setting(row: dict[str, Any]) -> str:
     """One `trayllm config show` entry: its help, variable and default as a comment over ``name = value``."""
-    changed = "" if row["value"] == row["default"] else f" (default {config.toml_value(row['default'])})"
-    return f"# {row['help']} [{row['env']}]{changed}\n{row['name']} = {config.toml_value(row['value'])}\n"
+    changed = "" if row["value"] == row["default"] else f" (default {config_text.toml_value(row['default'])})"
+    return f"# {row['help']} [{row['env']}]{changed}\n{row['name']} = {config_text.toml_value(row['value'])}\n"
 
 
 def format_shipped(stats: ShipperStats, where: str, dead_letters: Path) -> str:

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from trayllm import config, errors
+from trayllm import config, config_text, errors
 from trayllm.cli.app import cli, settings_for
 from trayllm.cli.render import format_setting
 
@@ -87,7 +87,7 @@ def config_group() -> None:
 @click.pass_context
 def config_show(ctx: click.Context, as_json: bool) -> None:
     """Every setting's value (defaults < config file < TRAYLLM_* < flags), as TOML you can copy."""
-    rows = config.describe_settings(settings_for(ctx))
+    rows = config_text.describe_settings(settings_for(ctx))
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

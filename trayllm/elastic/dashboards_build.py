@@ -28,13 +28,27 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from trayllm.elastic.lens import (
+    CORE_MIGRATION_VERSION,
+    TYPE_MIGRATION_VERSIONS,
+    Columns,
+    count,
+    data_layer,
+    date_histogram,
+    layer,
+    lens_object,
+    metric,
+    ratio_formula,
+    reference_layer,
+    static_value,
+    terms,
+    xy,
+)
 from trayllm.slo.objectives import DEFAULT_OBJECTIVES
 from trayllm.telemetry.schema import ALERTS, REQUESTS, RecordSchema
 
 ASSET = Path(__file__).with_name("assets") / "dashboards.ndjson"
 
-CORE_MIGRATION_VERSION = "8.8.0"
-TYPE_MIGRATION_VERSIONS = {"index-pattern": "8.0.0", "lens": "8.9.0", "dashboard": "8.9.0"}
 PANEL_VERSION = "8.9.0"
 
 REQUESTS_VIEW = "trayllm-requests"
@@ -137,241 +151,23 @@ def data_views() -> list[dict[str, Any]]:
     return [requests, alerts]
 
 
-# --- Lens columns ---------------------------------------------------------------------------------------
-
-Columns = dict[str, dict[str, Any]]
-
-
-def _date_histogram() -> dict[str, Any]:
-    return {
-        "label": "@timestamp",
-        "dataType": "date",
-        "operationType": "date_histogram",
-        "sourceField": "@timestamp",
-        "isBucketed": True,
-        "scale": "interval",
-        "params": {"interval": "auto", "includeEmptyRows": True, "dropPartials": False},
-    }
-
-
-def _count(label: str) -> dict[str, Any]:
-    return {
-        "label": label,
-        "customLabel": True,
-        "dataType": "number",
-        "operationType": "count",
-        "sourceField": "___records___",
-        "isBucketed": False,
-        "scale": "ratio",
-        "params": {"emptyAsNull": True},
-    }
-
-
-def _metric(operation: str, field: str, label: str, **params: Any) -> dict[str, Any]:
-    """A numeric aggregation of one field: percentile, median, average, max."""
-    return {
-        "label": label,
-        "customLabel": True,
-        "dataType": "number",
-        "operationType": operation,
-        "sourceField": field,
-        "isBucketed": False,
-        "scale": "ratio",
-        "params": params,
-    }
-
-
-def _terms(field: str, size: int, order_column: str, *, other: bool = True) -> dict[str, Any]:
-    return {
-        "label": f"Top {size} values of {field}",
-        "dataType": "string",
-        "operationType": "terms",
-        "sourceField": field,
-        "isBucketed": True,
-        "scale": "ordinal",
-        "params": {
-            "size": size,
-            "orderBy": {"type": "column", "columnId": order_column},
-            "orderDirection": "desc",
-            "otherBucket": other,
-            "missingBucket": False,
-            "parentFormat": {"id": "terms"},
-            "include": [],
-            "exclude": [],
-            "includeIsRegex": False,
-            "excludeIsRegex": False,
-        },
-    }
-
-
-def _number(value: float) -> str:
-    """A static value as Lens stores it: a string, without a trailing ``.0`` (``3000000000``, ``0.8``)."""
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def _static_value(value: float, label: str) -> dict[str, Any]:
-    return {
-        "label": label,
-        "customLabel": True,
-        "dataType": "number",
-        "operationType": "static_value",
-        "isStaticValue": True,
-        "isBucketed": False,
-        "scale": "ratio",
-        "params": {"value": _number(value)},
-        "references": [],
-    }
-
-
-def _ratio_formula(column_id: str, label: str, numerator_kql: str, fmt: Mapping[str, Any]) -> Columns:
-    """``count(kql=numerator) / count()`` as a Lens formula column, with the hidden columns Lens itself derives
-    from the formula text (``<id>X0`` … ``<id>X2``): Lens runs those, the formula column only names them."""
-    formula = f"count(kql='{numerator_kql}') / count()"
-    part = f"Part of {label}"
-    x0, x1, x2 = (f"{column_id}X{i}" for i in range(3))
-    return {
-        column_id: {
-            "label": label,
-            "customLabel": True,
-            "dataType": "number",
-            "operationType": "formula",
-            "isBucketed": False,
-            "scale": "ratio",
-            "references": [x2],
-            "params": {"formula": formula, "isFormulaBroken": False, "format": dict(fmt)},
-        },
-        x0: {**_count(part), "params": {"emptyAsNull": False}, "filter": {"language": "kuery", "query": numerator_kql}},
-        x1: {**_count(part), "params": {"emptyAsNull": False}},
-        x2: {
-            "label": part,
-            "customLabel": True,
-            "dataType": "number",
-            "operationType": "math",
-            "isBucketed": False,
-            "scale": "ratio",
-            "references": [x0, x1],
-            "params": {
-                "tinymathAst": {
-                    "type": "function",
-                    "name": "divide",
-                    "args": [x0, x1],
-                    "location": {"min": 0, "max": len(formula)},
-                    "text": formula,
-                }
-            },
-        },
-    }
-
-
-def _layer(columns: Columns) -> dict[str, Any]:
-    """A form-based layer; Lens wants bucket columns first in ``columnOrder``, then metrics as given."""
-    order = [c for c, col in columns.items() if col["isBucketed"]] + [
-        c for c, col in columns.items() if not col["isBucketed"]
-    ]
-    return {"columnOrder": order, "columns": columns, "incompleteColumns": {}}
-
-
-# --- Lens visualizations --------------------------------------------------------------------------------
-
-
-def _data_layer(layer_id: str, series: str, x: str, accessors: list[str], split: str | None = None) -> dict[str, Any]:
-    layer: dict[str, Any] = {
-        "layerId": layer_id,
-        "layerType": "data",
-        "seriesType": series,
-        "xAccessor": x,
-        "accessors": accessors,
-        "palette": {"type": "palette", "name": "default"},
-    }
-    if split:
-        layer["splitAccessor"] = split
-    return layer
-
-
-def _reference_layer(layer_id: str, accessor: str) -> dict[str, Any]:
-    return {
-        "layerId": layer_id,
-        "layerType": "referenceLine",
-        "accessors": [accessor],
-        "yConfig": [
-            {
-                "forAccessor": accessor,
-                "axisMode": "left",
-                "color": "#E7664C",
-                "lineStyle": "dashed",
-                "lineWidth": 2,
-                "fill": "none",
-                "iconPosition": "auto",
-                "textVisibility": True,
-            }
-        ],
-    }
-
-
-def _xy(layers: list[dict[str, Any]], preferred: str, y_title: str | None = None) -> dict[str, Any]:
-    vis: dict[str, Any] = {
-        "legend": {"isVisible": True, "position": "right"},
-        "valueLabels": "hide",
-        "fittingFunction": "None",
-        "preferredSeriesType": preferred,
-        "axisTitlesVisibilitySettings": {"x": False, "yLeft": y_title is not None, "yRight": True},
-        "layers": layers,
-    }
-    if y_title is not None:
-        vis["yTitle"] = y_title
-    return vis
-
-
-def _lens(
-    lens_id: str,
-    title: str,
-    description: str,
-    vis_type: str,
-    view: str,
-    layers: Mapping[str, dict[str, Any]],
-    visualization: dict[str, Any],
-    query: str = "",
-) -> dict[str, Any]:
-    """A by-reference Lens object; each of its layers reads ``view`` through a reference of Lens's naming."""
-    return {
-        "type": "lens",
-        "id": lens_id,
-        "attributes": {
-            "title": title,
-            "description": description,
-            "visualizationType": vis_type,
-            "state": {
-                "datasourceStates": {"formBased": {"layers": dict(layers)}},
-                "visualization": visualization,
-                "query": {"query": query, "language": "kuery"},
-                "filters": [],
-                "adHocDataViews": {},
-                "internalReferences": [],
-            },
-        },
-        "references": [
-            {"type": "index-pattern", "id": view, "name": f"indexpattern-datasource-layer-{layer_id}"}
-            for layer_id in layers
-        ],
-        "coreMigrationVersion": CORE_MIGRATION_VERSION,
-        "typeMigrationVersion": TYPE_MIGRATION_VERSIONS["lens"],
-    }
+# --- Lens panels ----------------------------------------------------------------------------------------
 
 
 def _percentile_lens(
     lens_id: str, title: str, description: str, field: str, reference: tuple[float, str] | None = None
 ) -> dict[str, Any]:
     """P50/P95/P99 of one field over time, optionally against an objective's line."""
-    columns: Columns = {"time": _date_histogram()}
+    columns: Columns = {"time": date_histogram()}
     for p in (50, 95, 99):
-        columns[f"p{p}"] = _metric("percentile", field, f"P{p}", percentile=p)
-    layers = {f"{lens_id}-data": _layer(columns)}
-    vis_layers = [_data_layer(f"{lens_id}-data", "line", "time", ["p50", "p95", "p99"])]
+        columns[f"p{p}"] = metric("percentile", field, f"P{p}", percentile=p)
+    layers = {f"{lens_id}-data": layer(columns)}
+    vis_layers = [data_layer(f"{lens_id}-data", "line", "time", ["p50", "p95", "p99"])]
     if reference is not None:
         value, label = reference
-        layers[f"{lens_id}-slo"] = _layer({"slo": _static_value(value, label)})
-        vis_layers.append(_reference_layer(f"{lens_id}-slo", "slo"))
-    return _lens(lens_id, title, description, "lnsXY", REQUESTS_VIEW, layers, _xy(vis_layers, "line"))
+        layers[f"{lens_id}-slo"] = layer({"slo": static_value(value, label)})
+        vis_layers.append(reference_layer(f"{lens_id}-slo", "slo"))
+    return lens_object(lens_id, title, description, "lnsXY", REQUESTS_VIEW, layers, xy(vis_layers, "line"))
 
 
 def visualizations() -> list[dict[str, Any]]:
@@ -380,24 +176,24 @@ def visualizations() -> list[dict[str, Any]]:
     vram_limit = VRAM_OBJECTIVE.threshold
     error_budget = ERROR_OBJECTIVE.threshold
     lenses = [
-        _lens(
+        lens_object(
             "trayllm-requests-by-outcome",
             "Requests by outcome",
             "Requests per interval: success, failure, unknown (the client cancelled).",
             "lnsXY",
             REQUESTS_VIEW,
             {
-                "outcome-data": _layer(
+                "outcome-data": layer(
                     {
-                        "outcome": _terms("event.outcome", 3, "count"),
-                        "time": _date_histogram(),
-                        "count": _count("Requests"),
+                        "outcome": terms("event.outcome", 3, "count"),
+                        "time": date_histogram(),
+                        "count": count("Requests"),
                     }
                 )
             },
-            _xy([_data_layer("outcome-data", "bar_stacked", "time", ["count"], split="outcome")], "bar_stacked"),
+            xy([data_layer("outcome-data", "bar_stacked", "time", ["count"], split="outcome")], "bar_stacked"),
         ),
-        _lens(
+        lens_object(
             "trayllm-error-rate",
             "Error rate vs. budget",
             f"Share of failed requests among those the error budget counts (client-side errors, cancels and "
@@ -405,18 +201,18 @@ def visualizations() -> list[dict[str, Any]]:
             "lnsXY",
             REQUESTS_VIEW,
             {
-                "errors-data": _layer(
+                "errors-data": layer(
                     {
-                        "time": _date_histogram(),
-                        **_ratio_formula(
+                        "time": date_histogram(),
+                        **ratio_formula(
                             "rate", "Error rate", FAILURE_KQL, {"id": "percent", "params": {"decimals": 2}}
                         ),
                     }
                 ),
-                "errors-budget": _layer({"budget": _static_value(error_budget, f"Budget: {error_budget:.1%}")}),
+                "errors-budget": layer({"budget": static_value(error_budget, f"Budget: {error_budget:.1%}")}),
             },
-            _xy(
-                [_data_layer("errors-data", "line", "time", ["rate"]), _reference_layer("errors-budget", "budget")],
+            xy(
+                [data_layer("errors-data", "line", "time", ["rate"]), reference_layer("errors-budget", "budget")],
                 "line",
             ),
             query=SERVER_SIDE_KQL,
@@ -434,34 +230,34 @@ def visualizations() -> list[dict[str, Any]]:
             "llm.ttft.ns",
             (ttft_limit_ns, f"Objective: P99 < {TTFT_OBJECTIVE.threshold:g} s"),
         ),
-        _lens(
+        lens_object(
             "trayllm-tokens-per-second",
             "Decode speed (tokens/s)",
             "llm.tokens_per_second: the median request, and the slowest 5 % (P5).",
             "lnsXY",
             REQUESTS_VIEW,
             {
-                "speed-data": _layer(
+                "speed-data": layer(
                     {
-                        "time": _date_histogram(),
-                        "median": _metric("median", "llm.tokens_per_second", "Median"),
-                        "p5": _metric("percentile", "llm.tokens_per_second", "P5", percentile=5),
+                        "time": date_histogram(),
+                        "median": metric("median", "llm.tokens_per_second", "Median"),
+                        "p5": metric("percentile", "llm.tokens_per_second", "P5", percentile=5),
                     }
                 )
             },
-            _xy([_data_layer("speed-data", "line", "time", ["median", "p5"])], "line", "tokens/s"),
+            xy([data_layer("speed-data", "line", "time", ["median", "p5"])], "line", "tokens/s"),
         ),
-        _lens(
+        lens_object(
             "trayllm-vram",
             "Peak VRAM (share of the device)",
             "The largest llm.vram.peak.pct per interval, against the limit (CUDA only: CPU records have none).",
             "lnsXY",
             REQUESTS_VIEW,
             {
-                "vram-data": _layer(
+                "vram-data": layer(
                     {
-                        "time": _date_histogram(),
-                        "peak": _metric(
+                        "time": date_histogram(),
+                        "peak": metric(
                             "max",
                             "llm.vram.peak.pct",
                             "Peak VRAM",
@@ -470,68 +266,68 @@ def visualizations() -> list[dict[str, Any]]:
                         ),
                     }
                 ),
-                "vram-limit": _layer({"limit": _static_value(vram_limit, f"Limit: {vram_limit:.0%}")}),
+                "vram-limit": layer({"limit": static_value(vram_limit, f"Limit: {vram_limit:.0%}")}),
             },
-            _xy([_data_layer("vram-data", "line", "time", ["peak"]), _reference_layer("vram-limit", "limit")], "line"),
+            xy([data_layer("vram-data", "line", "time", ["peak"]), reference_layer("vram-limit", "limit")], "line"),
         ),
-        _lens(
+        lens_object(
             "trayllm-requests-by-user",
             "Requests by user",
             "Who uses the daemon: the ten busiest user.name values.",
             "lnsXY",
             REQUESTS_VIEW,
-            {"user-data": _layer({"user": _terms("user.name", 10, "count"), "count": _count("Requests")})},
-            _xy([_data_layer("user-data", "bar_horizontal", "user", ["count"])], "bar_horizontal"),
+            {"user-data": layer({"user": terms("user.name", 10, "count"), "count": count("Requests")})},
+            xy([data_layer("user-data", "bar_horizontal", "user", ["count"])], "bar_horizontal"),
         ),
-        _lens(
+        lens_object(
             "trayllm-requests-by-model-version",
             "Requests by model version",
             "llm.model.version (content hash or revision) over time: shows when a new model took over.",
             "lnsXY",
             REQUESTS_VIEW,
             {
-                "model-data": _layer(
+                "model-data": layer(
                     {
-                        "version": _terms("llm.model.version", 5, "count"),
-                        "time": _date_histogram(),
-                        "count": _count("Requests"),
+                        "version": terms("llm.model.version", 5, "count"),
+                        "time": date_histogram(),
+                        "count": count("Requests"),
                     }
                 )
             },
-            _xy([_data_layer("model-data", "bar_stacked", "time", ["count"], split="version")], "bar_stacked"),
+            xy([data_layer("model-data", "bar_stacked", "time", ["count"], split="version")], "bar_stacked"),
         ),
-        _lens(
+        lens_object(
             "trayllm-alerts-firing",
             "Alerts firing",
             "Alerts that started firing, per interval and rule (oom, slo.*, burn.*).",
             "lnsXY",
             ALERTS_VIEW,
             {
-                "firing-data": _layer(
+                "firing-data": layer(
                     {
-                        "rule": _terms("rule.name", 10, "count"),
-                        "time": _date_histogram(),
-                        "count": _count("Alerts fired"),
+                        "rule": terms("rule.name", 10, "count"),
+                        "time": date_histogram(),
+                        "count": count("Alerts fired"),
                     }
                 )
             },
-            _xy([_data_layer("firing-data", "bar_stacked", "time", ["count"], split="rule")], "bar_stacked"),
+            xy([data_layer("firing-data", "bar_stacked", "time", ["count"], split="rule")], "bar_stacked"),
             query='event.action : "firing"',
         ),
-        _lens(
+        lens_object(
             "trayllm-alert-transitions",
             "Alert transitions",
             "Every alert transition (firing, resolved) per interval, newest first.",
             "lnsDatatable",
             ALERTS_VIEW,
             {
-                "transitions-data": _layer(
+                "transitions-data": layer(
                     {
-                        "time": _date_histogram(),
-                        "rule": _terms("rule.name", 20, "count", other=False),
-                        "action": _terms("event.action", 2, "count", other=False),
-                        "severity": _terms("llm.alert.severity", 2, "count", other=False),
-                        "count": _count("Transitions"),
+                        "time": date_histogram(),
+                        "rule": terms("rule.name", 20, "count", other=False),
+                        "action": terms("event.action", 2, "count", other=False),
+                        "severity": terms("llm.alert.severity", 2, "count", other=False),
+                        "count": count("Transitions"),
                     }
                 )
             },
