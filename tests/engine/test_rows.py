@@ -13,7 +13,8 @@ import pytest
 from scheduling import PROMPT, greedy, run
 
 from trayllm.engine.faults import FaultPlan, Faults
-from trayllm.engine.scheduler import RequestHandle, Scheduler
+from trayllm.engine.handle import RequestHandle
+from trayllm.engine.scheduler import Scheduler
 from trayllm.engine.types import Finished, SamplingParams, TokenText
 from trayllm.errors import EngineFailure, InvalidRequest
 

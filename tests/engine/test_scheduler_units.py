@@ -15,7 +15,9 @@ from collections.abc import Callable
 import pytest
 from scheduling import PROMPT, greedy, run
 
-from trayllm.engine.scheduler import RequestHandle, Scheduler, TokenBucket
+from trayllm.engine.handle import RequestHandle
+from trayllm.engine.ratelimit import TokenBucket
+from trayllm.engine.scheduler import Scheduler
 from trayllm.engine.types import Finished, RequestTimings, TokenText
 from trayllm.errors import QueueFull, RateLimited, RequestTimeout, ShuttingDown
 

@@ -1,9 +1,9 @@
-"""Admission and the inference loop: a bounded queue, per-user rate limits, one thread that batches.
+"""The inference loop: one thread that batches the queued requests and decides what a failed pass does.
 
 One thread runs every forward pass (CUDA state and the KV cache are not shared across
 threads). Between two decode steps it drops finished, cancelled and timed-out rows and
 prefills waiting requests into the free slots, so a new request starts within one step
-instead of waiting for the whole batch to finish.
+instead of waiting for the whole batch to finish. Callers queue requests through ``intake``.
 
 On CUDA a waiting request joins the batch only while every GPU of the model stays under ``vram_limit``
 with it (``admission``); otherwise it waits for rows to finish. A request that would run alone is always
@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import cast
@@ -34,21 +33,13 @@ from trayllm.engine.batch import RunningBatch, prefill
 from trayllm.engine.device_memory import DeviceMemory, device_memory
 from trayllm.engine.failures import PrefillFailed, forget_traceback, is_out_of_memory
 from trayllm.engine.faults import FaultPlan, Phase
-from trayllm.engine.handle import Counters, RequestHandle
+from trayllm.engine.handle import RequestHandle
+from trayllm.engine.intake import Intake
 from trayllm.engine.models import LoadedModel, eos_token_ids, kv_bytes_per_token
-from trayllm.engine.ratelimit import TokenBucket
 from trayllm.engine.rows import Job, own_failure
 from trayllm.engine.sampling import pick_tokens
-from trayllm.engine.types import Finished, FinishReason, OomReport, RequestTimings, SamplingParams, TokenText
-from trayllm.errors import (
-    EngineFailure,
-    EngineOutOfMemory,
-    QueueFull,
-    RateLimited,
-    RequestError,
-    RequestTimeout,
-    ShuttingDown,
-)
+from trayllm.engine.types import Finished, FinishReason, OomReport, TokenText
+from trayllm.errors import EngineFailure, EngineOutOfMemory, RequestError, RequestTimeout, ShuttingDown
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +47,8 @@ PassFailure = tuple[Exception, Phase, list[Job]]
 """A forward pass that raised: what it raised, in which phase, and the requests that were in it."""
 
 
-class Scheduler:
-    """Owns the queue and the inference thread for one loaded model."""
+class Scheduler(Intake):
+    """Owns the inference thread for one loaded model, and (through ``Intake``) the queue it serves."""
 
     def __init__(
         self,
@@ -68,8 +59,8 @@ class Scheduler:
         faults: FaultPlan | None = None,
         memory: DeviceMemory | None = None,
     ) -> None:
+        super().__init__(settings)
         self._loaded = loaded
-        self._settings = settings
         self._faults = faults or FaultPlan()
         self._memory = memory or device_memory(loaded.model, loaded.device)
         self._shape = model_shape(loaded.model, kv_bytes_per_token(loaded))
@@ -79,97 +70,12 @@ class Scheduler:
         self.vram_blocked = False  # the head of the queue is waiting for VRAM
         self._eos = eos_token_ids(loaded)
         self._pad = int(loaded.tokenizer.pad_token_id)
-        self._bucket = TokenBucket(settings.rate_limit_per_minute, settings.rate_limit_burst)
-        self._pending: deque[Job] = deque()
-        self._wake = threading.Condition()
         self._batch: RunningBatch[Job] | None = None
-        self._in_flight = 0
-        self._accepting = True
-        self._stopping = False
         self.on_finished = on_finished
-        self.counters = Counters()
         self._thread = threading.Thread(target=self._run, name="trayllm-inference", daemon=True)
-
-    # -- caller side -------------------------------------------------------------------
 
     def start(self) -> None:
         self._thread.start()
-
-    @property
-    def queue_depth(self) -> int:
-        return len(self._pending)
-
-    @property
-    def in_flight(self) -> int:
-        return self._in_flight
-
-    @property
-    def backlogged(self) -> bool:
-        return len(self._pending) >= self._settings.backlog_threshold
-
-    def admit(self, user: str) -> None:
-        """Refuse now what ``submit`` would refuse (ShuttingDown, QueueFull, RateLimited), taking ``user``'s
-        allowance: a caller about to spend time on a request (tokenizing it) calls this first and then
-        ``submit(..., admitted=True)``, so a caller over its limit costs the daemon nothing."""
-        with self._wake:
-            self._check_room()
-            self._take_allowance(user)
-
-    def submit(
-        self,
-        handle: RequestHandle,
-        user: str,
-        prompt: list[int],
-        params: SamplingParams,
-        arrived: float | None = None,
-        *,
-        admitted: bool = False,
-    ) -> None:
-        """Queue a request, or raise ShuttingDown / QueueFull / RateLimited at once.
-
-        The queue is checked before the rate limit, so a request refused for a full queue
-        does not use up the user's allowance; an ``admitted`` request used it in ``admit``.
-        """
-        settings = self._settings
-        with self._wake:
-            self._check_room()
-            if not admitted:
-                self._take_allowance(user)
-            if self.backlogged and params.max_tokens > settings.backlog_max_tokens:
-                params = SamplingParams(**{**params.__dict__, "max_tokens": settings.backlog_max_tokens})
-                handle.max_tokens_capped = True
-            timings = RequestTimings() if arrived is None else RequestTimings(arrived=arrived)
-            self._pending.append(Job(handle, prompt, params, timings, timings.arrived + settings.request_timeout_s))
-            self._wake.notify()
-
-    def _check_room(self) -> None:
-        """Raise ShuttingDown or QueueFull when no request may join the queue now (``_wake`` held)."""
-        settings = self._settings
-        if not self._accepting:
-            self._reject()
-            raise ShuttingDown("the daemon is shutting down", retry_after=5)
-        if len(self._pending) >= settings.queue_size:
-            self._reject()
-            raise QueueFull(
-                f"the queue is full ({settings.queue_size} waiting); retry shortly",
-                retry_after=max(1.0, len(self._pending) / max(1, settings.max_batch)),
-            )
-
-    def _take_allowance(self, user: str) -> None:
-        wait = self._bucket.take(user)
-        if wait > 0:
-            self._reject()
-            raise RateLimited(f"rate limit for user {user!r} reached; retry in {wait:.1f} s", retry_after=wait)
-
-    def _reject(self) -> None:
-        self.counters.rejected += 1
-
-    def stop_accepting(self) -> None:
-        self._accepting = False
-
-    def idle(self) -> bool:
-        with self._wake:  # a job leaves the queue and enters the batch under this lock
-            return not self._pending and self._in_flight == 0
 
     def stop(self) -> None:
         """Cancel whatever is left and end the inference thread."""
