@@ -7,24 +7,38 @@ in WAL mode so a reader never waits on the window saving a streamed reply. The s
 written by a newer trayllm) becomes a one-line :class:`~trayllm.errors.ConfigError` that names
 the file and the fix instead of a traceback.
 
-Times are stored as Unix seconds and handed out as timezone-aware UTC datetimes.
+The records it hands out (``Conversation``, ``Message``), their rows and the checks on their fields are in
+``records.py``; times are stored as Unix seconds and handed out as timezone-aware UTC datetimes.
 """
 
 from __future__ import annotations
 
 import builtins
 import contextlib
-import dataclasses
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
+from trayllm.chat.records import (
+    CONV_COLUMNS,
+    MSG_COLUMNS,
+    ROLES,
+    STAT_COLUMNS,
+    UNSET,
+    Conversation,
+    Message,
+    Role,
+    clean_prompt,
+    clean_title,
+    conversation_from_row,
+    message_from_row,
+    stat_values,
+    validate_settings,
+)
 from trayllm.chat.reply_stats import ReplyStats
 from trayllm.config import Settings, load_settings
 from trayllm.errors import ConfigError
@@ -32,8 +46,6 @@ from trayllm.errors import ConfigError
 SCHEMA_VERSION = 1
 DB_NAME = "conversations.db"
 TITLE_MAX = 60
-ROLES = ("user", "assistant", "system")
-Role = Literal["user", "assistant", "system"]
 
 # _MIGRATIONS[n] takes the schema from version n to n + 1; append, never edit a released step.
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -72,85 +84,15 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
 
-class _Unset:
-    """Marks an argument that was not given, so ``None`` can mean "back to the daemon default"."""
-
-    def __repr__(self) -> str:
-        return "UNSET"
-
-
-UNSET: Any = _Unset()
-
-
-_STAT_COLUMNS = tuple(f.name for f in dataclasses.fields(ReplyStats))
-
-
-@dataclass(frozen=True)
-class Conversation:
-    """One conversation and its sampling settings; ``None`` settings mean "use the daemon's default", so a
-    changed daemon default applies to old conversations too."""
-
-    id: int
-    title: str | None
-    created: datetime
-    updated: datetime
-    system_prompt: str | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    max_tokens: int | None = None
-
-
-@dataclass(frozen=True)
-class Message:
-    """One turn; ``stats`` is set only on assistant replies the daemon reported on."""
-
-    id: int
-    conversation_id: int
-    position: int
-    role: Role
-    content: str
-    created: datetime
-    stats: ReplyStats | None = None
-
-
 def default_db_path(settings: Settings | None = None) -> Path:
     """Where the window keeps its conversations: ``data_path/conversations.db``."""
     return (settings or load_settings()).data_path / DB_NAME
-
-
-def _utc(seconds: float) -> datetime:
-    return datetime.fromtimestamp(seconds, tz=timezone.utc)
 
 
 def _like(text: str) -> str:
     """A LIKE pattern matching ``text`` literally anywhere: ``%`` and ``_`` typed by the user are not wildcards."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
-
-
-def _validate_settings(temperature: Any, top_p: Any, max_tokens: Any) -> None:
-    """Reject values the daemon would refuse, here, where the dialog can show which field is wrong."""
-    for name, value in (("temperature", temperature), ("top_p", top_p)):
-        if value is None or value is UNSET:
-            continue
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{name} must be a number, got {value!r}")
-    if temperature not in (None, UNSET) and not 0 <= temperature <= 2:
-        raise ValueError(f"temperature must be within [0, 2], got {temperature!r}")
-    if top_p not in (None, UNSET) and not 0 < top_p <= 1:
-        raise ValueError(f"top_p must be within (0, 1], got {top_p!r}")
-    if max_tokens not in (None, UNSET) and (
-        isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1
-    ):
-        raise ValueError(f"max_tokens must be a whole number of at least 1, got {max_tokens!r}")
-
-
-def _clean_prompt(prompt: str | None) -> str | None:
-    return prompt if prompt and prompt.strip() else None
-
-
-def _clean_title(title: str | None) -> str | None:
-    return (" ".join(title.split()) or None) if title else None
 
 
 class ConversationStore:
@@ -239,13 +181,6 @@ class ConversationStore:
 
     # -- conversations ---------------------------------------------------------------
 
-    _CONV_COLUMNS = "id, title, created, updated, system_prompt, temperature, top_p, max_tokens"
-
-    @staticmethod
-    def _conversation(row: tuple[Any, ...]) -> Conversation:
-        cid, title, created, updated, prompt, temperature, top_p, max_tokens = row
-        return Conversation(cid, title, _utc(created), _utc(updated), prompt, temperature, top_p, max_tokens)
-
     def create(
         self,
         title: str | None = None,
@@ -256,46 +191,46 @@ class ConversationStore:
         max_tokens: int | None = None,
     ) -> Conversation:
         """A new, empty conversation. Settings left ``None`` follow the daemon's defaults."""
-        _validate_settings(temperature, top_p, max_tokens)
+        validate_settings(temperature, top_p, max_tokens)
         now = self._now()
         with self._tx() as db:
             cursor = db.execute(
                 "INSERT INTO conversations (title, created, updated, system_prompt, temperature, top_p, max_tokens)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (_clean_title(title), now, now, _clean_prompt(system_prompt), temperature, top_p, max_tokens),
+                (clean_title(title), now, now, clean_prompt(system_prompt), temperature, top_p, max_tokens),
             )
             cid = cursor.lastrowid
         assert cid is not None
         return self.get(cid)
 
     def get(self, conversation_id: int) -> Conversation:
-        rows = self._rows(f"SELECT {self._CONV_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,))
+        rows = self._rows(f"SELECT {CONV_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,))
         if not rows:
             raise KeyError(f"no conversation {conversation_id}")
-        return self._conversation(rows[0])
+        return conversation_from_row(rows[0])
 
     def list(self, search: str | None = None) -> builtins.list[Conversation]:
         """Conversations, most recently active first; with ``search``, only those whose title or any message
         contains it (case-insensitive for ASCII, ``%`` and ``_`` literal)."""
         order = " ORDER BY updated DESC, id DESC"
         if not search or not search.strip():
-            rows = self._rows(f"SELECT {self._CONV_COLUMNS} FROM conversations{order}")
+            rows = self._rows(f"SELECT {CONV_COLUMNS} FROM conversations{order}")
         else:
             pattern = _like(search.strip())
             rows = self._rows(
-                f"SELECT {self._CONV_COLUMNS} FROM conversations c WHERE c.title LIKE ?1 ESCAPE '\\'"
+                f"SELECT {CONV_COLUMNS} FROM conversations c WHERE c.title LIKE ?1 ESCAPE '\\'"
                 " OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.content LIKE ?1"
                 f" ESCAPE '\\'){order}",
                 (pattern,),
             )
-        return [self._conversation(row) for row in rows]
+        return [conversation_from_row(row) for row in rows]
 
     def rename(self, conversation_id: int, title: str | None) -> Conversation:
         """Set the title (blank = none, so :meth:`auto_title` may fill it). Does not reorder the list: only new
         messages count as activity."""
         with self._tx() as db:
             cursor = db.execute(
-                "UPDATE conversations SET title = ? WHERE id = ?", (_clean_title(title), conversation_id)
+                "UPDATE conversations SET title = ? WHERE id = ?", (clean_title(title), conversation_id)
             )
         if cursor.rowcount == 0:
             raise KeyError(f"no conversation {conversation_id}")
@@ -312,7 +247,7 @@ class ConversationStore:
     ) -> Conversation:
         """Change the given settings only; ``None`` puts one back to the daemon default. Validated first, so a
         bad value changes nothing: temperature in [0, 2], top_p in (0, 1], max_tokens at least 1."""
-        _validate_settings(temperature, top_p, max_tokens)
+        validate_settings(temperature, top_p, max_tokens)
         changes = {
             name: value
             for name, value in (
@@ -324,7 +259,7 @@ class ConversationStore:
             if value is not UNSET
         }
         if "system_prompt" in changes:
-            changes["system_prompt"] = _clean_prompt(cast("str | None", changes["system_prompt"]))
+            changes["system_prompt"] = clean_prompt(cast("str | None", changes["system_prompt"]))
         self.get(conversation_id)
         if changes:
             assignments = ", ".join(f"{name} = ?" for name in changes)
@@ -350,7 +285,7 @@ class ConversationStore:
         for (content,) in rows:
             line = next((line.strip() for line in content.splitlines() if line.strip()), "")
             if line:
-                title = _clean_title(line) or ""
+                title = clean_title(line) or ""
                 if len(title) > TITLE_MAX:
                     title = title[: TITLE_MAX - 1].rstrip() + "…"
                 with self._tx() as db:
@@ -362,24 +297,11 @@ class ConversationStore:
 
     # -- messages --------------------------------------------------------------------
 
-    _MSG_COLUMNS = "id, conversation_id, position, role, content, created, " + ", ".join(_STAT_COLUMNS)
-
-    @staticmethod
-    def _message(row: tuple[Any, ...]) -> Message:
-        mid, cid, position, role, content, created, *stat_values = row
-        stats = ReplyStats(*stat_values)
-        return Message(mid, cid, position, role, content, _utc(created), None if stats.is_empty() else stats)
-
-    @staticmethod
-    def _stat_values(stats: ReplyStats | None) -> tuple[Any, ...]:
-        stats = stats or ReplyStats()
-        return tuple(getattr(stats, name) for name in _STAT_COLUMNS)
-
     def _get_message(self, message_id: int) -> Message:
-        rows = self._rows(f"SELECT {self._MSG_COLUMNS} FROM messages WHERE id = ?", (message_id,))
+        rows = self._rows(f"SELECT {MSG_COLUMNS} FROM messages WHERE id = ?", (message_id,))
         if not rows:
             raise KeyError(f"no message {message_id}")
-        return self._message(rows[0])
+        return message_from_row(rows[0])
 
     def add_message(self, conversation_id: int, role: Role, content: str, stats: ReplyStats | None = None) -> Message:
         """Append a turn at the end and mark the conversation active. A streamed reply starts as an empty
@@ -396,9 +318,9 @@ class ConversationStore:
                 "SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE conversation_id = ?", (conversation_id,)
             ).fetchone()
             cursor = db.execute(
-                f"INSERT INTO messages (conversation_id, position, role, content, created, {', '.join(_STAT_COLUMNS)})"
-                f" VALUES (?, ?, ?, ?, ?{', ?' * len(_STAT_COLUMNS)})",
-                (conversation_id, position, role, content, now, *self._stat_values(stats)),
+                f"INSERT INTO messages (conversation_id, position, role, content, created, {', '.join(STAT_COLUMNS)})"
+                f" VALUES (?, ?, ?, ?, ?{', ?' * len(STAT_COLUMNS)})",
+                (conversation_id, position, role, content, now, *stat_values(stats)),
             )
             db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (now, conversation_id))
             mid = cursor.lastrowid
@@ -416,8 +338,8 @@ class ConversationStore:
                 db.execute("UPDATE messages SET content = ? WHERE id = ?", (content, message_id))
             if stats is not UNSET:
                 db.execute(
-                    f"UPDATE messages SET {', '.join(f'{c} = ?' for c in _STAT_COLUMNS)} WHERE id = ?",
-                    (*self._stat_values(stats), message_id),
+                    f"UPDATE messages SET {', '.join(f'{c} = ?' for c in STAT_COLUMNS)} WHERE id = ?",
+                    (*stat_values(stats), message_id),
                 )
             db.execute("UPDATE conversations SET updated = ? WHERE id = ?", (self._now(), current.conversation_id))
         return self._get_message(message_id)
@@ -426,9 +348,9 @@ class ConversationStore:
         """The conversation's turns in order."""
         self.get(conversation_id)
         rows = self._rows(
-            f"SELECT {self._MSG_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY position", (conversation_id,)
+            f"SELECT {MSG_COLUMNS} FROM messages WHERE conversation_id = ? ORDER BY position", (conversation_id,)
         )
-        return [self._message(row) for row in rows]
+        return [message_from_row(row) for row in rows]
 
     def delete_last_reply(self, conversation_id: int) -> bool:
         """For Regenerate: remove the last message if it is an assistant reply. True when one was removed."""

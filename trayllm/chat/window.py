@@ -21,10 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QMetaObject, Qt, QThread, QUrl, Signal
-from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeyEvent, QKeySequence, QShortcut
+from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
-    QDoubleSpinBox,
-    QFormLayout,
     QHBoxLayout,
     QInputDialog,
     QLabel,
@@ -32,9 +30,7 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
-    QPlainTextEdit,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QTabWidget,
     QTextBrowser,
@@ -45,7 +41,9 @@ from PySide6.QtWidgets import (
 from trayllm import api
 from trayllm.chat.export import write_export
 from trayllm.chat.health import HealthView
+from trayllm.chat.message_input import MessageInput
 from trayllm.chat.reply_stats import ReplyStats, reported_stats
+from trayllm.chat.settings_panel import SettingsPanel
 from trayllm.chat.starter import DaemonStarter
 from trayllm.chat.store import ConversationStore, Message
 from trayllm.chat.transcript import message_blocks, transcript_markdown
@@ -58,23 +56,6 @@ def open_link(url: QUrl) -> bool:
     """Open a link clicked in the transcript in the browser if it is a web page; ignore any other (file:, a
     desktop handler's own scheme, ...), since the model wrote it. True when it was opened."""
     return url.scheme().lower() in ("http", "https") and QDesktopServices.openUrl(url)
-
-
-class MessageInput(QPlainTextEdit):
-    """Enter sends, Shift+Enter is a new line, Esc stops the reply."""
-
-    submitted = Signal()
-    escaped = Signal()
-
-    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 (Qt's name)
-        shift = event.modifiers() & Qt.KeyboardModifier.ShiftModifier
-        if event.key() in (Qt.Key.Key_Return, Qt.Key.Key_Enter) and not shift:
-            self.submitted.emit()
-            return
-        if event.key() == Qt.Key.Key_Escape:
-            self.escaped.emit()
-            return
-        super().keyPressEvent(event)
 
 
 class ChatWindow(QMainWindow):
@@ -143,26 +124,11 @@ class ChatWindow(QMainWindow):
         buttons.addWidget(delete)
         left_layout.addLayout(buttons)
 
-        self.model_label = QLabel("model: ?")
-        self.system_prompt = QLineEdit(placeholderText="System prompt (optional)")
-        self.temperature = QDoubleSpinBox(minimum=-0.1, maximum=2.0, singleStep=0.1, specialValueText="default")
-        self.top_p = QDoubleSpinBox(minimum=0.0, maximum=1.0, singleStep=0.05, specialValueText="default")
-        self.max_tokens = QSpinBox(minimum=0, maximum=32768, specialValueText="default")
-        self.system_prompt.editingFinished.connect(self._save_settings)
-        for spin in (self.temperature, self.top_p, self.max_tokens):
-            spin.valueChanged.connect(self._save_settings)
-        settings_form = QFormLayout()
-        settings_form.addRow(self.model_label)
-        settings_form.addRow("System", self.system_prompt)
-        row = QHBoxLayout()
-        for label, widget in (
-            ("temperature", self.temperature),
-            ("top_p", self.top_p),
-            ("max tokens", self.max_tokens),
-        ):
-            row.addWidget(QLabel(label))
-            row.addWidget(widget)
-        settings_form.addRow(row)
+        self.settings_panel = SettingsPanel()
+        self.settings_panel.changed.connect(self._save_settings)
+        # the tests and scripts/chat_screenshot.py set these on the window by name
+        self.system_prompt, self.temperature = self.settings_panel.system_prompt, self.settings_panel.temperature
+        self.top_p, self.max_tokens = self.settings_panel.top_p, self.settings_panel.max_tokens
 
         # the model writes the links: Qt must neither open them nor load a file: one in place (openLinks)
         self.transcript = QTextBrowser(openLinks=False)
@@ -193,7 +159,7 @@ class ChatWindow(QMainWindow):
             actions.addWidget(button)
         chat = QWidget()
         chat_layout = QVBoxLayout(chat)
-        chat_layout.addLayout(settings_form)
+        chat_layout.addWidget(self.settings_panel)
         chat_layout.addWidget(self.transcript, 1)
         chat_layout.addWidget(self.waiting)
         chat_layout.addWidget(self.input)
@@ -237,16 +203,7 @@ class ChatWindow(QMainWindow):
         if self._busy:
             return
         self.conversation_id = conversation_id
-        conversation = self.store.get(conversation_id)
-        for spin, value in (
-            (self.temperature, conversation.temperature),
-            (self.top_p, conversation.top_p),
-            (self.max_tokens, conversation.max_tokens),
-        ):
-            spin.blockSignals(True)
-            spin.setValue(spin.minimum() if value is None else value)  # type: ignore[arg-type]  # the minimum reads "default"; an int spin box holds an int
-            spin.blockSignals(False)
-        self.system_prompt.setText(conversation.system_prompt or "")
+        self.settings_panel.show_conversation(self.store.get(conversation_id))
         self.last_error = None
         self.redraw()
         self._update_buttons()
@@ -272,19 +229,8 @@ class ChatWindow(QMainWindow):
         self.refresh_list()
 
     def _save_settings(self) -> None:
-        if self.conversation_id is None:
-            return
-
-        def chosen(spin: QDoubleSpinBox | QSpinBox) -> Any:
-            return None if spin.value() == spin.minimum() else spin.value()  # the minimum reads "default"
-
-        self.store.update_settings(
-            self.conversation_id,
-            system_prompt=self.system_prompt.text().strip() or None,
-            temperature=chosen(self.temperature),
-            top_p=chosen(self.top_p),
-            max_tokens=chosen(self.max_tokens),
-        )
+        if self.conversation_id is not None:
+            self.store.update_settings(self.conversation_id, **self.settings_panel.chosen())
 
     # -- replies ---------------------------------------------------------------------------------
 
@@ -442,7 +388,9 @@ class ChatWindow(QMainWindow):
         self.queue_depth = status.queue.depth
         if status.model is not None:
             self.model_name = status.model.name
-            self.model_label.setText(f"model: {status.model.name} ({status.model.device}, {status.state})")
+            self.settings_panel.model_label.setText(
+                f"model: {status.model.name} ({status.model.device}, {status.state})"
+            )
         self.health.add_sample(status, time.time())
 
     def _on_unreachable(self, message: str) -> None:
