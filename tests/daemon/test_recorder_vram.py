@@ -6,6 +6,7 @@ device 1: a record that read NVML's device 0 would report another GPU's memory.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -43,20 +44,23 @@ def record_of_one_request(tmp_path: Path, info: ModelInfo) -> dict[str, Any]:
     return document
 
 
+ON_VISIBLE_GPU = ModelInfo(
+    name="m",
+    version="0123456789ab-bf16",
+    source="/m",
+    device="cuda:0",
+    dtype="bf16",
+    quantization="none",
+    context_length=4096,
+    device_index=0,
+    memory_total_bytes=VISIBLE.total,
+    device_uuid=VISIBLE.uuid,
+)
+
+
 def test_the_record_reads_nvml_for_the_models_gpu_by_uuid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pynvml", FakeNvml([HIDDEN, VISIBLE]))  # CUDA_VISIBLE_DEVICES=1
-    info = ModelInfo(
-        name="m",
-        version="0123456789ab-bf16",
-        source="/m",
-        device="cuda:0",
-        dtype="bf16",
-        quantization="none",
-        context_length=4096,
-        device_index=0,
-        memory_total_bytes=VISIBLE.total,
-        device_uuid=VISIBLE.uuid,
-    )
+    info = ON_VISIBLE_GPU
     vram = record_of_one_request(tmp_path, info)["llm"]["vram"]
     assert vram["nvml"]["used"]["bytes"] == VISIBLE.used
     assert vram["nvml"]["pct"] == pytest.approx(3 / 24)
@@ -66,17 +70,7 @@ def test_the_record_reads_nvml_for_the_models_gpu_by_uuid(tmp_path: Path, monkey
 def test_without_a_uuid_the_record_has_no_nvml_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     nvml = FakeNvml([HIDDEN, VISIBLE])
     monkeypatch.setitem(sys.modules, "pynvml", nvml)
-    info = ModelInfo(
-        name="m",
-        version="0123456789ab-bf16",
-        source="/m",
-        device="cuda:0",
-        dtype="bf16",
-        quantization="none",
-        context_length=4096,
-        device_index=0,
-        memory_total_bytes=VISIBLE.total,
-    )
+    info = dataclasses.replace(ON_VISIBLE_GPU, device_uuid=None)
     vram = record_of_one_request(tmp_path, info)["llm"]["vram"]
     assert "nvml" not in vram and vram["peak"]["bytes"] == 2 * 2**30
     assert nvml.lookups == []  # never a guess by index
