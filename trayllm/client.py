@@ -256,6 +256,10 @@ class DaemonClient:
     def models(self) -> api.ModelList:
         return api.ModelList.model_validate(self._get("/v1/models").json())
 
+    def model(self, model_id: str) -> api.ModelCard:
+        """One model by id (ModelNotFound when the daemon does not serve it)."""
+        return api.ModelCard.model_validate(self._get(f"/v1/models/{model_id}").json())
+
     def chat(self, request: api.ChatCompletionRequest | Mapping[str, Any]) -> api.ChatCompletion:
         body = _request_body(request, stream=False)
         with self._mapped_errors():

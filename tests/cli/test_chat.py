@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from cli_runner import on, run
@@ -69,3 +72,33 @@ def test_terminal_chat_survives_a_failed_request(fake_daemon: FakeDaemon):
     assert "trayllm: error: slow down" in result.stderr
     assert result.stdout == "Echo: hello\n"
     assert fake_daemon.bodies[-1]["messages"] == [{"role": "user", "content": "hello"}]
+
+
+def test_ask_puts_piped_text_before_the_prompt_as_llm_does(fake_daemon: FakeDaemon):
+    result = on(fake_daemon, "ask", "summarise this", "--no-stream", input="the diff\n")
+    assert result.exit_code == 0, result.stderr
+    assert fake_daemon.bodies[-1]["messages"] == [{"role": "user", "content": "the diff\n summarise this"}]
+
+
+def test_ask_with_no_prompt_reads_the_pipe_and_with_neither_names_the_fix(fake_daemon: FakeDaemon):
+    assert on(fake_daemon, "ask", "--no-stream", input="piped only").exit_code == 0
+    assert fake_daemon.bodies[-1]["messages"] == [{"role": "user", "content": "piped only"}]
+    empty = on(fake_daemon, "ask", input="")
+    assert empty.exit_code == 2 and "give a PROMPT or pipe one in" in empty.stderr
+
+
+def test_ask_through_a_real_pipe_and_not_hanging_on_a_silent_one(fake_daemon: FakeDaemon):
+    command = [sys.executable, "-m", "trayllm", "--socket", str(fake_daemon.socket_path), "ask", "--no-stream"]
+    piped = subprocess.run(
+        [*command, "and the argument"], input="piped", capture_output=True, text=True, timeout=60, check=True
+    )
+    assert fake_daemon.bodies[-1]["messages"] == [{"role": "user", "content": "piped and the argument"}]
+    assert piped.stdout == "Echo: piped and the argument\n"
+    read_end, write_end = os.pipe()  # a stdin that stays open and silent, as a parent's pipe can
+    try:
+        silent = subprocess.run([*command, "alone"], stdin=read_end, capture_output=True, text=True, timeout=60)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    assert silent.returncode == 0, silent.stderr
+    assert fake_daemon.bodies[-1]["messages"] == [{"role": "user", "content": "alone"}]

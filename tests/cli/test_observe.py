@@ -7,6 +7,7 @@ from pathlib import Path
 
 from cli_runner import on, run
 from fake_daemon import READY_STATUS, FakeDaemon, fake_daemon_fixture  # noqa: F401
+from slo_records import record
 
 
 def test_status_human_and_json(fake_daemon: FakeDaemon):
@@ -90,3 +91,26 @@ def test_slo_from_a_file_and_from_elastic_is_a_usage_error(tmp_path: Path):
     (tmp_path / "r.jsonl").write_text("")
     both = run("slo", "--from", str(tmp_path / "r.jsonl"), "--from-elastic")
     assert both.exit_code == 2 and "choose one of --from FILE and --from-elastic" in both.stderr
+
+
+def test_slo_check_exits_3_while_an_objective_is_breached_and_0_when_met(tmp_path: Path):
+    records = tmp_path / "requests.jsonl"
+    at = "2026-01-01T00:10:00Z"
+    healthy = [record(i, ttft_s=0.2) for i in range(60)]
+    records.write_text("".join(json.dumps(doc) + "\n" for doc in healthy))
+    met = run("slo", "--from", str(records), "--at", at, "--check")
+    assert met.exit_code == 0, met.stderr
+    slow = [record(60 + i, ttft_s=9.0) for i in range(60)]  # first tokens far past the 3 s P99 objective
+    records.write_text("".join(json.dumps(doc) + "\n" for doc in healthy + slow))
+    breached = run("slo", "--from", str(records), "--at", at, "--check")
+    assert breached.exit_code == 3
+    assert breached.stderr.strip() == "trayllm: objective breached: first_token_latency_p99"
+    assert "breach" in breached.stdout  # the report is printed all the same
+    assert run("slo", "--from", str(records), "--at", at).exit_code == 0  # without --check: 0, as before
+
+
+def test_models_lists_what_the_daemon_serves(fake_daemon: FakeDaemon):
+    text = on(fake_daemon, "models")
+    assert text.exit_code == 0 and text.stdout == "fake-model  version abc123  context 2048 tokens\n"
+    as_json = json.loads(on(fake_daemon, "models", "--json").stdout)
+    assert [card["id"] for card in as_json["data"]] == ["fake-model"]

@@ -37,6 +37,16 @@ def test_models_lists_the_embedded_model(fake_sdk: openai.OpenAI) -> None:
     assert [m.id for m in models.data] == ["smollm2-135m-instruct"]
 
 
+def test_models_retrieve_finds_the_served_model_and_404s_another(fake_sdk: openai.OpenAI) -> None:
+    model = fake_sdk.models.retrieve("smollm2-135m-instruct")
+    assert (model.id, model.object, model.owned_by) == ("smollm2-135m-instruct", "model", "trayllm")
+    with pytest.raises(openai.NotFoundError) as caught:
+        fake_sdk.models.retrieve("Qwen/Qwen2.5-7B-Instruct")  # a hub id, slash and all, is looked up too
+    body = caught.value.body
+    assert isinstance(body, dict) and body["code"] == "model_not_found" and body["param"] == "model"
+    assert "'Qwen/Qwen2.5-7B-Instruct' is not served here" in body["message"]
+
+
 @pytest.mark.slow
 def test_non_streamed_reply_knows_paris(sdk: openai.OpenAI) -> None:
     reply = sdk.chat.completions.create(

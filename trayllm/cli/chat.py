@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import select
 import sys
 
 import click
@@ -16,7 +17,7 @@ from trayllm.supervisor.daemon import DaemonSupervisor
 
 
 @cli.command()
-@click.argument("prompt")
+@click.argument("prompt", required=False)
 @click.option("--system", "-s", help="System prompt.")
 @click.option("--max-tokens", type=click.IntRange(min=1), help="Most tokens in the reply.")
 @click.option("--temperature", type=click.FloatRange(0, 2), help="Sampling temperature (0 = greedy).")
@@ -25,24 +26,51 @@ from trayllm.supervisor.daemon import DaemonSupervisor
 @click.pass_context
 def ask(
     ctx: click.Context,
-    prompt: str,
+    prompt: str | None,
     system: str | None,
     max_tokens: int | None,
     temperature: float | None,
     seed: int | None,
     no_stream: bool,
 ) -> None:
-    """Ask one question (PROMPT, or - to read stdin); the reply goes to stdout, timings to stderr."""
-    if prompt == "-":
-        prompt = sys.stdin.read()
+    """Ask one question; the reply goes to stdout, timings to stderr.
+
+    The prompt is PROMPT, text piped to stdin, or both: the piped text, a space, then PROMPT (as `llm` does),
+    so `git diff | trayllm ask "review this"` works. PROMPT - (or none) reads stdin to its end.
+    """
+    prompt = combined_prompt(prompt)
     if not prompt.strip():
-        raise click.UsageError("the prompt is empty")
+        raise click.UsageError("the prompt is empty: give a PROMPT or pipe one in")
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     options = {"max_tokens": max_tokens, "temperature": temperature, "seed": seed}
     request = {"messages": messages, **{k: v for k, v in options.items() if v is not None}}
     with DaemonClient.from_settings(settings_for(ctx)) as client:
         reply = (complete_reply if no_stream else stream_reply)(client, request, sys.stdout)
     click.echo(timings_line(reply), err=True)
+
+
+def combined_prompt(argument: str | None) -> str:
+    """The piped text and the argument, joined by one space; with no argument (or -), stdin alone."""
+    if argument is None or argument == "-":
+        return piped_text(wait=True)
+    piped = piped_text(wait=False)
+    return f"{piped} {argument}" if piped else argument
+
+
+def piped_text(*, wait: bool) -> str:
+    """What was piped to stdin ("" from a terminal). Without ``wait`` only text already there when `ask`
+    starts: a command that has its prompt must not hang on a stdin nobody writes to (a parent's open pipe)."""
+    stream = sys.stdin
+    if stream is None or stream.isatty():
+        return ""
+    if not wait:
+        try:
+            ready = select.select([stream], [], [], 0)[0]
+        except (OSError, ValueError):  # an in-memory stream (no file descriptor) holds all it will hold
+            ready = [stream]
+        if not ready:
+            return ""
+    return stream.read()
 
 
 @cli.command()

@@ -10,11 +10,13 @@ import click
 
 from trayllm import errors
 from trayllm.cli.app import cli, settings_for
-from trayllm.cli.render import format_event, format_slo_report, format_status
+from trayllm.cli.render import format_event, format_models, format_slo_report, format_status
 from trayllm.client import DaemonClient
 from trayllm.elastic_options import elastic_options, elastic_settings
 from trayllm.slo.sources import read_report
 from trayllm.terminal_text import for_terminal
+
+BREACHED_EXIT = 3  # 1 is an error making the report, 2 a usage error: a monitor can tell them apart
 
 
 @cli.command()
@@ -43,12 +45,27 @@ def status(ctx: click.Context, as_json: bool) -> None:
     metavar="TIME",
     help="With --from or --from-elastic: judge as of this moment (Unix seconds or ISO 8601; default now).",
 )
+@click.option(
+    "--check",
+    is_flag=True,
+    help=f"Exit with status {BREACHED_EXIT} while any objective is breached (for scripts and monitors).",
+)
 @elastic_options
 @click.pass_context
 def slo(
-    ctx: click.Context, as_json: bool, from_file: Path | None, from_elastic: bool, at: str | None, **elastic: Any
+    ctx: click.Context,
+    as_json: bool,
+    from_file: Path | None,
+    from_elastic: bool,
+    at: str | None,
+    check: bool,
+    **elastic: Any,
 ) -> None:
-    """The SLO report: objective, window, value, threshold, state, error budget left."""
+    """The SLO report: objective, window, value, threshold, state, error budget left.
+
+    With --check the exit status says whether it is met: 0 when no objective is breached (too few samples
+    counts as not breached), 3 while one is, 1 when the report could not be made at all.
+    """
     settings = settings_for(ctx)
     if from_file is not None and from_elastic:
         raise click.UsageError("choose one of --from FILE and --from-elastic")
@@ -56,6 +73,20 @@ def slo(
         settings = elastic_settings(ctx.obj, **elastic)
     report = read_report(settings, records=from_file, from_elastic=from_elastic, at=at)
     click.echo(report.model_dump_json(indent=2) if as_json else format_slo_report(report))
+    breached = [row.objective for row in report.objectives if row.state == "breach"]
+    if check and breached:
+        click.echo(f"trayllm: objective breached: {', '.join(breached)}", err=True)
+        ctx.exit(BREACHED_EXIT)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="As JSON (GET /v1/models).")
+@click.pass_context
+def models(ctx: click.Context, as_json: bool) -> None:
+    """The models the daemon serves: id (the `model` field clients send), version and context length."""
+    with DaemonClient.from_settings(settings_for(ctx)) as client:
+        listed = client.models()
+    click.echo(listed.model_dump_json(indent=2) if as_json else format_models(listed))
 
 
 @cli.command()

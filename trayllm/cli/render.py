@@ -131,3 +131,10 @@ def format_soak_sample(s: SoakSample) -> str:
         f"bench: soak {s.elapsed_s / 60:.1f} min: {s.requests} requests, {s.errors} errors, "
         f"RSS {s.process.rss_mib:.1f} MiB, {s.process.open_fds} fds"
     )
+
+
+def format_models(listed: api.ModelList) -> str:
+    """One line per served model: the id clients send as `model`, its version and its context length."""
+    return "\n".join(
+        one_line(f"{card.id}  version {card.version}  context {card.context_length} tokens") for card in listed.data
+    )

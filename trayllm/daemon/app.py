@@ -33,7 +33,7 @@ from trayllm.daemon.edge import EdgeMiddleware, error_response
 from trayllm.daemon.events import EventBus
 from trayllm.daemon.records import RequestRecorder
 from trayllm.engine.interface import ServingEngine
-from trayllm.errors import EndpointNotFound, MethodNotAllowed, RequestError
+from trayllm.errors import EndpointNotFound, MethodNotAllowed, ModelNotFound, RequestError
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -109,10 +109,19 @@ def build_app(
         engine.require_loaded()
         return JSONResponse({"status": "ready"})
 
-    async def models(_: Request) -> Response:
+    def served_model() -> ModelCard:
         info = engine.require_loaded()
-        card = ModelCard(id=info.name, created=started, version=info.version, context_length=info.context_length)
-        return JSONResponse(ModelList(data=[card]).model_dump())
+        return ModelCard(id=info.name, created=started, version=info.version, context_length=info.context_length)
+
+    async def models(_: Request) -> Response:
+        return JSONResponse(ModelList(data=[served_model()]).model_dump())
+
+    async def model(request: Request) -> Response:
+        """GET /v1/models/{id}: the OpenAI SDK's ``models.retrieve``; 404 in OpenAI's shape for another id."""
+        card, wanted = served_model(), request.path_params["model_id"]
+        if wanted != card.id:
+            raise ModelNotFound(f"model {wanted!r} is not served here; this daemon serves {card.id!r}", param="model")
+        return JSONResponse(card.model_dump())
 
     async def status(_: Request) -> Response:
         return JSONResponse(daemon_status(engine, settings, control, shipping).model_dump())
@@ -143,6 +152,7 @@ def build_app(
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/v1/models", models),
+        Route("/v1/models/{model_id:path}", model),
         Route("/v1/status", status),
         Route("/metrics", metrics),
         Route("/v1/chat/completions", chat.handle, methods=["POST"]),
