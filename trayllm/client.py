@@ -31,14 +31,6 @@ DEFAULT_TIMEOUT = httpx.Timeout(330.0, connect=5.0)
 EVENTS_READ_TIMEOUT = 45.0
 
 
-def _error_classes(base: type[errors.RequestError] = errors.RequestError) -> list[type[errors.RequestError]]:
-    """Every RequestError subclass, parents before children (so new ones in errors.py map without edits here)."""
-    found = []
-    for cls in base.__subclasses__():
-        found += [cls, *_error_classes(cls)]
-    return found
-
-
 @dataclass(frozen=True)
 class TextDelta:
     """New reply text."""
@@ -84,7 +76,7 @@ def error_from_body(body: Any, status_code: int | None, retry_after: float | Non
         message, code, param = str(detail.get("message", "")), detail.get("code"), detail.get("param")
     else:  # not our shape (a proxy, or a framework's own 422): keep whatever text there is
         message, code, param = json.dumps(body) if body is not None else "", None, None
-    candidates = [c for c in _error_classes() if status_code is None or c.status_code == status_code]
+    candidates = [c for c in errors.request_error_classes() if status_code is None or c.status_code == status_code]
     cls = next((c for c in candidates if c.code == code), None)
     if cls is None and status_code is not None:
         cls = next((c for c in candidates if c.__bases__[0] is errors.RequestError), None)
