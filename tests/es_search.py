@@ -4,7 +4,13 @@ the stored documents the way Elasticsearch does, and a 400 for anything outside 
 Queries: ``match_all``, ``bool`` (``filter`` / ``must`` / ``must_not``), ``range`` (``gt/gte/lt/lte``,
 dates as ``epoch_millis``), ``exists``, ``terms``. Aggregations: ``filter`` (with sub-aggregations),
 ``max`` and ``value_count``. ``scaled_float`` fields come back at their mapping's resolution, as doc
-values do. Hits: ``size``, ``from``, ``sort`` on one field (the sort value is the raw field value).
+values do. Hits: ``size``, ``from``, ``sort`` on one or more fields (the sort values are doc values: numbers,
+keywords, dates as epoch millis; a document without the field sorts last, as ``missing: _last`` does) and
+``search_after``.
+
+Its limits are Elasticsearch's, so code that works here works on a cluster: ``from + size`` over
+``index.max_result_window`` is refused with the cluster's 400 body (``ResultWindowTooLarge``), and so are
+``search_after`` without a sort, with a ``from``, or with a different number of values than the sort.
 """
 
 from __future__ import annotations
@@ -13,9 +19,58 @@ import fnmatch
 from datetime import datetime
 from typing import Any
 
+MAX_RESULT_WINDOW = 10_000  # index.max_result_window's default
+
 
 class SearchError(ValueError):
-    """Something the stand-in does not implement: it answers 400, never a made-up result."""
+    """A search Elasticsearch would refuse, or one the stand-in does not implement: it answers 400, never a
+    made-up result."""
+
+    kind = "parsing_exception"
+
+    def body(self) -> dict[str, Any]:
+        """The 400 response body."""
+        reason = str(self)
+        return {"error": {"root_cause": [{"type": self.kind, "reason": reason}], "type": self.kind, "reason": reason}}
+
+
+class InvalidRequest(SearchError):
+    """A request that fails Elasticsearch's validation before it reaches a shard."""
+
+    kind = "action_request_validation_exception"
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"Validation Failed: 1: {problem};")
+
+
+class ResultWindowTooLarge(SearchError):
+    """``from + size`` over ``index.max_result_window``: every shard refuses the query phase, and the answer is
+    the ``search_phase_execution_exception`` that wraps their ``illegal_argument_exception``."""
+
+    kind = "illegal_argument_exception"
+
+    def __init__(self, index: str, limit: int, asked: int) -> None:
+        super().__init__(
+            f"Result window is too large, from + size must be less than or equal to: [{limit}] but was [{asked}]. "
+            "See the scroll api for a more efficient way to request large data sets. This limit can be set by "
+            "changing the [index.max_result_window] index level setting."
+        )
+        self.index = index
+
+    def body(self) -> dict[str, Any]:
+        cause = {"type": self.kind, "reason": str(self)}
+        return {
+            "error": {
+                "root_cause": [cause],
+                "type": "search_phase_execution_exception",
+                "reason": "all shards failed",
+                "phase": "query",
+                "grouped": True,
+                "failed_shards": [{"shard": 0, "index": self.index, "node": "standin-node", "reason": cause}],
+                "caused_by": {**cause, "caused_by": cause},
+            },
+            "status": 400,
+        }
 
 
 def _value(doc: dict[str, Any], path: str) -> Any:
@@ -73,9 +128,9 @@ def _field_type(owner: Any, index: str, field: str) -> dict[str, Any]:
     return node
 
 
-def _doc_value(owner: Any, index: str, doc: dict[str, Any], field: str) -> Any:
+def _doc_value(owner: Any, index: str, doc: dict[str, Any], field: str, spec: dict[str, Any] | None = None) -> Any:
     value = _value(doc, field)
-    spec = _field_type(owner, index, field)
+    spec = _field_type(owner, index, field) if spec is None else spec
     if value is not None and spec.get("type") == "scaled_float":
         factor = spec["scaling_factor"]
         return round(value * factor) / factor
@@ -105,31 +160,70 @@ def _aggregate(owner: Any, docs: list[tuple[str, dict[str, Any]]], aggs: dict[st
     return out
 
 
+def _sort_value(owner: Any, index: str, doc: dict[str, Any], field: str, spec: dict[str, Any]) -> Any:
+    """What Elasticsearch returns in ``sort`` for ``field`` (mapped as ``spec``): the doc value, dates as epoch
+    millis."""
+    value = _doc_value(owner, index, doc, field, spec)
+    if value is not None and spec.get("type") == "date":
+        millis = _comparable(value)
+        return None if millis is None else int(millis)
+    return value
+
+
+def _sort_spec(body: dict[str, Any]) -> list[tuple[str, bool]]:
+    """``[(field, descending), ...]`` from the request's ``sort``."""
+    spec = []
+    for entry in body.get("sort") or []:
+        if isinstance(entry, str):
+            spec.append((entry, False))
+            continue
+        ((field, order),) = entry.items()
+        spec.append((field, (order.get("order") if isinstance(order, dict) else order) == "desc"))
+    return spec
+
+
+def _compare(a: list[Any], b: list[Any], descending: list[bool]) -> int:
+    """Elasticsearch's order of two sort-value lists: field by field, a missing value last either way."""
+    for x, y, desc in zip(a, b, descending, strict=True):
+        if x == y:
+            continue
+        if x is None or y is None:
+            return 1 if x is None else -1
+        before = x < y
+        return (1 if before else -1) if desc else (-1 if before else 1)
+    return 0
+
+
 def search(owner: Any, pattern: str, body: dict[str, Any], params: dict[str, str]) -> dict[str, Any]:
-    """The response body of ``GET/POST /<pattern>/_search``."""
+    """The response body of ``GET/POST /<pattern>/_search``; raises ``SearchError`` for a 400."""
     indices = [i for i in owner.docs if any(fnmatch.fnmatchcase(i, p) for p in pattern.split(","))]
     query = body.get("query", {"match_all": {}})
     docs = [(i, d) for i in indices for d in owner.docs[i].values() if _matches(d, query)]
     size = int(body.get("size", params.get("size", 10)))
     start = int(body.get("from", params.get("from", 0)))
-    hits = docs
-    sort_field = None
-    if body.get("sort"):
-        ((sort_field, order),) = body["sort"][0].items()
-        descending = (order.get("order") if isinstance(order, dict) else order) == "desc"
-        hits = sorted(
-            (h for h in docs if _value(h[1], sort_field) is not None),
-            key=lambda h: _value(h[1], sort_field),
-            reverse=descending,
-        )
+    limit = getattr(owner, "max_result_window", MAX_RESULT_WINDOW)
+    if start + size > limit:
+        raise ResultWindowTooLarge(indices[0] if indices else pattern, limit, start + size)
+    sort = _sort_spec(body)
+    after = body.get("search_after")
+    if after is not None:
+        if not sort:
+            raise InvalidRequest("[search_after] requires a sort")  # needs the sort values to continue from
+        if start > 0:
+            raise InvalidRequest("[from] parameter must be set to 0 when [search_after] is used")
+        if len(after) != len(sort):
+            raise SearchError(f"search_after has {len(after)} value(s) but sort has {len(sort)}.")
+    specs = {(i, f): _field_type(owner, i, f) for i in indices for f, _ in sort}
+    keyed = [(i, d, [_sort_value(owner, i, d, f, specs[i, f]) for f, _ in sort]) for i, d in docs]
+    if sort:
+        descending = [desc for _, desc in sort]
+        for k, desc in reversed(list(enumerate(descending))):  # stable sorts, the last key first
+            keyed.sort(key=lambda h: ((h[2][k] is None) != desc, h[2][k]), reverse=desc)  # missing last
+        if after is not None:
+            keyed = [h for h in keyed if _compare(h[2], after, descending) > 0]
     page = [
-        {
-            "_index": i,
-            "_id": d["event"]["id"],
-            "_score": None,
-            **({"sort": [_value(d, sort_field)]} if sort_field else {}),
-        }
-        for i, d in hits[start : start + size]
+        {"_index": i, "_id": d["event"]["id"], "_score": None, **({"sort": key} if sort else {})}
+        for i, d, key in keyed[start : start + size]
     ]
     response: dict[str, Any] = {
         "took": 1,

@@ -7,6 +7,12 @@ rest with ``media_type_header_exception``), ``_bulk`` item semantics (``create``
 value the template's mapping cannot take or a missing ``@timestamp``, 400 for ``index`` ops on a data
 stream), index templates and lifecycle policies, and ``_search`` with the aggregations trayllm sends.
 
+It keeps the limits a real cluster keeps, so code that passes here does not fail on one: ``max_result_window``
+(``index.max_result_window``, 10,000 by default: a deeper ``from + size`` gets the cluster's 400, see
+``es_search``) and ``max_content_length`` (``http.max_content_length``, 100mb by default: a larger request body
+gets a bodiless 413 and the connection is closed, as Netty's aggregator does). ``max_bulk_body`` is the largest
+``_bulk`` body it received, refused or not.
+
 Faults, scriptable from the test: ``down()`` / ``up()`` (the port refuses connections), ``slow(s)``,
 ``reject_bulks(n, status)`` (whole-request 429 or 5xx), ``reject_items(n)`` (the next n items get 429),
 ``drop_after_store(n)`` (the next n bulks are stored, then the connection is closed without an answer,
@@ -31,9 +37,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from es_search import SearchError, search
+from es_search import MAX_RESULT_WINDOW, SearchError, search
 
 _COMPAT = re.compile(r"compatible-with=(\d+)")
+MAX_CONTENT_LENGTH = 100 * 1024 * 1024  # http.max_content_length's default, 100mb
 
 
 class _Server(ThreadingHTTPServer):
@@ -61,9 +68,20 @@ class _Server(ThreadingHTTPServer):
 
 
 class ElasticStandIn:
-    def __init__(self, version: str = "8.19.3", *, api_key: str | None = None, port: int = 0) -> None:
+    def __init__(
+        self,
+        version: str = "8.19.3",
+        *,
+        api_key: str | None = None,
+        port: int = 0,
+        max_result_window: int = MAX_RESULT_WINDOW,
+        max_content_length: int = MAX_CONTENT_LENGTH,
+    ) -> None:
         self.version = version
         self.api_key = api_key
+        self.max_result_window = max_result_window
+        self.max_content_length = max_content_length
+        self.max_bulk_body = 0  # bytes, the largest _bulk body received
         self.templates: dict[str, dict[str, Any]] = {}
         self.policies: dict[str, dict[str, Any]] = {}
         self.docs: dict[str, dict[str, dict[str, Any]]] = {}  # index -> id -> source
@@ -144,6 +162,7 @@ class ElasticStandIn:
 class _Handler(BaseHTTPRequestHandler):
     owner: ElasticStandIn
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go in two writes: without this, each answer waits ~40 ms
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
@@ -172,10 +191,23 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         return self.rfile.read(length) if length else b""
 
+    def _too_large(self) -> None:
+        """Elasticsearch's answer to a body over ``http.max_content_length``: 413 with no body, then it hangs up."""
+        self.send_response(413)
+        self.send_header("Content-Length", "0")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
     def _handle(self) -> None:
         owner = self.owner
         body = self._body()
         owner.requests.append((self.command, self.path, {k.lower(): v for k, v in self.headers.items()}))
+        if "_bulk" in self.path.split("?")[0].split("/"):
+            with owner._lock:
+                owner.max_bulk_body = max(owner.max_bulk_body, len(body))
+        if len(body) > owner.max_content_length:
+            return self._too_large()
         if owner._delay:
             time.sleep(owner._delay)
         for header in ("accept", "content-type"):
@@ -214,7 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 return self._send(200, search(owner, parts[0], json.loads(body or b"{}"), query))
             except SearchError as exc:
-                return self._error(400, "parsing_exception", str(exc))
+                return self._send(400, {**exc.body(), "status": 400})
         return self._error(404, "resource_not_found_exception", f"no handler for {self.command} {url.path}")
 
     def _named(self, store: dict[str, Any], name: str, body: bytes, wrap: str) -> None:
@@ -272,9 +304,9 @@ class _Handler(BaseHTTPRequestHandler):
                 )
             if "@timestamp" not in source:
                 return failed(400, "illegal_argument_exception", "data stream timestamp field [@timestamp] is missing")
-            problem = _mapping_problem(template["template"]["mappings"]["properties"], source)
+            problem = _mapping_problem(template["template"]["mappings"]["properties"], source, doc_id)
             if problem:
-                return failed(400, "document_parsing_exception", problem)
+                return {"_index": index, "_id": doc_id, "status": 400, "error": problem}
         with owner._lock:
             docs = owner.docs.setdefault(index, {})
             if doc_id is not None and doc_id in docs:
@@ -301,8 +333,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
 
-def _mapping_problem(properties: dict[str, Any], source: dict[str, Any], prefix: str = "") -> str | None:
-    """Why Elasticsearch's mapping would refuse ``source`` (only the types trayllm maps), or None."""
+def _mapping_problem(
+    properties: dict[str, Any], source: dict[str, Any], doc_id: str | None, prefix: str = ""
+) -> dict[str, Any] | None:
+    """The bulk item ``error`` Elasticsearch's mapping gives ``source`` (only the types trayllm maps), or None.
+    Elasticsearch 8.8 renamed ``mapper_parsing_exception`` (the 7.x name) to ``document_parsing_exception``."""
     for key, value in source.items():
         path = f"{prefix}{key}"
         spec = properties.get(key)
@@ -310,21 +345,34 @@ def _mapping_problem(properties: dict[str, Any], source: dict[str, Any], prefix:
             continue  # dynamic: true
         if "properties" in spec:
             if not isinstance(value, dict):
-                return f"[{path}] tried to parse field [{key}] as object, but found a concrete value"
-            problem = _mapping_problem(spec["properties"], value, f"{path}.")
+                reason = (
+                    f"object mapping for [{path}] tried to parse field [{key}] as object, but found a concrete value"
+                )
+                return {"type": "document_parsing_exception", "reason": reason}
+            problem = _mapping_problem(spec["properties"], value, doc_id, f"{path}.")
             if problem:
                 return problem
             continue
         kind = spec.get("type")
-        values = value if isinstance(value, list) else [value]
-        for v in values:
+        for v in value if isinstance(value, list) else [value]:
             numeric = isinstance(v, (int, float)) and not isinstance(v, bool)
             if kind in ("long", "float", "scaled_float") and not numeric and not (isinstance(v, str) and _is_number(v)):
-                return f'[{path}] failed to parse field [{path}] of type [{kind}]: For input string: "{v}"'
-            if kind == "date" and not (isinstance(v, str) and _is_date(v)):
-                return f"[{path}] failed to parse field [{path}] of type [date]"
-            if kind == "boolean" and not isinstance(v, bool):
-                return f"[{path}] failed to parse field [{path}] of type [boolean]"
+                cause: str | None = f'For input string: "{v}"'
+            elif kind == "date" and not (isinstance(v, str) and _is_date(v)):
+                cause = f"failed to parse date field [{v}] with format [strict_date_optional_time||epoch_millis]"
+            elif kind == "boolean" and not isinstance(v, bool):
+                cause = f"Failed to parse value [{v}] as only [true] or [false] are allowed."
+            else:
+                continue
+            reason = (
+                f"failed to parse field [{path}] of type [{kind}] in document with id '{doc_id}'. "
+                f"Preview of field's value: '{v}'"
+            )
+            return {
+                "type": "document_parsing_exception",
+                "reason": reason,
+                "caused_by": {"type": "illegal_argument_exception", "reason": cause},
+            }
     return None
 
 

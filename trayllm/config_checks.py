@@ -38,6 +38,7 @@ def problems(settings: Settings) -> Iterator[tuple[str, str]]:
         "slo_min_samples",
         "events_buffer",
         "ship_batch",
+        "es_bulk_max_bytes",
         "max_body_bytes",
         "max_json_depth",
         "max_tcp_connections",

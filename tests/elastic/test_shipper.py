@@ -27,7 +27,8 @@ REQUESTS = "logs-trayllm.requests-default"
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 
 
-def document(i: int) -> dict:
+def document(i: int, prompt: str | None = None) -> dict:
+    """A request record; with ``prompt``, one logged with its content (the ``log_content`` setting)."""
     record = RequestRecord(
         request_id=f"req-{i:06d}",
         started=T0 + timedelta(seconds=i),
@@ -38,8 +39,10 @@ def document(i: int) -> dict:
         user="u",
         ttft_ns=5 * 10**7,
         output_tokens=8,
+        input_messages=None if prompt is None else [{"role": "user", "content": prompt}],
+        output_text=None if prompt is None else "ok",
     )
-    return to_document(record)
+    return to_document(record, include_content=prompt is not None)
 
 
 @pytest.fixture
@@ -147,6 +150,7 @@ def test_a_document_refused_for_good_goes_to_the_dead_letter_file_and_the_rest_s
     assert [(d["status"], d["id"]) for d in letters] == [(None, None), (400, "req-000099")]
     assert letters[0]["reason"] == "not valid JSON" and letters[0]["record"] == "not json at all"
     assert "document_parsing_exception" in letters[1]["reason"] and letters[1]["record"]["event"]["duration"] == "slow"
+    assert "failed to parse field [event.duration] of type [long]" in letters[1]["reason"]
     # shipping again sends nothing: the position moved past the dead letters too
     again = shipper_for(settings)
     assert again.run(once=True).delivered == 0 and standin.bulk_requests == 1
@@ -253,3 +257,51 @@ def test_records_around_a_line_torn_by_a_crash_ship_and_the_torn_line_is_counted
         shipping=api.ShippingStatus(**stats.to_dict()),
     )
     assert "1 dead-lettered (1 unreadable: torn or damaged lines)" in format_status(status)
+
+
+def test_bulk_bodies_stay_under_the_byte_limit_and_a_record_over_it_alone_is_dead_lettered(
+    tmp_path: Path, standin: ElasticStandIn
+) -> None:
+    """Issue 18, acceptance 4: 3,000 records of ~600 bytes, six of them carrying a 30 kB prompt, with bulk
+    bodies bounded at 20 kB (ship_batch 1,000 would be ~600 kB)."""
+    settings = settings_for(tmp_path, standin, es_bulk_max_bytes=20_000)
+    install(ElasticTarget.from_settings(settings).client(), standin.url)
+    huge = {i for i in range(3000) if i % 500 == 7}
+    with RecordWriter(settings.records_path, 0, 1) as writer:
+        for i in range(3000):
+            writer.write(document(i, prompt="tell me everything " * 1600 if i in huge else None))
+    shipper = shipper_for(settings)
+    stats = shipper.run(once=True)
+    shipper.close()
+
+    assert standin.ids(REQUESTS) == {f"req-{i:06d}" for i in range(3000) if i not in huge}
+    assert max(standin.indexed.values()) == 1 and (stats.delivered, stats.dead_lettered) == (2994, 6)
+    assert 15_000 < standin.max_bulk_body <= 20_000  # filled close to the limit, never past it
+    letters = [json.loads(line) for line in (settings.shipping_path / DEAD_LETTER).read_text().splitlines()]
+    assert [letter["id"] for letter in letters] == [f"req-{i:06d}" for i in sorted(huge)]
+    assert all(letter["status"] is None and "over es_bulk_max_bytes (20000)" in letter["reason"] for letter in letters)
+    assert letters[0]["record"]["gen_ai"]["input"]["messages"][0]["content"].startswith("tell me everything")
+    assert shipper.backlog_bytes() == 0
+
+
+def test_a_413_halves_the_bulk_until_it_fits_and_a_record_too_large_alone_is_dead_lettered(tmp_path: Path) -> None:
+    """A cluster whose http.max_content_length (15 kB here) is below es_bulk_max_bytes: the shipper cannot know
+    it beforehand, so the 413 is what tells it. The queue moves on, and nothing is sent twice."""
+    standin = ElasticStandIn(max_content_length=15_000)
+    try:
+        settings = settings_for(tmp_path, standin, es_bulk_max_bytes=1_000_000)
+        install(ElasticTarget.from_settings(settings).client(), standin.url)
+        with RecordWriter(settings.records_path, 0, 1) as writer:
+            for i in range(200):
+                writer.write(document(i, prompt="x" * 20_000 if i == 150 else None))
+        shipper = shipper_for(settings, sleep=lambda _: pytest.fail("a 413 was handled as a pause to wait out"))
+        stats = shipper.run(once=True)
+        shipper.close()
+    finally:
+        standin.close()
+    assert standin.ids(REQUESTS) == {f"req-{i:06d}" for i in range(200) if i != 150}
+    assert max(standin.indexed.values()) == 1 and stats.duplicates == 0 and stats.retries == 0
+    (letter,) = [json.loads(line) for line in (settings.shipping_path / DEAD_LETTER).read_text().splitlines()]
+    assert (letter["id"], letter["status"]) == ("req-000150", 413)
+    assert "413: over its http.max_content_length" in letter["reason"] and "even alone" in letter["reason"]
+    assert "sending it in halves" in (stats.last_error or "")

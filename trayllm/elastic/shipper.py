@@ -1,9 +1,10 @@
 """Ship the record files to Elasticsearch without losing or duplicating a record, whatever happens on the way.
 
 For each stream (``requests.jsonl``, ``alerts.jsonl``) the shipper reads a batch of lines from its
-durable position (``telemetry.tail.RotatingTail``), sends one ``_bulk`` request of ``create`` actions with
+durable position (``telemetry.tail.RotatingTail``), sends them as ``_bulk`` requests of ``create`` actions with
 ``_id = event.id`` into the record's own data stream, and advances the position only after every line of
-the batch is settled:
+the batch is settled. A batch is ``ship_batch`` lines at most, and each request body ``es_bulk_max_bytes`` at
+most (Elasticsearch refuses a body over its ``http.max_content_length``): a long batch goes as several requests.
 
 - ``201`` created, or ``409`` (already there: a resend after a connection dropped mid-bulk, a restart)
   → delivered;
@@ -15,6 +16,12 @@ the batch is settled:
   that is not JSON or has no ``event.id`` goes there too, without being sent. A line torn by a crash is
   such a line once the writer has ended it (``telemetry.writer``): it is kept there and counted as
   ``unreadable``, and the records around it ship.
+- a record whose bulk lines alone are over ``es_bulk_max_bytes`` (a huge opted-in prompt) → the dead-letter
+  file, without being sent: shipping it alone would make a body over the bound the user set, and the
+  cluster's limit is not known from here. The message says to raise the setting to ship records that big.
+- a whole-request ``413`` (the body is over the cluster's ``http.max_content_length``, set below
+  ``es_bulk_max_bytes``) → the lines are sent again in halves, down to one record, which then goes to the
+  dead-letter file. Neither case stalls the queue.
 
 The position is saved (``checkpoint.json``, written to a temporary file and renamed) after each settled
 batch. A crash between Elasticsearch storing a batch and the save only makes the next run send it again,
@@ -76,6 +83,16 @@ class _Pending:
     index: str | None = None
     doc_id: str | None = None
     problem: str | None = None  # why it cannot be sent at all
+
+    @property
+    def bulk(self) -> bytes:
+        """The record's two lines in a ``_bulk`` body: its ``create`` action and the record, each ended."""
+        action = {"create": {"_index": self.index, "_id": self.doc_id}}
+        return json.dumps(action, separators=(",", ":")).encode() + b"\n" + self.line + b"\n"
+
+
+class _BodyTooLarge(Exception):
+    """Elasticsearch refused a whole bulk body as over its ``http.max_content_length`` (413); never escapes."""
 
 
 @dataclass
@@ -163,6 +180,7 @@ class Shipper:
         self.max_defer_s = max_defer_s
         self.es = es
         self.batch = batch or settings.ship_batch
+        self.max_bytes = settings.es_bulk_max_bytes
         self.initial_backoff = initial_backoff
         self.max_backoff = max_backoff
         self.directory = settings.shipping_path
@@ -229,16 +247,57 @@ class Shipper:
                 if item.doc is None:
                     self.stats.unreadable += 1
                 self._dead_letter(item, None, item.problem)
-        unsettled = [p for p in pending if p.problem is None]
+        for body in self._bodies([p for p in pending if p.problem is None]):
+            if not self._deliver(body):
+                return 0  # the position is not saved: these lines go again next time
+        self.stats.state = "shipping"
+        self._save_checkpoint()
+        return len(lines)
+
+    def _bodies(self, items: list[_Pending]) -> list[list[_Pending]]:
+        """``items`` grouped into bulk bodies of at most ``es_bulk_max_bytes``, in order; a record over that on
+        its own goes to the dead-letter file instead."""
+        groups: list[list[_Pending]] = []
+        size = 0
+        for item in items:
+            lines = len(item.bulk)
+            if lines > self.max_bytes:
+                self._dead_letter(
+                    item,
+                    None,
+                    f"the record is {lines} bytes in a bulk request, over es_bulk_max_bytes ({self.max_bytes}); "
+                    "raise es_bulk_max_bytes (below the cluster's http.max_content_length) to ship records this big",
+                )
+                continue
+            if not groups or size + lines > self.max_bytes:
+                groups.append([])
+                size = 0
+            groups[-1].append(item)
+            size += lines
+        return groups
+
+    def _deliver(self, items: list[_Pending]) -> bool:
+        """Send ``items`` until every one is settled, backing off while Elasticsearch cannot take them; False when
+        asked to stop first. A body refused as too large (413) goes again in halves; one record alone refused
+        so goes to the dead-letter file."""
+        unsettled = items
         backoff = self.initial_backoff
         while unsettled:
             if self._stop.is_set():
-                return 0  # the position is not saved: these lines go again next time
+                return False
             try:
                 unsettled = self._send(unsettled)
                 if not unsettled:
                     break
                 reason = "Elasticsearch asked to slow down or failed some documents (429/5xx)"
+            except _BodyTooLarge as exc:
+                if len(unsettled) == 1:
+                    self._dead_letter(unsettled[0], 413, f"{exc}; even alone, this record is too large for it")
+                    return True
+                self.stats.last_error = f"{exc}; sending it in halves (lower es_bulk_max_bytes below that limit)"
+                log.warning("%s", self.stats.last_error)
+                half = len(unsettled) // 2
+                return self._deliver(unsettled[:half]) and self._deliver(unsettled[half:])
             except ElasticError as exc:
                 reason = exc.message
             self.stats.retries += 1
@@ -247,24 +306,23 @@ class Shipper:
             log.warning("shipping paused: %s; retrying in %.1f s", reason, backoff)
             self._sleep(backoff * random.uniform(0.8, 1.2))
             backoff = min(self.max_backoff, backoff * 2)
-        self.stats.state = "shipping"
-        self._save_checkpoint()
-        return len(lines)
+        return True
 
     def _send(self, items: list[_Pending]) -> list[_Pending]:
         """One bulk request; the items to send again (429/5xx)."""
         from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, TransportError
 
-        body: list[bytes] = []
-        for item in items:
-            action = {"create": {"_index": item.index, "_id": item.doc_id}}
-            body.append(json.dumps(action, separators=(",", ":")).encode())
-            body.append(item.line)
+        body = b"".join(item.bulk for item in items)
         try:
             response = self.es.bulk(operations=body)
         except (ConnectionError, ConnectionTimeout) as exc:
             raise ElasticError(f"lost Elasticsearch ({type(exc).__name__}: {exc.message})") from None
         except ApiError as exc:
+            if exc.meta.status == 413:
+                raise _BodyTooLarge(
+                    f"Elasticsearch refused a bulk request of {len(body)} bytes as too large "
+                    "(413: over its http.max_content_length)"
+                ) from None
             if exc.meta.status == 429 or exc.meta.status >= 500:
                 raise ElasticError(f"Elasticsearch answered {exc.meta.status} to the whole bulk request") from None
             raise ElasticError(
