@@ -5,7 +5,8 @@ file, ``$XDG_DATA_HOME/trayllm/conversations.db`` (directory 0700, file 0600: ch
 in WAL mode so a reader never waits on the window saving a streamed reply. The schema carries a
 ``user_version`` so later releases can migrate it; a file this release cannot read (corrupt, or
 written by a newer trayllm) becomes a one-line :class:`~trayllm.errors.ConfigError` that names
-the file and the fix instead of a traceback.
+the file and the fix instead of a traceback. Search goes through a full-text index where SQLite has FTS5
+(``search.py``).
 
 The records it hands out (``Conversation``, ``Message``), their rows and the checks on their fields are in
 ``records.py``; times are stored as Unix seconds and handed out as timezone-aware UTC datetimes.
@@ -40,6 +41,7 @@ from trayllm.chat.records import (
     validate_settings,
 )
 from trayllm.chat.reply_stats import ReplyStats
+from trayllm.chat.search import ensure_index, fts5_available, index_ready, matching
 from trayllm.config import Settings, load_settings
 from trayllm.errors import ConfigError
 
@@ -89,21 +91,18 @@ def default_db_path(settings: Settings | None = None) -> Path:
     return (settings or load_settings()).data_path / DB_NAME
 
 
-def _like(text: str) -> str:
-    """A LIKE pattern matching ``text`` literally anywhere: ``%`` and ``_`` typed by the user are not wildcards."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
-
-
 class ConversationStore:
     """The chat window's history in one SQLite file.
 
     One connection, shared by every thread (``check_same_thread=False``) and serialised by a lock: the
     window writes from its UI thread and perhaps a worker, and SQLite's own locking is not needed between
     them. Unknown ids raise ``KeyError``; bad settings raise ``ValueError`` naming the field.
+
+    ``full_text=False`` searches as a SQLite build without FTS5 does (tests and the benchmark force it);
+    ``self.full_text`` says which way this store searches.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
+    def __init__(self, path: str | Path | None = None, *, full_text: bool = True) -> None:
         self.path = Path(path) if path is not None else default_db_path()
         self._lock = threading.RLock()
         self._last_now = 0.0
@@ -116,6 +115,7 @@ class ConversationStore:
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         os.chmod(self.path, 0o600)
         self._conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
+        self.full_text = full_text
         try:
             self._setup()
         except sqlite3.DatabaseError as exc:
@@ -129,6 +129,7 @@ class ConversationStore:
             raise
 
     def _setup(self) -> None:
+        self.full_text = self.full_text and fts5_available(self._conn)
         self._conn.execute("PRAGMA foreign_keys = ON")
         self._conn.execute("PRAGMA journal_mode = WAL")
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
@@ -137,12 +138,13 @@ class ConversationStore:
                 f"{self.path}: written by a newer trayllm (schema version {version}, this one reads "
                 f"up to {SCHEMA_VERSION}); upgrade trayllm or move the file away"
             )
-        if version < SCHEMA_VERSION:
+        if version < SCHEMA_VERSION or not index_ready(self._conn, self.full_text):
             with self._tx() as db:
                 for step in _MIGRATIONS[version:]:
                     for statement in step:
                         db.execute(statement)
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                ensure_index(db, self.full_text)
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -211,18 +213,14 @@ class ConversationStore:
 
     def list(self, search: str | None = None) -> builtins.list[Conversation]:
         """Conversations, most recently active first; with ``search``, only those whose title or any message
-        contains it (case-insensitive for ASCII, ``%`` and ``_`` literal)."""
+        contains it, as typed (case-insensitive; nothing in it is a wildcard or query syntax)."""
         order = " ORDER BY updated DESC, id DESC"
-        if not search or not search.strip():
+        search = (search or "").replace("\0", "").strip()  # SQLite reads text only up to a NUL
+        if not search:
             rows = self._rows(f"SELECT {CONV_COLUMNS} FROM conversations{order}")
         else:
-            pattern = _like(search.strip())
-            rows = self._rows(
-                f"SELECT {CONV_COLUMNS} FROM conversations c WHERE c.title LIKE ?1 ESCAPE '\\'"
-                " OR EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = c.id AND m.content LIKE ?1"
-                f" ESCAPE '\\'){order}",
-                (pattern,),
-            )
+            condition, params = matching(search, full_text=self.full_text)
+            rows = self._rows(f"SELECT {CONV_COLUMNS} FROM conversations c WHERE {condition}{order}", params)
         return [conversation_from_row(row) for row in rows]
 
     def rename(self, conversation_id: int, title: str | None) -> Conversation:

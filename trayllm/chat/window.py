@@ -1,7 +1,8 @@
 """`trayllm chat`: the PySide6 chat window.
 
 Conversations are listed on the left (new, rename, delete, search) and kept in SQLite (``store.py``). The
-conversation on the right streams its replies as they arrive, rendered as Markdown. Each reply has its
+conversation on the right streams its replies as they arrive, rendered as Markdown (``transcript_view.py``:
+a token costs the same however long the conversation, which opens on its newest messages). Each reply has its
 cost underneath: first token, tokens, tokens/s, peak VRAM on a GPU, and the request id. The request id
 links to its record in Kibana when ``kibana_url`` is set.
 
@@ -33,7 +34,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSplitter,
     QTabWidget,
-    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
@@ -46,7 +46,8 @@ from trayllm.chat.reply_stats import ReplyStats, reported_stats
 from trayllm.chat.settings_panel import SettingsPanel
 from trayllm.chat.starter import DaemonStarter
 from trayllm.chat.store import ConversationStore, Message
-from trayllm.chat.transcript import message_blocks, transcript_markdown
+from trayllm.chat.transcript import message_blocks
+from trayllm.chat.transcript_view import TranscriptView
 from trayllm.chat.workers import ReplyWorker, StatusPoller
 from trayllm.client import Done
 from trayllm.config import Settings
@@ -73,7 +74,6 @@ class ChatWindow(QMainWindow):
         self.conversation_id: int | None = None
         self.streaming: str | None = None  # the reply arriving now
         self.reply_message: Message | None = None
-        self._history: list[str] = []  # the settled messages' Markdown blocks (redraw() keeps it current)
         self.last_error: str | None = None
         self._worker: ReplyWorker | None = None
         self._thread: QThread | None = None
@@ -130,8 +130,7 @@ class ChatWindow(QMainWindow):
         self.system_prompt, self.temperature = self.settings_panel.system_prompt, self.settings_panel.temperature
         self.top_p, self.max_tokens = self.settings_panel.top_p, self.settings_panel.max_tokens
 
-        # the model writes the links: Qt must neither open them nor load a file: one in place (openLinks)
-        self.transcript = QTextBrowser(openLinks=False)
+        self.transcript = TranscriptView()
         self.transcript.anchorClicked.connect(open_link)
         self.waiting = QLabel("")
         self.input = MessageInput(placeholderText="Message (Enter sends, Shift+Enter new line)")
@@ -243,7 +242,7 @@ class ChatWindow(QMainWindow):
         if not text or self._busy or self.conversation_id is None:
             return
         self.input.clear()
-        self.store.add_message(self.conversation_id, "user", text)
+        self.transcript.append_block(self._block(self.store.add_message(self.conversation_id, "user", text)))
         if not self.store.get(self.conversation_id).title:
             self.store.auto_title(self.conversation_id)
             self.refresh_list()
@@ -254,6 +253,7 @@ class ChatWindow(QMainWindow):
         if self._busy or self.conversation_id is None:
             return
         self.store.delete_last_reply(self.conversation_id)
+        self.redraw()
         if any(m.role == "user" for m in self.store.messages(self.conversation_id)):
             self._ask()
 
@@ -279,7 +279,7 @@ class ChatWindow(QMainWindow):
         self._worker.stopped.connect(self._on_stopped)
         self._thread.start()
         self.waiting.setText(f"waiting for the model… ({self.queue_depth} queued before this)")
-        self.redraw()
+        self.transcript.start_live(self.model_name)
         self._update_buttons()
 
     def stop(self) -> None:
@@ -291,7 +291,7 @@ class ChatWindow(QMainWindow):
             return
         self.waiting.setText("")
         self.streaming += text
-        self.redraw(history_changed=False)
+        self.transcript.add_live(text)
         self.reply_delta.emit(text)
 
     def _on_finished(self, done: Done) -> None:
@@ -315,14 +315,14 @@ class ChatWindow(QMainWindow):
 
     def _end_reply(self, stats: ReplyStats) -> None:
         if self.reply_message is not None:
-            self.store.update_message(self.reply_message.id, content=self.streaming or "", stats=stats)
+            saved = self.store.update_message(self.reply_message.id, content=self.streaming or "", stats=stats)
+            self.transcript.end_live(self._block(saved))
         self.streaming, self.reply_message = None, None
         if self._thread is not None:
             self._thread.quit()
             self._thread.wait(5000)
         self._worker, self._thread = None, None
         self.waiting.setText("")
-        self.redraw()
         self._update_buttons()
         self.reply_done.emit()
 
@@ -358,20 +358,17 @@ class ChatWindow(QMainWindow):
             streaming_id=None if self.reply_message is None else self.reply_message.id,
         )
 
-    def transcript_markdown(self) -> str:
-        streaming = None if self.reply_message is None else self.streaming or ""
-        return transcript_markdown(self._history, model_name=self.model_name, streaming=streaming)
+    def _block(self, message: Message) -> str:
+        """One settled message's Markdown block."""
+        [block] = message_blocks([message], model_name=self.model_name, kibana_url=self.settings.kibana_url)
+        return block
 
-    def redraw(self, *, history_changed: bool = True) -> None:
-        """Show the transcript. While a reply streams (``history_changed=False``) the stored messages are
-        not read again for every token: only the streaming block changes."""
-        if history_changed:
-            self._history = self._history_blocks()
-        scrollbar = self.transcript.verticalScrollBar()
-        at_end = scrollbar.value() >= scrollbar.maximum() - 4
-        self.transcript.setMarkdown(self.transcript_markdown())
-        if at_end:
-            scrollbar.setValue(scrollbar.maximum())
+    def redraw(self) -> None:
+        """Show the conversation from scratch (on opening it, or after Regenerate took its last reply away); while
+        a reply streams, the transcript changes by itself (``TranscriptView``)."""
+        self.transcript.show_blocks(self._history_blocks())
+        if self.reply_message is not None:
+            self.transcript.start_live(self.model_name, self.streaming or "")
 
     def _update_buttons(self) -> None:
         busy = self._busy
