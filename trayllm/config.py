@@ -209,6 +209,12 @@ class Settings:
         "", "Kibana URL, for `trayllm elastic dashboards` and the tray's Open dashboards.", group="elastic"
     )
     ship_batch: int = _setting(1000, "Records per bulk request when shipping.", group="elastic")
+    es_bulk_max_bytes: int = _setting(
+        5_000_000,
+        "Most bytes in one bulk request body when shipping (Elasticsearch refuses bodies over its "
+        "http.max_content_length, 100mb by default); a record larger than this on its own is dead-lettered.",
+        group="elastic",
+    )
 
     fault_injection: bool = _setting(
         False,
@@ -221,12 +227,6 @@ class Settings:
     @property
     def socket_path(self) -> Path:
         """The daemon's Unix socket, where every client finds it."""
-    es_bulk_max_bytes: int = _setting(
-        5_000_000,
-        "Most bytes in one bulk request body when shipping (Elasticsearch refuses bodies over its "
-        "http.max_content_length, 100mb by default); a record larger than this on its own is dead-lettered.",
-        group="elastic",
-    )
         return Path(self.socket) if self.socket else runtime_dir() / "daemon.sock"
 
     @property
