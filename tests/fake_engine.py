@@ -14,7 +14,6 @@ every request with that error after ``fail_after_tokens`` tokens, and ``refuse``
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import threading
 import time
@@ -26,7 +25,7 @@ from typing import Any
 from trayllm.api import EngineState
 from trayllm.config import Settings
 from trayllm.engine.conversation import Message, Prompt, build_prompt
-from trayllm.engine.handle import Counters, RequestHandle
+from trayllm.engine.handle import Counters, FinishCallback, RequestHandle
 from trayllm.engine.interface import FaultSwitch
 from trayllm.engine.ratelimit import TokenBucket
 from trayllm.engine.textstream import StopMatcher
@@ -40,8 +39,6 @@ from trayllm.engine.types import (
     TokenText,
 )
 from trayllm.errors import Conflict, NotReady, Paused, RateLimited, RequestError, ShuttingDown
-
-log = logging.getLogger(__name__)
 
 FAKE_INFO = ModelInfo(
     name="smollm2-135m-instruct",
@@ -128,7 +125,6 @@ class FakeEngine:
     paused: str | None = None
     progress: str | None = None
     error: str | None = None
-    on_finished: Callable[[RequestHandle, Finished], None] | None = None
     on_oom: Callable[[OomReport], None] | None = None
     on_event: Callable[[str, dict[str, Any]], object] | None = None
     on_fatal: Callable[[str], None] | None = None
@@ -246,7 +242,7 @@ class FakeEngine:
         params: SamplingParams,
         loop: asyncio.AbstractEventLoop | None = None,
         *,
-        context: object = None,
+        on_finished: FinishCallback | None = None,
         keep_text: bool = False,
         arrived: float | None = None,
         admitted: bool = False,
@@ -254,7 +250,7 @@ class FakeEngine:
         if not admitted:
             self.admit(user)
         self.require_ready()
-        handle = RequestHandle(request_id, loop, context=context, keep_text=keep_text)
+        handle = RequestHandle(request_id, loop, on_finished=on_finished, keep_text=keep_text)
         reply = self.tokenizer.last_message(prompt.ids) if self.script is None else self.script
         timings = RequestTimings() if arrived is None else RequestTimings(arrived=arrived)
         job = _Job(handle, len(prompt.ids), re.findall(r"\s*\S+", reply), params, timings, StopMatcher(params.stop))
@@ -318,9 +314,4 @@ class FakeEngine:
         else:
             counters.completed += 1
         finished = Finished(reason, job.prompt_tokens, job.generated, job.timings, error)
-        job.handle.emit(finished)
-        if self.on_finished is not None:
-            try:
-                self.on_finished(job.handle, finished)
-            except Exception:  # as in the real engine: a broken record must not stop the others
-                log.exception("finish callback failed for request %s", job.handle.request_id)
+        job.handle.finish(finished)

@@ -1,14 +1,16 @@
 """The daemon's real app on a FakeEngine, served by uvicorn on its Unix socket from a thread of the test process.
 
 Routes, edge middleware, request records, /metrics, events and alerts are the daemon's own, wired as
-``trayllm.daemon.server.run_daemon`` wires them; only the engine is fake (tests/fake_engine.py). Starting one
-takes milliseconds, so the daemon's HTTP behaviour is tested without loading a model or spawning a process.
+``trayllm.daemon.server.run_daemon`` wires them; only the engine is fake (tests/fake_engine.py), or a
+RemoteEngine in front of another such daemon (``serve_engine(..., tcp=True)`` serves that one on loopback TCP
+with a bearer token, as ``listen`` does). Starting one takes milliseconds, so the daemon's HTTP behaviour is
+tested without loading a model or spawning a process.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +21,12 @@ from fake_engine import FakeEngine
 from trayllm.config import Settings, load_settings
 from trayllm.daemon.alerting import AlertCenter
 from trayllm.daemon.app import build_app
+from trayllm.daemon.auth import ensure_token
 from trayllm.daemon.events import EventBus
 from trayllm.daemon.records import RequestRecorder
-from trayllm.daemon.sockets import PeerCredProtocol, bind_unix
+from trayllm.daemon.sockets import PeerCredProtocol, bind_tcp, bind_unix
+from trayllm.engine.interface import ServingEngine
+from trayllm.engine.remote import RemoteEngine
 from trayllm.slo.monitor import SloMonitor
 from trayllm.slo.objectives import configured_objectives
 from trayllm.telemetry.metrics import DaemonMetrics
@@ -29,9 +34,9 @@ from trayllm.telemetry.vram import NvmlProbe
 
 
 class InProcessDaemon:
-    """One served app; ``engine`` is its FakeEngine, for the test to script."""
+    """One served app; ``engine`` is its engine (a FakeEngine, for the test to script)."""
 
-    def __init__(self, settings: Settings, engine: FakeEngine) -> None:
+    def __init__(self, settings: Settings, engine: Any, token: str | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.socket = settings.socket_path
@@ -45,10 +50,12 @@ class InProcessDaemon:
         )
         self.alerts = AlertCenter(settings, self.bus, monitor, lambda: engine.info)
         self.recorder.observers.append(self.alerts.observe)
-        engine.on_finished = self.recorder.finished
         engine.on_oom = self.alerts.oom
         engine.on_event = self.bus.publish
-        self.app = build_app(engine, settings, self.recorder, self.bus, self.alerts)
+        if isinstance(engine, RemoteEngine):
+            engine.on_reachability = self.alerts.engine_reachability
+        self.token = token
+        self.app = build_app(engine, settings, self.recorder, self.bus, self.alerts, token=token)
 
     @property
     def records(self) -> Path:
@@ -66,14 +73,27 @@ class InProcessDaemon:
 
 @contextlib.contextmanager
 def serve_fake(**overrides: Any) -> Iterator[InProcessDaemon]:
-    """An InProcessDaemon with these settings (their names as in the config file) until the block ends."""
+    """An InProcessDaemon on a FakeEngine with these settings (their names as in the config file) until the block
+    ends."""
+    with serve_engine(FakeEngine, **overrides) as daemon:
+        yield daemon
+
+
+@contextlib.contextmanager
+def serve_engine(
+    engine_of: Callable[[Settings], ServingEngine], *, tcp: bool = False, app_wrapper: Any = None, **overrides: Any
+) -> Iterator[InProcessDaemon]:
+    """An InProcessDaemon on ``engine_of(settings)``: on its Unix socket, or with ``tcp`` on its ``listen``
+    address with its bearer token (``app_wrapper`` may put the app behind routes of the test's own)."""
     settings = load_settings(overrides)
-    daemon = InProcessDaemon(settings, FakeEngine(settings))
+    token = ensure_token(settings.token_path) if tcp else None
+    daemon = InProcessDaemon(settings, engine_of(settings), token)
     daemon.alerts.start()
     daemon.engine.start()
-    sock = bind_unix(settings.socket_path)
+    sock = bind_tcp(settings.listen) if tcp else bind_unix(settings.socket_path)
+    app = daemon.app if app_wrapper is None else app_wrapper(daemon.app)
     try:
-        with serve(daemon.app, fd=sock.fileno(), http=PeerCredProtocol):
+        with serve(app, fd=sock.fileno(), **({} if tcp else {"http": PeerCredProtocol})):
             try:
                 yield daemon
             finally:

@@ -204,6 +204,8 @@ class ModelStatus(BaseModel):
     device_index: int | None = None
     memory_total_bytes: int | None = None
     device_uuid: str | None = None  # NVML's name for that device; its NVML index may differ from device_index
+    engine: str = "local"  # the engine that serves it ("local", "remote", or its [[engines]] name)
+    engine_url: str | None = None  # a remote engine's upstream base URL
 
 
 class QueueStatus(BaseModel):

@@ -77,6 +77,18 @@ class Settings:
         "none", "none, 4bit (bitsandbytes nf4) or 8bit (bitsandbytes int8); CUDA only.", group="model"
     )
     warmup: bool = _setting(True, "Run one short generation before /readyz turns true.", group="model")
+    engine_url: str = _setting(
+        "",
+        "Serve through this OpenAI-compatible server instead of a local model (its base URL, such as "
+        "http://127.0.0.1:8000/v1: vLLM, TGI, SGLang, llama.cpp, Ollama, another trayllm); empty = the local model.",
+        group="model",
+    )
+    engine_model: str = _setting(
+        "", "The model id to ask engine_url for; empty = the first one its /models lists.", group="model"
+    )
+    engine_api_key_file: str = _setting(
+        "", "File holding the bearer token engine_url wants (one line); empty = send none.", group="model"
+    )
 
     socket: str = _setting("", "Unix socket path; empty = $XDG_RUNTIME_DIR/trayllm/daemon.sock.", group="sockets")
     listen: str = _setting(

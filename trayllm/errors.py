@@ -31,7 +31,9 @@ this file is the one table of error kinds, and the record schema and the SLO obj
         │   ├── NotReady              503 model_loading             not_ready          yes
         │   ├── ShuttingDown          503 shutting_down             shutting_down      yes
         │   ├── Paused                503 paused                    paused             no  (the user's choice)
-        │   └── EngineOutOfMemory     503 oom                       oom                yes
+        │   ├── EngineOutOfMemory     503 oom                       oom                yes
+        │   └── EngineUnreachable     503 engine_unreachable        engine_unreachable yes (remote engine down)
+        ├── UpstreamRejected          400 upstream_rejected         upstream_rejected  no  (any 4xx: the upstream's)
         ├── RequestTimeout            504 timeout                   timeout            yes
         └── EngineFailure             500 engine_error              engine_error       yes (a bug, a broken model)
 
@@ -206,6 +208,38 @@ class Paused(ServiceUnavailable):
 class EngineOutOfMemory(ServiceUnavailable):
     code = "oom"
     record_type = "oom"
+
+
+class EngineUnreachable(ServiceUnavailable):
+    """The remote engine's server could not be reached, or answered with a 5xx."""
+
+    code = "engine_unreachable"
+    record_type = "engine_unreachable"
+
+
+class UpstreamRejected(RequestError):
+    """The remote engine's server refused the request with a 4xx: passed on with its status, type and code."""
+
+    status_code = 400
+    type = "invalid_request_error"
+    code = "upstream_rejected"
+    record_type = "upstream_rejected"
+    burns_budget = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int = 400,
+        type: str | None = None,
+        code: str | None = None,
+        param: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, param=param, retry_after=retry_after)
+        self.status_code = status_code
+        self.type = type or self.type
+        self.code = code or self.code
 
 
 class RequestTimeout(RequestError):

@@ -22,6 +22,15 @@ def test_status_human_and_json(fake_daemon: FakeDaemon):
     assert json.loads(as_json.stdout)["queue"]["capacity"] == 100
 
 
+def test_status_names_the_engine_local_or_remote(fake_daemon: FakeDaemon):
+    assert "engine    local" in on(fake_daemon, "status").stdout.splitlines()
+    upstream = {"engine": "gpu-box", "engine_url": "http://gpu:8000/v1", "version": "Qwen/Qwen2.5-7B-Instruct"}
+    fake_daemon.statuses = [{**READY_STATUS, "model": {**READY_STATUS["model"], **upstream}}]
+    lines = on(fake_daemon, "status").stdout.splitlines()
+    assert "engine    gpu-box · upstream model Qwen/Qwen2.5-7B-Instruct at http://gpu:8000/v1" in lines
+    assert not any(line.startswith("runs on") for line in lines)
+
+
 def test_status_shows_pause_slos_and_firing_alerts(fake_daemon: FakeDaemon):
     fake_daemon.statuses = [
         {

@@ -36,7 +36,8 @@ def record_of_one_request(tmp_path: Path, info: ModelInfo) -> dict[str, Any]:
     now = time.monotonic()
     timings = RequestTimings(arrived=now - 1.0, started=now - 0.9, first_token=now - 0.5, finished=now)
     recorder.finished(
-        RequestHandle("req-1", context=context),
+        context,
+        RequestHandle("req-1"),
         Finished("stop", 10, 20, timings, vram_peak_bytes=2 * 2**30, vram_total_bytes=info.memory_total_bytes),
     )
     recorder.close()

@@ -34,6 +34,8 @@ INFO = ModelInfo(
     device_index=1,
     memory_total_bytes=8 << 30,
     device_uuid="GPU-1234",
+    engine="gpu-box",
+    engine_url="http://gpu:8000/v1",
 )
 COUNTERS = Counters(completed=1, cancelled=2, failed=3, rejected=4, tokens_in=5, tokens_out=6)
 SHIPPER = ShipperStats(

@@ -1,11 +1,13 @@
-"""ServingEngine: the real engine and the tests' fake both have every member the daemon uses, as it uses them;
-and the interface loads no torch, so a daemon or a test can hold an engine without a model."""
+"""ServingEngine: the local engine, the remote one and the tests' fake all have every member the daemon uses, as
+it uses them; and the interface (and the remote engine) load no torch, so a daemon or a test can hold an engine
+without a model."""
 
 from __future__ import annotations
 
 import inspect
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from fake_engine import FakeEngine
 from trayllm.config import load_settings
 from trayllm.engine.engine import Engine
 from trayllm.engine.interface import ServingEngine
+from trayllm.engine.remote import RemoteEngine
 
 TESTS = Path(__file__).resolve().parent.parent
 
@@ -69,12 +72,14 @@ def mismatches(engine: object, protocol: type) -> list[str]:
 
 
 @pytest.fixture
-def engines() -> dict[str, object]:
-    settings = load_settings({"warmup": False}, environ={})
-    return {"Engine": Engine(settings), "FakeEngine": FakeEngine(settings)}  # neither started: nothing loads
+def engines() -> Iterator[dict[str, object]]:
+    settings = load_settings({"warmup": False, "engine_url": "http://127.0.0.1:9/v1"}, environ={})
+    remote = RemoteEngine(settings)
+    yield {"Engine": Engine(settings), "FakeEngine": FakeEngine(settings), "RemoteEngine": remote}  # none started
+    remote.stop()
 
 
-@pytest.mark.parametrize("kind", ["Engine", "FakeEngine"])
+@pytest.mark.parametrize("kind", ["Engine", "FakeEngine", "RemoteEngine"])
 def test_the_engine_has_every_member_of_the_interface_in_its_shape(engines: dict[str, object], kind: str) -> None:
     assert mismatches(engines[kind], ServingEngine) == []
 
@@ -94,9 +99,9 @@ def test_the_check_finds_a_missing_member_a_changed_signature_and_a_changed_type
     assert set(mismatches(object(), ServingEngine)) == {f"{name}: missing" for name in protocol_members(ServingEngine)}
 
 
-def test_the_interface_and_the_fake_engine_load_no_torch() -> None:
+def test_the_interface_the_remote_engine_and_the_fake_engine_load_no_torch() -> None:
     code = (
-        "import sys, trayllm.engine.interface, fake_engine; "
+        "import sys, trayllm.engine.interface, trayllm.engine.remote, fake_engine; "
         "print(sorted(name for name in sys.modules if name.partition('.')[0] == 'torch'))"
     )
     done = subprocess.run(

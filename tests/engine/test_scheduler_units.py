@@ -170,8 +170,7 @@ def test_emitting_to_a_closed_loop_cancels_the_request() -> None:
 def test_requests_run_to_their_length(make_scheduler: Callable[..., Scheduler]) -> None:
     finished: list[Finished] = []
     scheduler = make_scheduler()
-    scheduler.on_finished = lambda _handle, fin: finished.append(fin)
-    handles = [RequestHandle(f"r{i}") for i in range(3)]
+    handles = [RequestHandle(f"r{i}", on_finished=lambda _handle, fin: finished.append(fin)) for i in range(3)]
     for i, handle in enumerate(handles):
         scheduler.submit(handle, "u", PROMPT[: 3 + i], greedy(5 + i))
     results = [run(h) for h in handles]
@@ -347,8 +346,7 @@ def test_a_failing_finish_callback_does_not_fail_the_batch(make_scheduler: Calla
         if handle.request_id == "short":
             raise ValueError("cannot write this record")
 
-    scheduler.on_finished = flaky
-    short, long = RequestHandle("short"), RequestHandle("long")
+    short, long = RequestHandle("short", on_finished=flaky), RequestHandle("long", on_finished=flaky)
     scheduler.submit(short, "u", PROMPT, greedy(1))
     scheduler.submit(long, "u", PROMPT, greedy(6))
     _, short_end = run(short)

@@ -185,8 +185,30 @@ def test_status_polls_fill_the_tooltip_and_correct_the_state():
     assert tooltip.splitlines() == [
         "trayllm: paused",
         "llama · ready · paused: lunch",
+        "engine local: cuda:0 · bf16 · none",
         "VRAM 75% · P99 first token 0.21 s · queue 2/100",
     ]
+
+
+def test_an_unreachable_remote_engine_is_a_state_and_a_critical_notice_of_its_own():
+    model = TrayModel()
+    model.connected(hello())
+    remote = {"name": "qwen", "version": "Qwen/Qwen2.5-7B", "source": "s", "device": "remote", "dtype": "upstream"}
+    remote |= {"quantization": "upstream", "context_length": 0, "engine": "gpu-box", "engine_url": "http://gpu:8000/v1"}
+    queue = {"depth": 0, "capacity": 100, "in_flight": 0, "max_batch": 8}
+    queue |= {"backlog_cap_active": False, "backlog_max_tokens": 128}
+    model.status(
+        DaemonStatus.model_validate(
+            {"state": "ready", "model": remote, "queue": queue, "requests": {}, "uptime_s": 1, "pid": 1, "version": "0"}
+        )
+    )
+    assert "engine gpu-box: Qwen/Qwen2.5-7B at http://gpu:8000/v1" in model.view().tooltip.splitlines()
+    down = {"key": "engine.unreachable.gpu-box", "state": "firing", "severity": "critical", "message": "refused"}
+    [note] = model.event("alert.firing", {**down, "id": "b1-5"}, "b1-5")
+    assert (note.summary, note.urgency) == ("trayllm: engine gpu-box unreachable", 2)
+    assert model.icon_state == "engine_down"
+    model.event("alert.resolved", {**down, "state": "resolved", "id": "b1-6"}, "b1-6")
+    assert model.icon_state == "healthy"
 
 
 @pytest.mark.parametrize("kibana_url", ["", "http://127.0.0.1:5601"])

@@ -47,7 +47,11 @@ def format_status(s: api.DaemonStatus) -> str:
     if s.model:
         m = s.model
         rows.append(("model", f"{m.name} · version {m.version} · context {m.context_length}"))
-        rows.append(("runs on", f"{m.device} · {m.dtype} · quantization {m.quantization}"))
+        if m.engine_url:
+            rows.append(("engine", f"{m.engine} · upstream model {m.version} at {m.engine_url}"))
+        else:
+            rows.append(("engine", m.engine))
+            rows.append(("runs on", f"{m.device} · {m.dtype} · quantization {m.quantization}"))
     q, r = s.queue, s.requests
     backlog = f" · backlog cap {q.backlog_max_tokens} tokens" if q.backlog_cap_active else ""
     rows.append(("queue", f"{q.depth}/{q.capacity} waiting · {q.in_flight} in flight · batch {q.max_batch}{backlog}"))

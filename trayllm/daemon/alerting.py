@@ -26,7 +26,7 @@ from trayllm.config import Settings
 from trayllm.daemon.events import EventBus
 from trayllm.engine.types import ModelInfo, OomReport
 from trayllm.slo.alerts import AlertEvent
-from trayllm.slo.monitor import SloMonitor, severity_of
+from trayllm.slo.monitor import ENGINE_UNREACHABLE, SloMonitor, severity_of
 from trayllm.slo.objectives import field_value
 from trayllm.slo.report import record_end_time
 from trayllm.telemetry.alert_record import alert_document
@@ -96,6 +96,18 @@ class AlertCenter:
     def oom(self, report: OomReport) -> None:
         """The engine ran out of memory (inference thread): announce it now."""
         self._announce(self.monitor.oom(report.message), _oom_details(report))
+
+    def engine_reachability(self, name: str, url: str, reachable: bool, reason: str) -> None:
+        """A remote engine's upstream stopped (or started again) answering (its engine's thread): an alert of
+        its own, ``engine.unreachable.<name>``, firing at once and resolved when a probe or request gets
+        through; not an SLO, so no window and no hold."""
+        key = f"{ENGINE_UNREACHABLE}.{name}"
+        with self._lock:
+            if reachable and key not in self._firing:
+                return
+        message = reason if reachable else f"the engine {name!r} ({url}) cannot be reached: {reason}"
+        event = AlertEvent(key, "resolved" if reachable else "firing", None, None, time.time(), message)
+        self._announce(event, {"llm.engine.url": url})
 
     def evaluate(self, now: float | None = None) -> None:
         """Judge the objectives and announce every transition."""

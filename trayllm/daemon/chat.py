@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
@@ -113,7 +114,7 @@ class ChatCompletionHandler:
         engine = self.engine
         parsed = parse_request(await request.body(), engine.settings.max_json_depth)
         context.requested_model, context.stream = parsed.model, parsed.stream
-        info = engine.require_ready()
+        info = context.model = engine.require_ready()
         if parsed.model not in (None, "", info.name):
             raise ModelNotFound(
                 f"model {parsed.model!r} is not served here; this daemon serves {info.name!r}", param="model"
@@ -132,7 +133,7 @@ class ChatCompletionHandler:
             prompt,
             context.params,
             asyncio.get_running_loop(),
-            context=context,
+            on_finished=functools.partial(self.recorder.finished, context),
             keep_text=log_content,
             arrived=context.received,
             admitted=True,

@@ -1,8 +1,8 @@
 """Exactly one record per chat request, whatever its fate, written without slowing serving.
 
 A request refused before the engine saw it (bad input, rate limit, full queue, not ready) is
-recorded by the HTTP handler; every request the engine accepted is recorded by the engine's
-finish callback, which fires exactly once per request (success, failure, cancel, timeout).
+recorded by the HTTP handler; every request the engine accepted is recorded by the per-request
+finish callback the handler gave the engine, which fires exactly once (success, failure, cancel, timeout).
 The writer hands lines to a background thread, so neither path waits on the disk.
 """
 
@@ -30,7 +30,7 @@ CLIENT_CLOSED_REQUEST = 499  # nginx's status for "the client went away first"; 
 
 @dataclass
 class RequestContext:
-    """What the HTTP edge learned about a request, carried on its engine handle until it finishes."""
+    """What the HTTP edge learned about a request, held by its finish callback until it ends."""
 
     request_id: str
     user: str
@@ -41,6 +41,7 @@ class RequestContext:
     stream: bool | None = None
     params: SamplingParams | None = None
     messages: list[dict[str, str]] | None = None  # kept only when log_content is on
+    model: ModelInfo | None = None  # what the engine that took it serves; None: the recorder's model_info()
 
     @classmethod
     def arriving(cls, request_id: str, user: str, traceparent: str | None) -> RequestContext:
@@ -75,11 +76,11 @@ class RequestRecorder:
         record.http_status = error.status_code
         self._write(record)
 
-    def finished(self, handle: RequestHandle, finished: Finished) -> None:
-        """A request the engine took, at its end (called on the inference thread)."""
-        context = handle.context
-        if not self.enabled or not isinstance(context, RequestContext):
-            return  # the engine's own warm-up request
+    def finished(self, context: RequestContext, handle: RequestHandle, finished: Finished) -> None:
+        """A request the engine took, at its end (called on an engine thread): bound to ``context`` with
+        ``functools.partial``, this is the ``on_finished`` callback the handler submits with."""
+        if not self.enabled:
+            return
         t = finished.timings
         end = t.finished if t.finished is not None else time.monotonic()
         record = self._base(context, classify_outcome(finished.reason, finished.error), end - context.received)
@@ -94,7 +95,8 @@ class RequestRecorder:
         record.queue_ns = _ns(None if t.started is None else t.started - t.arrived)
         record.tokens_per_second = finished.decode_tokens_per_second
         record.max_tokens_capped = handle.max_tokens_capped
-        model = self.model_info()
+        record.vram_peak_fraction = finished.vram_peak_fraction
+        model = context.model or self.model_info()
         if finished.vram_peak_bytes is not None and model is not None:
             record.vram_peak_bytes = finished.vram_peak_bytes
             record.vram_total_bytes = finished.vram_total_bytes  # the GPU the peak was on (several: the fullest)
@@ -107,7 +109,7 @@ class RequestRecorder:
         self._write(record)
 
     def _base(self, context: RequestContext, outcome: Any, seconds: float) -> RequestRecord:
-        model = self.model_info()
+        model = context.model or self.model_info()
         params = context.params
         record = RequestRecord(
             request_id=context.request_id,
@@ -130,6 +132,7 @@ class RequestRecorder:
                 model.quantization,
                 model.device,
             )
+            record.engine_name, record.engine_url = model.engine, model.engine_url
         if params is not None:
             record.max_tokens, record.temperature, record.top_p, record.seed = (
                 params.max_tokens,

@@ -27,9 +27,8 @@ from trayllm.daemon.events import EventBus
 from trayllm.daemon.records import RequestRecorder
 from trayllm.daemon.shipping import ShippingThread
 from trayllm.daemon.sockets import InstanceLock, bind_tcp, bind_unix
-from trayllm.engine.engine import Engine
 from trayllm.engine.interface import ServingEngine
-from trayllm.engine.models import resolve_source
+from trayllm.engine.remote import RemoteEngine
 from trayllm.errors import DeviceLost
 from trayllm.slo.monitor import SloMonitor
 from trayllm.slo.objectives import configured_objectives
@@ -73,34 +72,48 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, *, local_model: bool = True) -> None:
     """Every line the daemon writes to stderr is one ECS JSON object, whoever logs it.
 
     transformers logs through a handler of its own (plain text, not propagated) and draws tqdm bars
     while loading weights; Python's warnings print plain text too. All of them go through the one
-    JSON handler instead, and the bars go: the engine reports load progress itself.
+    JSON handler instead, and the bars go: the engine reports load progress itself. A daemon with no
+    ``local_model`` (a remote engine) never imports transformers, so it has nothing of it to configure.
     """
-    from transformers.utils import logging as transformers_logging
-
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(EcsJsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    transformers_logging.disable_default_handler()
-    transformers_logging.enable_propagation()
-    transformers_logging.disable_progress_bar()
+    if local_model:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_default_handler()
+        transformers_logging.enable_propagation()
+        transformers_logging.disable_progress_bar()
     logging.captureWarnings(True)
     for noisy in ("uvicorn.access", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def open_engine(settings: Settings) -> ServingEngine:
+    """The engine ``settings`` ask for, not started: a RemoteEngine for ``engine_url``, else the local model
+    (ModelLoadError now when its source is missing). Only the local one imports torch, and only here."""
+    if settings.engine_url:
+        return RemoteEngine(settings)
+    from trayllm.engine.engine import Engine
+    from trayllm.engine.models import resolve_source
+
+    resolve_source(settings)
+    return Engine(settings)
+
+
 def run_daemon(settings: Settings) -> None:
     """Serve until a stop signal; raises DaemonAlreadyRunning or ModelLoadError before serving, DeviceLost after
     serving when the GPU stopped working."""
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, local_model=not settings.engine_url)
     open_files = raise_open_file_limit()
-    resolve_source(settings)  # a missing model is a one-line error now, not a failed load later
+    engine = open_engine(settings)  # a missing model is a one-line error now, not a failed load later
     lock = InstanceLock(settings.lock_path)
     lock.acquire(settings.socket_path)
     sockets: list[socket.socket] = []
@@ -110,7 +123,6 @@ def run_daemon(settings: Settings) -> None:
         if settings.listen:
             token = ensure_token(settings.token_path)
             sockets.append(bind_tcp(settings.listen))
-        engine = Engine(settings)
         recorder = RequestRecorder(settings, DaemonMetrics(), NvmlProbe(), lambda: engine.info)
         bus = EventBus(settings.events_buffer)
         monitor = SloMonitor(
@@ -121,8 +133,9 @@ def run_daemon(settings: Settings) -> None:
         )
         alerts = AlertCenter(settings, bus, monitor, lambda: engine.info)
         recorder.observers.append(alerts.observe)
-        engine.on_finished = recorder.finished
         engine.on_oom = alerts.oom
+        if isinstance(engine, RemoteEngine):
+            engine.on_reachability = alerts.engine_reachability
         engine.on_event = bus.publish
         shipping = ShippingThread(settings, engine) if settings.es_url else None
         if shipping is not None:

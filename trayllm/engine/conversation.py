@@ -1,4 +1,4 @@
-"""The context window: which messages of a conversation reach the model, as token ids.
+"""The context window: which messages of a conversation reach the model, and as which token ids.
 
 The system prompt always stays. After it, whole turns (a user message and the replies that
 follow it) are kept newest first: at most ``history_turns`` of them, and only as many as fit
@@ -10,21 +10,26 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any
 
 from trayllm.errors import ContextLengthExceeded, InvalidRequest
+
+if TYPE_CHECKING:  # a remote engine builds prompts too, and must not import transformers (nor torch)
+    from transformers import PreTrainedTokenizerBase
 
 Message = dict[str, str]
 
 
 @dataclass(frozen=True)
 class Prompt:
+    """What an engine generates from: the messages of the window kept and, for an engine that runs the
+    model here, their token ids (empty for a remote engine: the server it forwards to tokenizes)."""
+
     ids: list[int]
     max_tokens: int
     turns_kept: int
     turns_dropped: int
+    messages: tuple[Message, ...] = ()
 
 
 def split_turns(messages: Sequence[Message]) -> tuple[list[Message], list[list[Message]]]:
@@ -86,4 +91,5 @@ def build_prompt(
             param="messages",
         )
     reply = max_tokens if max_tokens is not None else min(default_max_tokens, context_length - len(ids))
-    return Prompt(ids=ids, max_tokens=reply, turns_kept=len(kept), turns_dropped=len(turns) - len(kept))
+    window = tuple(system + [m for turn in kept for m in turn])
+    return Prompt(ids, reply, turns_kept=len(kept), turns_dropped=len(turns) - len(kept), messages=window)

@@ -22,10 +22,10 @@ from trayllm.config import Settings
 from trayllm.engine.conversation import Message, Prompt, build_prompt
 from trayllm.engine.device_memory import configure_cuda_allocator
 from trayllm.engine.faults import FaultPlan
-from trayllm.engine.handle import Counters, RequestHandle
+from trayllm.engine.handle import Counters, FinishCallback, RequestHandle
 from trayllm.engine.models import LoadedModel, load_model
 from trayllm.engine.scheduler import Scheduler
-from trayllm.engine.types import Finished, ModelInfo, OomReport, SamplingParams
+from trayllm.engine.types import ModelInfo, OomReport, SamplingParams
 from trayllm.errors import Conflict, NotReady, Paused, ShuttingDown, TrayllmError
 
 log = logging.getLogger(__name__)
@@ -35,15 +35,12 @@ WARMUP_TOKENS = 4
 
 
 class Engine:
-    def __init__(
-        self, settings: Settings, on_finished: Callable[[RequestHandle, Finished], None] | None = None
-    ) -> None:
+    def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.state: EngineState = "loading"
         self.progress: str | None = "starting"
         self.error: str | None = None
         self.started_at = time.monotonic()
-        self.on_finished = on_finished  # called once per finished request, on the inference thread
         self.on_oom: Callable[[OomReport], None] | None = None  # called on the inference thread
         self.on_event: Callable[[str, dict[str, Any]], object] | None = None  # state changes, any thread
         self.on_fatal: Callable[[str], None] | None = None  # the GPU is lost: the owner must end the process
@@ -94,7 +91,6 @@ class Engine:
                 self._set_progress("warming up")
                 self._warm_up()
             self._scheduler.counters = self._counters  # warm-up is not a request anyone made
-            self._scheduler.on_finished = self.on_finished
             self.state, self.progress, self.error = "ready", None, None
             self._ready.set()
             log.info("ready", extra={"seconds": round(time.monotonic() - self.started_at, 2)})
@@ -239,20 +235,20 @@ class Engine:
         params: SamplingParams,
         loop: asyncio.AbstractEventLoop | None = None,
         *,
-        context: object = None,
+        on_finished: FinishCallback | None = None,
         keep_text: bool = False,
         arrived: float | None = None,
         admitted: bool = False,
     ) -> RequestHandle:
         """Queue a request; raises NotReady, ShuttingDown, RateLimited or QueueFull at once.
 
-        ``context`` rides on the handle to the ``on_finished`` callback; ``arrived`` (monotonic)
+        ``on_finished`` is called once when it ends, on the inference thread; ``arrived`` (monotonic)
         is when the request reached the daemon, so its durations include parsing and tokenizing;
         ``admitted``: ``admit`` already took the user's allowance.
         """
         self.require_ready()
         assert self._scheduler is not None
-        handle = RequestHandle(request_id, loop, context=context, keep_text=keep_text)
+        handle = RequestHandle(request_id, loop, on_finished=on_finished, keep_text=keep_text)
         self._scheduler.submit(handle, user, prompt.ids, params, arrived, admitted=admitted)
         return handle
 

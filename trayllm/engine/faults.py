@@ -26,8 +26,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-import torch
-
 Phase = Literal["prefill", "decode"]
 PHASES: tuple[str, ...] = ("prefill", "decode")
 
@@ -98,7 +96,11 @@ class FaultPlan:
             return {**self._faults.to_dict(), "ooms_left": self._ooms_left}
 
     def hit(self, phase: Phase) -> None:
-        """Called before a forward pass: sleep and/or raise as planned."""
+        """Called before a forward pass: sleep and/or raise as planned. torch is imported only here, by the
+        inference thread that has it loaded already: the daemon's control side, and a daemon serving a remote
+        engine, read and set plans without it."""
+        import torch
+
         faults = self._faults
         if faults.delay_at == phase and faults.delay_s > 0:
             time.sleep(faults.delay_s)

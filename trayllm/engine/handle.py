@@ -7,12 +7,20 @@ a handle without importing the inference loop (or torch).
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 from trayllm.engine.types import EngineEvent, Finished, TokenText
+
+log = logging.getLogger(__name__)
+
+FinishCallback = Callable[["RequestHandle", Finished], None]
+"""The caller's own per-request callback, called once when the request ends (on an engine thread): the
+daemon writes the request's record with it, holding its own context in the closure, so nothing of the
+daemon's rides through the engine."""
 
 
 class RequestHandle:
@@ -27,11 +35,11 @@ class RequestHandle:
         request_id: str,
         loop: asyncio.AbstractEventLoop | None = None,
         *,
-        context: object = None,
+        on_finished: FinishCallback | None = None,
         keep_text: bool = False,
     ) -> None:
         self.request_id = request_id
-        self.context = context  # the caller's own bookkeeping, handed back with the finish callback
+        self._on_finished = on_finished
         self.text: list[str] = []  # the reply, kept only with keep_text (opt-in content records)
         self._keep_text = keep_text
         self._loop = loop
@@ -58,6 +66,17 @@ class RequestHandle:
             self._loop.call_soon_threadsafe(self._async_events.put_nowait, event)
         except RuntimeError:  # the caller's loop is gone; nobody is listening
             self.cancel()
+
+    def finish(self, finished: Finished) -> None:
+        """The engine's last word on this request: the Finished event, then the caller's callback (whose
+        failure, a record that could not be written, must never stop the engine's other requests)."""
+        self.emit(finished)
+        if self._on_finished is None:
+            return
+        try:
+            self._on_finished(self, finished)
+        except Exception:
+            log.exception("finish callback failed for request %s", self.request_id)
 
     async def events(self) -> AsyncIterator[EngineEvent]:
         assert self._async_events is not None, "handle was made without an event loop"

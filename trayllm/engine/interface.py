@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from trayllm.api import EngineState
 from trayllm.config import Settings
-from trayllm.engine.handle import Counters, RequestHandle
-from trayllm.engine.types import Finished, ModelInfo, OomReport, SamplingParams
+from trayllm.engine.handle import Counters, FinishCallback, RequestHandle
+from trayllm.engine.types import ModelInfo, OomReport, SamplingParams
 
 if TYPE_CHECKING:
     from trayllm.engine.conversation import Message, Prompt
@@ -37,7 +37,6 @@ class ServingEngine(Protocol):
     alerts and event stream."""
 
     # -- what the daemon wires in: each is called from the engine's own threads --------------------------
-    on_finished: Callable[[RequestHandle, Finished], None] | None  # once per request the engine took
     on_oom: Callable[[OomReport], None] | None
     on_event: Callable[[str, dict[str, Any]], object] | None  # state changes, for /v1/events (bus.publish)
     on_fatal: Callable[[str], None] | None  # the engine can never serve again: the daemon must exit
@@ -101,7 +100,8 @@ class ServingEngine(Protocol):
 
     def build_prompt(self, messages: Sequence[Message], max_tokens: int | None) -> Prompt:
         """The window of ``messages`` that fits, with its reply budget; InvalidRequest or
-        ContextLengthExceeded otherwise. Called off the event loop: it may take seconds."""
+        ContextLengthExceeded otherwise. Called off the event loop: it may take seconds. The local engine
+        tokenizes here; a remote one keeps the messages for the server it forwards to, which tokenizes."""
 
     def submit(
         self,
@@ -111,12 +111,13 @@ class ServingEngine(Protocol):
         params: SamplingParams,
         loop: asyncio.AbstractEventLoop | None = None,
         *,
-        context: object = None,
+        on_finished: FinishCallback | None = None,
         keep_text: bool = False,
         arrived: float | None = None,
         admitted: bool = False,
     ) -> RequestHandle:
-        """Queue a request; its TokenText and Finished events arrive on the returned handle."""
+        """Queue a request; its TokenText and Finished events arrive on the returned handle, and then
+        ``on_finished`` (the caller's record of it) is called once, on an engine thread."""
 
     # -- lifecycle --------------------------------------------------------------------------------------
     def start(self) -> None: ...

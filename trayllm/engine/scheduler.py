@@ -33,7 +33,6 @@ from trayllm.engine.batch import RunningBatch, prefill
 from trayllm.engine.device_memory import DeviceMemory, device_memory
 from trayllm.engine.failures import PrefillFailed, forget_traceback, is_out_of_memory
 from trayllm.engine.faults import FaultPlan, Phase
-from trayllm.engine.handle import RequestHandle
 from trayllm.engine.intake import Intake
 from trayllm.engine.models import LoadedModel, eos_token_ids, kv_bytes_per_token
 from trayllm.engine.rows import Job, own_failure
@@ -54,7 +53,6 @@ class Scheduler(Intake):
         self,
         loaded: LoadedModel,
         settings: Settings,
-        on_finished: Callable[[RequestHandle, Finished], None] | None = None,
         *,
         faults: FaultPlan | None = None,
         memory: DeviceMemory | None = None,
@@ -71,7 +69,6 @@ class Scheduler(Intake):
         self._eos = eos_token_ids(loaded)
         self._pad = int(loaded.tokenizer.pad_token_id)
         self._batch: RunningBatch[Job] | None = None
-        self.on_finished = on_finished
         self._thread = threading.Thread(target=self._run, name="trayllm-inference", daemon=True)
 
     def start(self) -> None:
@@ -305,12 +302,7 @@ class Scheduler(Intake):
             peak.bytes if peak else None,
             peak.total if peak else None,
         )
-        job.handle.emit(finished)
-        if self.on_finished is not None:
-            try:
-                self.on_finished(job.handle, finished)
-            except Exception:  # a broken record must never fail the rest of the batch
-                log.exception("finish callback failed for request %s", job.handle.request_id)
+        job.handle.finish(finished)
 
     def _pass_failed(self, exc: Exception, phase: Phase, jobs: list[Job]) -> None:
         """A forward pass raised: charge its peak to its requests, then fail them (after an OOM, maybe retry

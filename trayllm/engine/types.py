@@ -40,6 +40,8 @@ class ModelInfo:
     device_index: int | None = None  # CUDA device number; None on CPU
     memory_total_bytes: int | None = None  # that device's memory; None on CPU
     device_uuid: str | None = None  # that device as NVML names it ("GPU-..."): NVML's indexes are not CUDA's
+    engine: str = "local"  # the engine that serves it: its [[engines]] name, "local" or "remote" by default
+    engine_url: str | None = None  # a remote engine's upstream base URL
 
 
 @dataclass
@@ -85,6 +87,7 @@ class Finished:
     error: RequestError | None = None
     vram_peak_bytes: int | None = None  # CUDA allocator peak over the passes this request took part in
     vram_total_bytes: int | None = None  # the memory of the GPU that peak was on (the fullest, on several)
+    vram_peak_fraction: float | None = None  # a remote engine's: the upstream's KV-cache usage (0-1), no bytes
 
     @property
     def decode_tokens_per_second(self) -> float | None:

@@ -31,11 +31,13 @@ from trayllm.slo.report import ReportRow, add_record, judge
 from trayllm.slo.window import RollingWindow
 
 OOM_KEY = "oom"
+ENGINE_UNREACHABLE = "engine.unreachable"  # + ".<engine name>": a remote engine's upstream is down
 
 
 def severity_of(key: str) -> Literal["critical", "warning"]:
-    """critical for OOM (the guide: an alert on every occurrence), warning for objectives."""
-    return "critical" if key == OOM_KEY else "warning"
+    """critical for OOM (the guide: an alert on every occurrence) and an unreachable engine (nothing it serves
+    can succeed), warning for objectives."""
+    return "critical" if key == OOM_KEY or key.startswith(ENGINE_UNREACHABLE + ".") else "warning"
 
 
 class SloMonitor:

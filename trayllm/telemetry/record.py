@@ -101,6 +101,8 @@ class RequestRecord:
     model_dtype: str | None = None
     model_quantization: str | None = None
     model_device: str | None = None
+    engine_name: str | None = None
+    engine_url: str | None = None
     # the parameters in effect
     max_tokens: int | None = None
     max_tokens_capped: bool | None = None
@@ -119,6 +121,7 @@ class RequestRecord:
     # memory: CUDA only (torch allocator peak, device total, and NVML's device-wide reading)
     vram_peak_bytes: int | None = None
     vram_total_bytes: int | None = None
+    vram_peak_fraction: float | None = None  # a remote engine's KV-cache usage, where no bytes are known
     nvml_used_bytes: int | None = None
     nvml_total_bytes: int | None = None
     # tracing
@@ -133,6 +136,11 @@ def _fraction(part: int | None, whole: int | None) -> float | None:
     if part is None or not whole or whole <= 0:
         return None
     return round(part / whole, 6)
+
+
+def _peak_share(rec: RequestRecord, peak: int | None, total: int | None) -> float | None:
+    """Peak over total bytes; where no bytes are known, a remote engine's KV-cache usage."""
+    return _finite(rec.vram_peak_fraction) if peak is None else _fraction(peak, total)
 
 
 def _finite(value: float | None) -> float | None:
@@ -204,12 +212,14 @@ def to_document(rec: RequestRecord, *, include_content: bool = False) -> dict[st
         ("llm.model.dtype", rec.model_dtype),
         ("llm.model.quantization", rec.model_quantization),
         ("llm.model.device", rec.model_device),
+        ("llm.engine.name", rec.engine_name),
+        ("llm.engine.url", rec.engine_url),
         ("llm.ttft.ns", rec.ttft_ns),
         ("llm.queue.ns", rec.queue_ns),
         ("llm.tokens_per_second", _finite(rec.tokens_per_second)),
         ("llm.max_tokens_capped", rec.max_tokens_capped),
         ("llm.vram.peak.bytes", vram_peak),
-        ("llm.vram.peak.pct", _fraction(vram_peak, vram_total)),
+        ("llm.vram.peak.pct", _peak_share(rec, vram_peak, vram_total)),
         ("llm.vram.total.bytes", vram_total),
         ("llm.vram.nvml.used.bytes", nvml_used),
         ("llm.vram.nvml.pct", _fraction(nvml_used, rec.nvml_total_bytes)),

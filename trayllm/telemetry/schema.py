@@ -110,7 +110,9 @@ REQUEST_FIELDS: dict[str, FieldType] = {
     "llm.model.version": _f("keyword", "The model's content hash or revision."),
     "llm.model.dtype": _f("keyword", "Weights dtype: bfloat16, float16, float32."),
     "llm.model.quantization": _f("keyword", "none, nf4, int8, or the GGUF quantization it came from."),
-    "llm.model.device": _f("keyword", "cpu, cuda, cuda:0, ... (VRAM fields are absent when cpu)."),
+    "llm.model.device": _f("keyword", "cpu, cuda, cuda:0, ... or remote (VRAM fields are absent when cpu)."),
+    "llm.engine.name": _f("keyword", "The engine that served: local, remote, or its [[engines]] name."),
+    "llm.engine.url": _f("keyword", "A remote engine's upstream base URL (absent for the local engine)."),
     # --- timings and speed
     "llm.ttft.ns": _f("long", "Time to first token in nanoseconds, from arrival (queue included)."),
     "llm.queue.ns": _f("long", "Time waiting in the daemon's queue before generation started, nanoseconds."),
@@ -119,7 +121,10 @@ REQUEST_FIELDS: dict[str, FieldType] = {
     # --- memory (CUDA only; absent on CPU)
     "llm.vram.peak.bytes": _f("long", "torch.cuda.max_memory_allocated over the request's lifetime."),
     "llm.vram.peak.pct": _f(
-        "scaled_float", "llm.vram.peak.bytes / llm.vram.total.bytes (0-1); the SLO is < 0.8.", scaling_factor=1000
+        "scaled_float",
+        "llm.vram.peak.bytes / llm.vram.total.bytes (0-1); for a remote engine, the upstream's peak KV-cache "
+        "usage (vLLM's kv_cache_usage_perc) while the request ran. The SLO is < 0.8.",
+        scaling_factor=1000,
     ),
     "llm.vram.total.bytes": _f("long", "Total memory of the device the model runs on."),
     "llm.vram.nvml.used.bytes": _f("long", "NVML's device-wide used memory at the end of the request."),
@@ -192,8 +197,13 @@ ALERT_FIELDS: dict[str, FieldType] = {
     "event.kind": _f("keyword", "Always 'alert'.", allowed=("alert",)),
     "event.action": _f("keyword", "The transition: firing or resolved.", allowed=("firing", "resolved")),
     "event.dataset": _f("keyword", "Always 'trayllm.alerts' (equals data_stream.dataset)."),
-    "rule.name": _f("keyword", "The alert key: oom, slo.<objective>, burn.<objective>.<fast_burn|slow_burn>."),
-    "llm.alert.severity": _f("keyword", "critical (OOM) or warning (an objective).", allowed=ALERT_SEVERITIES),
+    "rule.name": _f(
+        "keyword",
+        "The alert key: oom, slo.<objective>, burn.<objective>.<fast_burn|slow_burn>, engine.unreachable.<engine>.",
+    ),
+    "llm.alert.severity": _f(
+        "keyword", "critical (OOM, an unreachable engine) or warning (an objective).", allowed=ALERT_SEVERITIES
+    ),
     "llm.alert.value": _f("float", "The measured value that caused the transition (absent for OOM)."),
     "llm.alert.threshold": _f("float", "The threshold it crossed (absent for OOM)."),
     "llm.alert.request_ids": _f("keyword", "OOM: the requests that were in the failed forward pass.", array=True),
@@ -206,6 +216,7 @@ ALERT_FIELDS: dict[str, FieldType] = {
     "llm.vram.reserved.bytes": _f("long", "OOM: torch.cuda.memory_reserved after the cache was emptied."),
     "llm.vram.total.bytes": REQUEST_FIELDS["llm.vram.total.bytes"],
     "llm.model.version": REQUEST_FIELDS["llm.model.version"],
+    "llm.engine.url": _f("keyword", "engine.unreachable.<name>: the upstream base URL that stopped answering."),
     "gen_ai.response.model": _f("keyword", "The model loaded when the alert changed state."),
     "service.name": REQUEST_FIELDS["service.name"],
     "service.version": REQUEST_FIELDS["service.version"],

@@ -13,6 +13,7 @@ COLOURS: dict[IconState, tuple[int, int, int]] = {
     "paused": (84, 110, 200),  # blue: the user paused serving
     "starting": (120, 180, 230),  # light blue: loading
     "unreachable": (140, 140, 140),  # grey: no daemon
+    "engine_down": (150, 60, 160),  # purple: the daemon is up, the remote engine it serves through is not
 }
 SIZE = 64
 
@@ -27,6 +28,6 @@ def icon_image(state: IconState) -> Any:
     if state == "paused":
         for x in (22, 36):
             draw.rectangle((x, 20, x + 6, 44), fill=(255, 255, 255, 255))
-    elif state == "unreachable":
+    elif state in ("unreachable", "engine_down"):
         draw.line((20, 20, 44, 44), fill=(255, 255, 255, 255), width=6)
     return image

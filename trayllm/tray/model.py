@@ -8,6 +8,8 @@ event, ``status(DaemonStatus)`` from polling, ``disconnected()`` when the daemon
 Icon state, first match wins:
 
 - ``unreachable``: no daemon answers;
+- ``engine_down``: the daemon answers, but the remote engine it serves through does not
+  (an ``engine.unreachable.<name>`` alert is firing);
 - ``failing``: the model failed to load;
 - ``starting``: loading, warming up or reloading;
 - ``paused``: the user paused serving;
@@ -17,7 +19,7 @@ Icon state, first match wins:
 
 Notifications:
 
-- OOM: critical;
+- OOM, an unreachable engine: critical;
 - an SLO alert firing or resolved: normal;
 - daemon down, back or restarted: normal.
 
@@ -40,7 +42,7 @@ from typing import Any, Literal
 
 from trayllm.api import DaemonStatus
 
-IconState = Literal["starting", "healthy", "degraded", "failing", "paused", "unreachable"]
+IconState = Literal["starting", "healthy", "degraded", "failing", "paused", "unreachable", "engine_down"]
 Urgency = Literal[0, 1, 2]  # freedesktop: low, normal, critical
 
 LOADING_STATES = frozenset({"loading", "warming", "reloading"})
@@ -51,6 +53,7 @@ TITLES = {
     "burn.error_rate.slow_burn": "error budget burning",
     "oom": "GPU out of memory",
 }
+ENGINE_UNREACHABLE = "engine.unreachable."  # + the engine's name (trayllm.slo.monitor.ENGINE_UNREACHABLE)
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,8 @@ class TrayView:
 
 
 def _title(key: str) -> str:
+    if key.startswith(ENGINE_UNREACHABLE):
+        return f"engine {key.removeprefix(ENGINE_UNREACHABLE)} unreachable"
     return TITLES.get(key, key.split(".", 1)[-1].replace("_", " "))
 
 
@@ -202,6 +207,8 @@ class TrayModel:
     def icon_state(self) -> IconState:
         if not self.reachable:
             return "unreachable"
+        if any(k.startswith(ENGINE_UNREACHABLE) for k in self.firing):
+            return "engine_down"
         if self.daemon_state == "failed":
             return "failing"
         if self.daemon_state in LOADING_STATES:
@@ -221,6 +228,10 @@ class TrayModel:
             f"{self.model or 'no model'} · {self.daemon_state}" + (f" · paused: {self.paused}" if self.paused else "")
         ]
         s = self._status
+        if s is not None and s.model is not None and s.model.engine_url:
+            lines.append(f"engine {s.model.engine}: {s.model.version} at {s.model.engine_url}")
+        elif s is not None and s.model is not None:
+            lines.append(f"engine {s.model.engine}: {s.model.device} · {s.model.dtype} · {s.model.quantization}")
         if s is not None:
             parts = []
             if s.vram is not None and s.vram.total_bytes:
