@@ -74,3 +74,6 @@ def test_markdown_report_names_the_machine_and_command():
     assert "- Command: `trayllm bench --markdown`" in text
     assert "| 1 | 1 | 0 | 200.0 | 200.0 | 10.0 | 9.2 | 1.20 |" in text
     assert report.command_line(["bench", "--concurrency", "1, 8"]) == "trayllm bench --concurrency '1, 8'"
+    assert "- Server:" not in text
+    peer = report.to_markdown([level], max_tokens=64, status=None, command="c", server="http://h/v1, model m")
+    assert "- Server: http://h/v1, model m" in peer

@@ -7,6 +7,7 @@ import json
 import pytest
 from cli_runner import on, run
 from fake_daemon import FakeDaemon, fake_daemon_fixture  # noqa: F401
+from openai_standin import serve_standin
 
 MODES = ("load", "startup", "telemetry", "slo", "shipping", "soak")
 
@@ -21,6 +22,30 @@ def test_bench_json(fake_daemon: FakeDaemon):
     assert "bench: concurrency 2: 3/3 requests, 0 errors" in result.stderr
     assert {body["max_tokens"] for body in fake_daemon.bodies} == {8}
     assert {body["temperature"] for body in fake_daemon.bodies} == {0}
+
+
+def test_bench_url_drives_an_openai_server_after_one_warm_up(tmp_path):
+    key = tmp_path / "key"
+    key.write_text("sk-peer\n")
+    with serve_standin() as peer:
+        result = run(
+            "bench", "load", "--url", peer.url, "--api-key-file", str(key), "--concurrency", "1,2", "-n", "2", "--json"
+        )
+    assert result.exit_code == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["server"] == f"{peer.url}, model peer-model" and report["model"] is None
+    assert [(lv["concurrency"], lv["requests"], lv["errors"]) for lv in report["levels"]] == [(1, 2, 0), (2, 2, 0)]
+    assert [body["max_tokens"] for body in peer.bodies] == [2, 64, 64, 64, 64]  # the warm-up, then the levels
+    assert {body["model"] for body in peer.bodies} == {"peer-model"}
+    assert {headers["authorization"] for _, headers, _ in peer.requests} == {"Bearer sk-peer"}
+
+
+def test_bench_url_fails_fast_when_the_warm_up_fails():
+    with serve_standin(status=503) as peer:
+        result = run("bench", "load", "--url", peer.url, "--timeout", "0")
+    assert result.exit_code == 1
+    assert f"the warm-up request to {peer.url} failed: ServiceUnavailable: engine busy" in result.stderr
+    assert len(peer.bodies) == 1
 
 
 def test_bench_markdown_and_bad_levels(fake_daemon: FakeDaemon):

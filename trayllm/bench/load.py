@@ -2,20 +2,22 @@
 
 Per level: first-token latency p50/p99 (nearest rank), per-stream decode speed (completion
 tokens after the first / time after the first token, mean over requests), aggregate decode
-speed (all completion tokens / wall time of the level) and errors.
+speed (all completion tokens / wall time of the level) and errors. The same arithmetic serves the
+daemon's socket (trayllm.client.DaemonClient) and any OpenAI-compatible URL (trayllm.bench.openai_url),
+so figures for trayllm and its peers compare like for like.
 """
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from trayllm import errors
-from trayllm.client import DaemonClient, Done, TextDelta
+from trayllm.client import Done, StreamEvent, TextDelta
 from trayllm.slo.percentile import percentile
 
 # No way to ignore EOS through the API, so ask for answers longer than max_tokens.
@@ -29,6 +31,14 @@ PROMPTS = (
     "Write a long story about a library that is open only at night.",
     "Write a long story about a train that never stops at the same station twice.",
 )
+
+
+class ChatStreamer(Protocol):
+    """What the bench drives: the daemon's client or an OpenAI-compatible URL's, one per worker thread."""
+
+    def stream_chat(self, request: Mapping[str, Any]) -> Iterable[StreamEvent]: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -87,9 +97,18 @@ def summarise(concurrency: int, results: Sequence[RequestResult], wall_s: float)
     )
 
 
-def run_one(client: DaemonClient, prompt: str, max_tokens: int) -> RequestResult:
-    """Send one streamed request and time it; a request error is recorded, not raised."""
-    request = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens, "temperature": 0}
+def run_one(client: ChatStreamer, prompt: str, max_tokens: int, model: str | None = None) -> RequestResult:
+    """Send one streamed request and time it; a request error is recorded, not raised.
+
+    Completion tokens come from the reply's usage when the server reports it, else one per content chunk.
+    """
+    request: dict[str, Any] = {
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+    }
+    if model:
+        request["model"] = model
     start = time.monotonic()
     first: float | None = None
     deltas = 0
@@ -108,15 +127,16 @@ def run_one(client: DaemonClient, prompt: str, max_tokens: int) -> RequestResult
 
 
 def run_level(
-    make_client: Callable[[], DaemonClient],
+    make_client: Callable[[], ChatStreamer],
     concurrency: int,
     requests: int,
     max_tokens: int,
     on_result: Callable[[RequestResult], None] | None = None,
+    model: str | None = None,
 ) -> LevelResult:
     """Run ``requests`` streamed requests, ``concurrency`` at a time, each thread with its own client."""
     local = threading.local()
-    clients: list[DaemonClient] = []
+    clients: list[ChatStreamer] = []
     lock = threading.Lock()
 
     def task(index: int) -> RequestResult:
@@ -124,7 +144,7 @@ def run_level(
             local.client = make_client()
             with lock:
                 clients.append(local.client)
-        result = run_one(local.client, PROMPTS[index % len(PROMPTS)], max_tokens)
+        result = run_one(local.client, PROMPTS[index % len(PROMPTS)], max_tokens, model)
         if on_result is not None:
             on_result(result)
         return result
@@ -140,15 +160,16 @@ def run_level(
 
 
 def run_bench(
-    make_client: Callable[[], DaemonClient],
+    make_client: Callable[[], ChatStreamer],
     levels: Sequence[int],
     requests_per_level: int,
     max_tokens: int,
     on_result: Callable[[int, RequestResult], None] | None = None,
+    model: str | None = None,
 ) -> list[LevelResult]:
     """Every level in turn. ``on_result(level, result)`` reports progress."""
     out = []
     for level in levels:
         callback = None if on_result is None else (lambda r, level=level: on_result(level, r))
-        out.append(run_level(make_client, level, requests_per_level, max_tokens, callback))
+        out.append(run_level(make_client, level, requests_per_level, max_tokens, callback, model))
     return out

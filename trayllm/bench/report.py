@@ -72,12 +72,21 @@ def _row(level: LevelResult) -> list[str]:
     ] + [f"{level.wall_s:.2f}"]
 
 
-def to_json(levels: Sequence[LevelResult], *, max_tokens: int, status: api.DaemonStatus | None, command: str) -> str:
+def to_json(
+    levels: Sequence[LevelResult],
+    *,
+    max_tokens: int,
+    status: api.DaemonStatus | None,
+    command: str,
+    server: str | None = None,
+) -> str:
+    """``server`` names a measured URL and model other than the daemon's (``bench load --url``)."""
     return json.dumps(
         {
             "command": command,
             "max_tokens": max_tokens,
             "machine": machine(),
+            "server": server,
             "model": model_summary(status),
             "levels": [lv.to_dict() for lv in levels],
         },
@@ -96,7 +105,12 @@ def to_text(levels: Sequence[LevelResult]) -> str:
 
 
 def to_markdown(
-    levels: Sequence[LevelResult], *, max_tokens: int, status: api.DaemonStatus | None, command: str
+    levels: Sequence[LevelResult],
+    *,
+    max_tokens: int,
+    status: api.DaemonStatus | None,
+    command: str,
+    server: str | None = None,
 ) -> str:
     m = machine()
     model = model_summary(status)
@@ -105,6 +119,8 @@ def to_markdown(
         "",
         f"- Machine: {m['cpu_count']} CPUs, {m['platform']}, Python {m['python']}",
     ]
+    if server:
+        lines.append(f"- Server: {server}")
     if model:
         lines.append(
             f"- Model: {model['name']} ({model['version']}) on {model['device']}, {model['dtype']}, "

@@ -1,6 +1,7 @@
 """`trayllm bench MODE`: one subcommand per measurement, each with only the options it reads.
 
-Bare `trayllm bench` shows the help listing the modes. ``load`` measures a running daemon; ``startup``,
+Bare `trayllm bench` shows the help listing the modes. ``load`` measures a running daemon, or with ``--url``
+any OpenAI-compatible server (to set trayllm's figures beside its peers'); ``startup``,
 ``telemetry`` and ``shipping`` start private daemons of their own; ``slo`` needs no daemon; ``soak`` loads a
 running daemon for a long time and reads its footprint from /proc (so it runs on the daemon's machine).
 Every report names the command line it came from, for docs/BENCHMARKS.md.
@@ -8,18 +9,24 @@ Every report names the command line it came from, for docs/BENCHMARKS.md.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 
+from trayllm import errors
 from trayllm.cli.app import cli, settings_for
 from trayllm.cli.ready import ensure_ready
 from trayllm.cli.render import format_soak_sample
 from trayllm.client import DaemonClient
 from trayllm.elastic_options import elastic_options, elastic_settings
 from trayllm.supervisor.daemon import DaemonSupervisor
+
+if TYPE_CHECKING:
+    from trayllm.bench.load import ChatStreamer
 
 # the options several modes share, declared once so each keeps one meaning and one default
 _max_tokens = click.option(
@@ -59,10 +66,37 @@ def _levels(ctx: click.Context, param: click.Parameter, value: str) -> list[int]
     return levels
 
 
+def _ready_server(
+    url: str, api_key_file: Path | None, model: str | None, timeout: float
+) -> tuple[Callable[[], ChatStreamer], str | None]:
+    """A client factory for ``url`` and the model to ask for, once one warm-up request has succeeded."""
+    from trayllm.bench import load, openai_url
+
+    api_key = openai_url.read_api_key(api_key_file) if api_key_file else None
+    make_client = functools.partial(openai_url.OpenAIServer, url, api_key=api_key)
+    with make_client() as probe:
+        model = openai_url.wait_until_serving(probe, model, timeout)
+        warm_up = load.run_one(probe, load.PROMPTS[0], 2, model)
+    if warm_up.error:
+        raise errors.ServiceUnavailable(f"the warm-up request to {url} failed: {warm_up.error}")
+    return make_client, model
+
+
 @bench_group.command("load")
 @click.option("--concurrency", default="1,8", show_default=True, callback=_levels, help="Concurrency levels.")
 @_requests("Requests at each concurrency level.")
 @_max_tokens
+@click.option(
+    "--url",
+    metavar="BASE_URL",
+    help="Measure this OpenAI-compatible server instead of the daemon (e.g. http://127.0.0.1:8080/v1).",
+)
+@click.option(
+    "--api-key-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the bearer key for --url.",
+)
+@click.option("--model", help="Model id to ask for (default: the daemon's; with --url, the first it lists).")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.option("--markdown", is_flag=True, help="Print a Markdown section for docs/BENCHMARKS.md.")
 @_timeout
@@ -72,18 +106,34 @@ def bench_load(
     concurrency: list[int],
     requests_per_level: int,
     max_tokens: int,
+    url: str | None,
+    api_key_file: Path | None,
+    model: str | None,
     as_json: bool,
     markdown: bool,
     timeout: float,
 ) -> None:
-    """Measure first-token latency and decode speed at each concurrency level (streamed, temperature 0)."""
+    """Measure first-token latency and decode speed at each concurrency level (streamed, temperature 0).
+
+    With --url, any OpenAI-compatible server (llama.cpp's server, transformers serve, vLLM, Ollama's /v1) is
+    driven with standard fields only, after one unmeasured warm-up request (some servers load on first use).
+    """
     from trayllm.bench import load, report
 
     if as_json and markdown:
         raise click.UsageError("choose one of --json and --markdown")
-    settings = settings_for(ctx)
-    with DaemonClient.from_settings(settings) as client:
-        daemon_status = ensure_ready(DaemonSupervisor(settings, client), timeout)
+    if api_key_file is not None and url is None:
+        raise click.UsageError("--api-key-file goes with --url")
+    daemon_status = server = None
+    make_client: Callable[[], ChatStreamer]
+    if url is None:
+        settings = settings_for(ctx)
+        with DaemonClient.from_settings(settings) as client:
+            daemon_status = ensure_ready(DaemonSupervisor(settings, client), timeout)
+        make_client = functools.partial(DaemonClient.from_settings, settings)
+    else:
+        make_client, model = _ready_server(url, api_key_file, model, timeout)
+        server = f"{url}, model {model or '(server default)'}"
     counts: dict[int, list[int]] = {}
     lock = threading.Lock()
 
@@ -96,14 +146,14 @@ def bench_load(
                 f"bench: concurrency {level}: {done[0]}/{requests_per_level} requests, {done[1]} errors", err=True
             )
 
-    levels = load.run_bench(
-        lambda: DaemonClient.from_settings(settings), concurrency, requests_per_level, max_tokens, on_result=progress
-    )
+    levels = load.run_bench(make_client, concurrency, requests_per_level, max_tokens, on_result=progress, model=model)
     command = report.command_line()
     if as_json:
-        click.echo(report.to_json(levels, max_tokens=max_tokens, status=daemon_status, command=command))
+        click.echo(report.to_json(levels, max_tokens=max_tokens, status=daemon_status, command=command, server=server))
     elif markdown:
-        click.echo(report.to_markdown(levels, max_tokens=max_tokens, status=daemon_status, command=command))
+        click.echo(
+            report.to_markdown(levels, max_tokens=max_tokens, status=daemon_status, command=command, server=server)
+        )
     else:
         click.echo(report.to_text(levels))
 
