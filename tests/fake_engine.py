@@ -14,6 +14,7 @@ every request with that error after ``fail_after_tokens`` tokens, and ``refuse``
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import threading
 import time
@@ -165,16 +166,19 @@ class FakeEngine:
         if was is not None:
             self._emit("serving.resumed")
 
-    def reload(self) -> None:
+    def reload(self, model: str | None = None) -> None:
         if self.state == "draining":
             raise ShuttingDown("the daemon is shutting down", retry_after=5)
         if self.state != "ready":
             raise Conflict(f"the model is already {self.state}; wait for it to finish")
         self.state = "reloading"
         self._emit("model.reloading", model=self.info.name if self.info else None)
-        threading.Timer(self.reload_s, self._reloaded).start()
+        threading.Timer(self.reload_s, self._reloaded, args=(model,)).start()
 
-    def _reloaded(self) -> None:
+    def _reloaded(self, model: str | None = None) -> None:
+        """A switch (``model``) serves that path, as the real engine's ModelInfo names it, at a version of its own."""
+        if model is not None and self.info is not None:
+            self.info = dataclasses.replace(self.info, source=model, version=f"fake-{len(model)}")
         self.state = "ready"
         self._emit("model.loaded", model=self.info.name if self.info else None, reloaded=True)
 
@@ -307,11 +311,6 @@ class FakeEngine:
         job.timings.finished = time.monotonic()
         counters = self.counters
         counters.tokens_in += job.prompt_tokens if job.timings.started is not None else 0
-        if reason == "cancelled":
-            counters.cancelled += 1
-        elif reason == "error":
-            counters.failed += 1
-        else:
-            counters.completed += 1
+        counters.count_end(reason)
         finished = Finished(reason, job.prompt_tokens, job.generated, job.timings, error)
         job.handle.finish(finished)

@@ -22,11 +22,11 @@ from trayllm.config import Settings, load_settings
 from trayllm.daemon.alerting import AlertCenter
 from trayllm.daemon.app import build_app
 from trayllm.daemon.auth import ensure_token
+from trayllm.daemon.engines import EngineSet
 from trayllm.daemon.events import EventBus
 from trayllm.daemon.records import RequestRecorder
 from trayllm.daemon.sockets import PeerCredProtocol, bind_tcp, bind_unix
 from trayllm.engine.interface import ServingEngine
-from trayllm.engine.remote import RemoteEngine
 from trayllm.slo.monitor import SloMonitor
 from trayllm.slo.objectives import configured_objectives
 from trayllm.telemetry.metrics import DaemonMetrics
@@ -52,8 +52,7 @@ class InProcessDaemon:
         self.recorder.observers.append(self.alerts.observe)
         engine.on_oom = self.alerts.oom
         engine.on_event = self.bus.publish
-        if isinstance(engine, RemoteEngine):
-            engine.on_reachability = self.alerts.engine_reachability
+        EngineSet.of(engine).watch_reachability(self.alerts.engine_reachability)
         self.token = token
         self.app = build_app(engine, settings, self.recorder, self.bus, self.alerts, token=token)
 
@@ -81,7 +80,11 @@ def serve_fake(**overrides: Any) -> Iterator[InProcessDaemon]:
 
 @contextlib.contextmanager
 def serve_engine(
-    engine_of: Callable[[Settings], ServingEngine], *, tcp: bool = False, app_wrapper: Any = None, **overrides: Any
+    engine_of: Callable[[Settings], ServingEngine | EngineSet],
+    *,
+    tcp: bool = False,
+    app_wrapper: Any = None,
+    **overrides: Any,
 ) -> Iterator[InProcessDaemon]:
     """An InProcessDaemon on ``engine_of(settings)``: on its Unix socket, or with ``tcp`` on its ``listen``
     address with its bearer token (``app_wrapper`` may put the app behind routes of the test's own)."""

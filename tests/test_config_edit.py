@@ -244,3 +244,27 @@ def test_an_editor_that_cannot_start_is_one_line(config_path: Path, monkeypatch:
         "directory); set VISUAL or EDITOR\n"
     )
     assert os.listdir(config_path.parent) == []  # not even a temporary copy
+
+
+def test_set_setting_changes_one_line_and_keeps_the_rest(tmp_path: Path):
+    from trayllm.config_edit import set_setting
+
+    path = tmp_path / "config.toml"
+    path.write_text('# my settings\nqueue_size = 5  # busy box\nmodel = "/old"\n')
+    set_setting(path, "model", "/new")
+    assert path.read_text() == '# my settings\nqueue_size = 5  # busy box\nmodel = "/new"\n'
+    path.write_text("# my settings\nqueue_size = 5\n")
+    set_setting(path, "model", "org/name")
+    assert path.read_text() == '# my settings\nqueue_size = 5\nmodel = "org/name"\n'
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+
+    fresh = tmp_path / "new" / "config.toml"  # no file yet: the starter file, with the line under its comment
+    set_setting(fresh, "model", "")
+    lines = fresh.read_text().splitlines()
+    assert lines[lines.index('# model = ""') + 1] == 'model = ""' and load_settings_from(fresh)["model"] == ""
+
+
+def load_settings_from(path: Path) -> dict:
+    from trayllm.config import parse_config
+
+    return parse_config(path.read_bytes(), str(path))

@@ -9,6 +9,7 @@ import sys
 CLIENT_MODULES = (
     "trayllm.client",
     "trayllm.cli",
+    "trayllm.cli.pull",
     "trayllm.bench.load",
     "trayllm.bench.report",
     "trayllm.chat.terminal",

@@ -121,6 +121,7 @@ class Timings(BaseModel):
     tokens_per_second: float | None
     max_tokens_capped: bool = False
     vram_peak_bytes: int | None = None  # CUDA only: the allocator's peak while this request ran
+    engine: str | None = None  # the engine that served it (its [[engines]] name, "local" or "remote")
 
 
 class AssistantMessage(BaseModel):
@@ -183,11 +184,29 @@ class ModelCard(BaseModel):
     owned_by: str = "trayllm"
     version: str
     context_length: int
+    engine: str = "local"  # ours: the engine that serves it (its [[engines]] name, "local" or "remote")
 
 
 class ModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[ModelCard]
+
+
+MAX_MODEL_SETTING = 4096  # a path or hub id in POST /v1/reload's body (PATH_MAX)
+
+
+class ReloadRequest(_Strict):
+    """POST /v1/reload's optional body: ``model`` switches to another model (a value of the ``model`` setting: a
+    path, a hub id, "" for the embedded model); without it the same model is loaded again."""
+
+    model: str | None = Field(default=None, max_length=MAX_MODEL_SETTING)
+
+    @field_validator("model")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is not None and any(ord(c) < 32 for c in value):
+            raise ValueError("must not hold control characters")
+        return value
 
 
 class ModelStatus(BaseModel):
@@ -288,6 +307,30 @@ EngineState = Literal["loading", "warming", "ready", "failed", "reloading", "dra
 the wire types, so that clients read it without importing the engine package."""
 
 
+class EngineStatus(BaseModel):
+    """One engine the daemon serves from (``[[engines]]``, or the one of the ``engine_*`` settings)."""
+
+    name: str
+    default: bool = False  # the engine a request without a ``model`` goes to
+    state: EngineState
+    paused: str | None = None
+    model: str | None = None  # the name clients send as ``model``; None until it is known
+    version: str | None = None
+    url: str | None = None  # a remote engine's upstream base URL
+    reachable: bool | None = None  # a remote engine's upstream answered its last probe or request
+    queue_depth: int = 0
+    in_flight: int = 0
+
+    def line(self) -> str:
+        """One line naming it and how it is, for `trayllm status` and the tray's tooltip."""
+        words = [f"{self.name}{' (default)' if self.default else ''}: {self.model or 'no model yet'}", self.state]
+        if self.url:
+            words.append(f"at {self.url}" + (" (unreachable)" if self.reachable is False else ""))
+        if self.paused:
+            words.append("paused")
+        return " · ".join(words)
+
+
 class DaemonStatus(BaseModel):
     """GET /v1/status: everything a tray tooltip or `trayllm status` shows (built by daemon.app.daemon_status)."""
 
@@ -306,3 +349,4 @@ class DaemonStatus(BaseModel):
     slo: list[SloRow] = []
     alerts: list[Alert] = []  # firing now
     shipping: ShippingStatus | None = None
+    engines: list[EngineStatus] = []  # every engine; the fields above are the default one's

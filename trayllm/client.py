@@ -298,9 +298,11 @@ class DaemonClient:
     def resume(self) -> None:
         self._send("POST", "/v1/resume")
 
-    def reload(self) -> None:
-        """Start a reload of the model; it ends with a ``model.loaded`` or ``model.failed`` event."""
-        self._send("POST", "/v1/reload")
+    def reload(self, model: str | None = None) -> None:
+        """Start a reload of the model, or with ``model`` (a ``model`` setting's value) a switch to another; it ends
+        with a ``model.loaded`` or ``model.failed`` event. A switch that cannot work raises InvalidRequest at once,
+        and the daemon keeps serving the model it has."""
+        self._send("POST", "/v1/reload", None if model is None else {"model": model})
 
     def set_faults(self, **plan: Any) -> dict[str, Any]:
         """Fault injection (daemon started with ``fault_injection``): see ``engine.faults.Faults``."""
@@ -309,7 +311,7 @@ class DaemonClient:
     def clear_faults(self) -> dict[str, Any]:
         return dict(self._send("DELETE", "/v1/faults"))
 
-    def events(self, last_event_id: str | None = None) -> Iterator[DaemonEvent]:
+    def events(self, last_event_id: str | None = None) -> Generator[DaemonEvent, None, None]:
         """Follow /v1/events until the daemon ends the stream (shutdown); a dead connection raises
         DaemonNotRunning. Reconnect with the last event's id to get what was missed."""
         headers = {"last-event-id": last_event_id} if last_event_id else {}

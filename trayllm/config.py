@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from trayllm.config_checks import problems, refuse_shared_secrets
+from trayllm.config_engines import parse_engines
 from trayllm.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -55,7 +56,9 @@ class Settings:
 
     model: str = _setting(
         "",
-        "Model to serve: a local Hugging Face directory or .gguf file; empty = embedded SmolLM2-135M-Instruct.",
+        "Model to serve: a local Hugging Face directory or .gguf file, or a hub id (org/name, org/name@revision, "
+        "org/name:FILE.gguf) read from the Hugging Face cache, where `trayllm pull ID` puts it (docs/MODELS.md); "
+        "empty = embedded SmolLM2-135M-Instruct.",
         group="model",
     )
     model_name: str = _setting(
@@ -70,11 +73,16 @@ class Settings:
     dtype: str = _setting(
         "auto",
         "auto (bf16 on GPUs with bf16 tensor cores, compute capability 8.0 and up; fp16 on older "
-        "ones; fp32 on CPU), float32, bfloat16 or float16.",
+        "ones; on CPU bf16 where the CPU has it natively (AVX512-BF16 or AMX): measured faster there, see "
+        "docs/BENCHMARKS.md; else fp32), float32, bfloat16 or float16.",
         group="model",
     )
     quantization: str = _setting(
-        "none", "none, 4bit (bitsandbytes nf4) or 8bit (bitsandbytes int8); CUDA only.", group="model"
+        "none",
+        "none, int8 (CPU only: int8 weights for the linear layers, "
+        "computing in dtype; faster for one stream, slower for several, and greedy replies may then change "
+        "with the batch), 4bit (bitsandbytes nf4) or 8bit (bitsandbytes int8); 4bit and 8bit CUDA only.",
+        group="model",
     )
     warmup: bool = _setting(True, "Run one short generation before /readyz turns true.", group="model")
     engine_url: str = _setting(
@@ -384,6 +392,8 @@ def parse_config(data: bytes, source: str) -> dict[str, Any]:
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{source}: not valid TOML ({exc}); fix or remove the file") from None
     where = {key: _key_location(text, key, source) for key in table}
+    if "engines" in table:  # [[engines]] tables are not settings: checked here, read by config_engines
+        parse_engines(table.pop("engines"), where["engines"])
     values: dict[str, Any] = {}
     for key, raw in table.items():
         if key not in _BY_NAME:

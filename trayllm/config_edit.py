@@ -8,6 +8,7 @@ Nothing the user typed is lost to a mistake: an invalid copy is reopened or kept
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -92,6 +93,37 @@ def edit_config(path: Path, editor: Sequence[str], edit_again: Callable[[ConfigE
                 raise ConfigError(f"{exc.message}; {path} is unchanged, your edit is kept in {rejected}") from None
             _install(copy, target)
             return EditResult("saved", _changed(before, values))
+    finally:
+        copy.unlink(missing_ok=True)
+
+
+def set_setting(path: Path, name: str, value: str | int | float | bool) -> None:
+    """Write ``name = value`` into the config file for a command that changes one setting (`trayllm use`), keeping
+    every other line and comment: the line that sets it is replaced, else it goes under the starter file's
+    commented-out line for it, else before the first table. As with an edit, the result must load before it
+    replaces the file (atomically, 0600); without a file, the starter file is written with the one line set."""
+    target = path.resolve()
+    lines = (target.read_text() if target.is_file() else config_text.starter_config()).split("\n")
+    tables = [i for i, line in enumerate(lines) if line.lstrip().startswith("[")]
+    end = tables[0] if tables else len(lines) - (lines[-1] == "")
+    key = re.escape(name)
+    sets, commented = re.compile(rf"\s*{key}\s*="), re.compile(rf"\s*#\s*{key}\s*=")
+    new = f"{name} = {config_text.toml_value(value)}"
+    at = next((i for i in range(end) if sets.match(lines[i])), None)
+    if at is not None:
+        lines[at] = new
+    else:
+        below = next((i + 1 for i in range(end) if commented.match(lines[i])), end)
+        lines.insert(below, new)
+    text = "\n".join(lines)
+    config.parse_config(text.encode(), str(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".toml", dir=target.parent)
+    copy = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        _install(copy, target)
     finally:
         copy.unlink(missing_ok=True)
 

@@ -14,6 +14,7 @@ this file is the one table of error kinds, and the record schema and the SLO obj
     ├── DaemonNotRunning          a client found no daemon behind the socket
     ├── Untrusted                 a runtime dir, daemon or pid that is not the user's own
     ├── ElasticError              Elasticsearch or Kibana refused, failed or is incompatible (CLI)
+    ├── HubError                  the model hub cannot be reached or refused, or a pull cannot start (CLI)
     └── RequestError              anything a request can fail with (has an HTTP status)
         │                                 HTTP code                     record error.type  burns budget
         ├── InvalidRequest            400 invalid_request           invalid_request    no
@@ -85,6 +86,11 @@ class Untrusted(TrayllmError):
 class ElasticError(TrayllmError):
     """Elasticsearch or Kibana cannot be used: unreachable, refused our credentials, or an incompatible
     version. The message names the fix."""
+
+
+class HubError(TrayllmError):
+    """`trayllm pull` cannot go on: the hub is unreachable or refused, the repo holds nothing trayllm loads, or
+    the disk lacks room. The message names the fix."""
 
 
 class RequestError(TrayllmError):

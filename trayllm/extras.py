@@ -25,6 +25,7 @@ EXTRA_OF: Mapping[str, str] = {
     "torch": "daemon",
     "transformers": "daemon",
     "safetensors": "daemon",
+    "huggingface_hub": "daemon",  # hub ids in the model setting, and `trayllm pull`
     "starlette": "daemon",
     "uvicorn": "daemon",
     "h11": "daemon",  # the HTTP parser under uvicorn, whose header deadline reads its state (daemon/connections.py)

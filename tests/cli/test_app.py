@@ -40,3 +40,29 @@ def test_python_dash_m_runs_the_same_group():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("Usage: trayllm bench [OPTIONS] COMMAND [ARGS]...")
+
+
+def test_every_command_is_mapped_to_the_module_that_adds_it():
+    """`trayllm NAME` imports only COMMAND_MODULES[NAME]: a command missing there works but imports everything."""
+    import click
+
+    from trayllm.cli import app
+
+    app.load_every_command()
+    ctx = click.Context(app.cli)
+    where = {name: app.cli.get_command(ctx, name).callback.__module__ for name in app.cli.list_commands(ctx)}  # type: ignore[union-attr]
+    assert where == {name: f"trayllm.cli.{module}" for name, module in app.COMMAND_MODULES.items()}
+
+
+def test_a_command_imports_its_own_module_and_no_other_family():
+    """(importlib's imports are missing from ``-X importtime``'s trace, so the child reports sys.modules itself.)"""
+    child = (
+        "import sys\n"
+        "from trayllm.cli import main\n"
+        "try:\n    main(['daemon', '--help'])\n"
+        "except SystemExit:\n    print(' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    run = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    imported = set(run.stderr.split())
+    assert "trayllm.cli.daemon" in imported and "Run the daemon in the foreground" in run.stdout
+    assert imported.isdisjoint({"trayllm.cli.bench", "trayllm.cli.elastic", "trayllm.cli.observe", "trayllm.cli.setup"})

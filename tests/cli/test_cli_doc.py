@@ -23,8 +23,12 @@ def _generator() -> ModuleType:
 
 
 def _paths(group: click.Group, prefix: str = "trayllm") -> list[str]:
+    """Every command path under ``group``, asking it as help does (the root group imports its modules lazily)."""
     out = []
-    for name, command in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
         out.append(f"{prefix} {name}")
         if isinstance(command, click.Group):
             out += _paths(command, f"{prefix} {name}")

@@ -116,10 +116,3 @@ def test_slo_check_exits_3_while_an_objective_is_breached_and_0_when_met(tmp_pat
     assert breached.stderr.strip() == "trayllm: objective breached: first_token_latency_p99"
     assert "breach" in breached.stdout  # the report is printed all the same
     assert run("slo", "--from", str(records), "--at", at).exit_code == 0  # without --check: 0, as before
-
-
-def test_models_lists_what_the_daemon_serves(fake_daemon: FakeDaemon):
-    text = on(fake_daemon, "models")
-    assert text.exit_code == 0 and text.stdout == "fake-model  version abc123  context 2048 tokens\n"
-    as_json = json.loads(on(fake_daemon, "models", "--json").stdout)
-    assert [card["id"] for card in as_json["data"]] == ["fake-model"]

@@ -11,6 +11,7 @@ import json
 from inprocess_daemon import InProcessDaemon
 from waiting import wait_for
 
+from trayllm.api import MAX_MODEL_SETTING
 from trayllm.daemon.control import MAX_REASON
 
 CHAT = {"messages": [{"role": "user", "content": "Name a colour."}], "max_tokens": 3}
@@ -56,6 +57,24 @@ def test_reload_is_accepted_once_at_a_time(fake_engine_daemon: InProcessDaemon) 
         wait_for(lambda: client.get("/readyz").status_code == 200)
     assert accepted.status_code == 202 and accepted.json() == {"state": "reloading"}
     assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+
+
+def test_a_hostile_reload_body_is_a_400_and_reloads_nothing(fake_engine_daemon: InProcessDaemon) -> None:
+    with fake_engine_daemon.client() as client:
+        bad = [
+            client.post("/v1/reload", content=b"{nope"),
+            client.post("/v1/reload", json=[1]),
+            client.post("/v1/reload", json={"model": 7}),
+            client.post("/v1/reload", json={"model": "x" * (MAX_MODEL_SETTING + 1)}),
+            client.post("/v1/reload", json={"model": "/tmp/a\nb"}),
+            client.post("/v1/reload", json={"model": "m", "force": True}),
+        ]
+        assert fake_engine_daemon.engine.state == "ready", "a refused reload reloaded"
+        switched = client.post("/v1/reload", json={"model": "/some/model"})
+    assert [r.status_code for r in bad] == [400] * 6
+    assert all(set(r.json()["error"]) >= {"message", "type", "code"} for r in bad)
+    assert [r.json()["error"]["param"] for r in bad[2:]] == ["model", "model", "model", "force"]
+    assert switched.status_code == 202
 
 
 def test_faults_are_404_unless_the_setting_is_on(fake_engine_daemon: InProcessDaemon) -> None:

@@ -19,24 +19,22 @@ from safetensors import safe_open
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from trayllm.config import load_settings
-from trayllm.engine import models
+from trayllm.engine import models, precision
 from trayllm.engine.engine import Engine
 from trayllm.engine.models import (
-    EMBEDDED_DISTRIBUTION,
     content_digest,
-    conversion_dtype,
     converted_dir,
     converted_name,
     eos_token_ids,
     gpu_that_holds,
     load_model,
     parameter_count,
-    quantization_config,
     resolve_device,
-    resolve_dtype,
     resolve_source,
 )
+from trayllm.engine.precision import conversion_dtype, resolve_dtype, resolve_quantization
 from trayllm.errors import ModelLoadError, NotReady
+from trayllm.model_catalog import EMBEDDED_DISTRIBUTION
 
 CPU = torch.device("cpu")
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -201,8 +199,12 @@ def test_resolve_device_nonsense_is_a_model_load_error() -> None:
     assert "TRAYLLM_DEVICE" in info.value.message
 
 
-def test_resolve_dtype_auto_on_cpu_is_float32() -> None:
-    assert resolve_dtype("auto", CPU) == torch.float32
+@pytest.mark.parametrize(("native_bf16", "dtype"), [(True, torch.bfloat16), (False, torch.float32)])
+def test_resolve_dtype_auto_on_cpu_is_bf16_where_native(
+    monkeypatch: pytest.MonkeyPatch, native_bf16: bool, dtype: torch.dtype
+) -> None:
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: native_bf16)
+    assert resolve_dtype("auto", CPU) == dtype
 
 
 @pytest.mark.parametrize(
@@ -213,15 +215,7 @@ def test_resolve_dtype_explicit(setting: str, dtype: torch.dtype) -> None:
 
 
 def test_no_quantization_is_none() -> None:
-    assert quantization_config("none", CPU, torch.float32) is None
-
-
-@pytest.mark.parametrize("setting", ["4bit", "8bit"])
-def test_quantization_on_cpu_names_the_setting(setting: str) -> None:
-    with pytest.raises(ModelLoadError) as info:
-        quantization_config(setting, CPU, torch.float32)
-    assert "TRAYLLM_QUANTIZATION" in info.value.message
-    assert setting in info.value.message
+    assert resolve_quantization("none", CPU) == "none"
 
 
 def test_load_model_refuses_quantization_on_cpu(converted_model_dir: Path, tmp_path: Path) -> None:
@@ -418,11 +412,20 @@ def test_conversion_is_bf16_unless_the_load_is_fp32() -> None:
     assert converted_name(digest, torch.bfloat16) == "ab" * 12 + "-v1-bf16"
 
 
-@pytest.mark.parametrize(("device", "stored"), [("cpu", torch.float32), ("cuda:0", torch.bfloat16)])
+@pytest.mark.parametrize(
+    ("device", "native_bf16", "stored"),
+    [("cpu", False, torch.float32), ("cpu", True, torch.bfloat16), ("cuda:0", False, torch.bfloat16)],
+)
 def test_load_model_converts_a_gguf_to_the_dtype_it_loads(
-    monkeypatch: pytest.MonkeyPatch, converted_model_dir: Path, tmp_path: Path, device: str, stored: torch.dtype
+    monkeypatch: pytest.MonkeyPatch,
+    converted_model_dir: Path,
+    tmp_path: Path,
+    device: str,
+    native_bf16: bool,
+    stored: torch.dtype,
 ) -> None:
     fake_gpus(monkeypatch, T4)  # loads fp16, from bf16: fp32's range, half its size
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: native_bf16)
     asked: list[torch.dtype] = []
 
     def converted(*args: Any, dtype: torch.dtype = torch.float32, **kwargs: Any) -> Path:
@@ -482,7 +485,7 @@ def test_loaded_model_is_ready_for_generation(converted_model_dir: Path, tmp_pat
     loaded = load_model(s)
     assert loaded.device == CPU
     assert not loaded.model.training
-    assert next(loaded.model.parameters()).dtype == torch.float32
+    assert next(loaded.model.parameters()).dtype == resolve_dtype("auto", CPU)
     assert loaded.tokenizer.chat_template
     assert loaded.tokenizer.pad_token_id is not None
     assert loaded.tokenizer.eos_token_id in eos_token_ids(loaded)

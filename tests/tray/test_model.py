@@ -215,3 +215,24 @@ def test_an_unreachable_remote_engine_is_a_state_and_a_critical_notice_of_its_ow
 def test_open_dashboards_is_enabled_only_with_a_kibana_url(kibana_url: str):
     model = TrayModel(kibana_url=kibana_url)
     assert labels(model)["Open dashboards"] == (bool(kibana_url), None)
+
+
+def test_the_model_submenu_lists_the_models_with_the_serving_one_checked_and_switchable_when_ready():
+    from trayllm.model_catalog import CatalogEntry
+
+    served = CatalogEntry("smollm2", "", "embedded", "/m.gguf", "gguf", 2**30, "Q4_1", 10, fits="fits", serving=True)
+    other = CatalogEntry("acme/chat", "acme/chat", "hf-cache", "/snap", "hf", 3 * 2**30, "bf16", 10, fits="no")
+    broken = CatalogEntry("/broken", "/broken", "configured", "/broken", problem="no weights")
+    model = TrayModel()
+    model.connected(hello())
+    assert not any(item.label == "Model" for item in model.view().menu)  # nothing listed yet: no empty submenu
+    model.catalog([served, other, broken])
+    submenu = next(item for item in model.view().menu if item.label == "Model").submenu
+    assert [(i.action, i.label, i.enabled, i.checked) for i in submenu] == [
+        ("use:", "smollm2 · Q4_1 · 1.0 GiB · fits", False, True),
+        ("use:acme/chat", "acme/chat · bf16 · 3.0 GiB · does not fit", True, False),
+        ("use:/broken", "/broken · ? · unusable", False, False),
+    ]
+    model.event("model.reloading", {}, "b1-9")  # while a load runs, no switch can start
+    submenu = next(item for item in model.view().menu if item.label == "Model").submenu
+    assert not any(item.enabled for item in submenu)

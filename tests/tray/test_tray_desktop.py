@@ -72,3 +72,47 @@ def test_the_tray_shows_the_daemon_pauses_it_and_turns_an_oom_into_a_critical_no
 
     desktop_session.click(item, "Quit")
     assert tray.wait(15) == 0
+
+
+def test_the_model_submenu_switches_the_daemon_and_the_next_record_names_the_new_version(
+    desktop_session: DesktopSession, start_daemon, converted_model_dir
+) -> None:
+    import json
+
+    from trayllm.model_catalog import EMBEDDED_NAME
+
+    # serving the converted copy as a configured directory; the embedded GGUF is the other model listed
+    daemon = start_daemon(model=str(converted_model_dir), quantization="none")
+    before = daemon.status()["model"]["version"]
+    env = {**desktop_session.env, **{k: v for k, v in daemon.env.items() if k.startswith(("XDG_", "TRAYLLM_", "HF_"))}}
+    env["HF_HUB_CACHE"] = str(daemon.socket.parents[2] / "hub")  # no hub cache: two models listed
+    tray = desktop_session.popen([sys.executable, "-m", "trayllm", "tray"], name="tray", env=env)
+    item = desktop_session.wait_for_sni_item()
+
+    def model_menu() -> dict[str, tuple[bool, bool]]:
+        entry = next((e for e in desktop_session.menu_layout(item) if e.label == "Model"), None)
+        return {} if entry is None else {child.label: (child.enabled, child.checked) for child in entry.children}
+
+    menu = wait_for(lambda: len(m := model_menu()) == 2 and m, timeout=30)
+    [(serving, state)] = [(label, s) for label, s in menu.items() if label.startswith(f"{converted_model_dir} ")]
+    [embedded] = [label for label in menu if label.startswith(f"{EMBEDDED_NAME} · Q4_1")]
+    assert state == (False, True) and menu[embedded] == (True, False)  # the serving one checked, the other choosable
+
+    desktop_session.click(item, embedded)
+    status = wait_for(  # a load on this machine's shared cores: seconds to a minute
+        lambda: (s := daemon.status())["state"] == "ready" and s["model"]["version"] != before and s, timeout=90
+    )
+    assert status["model"]["source"].endswith(".gguf")
+    config = daemon.socket.parents[2] / "xdg_config_home" / "trayllm" / "config.toml"
+    wait_for(lambda: config.is_file() and 'model = ""' in config.read_text().splitlines(), timeout=15)
+    with daemon.client() as client:
+        reply = client.post(
+            "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        )
+    assert reply.status_code == 200
+    records = [json.loads(line) for line in daemon.records.read_text().splitlines()]
+    assert records[-1]["llm"]["model"]["version"] == status["model"]["version"]
+    wait_for(lambda: model_menu().get(embedded) == (False, True), timeout=30)  # now checked in the menu
+
+    desktop_session.click(item, "Quit")
+    assert tray.wait(15) == 0

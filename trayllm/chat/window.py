@@ -42,6 +42,7 @@ from trayllm import api
 from trayllm.chat.export import write_export
 from trayllm.chat.health import HealthView
 from trayllm.chat.message_input import MessageInput
+from trayllm.chat.model_picker import ModelPicker
 from trayllm.chat.reply_stats import ReplyStats, reported_stats
 from trayllm.chat.settings_panel import SettingsPanel
 from trayllm.chat.starter import DaemonStarter
@@ -158,6 +159,8 @@ class ChatWindow(QMainWindow):
             actions.addWidget(button)
         chat = QWidget()
         chat_layout = QVBoxLayout(chat)
+        self.model_picker = ModelPicker(self.settings)
+        chat_layout.addWidget(self.model_picker)
         chat_layout.addWidget(self.settings_panel)
         chat_layout.addWidget(self.transcript, 1)
         chat_layout.addWidget(self.waiting)
@@ -295,6 +298,8 @@ class ChatWindow(QMainWindow):
         self.reply_delta.emit(text)
 
     def _on_finished(self, done: Done) -> None:
+        if done.timings is not None and done.timings.engine:  # with [[engines]], which one answered
+            self.setWindowTitle(f"trayllm · reply from {done.timings.engine}")
         self._end_reply(
             reported_stats(
                 done.timings,
@@ -383,6 +388,7 @@ class ChatWindow(QMainWindow):
         if not self._starter.holds_banner(status):
             self.banner.hide()
         self.queue_depth = status.queue.depth
+        self.model_picker.serving(status.model)
         if status.model is not None:
             self.model_name = status.model.name
             self.settings_panel.model_label.setText(

@@ -25,7 +25,7 @@ from trayllm.terminal_text import one_line
 @click.option("--model-name", help="Name clients use in the 'model' field.")
 @click.option("--device", help="auto, cpu, cuda or cuda:N.")
 @click.option("--dtype", help="auto, float32, bfloat16 or float16.")
-@click.option("--quantization", help="none, 4bit or 8bit (bitsandbytes, CUDA only).")
+@click.option("--quantization", help="none, int8 (CPU), 4bit or 8bit (bitsandbytes, CUDA).")
 @click.option("--listen", metavar="HOST:PORT", help="Also serve TCP on 127.0.0.1:PORT (bearer token required).")
 @click.option("--max-batch", type=int, help="Requests decoded together in one batch.")
 @click.option("--queue-size", type=int, help="Requests that may wait before new ones get 503.")

@@ -10,7 +10,7 @@ import click
 
 from trayllm import errors
 from trayllm.cli.app import cli, settings_for
-from trayllm.cli.render import format_event, format_models, format_slo_report, format_status
+from trayllm.cli.render import format_event, format_slo_report, format_status
 from trayllm.client import DaemonClient
 from trayllm.elastic_options import elastic_options, elastic_settings
 from trayllm.slo.sources import read_report
@@ -77,16 +77,6 @@ def slo(
     if check and breached:
         click.echo(f"trayllm: objective breached: {', '.join(breached)}", err=True)
         ctx.exit(BREACHED_EXIT)
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="As JSON (GET /v1/models).")
-@click.pass_context
-def models(ctx: click.Context, as_json: bool) -> None:
-    """The models the daemon serves: id (the `model` field clients send), version and context length."""
-    with DaemonClient.from_settings(settings_for(ctx)) as client:
-        listed = client.models()
-    click.echo(listed.model_dump_json(indent=2) if as_json else format_models(listed))
 
 
 @cli.command()

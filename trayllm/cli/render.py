@@ -1,4 +1,4 @@
-"""The CLI's text: what `status`, `slo`, `events`, `config show`, `ship` and `bench soak` print.
+"""The CLI's text: what `status`, `slo`, `events`, `models`, `config show`, `ship` and `bench soak` print.
 
 Built apart from the commands so that each command reads as parse, call, print.
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from trayllm.bench.soak import SoakSample
     from trayllm.client import DaemonEvent
     from trayllm.elastic.shipper import ShipperStats
+    from trayllm.model_catalog import Catalog
 
 
 def duration(seconds: float) -> str:
@@ -52,6 +53,8 @@ def format_status(s: api.DaemonStatus) -> str:
         else:
             rows.append(("engine", m.engine))
             rows.append(("runs on", f"{m.device} · {m.dtype} · quantization {m.quantization}"))
+    if len(s.engines) > 1:  # [[engines]]: the rows above are the default one's
+        rows += [("engines", engine.line()) for engine in s.engines]
     q, r = s.queue, s.requests
     backlog = f" · backlog cap {q.backlog_max_tokens} tokens" if q.backlog_cap_active else ""
     rows.append(("queue", f"{q.depth}/{q.capacity} waiting · {q.in_flight} in flight · batch {q.max_batch}{backlog}"))
@@ -137,8 +140,31 @@ def format_soak_sample(s: SoakSample) -> str:
     )
 
 
-def format_models(listed: api.ModelList) -> str:
-    """One line per served model: the id clients send as `model`, its version and its context length."""
-    return "\n".join(
-        one_line(f"{card.id}  version {card.version}  context {card.context_length} tokens") for card in listed.data
+def format_catalog(catalog: Catalog) -> str:
+    """`trayllm models`: one row per model (``*`` the one serving, ``c`` the configured one), then the GPU the
+    fits are for, and what the daemon serves."""
+    rows = [["", "ID", "FORMAT", "PRECISION", "SIZE", "PARAMS", "FITS", "FROM"]]
+    for m in catalog.models:
+        mark = ("*" if m.serving else " ") + ("c" if m.configured else " ")
+        rows.append(
+            [
+                mark,
+                m.id,
+                m.format or "-",
+                m.precision or "-",
+                "-" if m.size_bytes is None else f"{m.size_bytes / 2**30:.2f} GiB",
+                "-" if m.parameters is None else f"{m.parameters / 1e9:.2f}B",
+                m.fits or ("-" if catalog.gpu else "no GPU"),
+                m.source + (f" (problem: {m.problem})" if m.problem else ""),
+            ]
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [one_line("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()) for row in rows]
+    lines += ["", one_line(catalog.gpu_note), *(one_line(note) for note in catalog.notes)]
+    serving = catalog.daemon
+    lines.append(
+        one_line(f"serving: {serving.name} (version {serving.version}); * marks it, c the configured model")
+        if serving is not None
+        else "serving: no daemon answers (c marks the configured model)"
     )
+    return "\n".join(lines)

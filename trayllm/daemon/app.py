@@ -17,6 +17,7 @@ from starlette.routing import Route
 from trayllm import __version__
 from trayllm.api import (
     DaemonStatus,
+    EngineStatus,
     Memory,
     ModelCard,
     ModelList,
@@ -30,6 +31,7 @@ from trayllm.daemon.alerting import AlertCenter
 from trayllm.daemon.chat import ChatCompletionHandler
 from trayllm.daemon.control import ControlHandlers
 from trayllm.daemon.edge import EdgeMiddleware, error_response
+from trayllm.daemon.engines import EngineSet, Member
 from trayllm.daemon.events import EventBus
 from trayllm.daemon.records import RequestRecorder
 from trayllm.engine.interface import ServingEngine
@@ -38,16 +40,34 @@ from trayllm.errors import EndpointNotFound, MethodNotAllowed, ModelNotFound, Re
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
 
 
+def engine_status(member: Member, default: bool) -> EngineStatus:
+    engine, info = member.engine, member.info
+    return EngineStatus(
+        name=member.name,
+        default=default,
+        state=engine.state,
+        paused=engine.paused,
+        model=None if info is None else info.name,
+        version=None if info is None else info.version,
+        url=member.url,
+        reachable=member.reachable,
+        queue_depth=engine.queue_depth,
+        in_flight=engine.in_flight,
+    )
+
+
 def daemon_status(
-    engine: ServingEngine,
+    engine: ServingEngine | EngineSet,
     settings: Settings,
     control: ControlHandlers,
     shipping: Callable[[], dict[str, Any]] | None = None,
 ) -> DaemonStatus:
     """The one place the engine's own types become /v1/status's: each wire type validates from its engine twin
-    (``from_attributes``), so a field kept in step there (tests/daemon/test_status.py) needs no edit here."""
+    (``from_attributes``), so a field kept in step there (tests/daemon/test_status.py) needs no edit here. The
+    top-level fields are the default engine's (its counts the sum of all); ``engines`` lists each."""
     info = engine.info
     memory = engine.memory()
+    engines = EngineSet.of(engine)
     return DaemonStatus(
         state=engine.state,
         paused=engine.paused,
@@ -72,11 +92,12 @@ def daemon_status(
         slo=control.slo_report().objectives,
         alerts=control.alerts.firing(),
         shipping=None if shipping is None else ShippingStatus.model_validate(shipping()),
+        engines=[engine_status(member, member is engines.default) for member in engines.members],
     )
 
 
 def build_app(
-    engine: ServingEngine,
+    served: ServingEngine | EngineSet,
     settings: Settings,
     recorder: RequestRecorder,
     bus: EventBus,
@@ -85,6 +106,7 @@ def build_app(
     token: str | None = None,
     shipping: Callable[[], dict[str, Any]] | None = None,
 ) -> Starlette:
+    engine = EngineSet.of(served)
     chat = ChatCompletionHandler(engine, recorder)
     started = int(time.time())
 
@@ -109,18 +131,31 @@ def build_app(
         engine.require_loaded()
         return JSONResponse({"status": "ready"})
 
-    def served_model() -> ModelCard:
-        info = engine.require_loaded()
-        return ModelCard(id=info.name, created=started, version=info.version, context_length=info.context_length)
+    def served_models() -> list[ModelCard]:
+        """A card for every engine's model, ``engine`` naming the engine that serves it; NotReady while the
+        default engine has none."""
+        engine.require_loaded()
+        return [
+            ModelCard(
+                id=info.name,
+                created=started,
+                engine=info.engine,
+                version=info.version,
+                context_length=info.context_length,
+            )
+            for info in engine.served()
+        ]
 
     async def models(_: Request) -> Response:
-        return JSONResponse(ModelList(data=[served_model()]).model_dump())
+        return JSONResponse(ModelList(data=served_models()).model_dump())
 
     async def model(request: Request) -> Response:
         """GET /v1/models/{id}: the OpenAI SDK's ``models.retrieve``; 404 in OpenAI's shape for another id."""
-        card, wanted = served_model(), request.path_params["model_id"]
-        if wanted != card.id:
-            raise ModelNotFound(f"model {wanted!r} is not served here; this daemon serves {card.id!r}", param="model")
+        cards, wanted = served_models(), request.path_params["model_id"]
+        card = next((card for card in cards if card.id == wanted), None)
+        if card is None:
+            served = ", ".join(repr(card.id) for card in cards)
+            raise ModelNotFound(f"model {wanted!r} is not served here; this daemon serves {served}", param="model")
         return JSONResponse(card.model_dump())
 
     async def status(_: Request) -> Response:

@@ -25,11 +25,11 @@ from trayllm.api import (
 )
 from trayllm.config import Settings
 from trayllm.daemon.edge import SSE_HEADERS, error_body, json_object
+from trayllm.daemon.engines import EngineSet
 from trayllm.daemon.records import RequestContext, RequestRecorder
 from trayllm.engine.handle import RequestHandle
-from trayllm.engine.interface import ServingEngine
 from trayllm.engine.types import Finished, SamplingParams, TokenText
-from trayllm.errors import EngineFailure, InvalidRequest, ModelNotFound, RequestError
+from trayllm.errors import EngineFailure, InvalidRequest, RequestError
 
 if TYPE_CHECKING:
     from trayllm.engine.conversation import Message
@@ -64,7 +64,7 @@ def sampling_params(request: ChatCompletionRequest, settings: Settings, max_toke
     )
 
 
-def timings_of(handle: RequestHandle, finished: Finished) -> Timings:
+def timings_of(handle: RequestHandle, finished: Finished, engine: str) -> Timings:
     t = finished.timings
     return Timings(
         request_id=handle.request_id,
@@ -76,6 +76,7 @@ def timings_of(handle: RequestHandle, finished: Finished) -> Timings:
         else round(finished.decode_tokens_per_second, 2),
         max_tokens_capped=handle.max_tokens_capped,
         vram_peak_bytes=finished.vram_peak_bytes,
+        engine=engine,
     )
 
 
@@ -88,8 +89,10 @@ def usage_of(finished: Finished) -> Usage:
 
 
 class ChatCompletionHandler:
-    def __init__(self, engine: ServingEngine, recorder: RequestRecorder) -> None:
-        self.engine = engine
+    """Each request goes to the engine its ``model`` names (``EngineSet.route``); its reply names both."""
+
+    def __init__(self, engines: EngineSet, recorder: RequestRecorder) -> None:
+        self.engines = engines
         self.recorder = recorder
 
     async def handle(self, request: Request) -> Response:
@@ -100,25 +103,25 @@ class ChatCompletionHandler:
         except RequestError as error:
             self.recorder.rejected(context, error)  # the engine never saw it: its one record is written here
             raise
-        info = self.engine.info
+        info = context.model
         assert info is not None
         if parsed.stream:
             include_usage = bool(parsed.stream_options and parsed.stream_options.include_usage)
             return StreamingResponse(
-                self._stream(handle, info.name, include_usage), media_type="text/event-stream", headers=SSE_HEADERS
+                self._stream(handle, info.name, info.engine, include_usage),
+                media_type="text/event-stream",
+                headers=SSE_HEADERS,
             )
-        return await self._collect(request, handle, info.name)
+        return await self._collect(request, handle, info.name, info.engine)
 
     async def _admit(self, request: Request, context: RequestContext) -> tuple[ChatCompletionRequest, RequestHandle]:
         """Parse and check the request and queue it, filling in ``context`` as facts become known."""
-        engine = self.engine
-        parsed = parse_request(await request.body(), engine.settings.max_json_depth)
+        parsed = parse_request(await request.body(), self.engines.settings.max_json_depth)
         context.requested_model, context.stream = parsed.model, parsed.stream
-        info = context.model = engine.require_ready()
-        if parsed.model not in (None, "", info.name):
-            raise ModelNotFound(
-                f"model {parsed.model!r} is not served here; this daemon serves {info.name!r}", param="model"
-            )
+        member = self.engines.route(parsed.model)  # ModelNotFound for a model no engine serves
+        context.model = member.info  # set before the check: a refusal's record names the engine it was meant for
+        member.require_ready()
+        engine = member.engine
         messages = to_messages(parsed)
         log_content = engine.settings.log_content
         if log_content:
@@ -140,7 +143,7 @@ class ChatCompletionHandler:
         )
         return parsed, handle
 
-    async def _collect(self, request: Request, handle: RequestHandle, model: str) -> Response:
+    async def _collect(self, request: Request, handle: RequestHandle, model: str, engine: str) -> Response:
         """Gather the whole reply; if the client hangs up first, cancel the generation."""
         pieces: list[str] = []
 
@@ -168,11 +171,11 @@ class ChatCompletionHandler:
             model=model,
             choices=[Choice(message=AssistantMessage(content="".join(pieces)), finish_reason=finished.reason)],
             usage=usage_of(finished),
-            timings=timings_of(handle, finished),
+            timings=timings_of(handle, finished, engine),
         )
         return JSONResponse(body.model_dump(exclude_none=True))
 
-    async def _stream(self, handle: RequestHandle, model: str, include_usage: bool) -> AsyncIterator[str]:
+    async def _stream(self, handle: RequestHandle, model: str, engine: str, include_usage: bool) -> AsyncIterator[str]:
         """SSE: a role chunk, content chunks, a finish chunk (with timings), usage if asked, [DONE]."""
         chunk_id = f"chatcmpl-{handle.request_id}"
 
@@ -191,7 +194,7 @@ class ChatCompletionHandler:
                 if event.error is not None:
                     yield f"data: {json.dumps(error_body(event.error))}\n\n"
                 elif event.reason != "cancelled":
-                    yield chunk(Delta(), event.reason, timings=timings_of(handle, event))
+                    yield chunk(Delta(), event.reason, timings=timings_of(handle, event, engine))
                     if include_usage:
                         usage_chunk = ChatCompletionChunk(id=chunk_id, model=model, choices=[], usage=usage_of(event))
                         yield f"data: {usage_chunk.model_dump_json(exclude_none=True)}\n\n"

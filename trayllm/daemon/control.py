@@ -1,28 +1,30 @@
 """The endpoints the tray and `trayllm` use to watch and steer the daemon.
 
 ``GET /v1/events`` (SSE), ``GET /v1/slo``, ``POST /v1/pause`` (optional ``{"reason": "..."}``),
-``POST /v1/resume``, ``POST /v1/reload`` (202: the reload runs in the background and ends with a
-``model.loaded`` or ``model.failed`` event), and, only with ``fault_injection`` on, ``GET/PUT/DELETE
-/v1/faults``. Over TCP they need the bearer token like every other endpoint.
+``POST /v1/resume``, ``POST /v1/reload`` (optional ``{"model": "..."}`` to switch models; 202: the reload
+runs in the background and ends with a ``model.loaded`` or ``model.failed`` event), and, only with
+``fault_injection`` on, ``GET/PUT/DELETE /v1/faults``. Over TCP they need the bearer token like every other endpoint.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from trayllm.api import SloReport
+from trayllm.api import ReloadRequest, SloReport
 from trayllm.config import Settings
 from trayllm.daemon.alerting import AlertCenter
 from trayllm.daemon.edge import SSE_HEADERS, json_object
 from trayllm.daemon.events import EventBus
 from trayllm.engine.faults import Faults
 from trayllm.engine.interface import ServingEngine
-from trayllm.errors import EndpointNotFound, InvalidRequest
+from trayllm.errors import EndpointNotFound, InvalidRequest, ModelLoadError
 from trayllm.slo.report import to_wire
 
 MAX_REASON = 200
@@ -70,8 +72,23 @@ class ControlHandlers:
         self.engine.resume()
         return JSONResponse({"paused": None})
 
-    async def reload(self, _: Request) -> Response:
-        self.engine.reload()
+    async def reload(self, request: Request) -> Response:
+        """202 once the reload runs; a switch (``{"model": ...}``) that cannot work is a 400 naming why, and the
+        model serving now keeps serving. The check reads files, so it runs off the event loop."""
+        body = json_object(await request.body(), max_depth=self.settings.max_json_depth, empty={})
+        try:
+            model = ReloadRequest.model_validate(body).model
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"]) or None
+            raise InvalidRequest(f"bad reload request: {where}: {first['msg']}", param=where) from None
+        try:
+            await asyncio.to_thread(self.engine.reload, model)
+        except ModelLoadError as exc:
+            raise InvalidRequest(
+                f"cannot switch to {model or 'the embedded model'}: {exc.message}; the current model keeps serving",
+                param="model",
+            ) from None
         return JSONResponse({"state": self.engine.state}, status_code=202)
 
     async def faults(self, request: Request) -> Response:

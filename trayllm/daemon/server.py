@@ -18,17 +18,18 @@ from types import FrameType
 
 import uvicorn
 
-from trayllm.config import Settings
+from trayllm.config import Settings, config_file
+from trayllm.config_engines import load_engines
 from trayllm.daemon.alerting import AlertCenter
 from trayllm.daemon.app import build_app
 from trayllm.daemon.auth import ensure_token
 from trayllm.daemon.connections import ACCEPT_BURST, ConnectionLimits, GuardedProtocol, raise_open_file_limit
+from trayllm.daemon.engines import open_engines
 from trayllm.daemon.events import EventBus
 from trayllm.daemon.records import RequestRecorder
 from trayllm.daemon.shipping import ShippingThread
 from trayllm.daemon.sockets import InstanceLock, bind_tcp, bind_unix
 from trayllm.engine.interface import ServingEngine
-from trayllm.engine.remote import RemoteEngine
 from trayllm.errors import DeviceLost
 from trayllm.slo.monitor import SloMonitor
 from trayllm.slo.objectives import configured_objectives
@@ -96,24 +97,14 @@ def configure_logging(level: str, *, local_model: bool = True) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def open_engine(settings: Settings) -> ServingEngine:
-    """The engine ``settings`` ask for, not started: a RemoteEngine for ``engine_url``, else the local model
-    (ModelLoadError now when its source is missing). Only the local one imports torch, and only here."""
-    if settings.engine_url:
-        return RemoteEngine(settings)
-    from trayllm.engine.engine import Engine
-    from trayllm.engine.models import resolve_source
-
-    resolve_source(settings)
-    return Engine(settings)
-
-
 def run_daemon(settings: Settings) -> None:
     """Serve until a stop signal; raises DaemonAlreadyRunning or ModelLoadError before serving, DeviceLost after
     serving when the GPU stopped working."""
-    configure_logging(settings.log_level, local_model=not settings.engine_url)
+    specs = load_engines(config_file())
+    local_model = any(spec.local for spec in specs) if specs else not settings.engine_url
+    configure_logging(settings.log_level, local_model=local_model)
     open_files = raise_open_file_limit()
-    engine = open_engine(settings)  # a missing model is a one-line error now, not a failed load later
+    engine = open_engines(settings, specs)  # a missing model is a one-line error now, not a failed load later
     lock = InstanceLock(settings.lock_path)
     lock.acquire(settings.socket_path)
     sockets: list[socket.socket] = []
@@ -134,8 +125,7 @@ def run_daemon(settings: Settings) -> None:
         alerts = AlertCenter(settings, bus, monitor, lambda: engine.info)
         recorder.observers.append(alerts.observe)
         engine.on_oom = alerts.oom
-        if isinstance(engine, RemoteEngine):
-            engine.on_reachability = alerts.engine_reachability
+        engine.watch_reachability(alerts.engine_reachability)
         engine.on_event = bus.publish
         shipping = ShippingThread(settings, engine) if settings.es_url else None
         if shipping is not None:

@@ -71,8 +71,13 @@ def kv_cache_bytes(model: Architecture, context: int) -> float:
 
 
 def total_bytes(model: Architecture, precision: str, context: int) -> float:
-    weights = weights_bytes(model, precision)
-    return weights + kv_cache_bytes(model, context) + OVERHEAD_BYTES + ACTIVATION_SHARE * weights
+    return load_need(weights_bytes(model, precision)) + kv_cache_bytes(model, context)
+
+
+def load_need(weights: float) -> float:
+    """Device memory a model whose weights take ``weights`` bytes needs to load and serve, before its KV cache:
+    the weights, the CUDA context and allocator slack, and activations (the engine's and `trayllm models`' rule)."""
+    return weights + OVERHEAD_BYTES + ACTIVATION_SHARE * weights
 
 
 def verdict(need: float, free: float, total: float, limit: float = 0.8) -> Verdict:

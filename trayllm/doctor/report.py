@@ -29,7 +29,7 @@ def doctor_report(machine: Machine, context: int, limit: float, planned_gib: flo
         out["fit"] = _fit_rows(rows)
         out["recommendation"] = recommendation(rows)
         return out
-    best = _best_visible(machine)
+    best = best_visible(machine)
     if best is None:
         out["fit"] = []
         hidden = f"CUDA_VISIBLE_DEVICES={machine.cuda_visible_devices!r} hides every GPU" if machine.gpus else ""
@@ -53,7 +53,7 @@ def doctor_report(machine: Machine, context: int, limit: float, planned_gib: flo
     return out
 
 
-def _best_visible(machine: Machine) -> Gpu | None:
+def best_visible(machine: Machine) -> Gpu | None:
     """The GPU with the most free memory that the daemon sees, or, where that is unknown, may see."""
     visible = machine.cuda.visible
     candidates = [gpu for gpu in machine.gpus if visible[gpu.index]] or [

@@ -10,6 +10,7 @@ is announced through ``on_event`` (for /v1/events), and an out-of-memory through
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gc
 import logging
 import threading
@@ -25,6 +26,7 @@ from trayllm.engine.faults import FaultPlan
 from trayllm.engine.handle import Counters, FinishCallback, RequestHandle
 from trayllm.engine.models import LoadedModel, load_model
 from trayllm.engine.scheduler import Scheduler
+from trayllm.engine.switch_check import check_switch
 from trayllm.engine.types import ModelInfo, OomReport, SamplingParams
 from trayllm.errors import Conflict, NotReady, Paused, ShuttingDown, TrayllmError
 
@@ -119,23 +121,32 @@ class Engine:
         if self.on_fatal is not None:
             self.on_fatal(reason)
 
-    def reload(self) -> None:
-        """Reload the model in the background without restarting the process (weights changed on disk).
+    def reload(self, model: str | None = None) -> None:
+        """Reload the model in the background without restarting the process (weights changed on disk), or, with
+        ``model``, switch to that one (a value of the ``model`` setting: a path, a hub id, "" for the embedded).
 
-        New requests get 503 at once; queued and in-flight ones finish first (up to ``shutdown_grace_s``,
-        then they are cancelled). Raises Conflict while a load is under way, ShuttingDown when draining.
+        A switch is checked first (engine.switch_check: it resolves, its files read, it fits) and refused with
+        ModelLoadError while the old model still serves. New requests get 503 at once; queued and in-flight ones
+        finish first (up to ``shutdown_grace_s``, then they are cancelled). Raises Conflict while a load is under
+        way, ShuttingDown when draining.
         """
         with self._lifecycle:
             if self.state in ("loading", "warming", "reloading"):
                 raise Conflict(f"the model is already {self.state}; wait for it to finish")
             if self.state == "draining":
                 raise ShuttingDown("the daemon is shutting down", retry_after=5)
-            self.state, self.progress = "reloading", "reloading the model"
+            target = self.settings if model is None else dataclasses.replace(self.settings, model=model)
+            if model is not None:
+                check_switch(target)
+            self.state, self.progress = "reloading", "reloading the model" if model is None else f"switching to {model}"
         self._ready.clear()
-        self._emit("model.reloading", model=self.info.name if self.info else None)
-        threading.Thread(target=self._reload, name="trayllm-reloader", daemon=True).start()
+        self._emit("model.reloading", model=self.info.name if self.info else None, switching_to=model)
+        threading.Thread(target=self._reload, args=(target,), name="trayllm-reloader", daemon=True).start()
 
-    def _reload(self) -> None:
+    def _reload(self, target: Settings) -> None:
+        """Stop the old scheduler, load ``target``; if a switch fails to load, load the previous settings back
+        (the failure was announced as ``model.failed``, so a client waiting on the switch hears why)."""
+        previous = self.settings
         old = self._scheduler
         if old is not None:
             old.stop_accepting()
@@ -147,7 +158,15 @@ class Engine:
         del old
         gc.collect()
         _empty_cuda_cache()
+        self.settings = target
         self._load(reloaded=True)
+        if self.state == "failed" and target is not previous:
+            log.warning("switch to %s failed; loading %s back", target.model, previous.model or "the embedded model")
+            self.settings = previous
+            self.state, self.progress = "reloading", "loading the previous model back"
+            gc.collect()
+            _empty_cuda_cache()
+            self._load(reloaded=True)
 
     def pause(self, reason: str | None = None) -> None:
         """New requests get 503 ``paused`` until ``resume``; in-flight ones carry on."""

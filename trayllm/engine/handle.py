@@ -102,3 +102,13 @@ class Counters:
     rejected: int = 0
     tokens_in: int = 0
     tokens_out: int = 0
+
+    def count_end(self, reason: str) -> None:
+        """Count one request that ended for ``reason`` (a Finished reason): every engine ends requests the same
+        three ways, so status reads the same counts whichever engine served."""
+        if reason == "cancelled":
+            self.cancelled += 1
+        elif reason == "error":
+            self.failed += 1
+        else:
+            self.completed += 1

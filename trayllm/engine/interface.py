@@ -126,8 +126,10 @@ class ServingEngine(Protocol):
 
     def resume(self) -> None: ...
 
-    def reload(self) -> None:
-        """Load the model again in the background; Conflict while a load is under way."""
+    def reload(self, model: str | None = None) -> None:
+        """Load the model again in the background, or with ``model`` (a ``model`` setting's value) switch to that
+        one, keeping the old one serving when the switch cannot work (ModelLoadError, or InvalidRequest where the
+        engine cannot switch at all); Conflict while a load is under way."""
 
     def begin_drain(self) -> None:
         """Refuse new requests; in-flight ones carry on."""

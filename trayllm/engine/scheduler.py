@@ -286,12 +286,7 @@ class Scheduler(Intake):
         self._in_flight -= 1
         counters = self.counters
         counters.tokens_in += len(job.prompt) if job.timings.started is not None else 0
-        if reason == "cancelled":
-            counters.cancelled += 1
-        elif reason == "error":
-            counters.failed += 1
-        else:
-            counters.completed += 1
+        counters.count_end(reason)
         peak = job.vram_peak
         finished = Finished(
             reason,

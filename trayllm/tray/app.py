@@ -2,8 +2,8 @@
 
 Three background threads feed the model: one follows ``/v1/events`` and reconnects with backoff (1 s
 doubling to 30 s, with the last event id so nothing kept is missed); one polls ``/v1/status`` every 5 s for
-the tooltip; one releases storm summaries. Every change goes through ``_apply``, which updates icon,
-tooltip and menu and sends notifications.
+the tooltip (and, every minute or when the model changes, the Model menu's list of models); one releases storm
+summaries. Every change goes through ``_apply``, which updates icon, tooltip and menu and sends notifications.
 
 Backends: on Linux pystray's ``appindicator`` backend (StatusNotifierItem with a D-Bus menu, which
 KDE, GNOME with the AppIndicator extension and most panels show), falling back to ``gtk`` (XEmbed). The
@@ -18,24 +18,30 @@ import logging
 import os
 import sys
 import threading
+import time
 import webbrowser
 from collections.abc import Callable
 from typing import Any
 
+from trayllm import api
 from trayllm.client import DaemonClient
 from trayllm.config import Settings
+from trayllm.doctor.gpus import probe
 from trayllm.errors import ConfigError, TrayllmError
 from trayllm.extras import missing_extra
+from trayllm.model_catalog import build_catalog
+from trayllm.model_switch import switch_model
 from trayllm.supervisor import instances
 from trayllm.supervisor.clients import launch_client
 from trayllm.supervisor.daemon import start_and_wait_ready
 from trayllm.tray.icons import icon_image
-from trayllm.tray.model import MenuItem, Notification, TrayModel
+from trayllm.tray.model import USE, MenuItem, Notification, TrayModel
 from trayllm.tray.notify import DesktopNotifier
 
 log = logging.getLogger(__name__)
 
 POLL_S = 5.0
+CATALOG_S = 60.0  # how often the Model menu's list is refreshed (and whenever the serving model changes)
 MAX_BACKOFF_S = 30.0
 LINUX_PACKAGES = "gir1.2-ayatanaappindicator3-0.1 gir1.2-gtk-3.0 and PyGObject (pip install 'trayllm[gui]')"
 
@@ -73,6 +79,7 @@ class TrayApp:
         self._pystray: Any = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._listed_serving: str | None = None  # the serving model's source when the models were last listed
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -137,6 +144,7 @@ class TrayApp:
             backoff = min(MAX_BACKOFF_S, backoff * 2)
 
     def _poll_status(self) -> None:
+        listed_at: float | None = None
         while not self._stop.wait(POLL_S if self.model.reachable else 1.0):
             self._apply(lambda m: m.tick())
             if not self.model.reachable:
@@ -147,17 +155,37 @@ class TrayApp:
             except TrayllmError:
                 continue
             self._apply(functools.partial(TrayModel.status, status=status))
+            serving = status.model.source if status.model else None
+            if listed_at is None or time.monotonic() - listed_at > CATALOG_S or serving != self._listed_serving:
+                self._list_models(status)
+                listed_at = time.monotonic()
+
+    def _list_models(self, status: api.DaemonStatus) -> None:
+        """The Model menu's entries: the catalog, marked with what ``status`` says serves."""
+        try:
+            entries = build_catalog(self.settings, probe(), status.model).models
+        except Exception:  # a cache the catalog cannot read must not stop the status polling
+            log.exception("listing the models failed")
+            return
+        self._listed_serving = status.model.source if status.model else None
+        self._apply(functools.partial(TrayModel.catalog, models=entries))
 
     # -- the menu --------------------------------------------------------------------------------
 
     def _menu_items(self) -> list[Any]:
-        pystray = self._pystray
         with self._lock:
             items = self.model.view().menu
+        return self._pystray_items(items)
+
+    def _pystray_items(self, items: tuple[MenuItem, ...]) -> list[Any]:
+        pystray = self._pystray
         out = []
         for item in items:
             if item.label == "-":
                 out.append(pystray.Menu.SEPARATOR)
+                continue
+            if item.submenu:
+                out.append(pystray.MenuItem(item.label, pystray.Menu(*self._pystray_items(item.submenu))))
                 continue
             checked = None if item.checked is None else (lambda _i, value=item.checked: value)
             out.append(
@@ -192,6 +220,10 @@ class TrayApp:
                 webbrowser.open(f"{self.settings.kibana_url.rstrip('/')}/app/dashboards")
             elif action == "start":
                 start_and_wait_ready(self.settings)
+            elif action.startswith(USE):
+                switched = switch_model(self.settings, action.removeprefix(USE))
+                self._listed_serving = None  # list again at the next poll, marking the new model
+                self.notifier.send(Notification("action", "trayllm: model switched", f"now serving {switched.name}", 1))
             elif action in ("pause", "resume", "reload"):
                 with DaemonClient.from_settings(self.settings) as client:
                     if action == "pause":
@@ -201,4 +233,5 @@ class TrayApp:
                     else:
                         client.reload()
         except TrayllmError as exc:
-            self.notifier.send(Notification("action", f"trayllm: {action} failed", exc.message, 1))
+            what = "switching the model" if action.startswith(USE) else action
+            self.notifier.send(Notification("action", f"trayllm: {what} failed", exc.message, 1))

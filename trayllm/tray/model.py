@@ -3,7 +3,8 @@ notifications out. No toolkit here, so every sequence that matters is unit-teste
 
 Inputs: ``connected(hello)`` when the event stream opens (its snapshot), ``event(type, data, id)`` for each
 event, ``status(DaemonStatus)`` from polling, ``disconnected()`` when the daemon cannot be reached, and
-``tick()`` now and then (it releases a storm's summary).
+``tick()`` now and then (it releases a storm's summary), and ``catalog(models)``: the models on this machine,
+which the menu's Model submenu lists (choosing one is the action ``use:<model setting>``).
 
 Icon state, first match wins:
 
@@ -36,16 +37,20 @@ from __future__ import annotations
 
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from trayllm.api import DaemonStatus
+
+if TYPE_CHECKING:
+    from trayllm.model_catalog import CatalogEntry
 
 IconState = Literal["starting", "healthy", "degraded", "failing", "paused", "unreachable", "engine_down"]
 Urgency = Literal[0, 1, 2]  # freedesktop: low, normal, critical
 
 LOADING_STATES = frozenset({"loading", "warming", "reloading"})
+USE = "use:"  # + the `model` setting's value: the Model menu's actions
 TITLES = {
     "slo.first_token_latency_p99": "first-token latency P99",
     "slo.peak_vram": "peak VRAM",
@@ -66,10 +71,12 @@ class Notification:
 
 @dataclass(frozen=True)
 class MenuItem:
-    action: str  # what activating it does: open-chat, open-dashboards, pause, resume, reload, start, quit, ""
+    action: str  # what activating it does: open-chat, open-dashboards, pause, resume, reload, start, quit,
+    # use:<model setting> (switch models, as `trayllm use`), ""
     label: str
     enabled: bool = True
     checked: bool | None = None  # a toggle's state; None for plain items
+    submenu: tuple[MenuItem, ...] = ()  # a submenu's items (the Model menu)
 
 
 SEPARATOR = MenuItem("", "-", enabled=False)
@@ -115,6 +122,7 @@ class TrayModel:
         self._sent: deque[float] = deque()
         self._held: Counter[str] = Counter()  # alert key (or "daemon") -> held-back notifications
         self._held_critical = False
+        self.models: tuple[CatalogEntry, ...] = ()  # what `trayllm models` lists, for the Model menu
 
     # -- inputs ----------------------------------------------------------------------------------
 
@@ -187,6 +195,10 @@ class TrayModel:
         if status.model is not None:
             self.model = status.model.name
 
+    def catalog(self, models: Sequence[CatalogEntry]) -> None:
+        """The models on this machine (trayllm.model_catalog), the serving one marked: the Model menu."""
+        self.models = tuple(models)
+
     def tick(self) -> list[Notification]:
         """Release the summary of held-back notifications once the storm window allows it."""
         if not self._held or not self._room():
@@ -232,6 +244,8 @@ class TrayModel:
             lines.append(f"engine {s.model.engine}: {s.model.version} at {s.model.engine_url}")
         elif s is not None and s.model is not None:
             lines.append(f"engine {s.model.engine}: {s.model.device} · {s.model.dtype} · {s.model.quantization}")
+        if s is not None and len(s.engines) > 1:
+            lines.extend(f"engine {engine.line()}" for engine in s.engines)
         if s is not None:
             parts = []
             if s.vram is not None and s.vram.total_bytes:
@@ -256,6 +270,8 @@ class TrayModel:
                 )
             )
             menu.append(MenuItem("reload", "Reload model", enabled=ready))
+            if self.models:
+                menu.append(self._model_menu(ready))
         else:
             menu.append(MenuItem("start", "Start daemon"))
         menu += [SEPARATOR, MenuItem("quit", "Quit")]
@@ -263,6 +279,19 @@ class TrayModel:
         return TrayView(state, tooltip, tuple(menu))
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _model_menu(self, ready: bool) -> MenuItem:
+        """One radio-like item per model (the serving one checked); choosing another switches to it."""
+        items = tuple(
+            MenuItem(
+                USE + entry.model,
+                entry.label,
+                enabled=ready and entry.problem is None and not entry.serving,
+                checked=entry.serving,
+            )
+            for entry in self.models
+        )
+        return MenuItem("", "Model", submenu=items)
 
     def _alert(self, state: str, data: Mapping[str, Any]) -> list[Notification]:
         key = str(data.get("key", "alert"))
