@@ -10,6 +10,8 @@ tested without loading a model or spawning a process.
 from __future__ import annotations
 
 import contextlib
+import json
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from typing import Any
 import httpx
 from fake_daemon import serve
 from fake_engine import FakeEngine
+from waiting import wait_for
 
 from trayllm.config import Settings, load_settings
 from trayllm.daemon.alerting import AlertCenter
@@ -60,6 +63,16 @@ class InProcessDaemon:
     def records(self) -> Path:
         return self.settings.records_path
 
+    def wait_records(self, count: int) -> list[dict[str, Any]]:
+        """The request records written so far, once there are at least ``count`` of them (records are written
+        after the reply ends, so a test that has its reply may still be early)."""
+
+        def read() -> list[dict[str, Any]] | None:
+            lines = self.records.read_text().splitlines() if self.records.exists() else []
+            return [json.loads(line) for line in lines] if len(lines) >= count else None
+
+        return wait_for(read)  # type: ignore[no-any-return]
+
     def client(self, timeout: float = 30) -> httpx.Client:
         return httpx.Client(
             transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://trayllm", timeout=timeout
@@ -68,6 +81,13 @@ class InProcessDaemon:
     def status(self) -> dict[str, Any]:
         with self.client() as client:
             return client.get("/v1/status").json()
+
+
+def free_port() -> int:
+    """A loopback TCP port free now, for a daemon's ``listen``."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from fake_engine import FAKE_INFO, FakeEngine
-from inprocess_daemon import InProcessDaemon, serve_engine
+from inprocess_daemon import InProcessDaemon, free_port, serve_engine
 from waiting import wait_for
 
 from trayllm import api
@@ -30,21 +28,6 @@ from trayllm.errors import ConfigError
 
 LOCAL_MODEL = FAKE_INFO.name
 REMOTE_MODEL = "big-model"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def records(daemon: InProcessDaemon, count: int) -> list[dict[str, Any]]:
-    def read() -> list[dict[str, Any]] | None:
-        path = daemon.records
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [json.loads(line) for line in lines] if len(lines) >= count else None
-
-    return wait_for(read)  # type: ignore[return-value]
 
 
 def ask(client: httpx.Client, model: str | None, content: str = "hello there") -> httpx.Response:
@@ -92,7 +75,7 @@ def test_requests_route_by_model_and_each_record_and_reply_names_its_engine(
     assert remote.json()["choices"][0]["message"]["content"] == "hello there"  # the upstream's fake echoes
     assert unknown.status_code == 404 and unknown.json()["error"]["code"] == "model_not_found"
     assert [(m["id"], m["engine"]) for m in models] == [(LOCAL_MODEL, "desk"), (REMOTE_MODEL, "server")]
-    served = [r for r in records(daemon, 4) if r["event"]["outcome"] == "success"]
+    served = [r for r in daemon.wait_records(4) if r["event"]["outcome"] == "success"]
     assert [(r["llm"]["engine"]["name"], r["llm"]["engine"].get("url")) for r in served] == [
         ("desk", None),
         ("server", remote_url),

@@ -4,8 +4,6 @@ through it, and the openai SDK talks to the downstream one over its Unix socket.
 
 from __future__ import annotations
 
-import json
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +12,7 @@ import httpx
 import openai
 import pytest
 from fake_engine import FakeEngine
-from inprocess_daemon import InProcessDaemon, serve_engine
+from inprocess_daemon import InProcessDaemon, free_port, serve_engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
@@ -32,12 +30,6 @@ vllm:kv_cache_usage_perc{{engine="0",model_name="smollm2-135m-instruct"}} {KV_US
 """
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def with_vllm_metrics(app: Any) -> Starlette:
     """The upstream's app behind a /metrics shaped like vLLM's (at the server root, as vLLM serves it)."""
 
@@ -45,17 +37,6 @@ def with_vllm_metrics(app: Any) -> Starlette:
         return PlainTextResponse(VLLM_METRICS)
 
     return Starlette(routes=[Route("/metrics", metrics), Mount("/", app=app)])
-
-
-def records(daemon: InProcessDaemon, count: int) -> list[dict[str, Any]]:
-    """The daemon's request records, once there are ``count`` of them."""
-
-    def read() -> list[dict[str, Any]] | None:
-        path = daemon.records
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [json.loads(line) for line in lines] if len(lines) >= count else None
-
-    return wait_for(read)  # type: ignore[return-value]
 
 
 @pytest.fixture
@@ -114,8 +95,8 @@ def test_the_openai_sdk_streams_through_the_upstream_and_one_record_names_it(
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "four words come back"  # the fake upstream echoes the last message
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 4
-    (upstream_record,) = records(upstream, 1)
-    (record,) = records(down, 1)
+    (upstream_record,) = upstream.wait_records(1)
+    (record,) = down.wait_records(1)
     assert record["event"]["outcome"] == "success"
     assert record["gen_ai"]["response"]["model"] == "smollm2-135m-instruct"
     assert record["llm"]["model"]["version"] == "smollm2-135m-instruct"  # the upstream's model id
@@ -139,9 +120,9 @@ def test_a_client_that_leaves_closes_the_upstream_stream(
             break
     stream.close()
     wait_for(lambda: upstream.engine.counters.cancelled == 1)  # the upstream saw its client go
-    (record,) = records(down, 1)
+    (record,) = down.wait_records(1)
     assert record["error"]["type"] == "cancelled"
-    (upstream_record,) = records(upstream, 1)
+    (upstream_record,) = upstream.wait_records(1)
     assert upstream_record["error"]["type"] == "cancelled" and upstream_record["gen_ai"]["usage"]["output_tokens"] < 400
 
 
@@ -154,7 +135,7 @@ def test_an_upstream_refusal_reaches_the_client_with_its_status_and_code(
             model="smollm2-135m-instruct", messages=[{"role": "user", "content": "hi"}], max_tokens=9000
         )
     assert refused.value.status_code == 400 and refused.value.code == "context_length_exceeded"
-    (record,) = records(down, 1)
+    (record,) = down.wait_records(1)
     assert record["error"]["type"] == "upstream_rejected" and record["http"]["response"]["status_code"] == 400
 
 
@@ -170,5 +151,5 @@ def test_an_upstream_that_is_down_is_a_503_with_retry_after_and_its_own_alert(
         assert response.json()["error"]["code"] == "engine_unreachable"
         alerts: Any = wait_for(lambda: client.get("/v1/status").json()["alerts"])
     assert [(a["key"], a["severity"]) for a in alerts] == [("engine.unreachable.remote", "critical")]
-    (record,) = records(down, 1)
+    (record,) = down.wait_records(1)
     assert record["error"]["type"] == "engine_unreachable" and record["llm"]["model"]["version"] == "served-elsewhere"
