@@ -45,6 +45,12 @@ def test_the_picker_shows_the_serving_model_and_switches_to_another(
             picker.choose(str(mine))
         assert ended.args == [""]
         assert daemon.engine.info.source == str(mine)  # the daemon switched
+        assert daemon.engine.info.version != FAKE_INFO.version
+        with daemon.client() as client:
+            reply = client.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}]})
+        assert reply.status_code == 200
+        (record,) = daemon.wait_records(1)  # the first request after the switch names the new version
+        assert record["llm"]["model"]["version"] == daemon.engine.info.version
         assert f'model = "{mine}"' in config_file().read_text().splitlines()  # and the choice is saved
         # the next status poll lists the models again, with the new one selected
         qtbot.waitUntil(lambda: picker.combo.currentText().startswith(str(mine)), timeout=10_000)
