@@ -163,13 +163,11 @@ def test_an_interrupted_pull_is_not_taken_for_a_model(tmp_path: Path):
 def test_the_engine_takes_a_local_path_over_an_id_and_resolves_an_id_from_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from huggingface_hub import constants
-
     from trayllm.config import load_settings
     from trayllm.engine.models import resolve_source
 
     snapshot = cache_with(tmp_path, "org/name", {"config.json": "{}", "model.safetensors": "w"})
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.chdir(tmp_path)
     source = resolve_source(load_settings({"model": "org/name"}, environ={}))
     assert (source.kind, source.name, source.path) == ("hf", "org/name", snapshot)

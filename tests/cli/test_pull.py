@@ -198,7 +198,6 @@ def test_a_pulled_model_survives_a_drop_then_loads_with_the_hub_gone(
 ):
     """The issue's acceptance: the embedded model's converted files, pulled through a dropped connection, load
     offline by id."""
-    from huggingface_hub import constants
 
     from trayllm.config import load_settings
     from trayllm.engine.models import load_model, resolve_source
@@ -209,7 +208,7 @@ def test_a_pulled_model_survives_a_drop_then_loads_with_the_hub_gone(
         result = pull(tmp_path / "hf", standin.url, "org/smol")
     assert result.returncode == 0, result.stderr
     assert standin.gets("model.safetensors")[1].headers["Range"] != "bytes=0-"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))  # what HF_HOME made it
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))  # what HF_HOME made it
     settings = load_settings({"model": "org/smol", "device": "cpu", "cache_dir": str(tmp_path / "cache")}, environ={})
     source = resolve_source(settings)
     assert (source.kind, source.name, source.path) == ("hf", "org/smol", snapshot(tmp_path / "hf", "org/smol"))

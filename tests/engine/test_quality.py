@@ -118,7 +118,7 @@ def test_the_int8_path_keeps_fp32_quality(reference: Quality, fast: LoadedModel)
 def test_the_default_path_is_bf16_and_keeps_fp32_quality(
     reference: Quality, converted_model_dir: Path, tmp_path: Path
 ) -> None:
-    default = load_fast(converted_model_dir, tmp_path, "auto")
+    default = load_fast(converted_model_dir, tmp_path, "none")
     assert (default.info.dtype, default.info.quantization, default.info.version[-5:]) == ("bf16", "none", "-bf16")
     assert failures(reference, measure(default)) == []
 
