@@ -110,8 +110,9 @@ def test_the_model_submenu_switches_the_daemon_and_the_next_record_names_the_new
             "/v1/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
         )
     assert reply.status_code == 200
-    records = [json.loads(line) for line in daemon.records.read_text().splitlines()]
-    assert records[-1]["llm"]["model"]["version"] == status["model"]["version"]
+    # the record is written once the reply has ended, which can be after the client has read it
+    lines = wait_for(lambda: daemon.records.is_file() and daemon.records.read_text().splitlines(), timeout=15)
+    assert json.loads(lines[-1])["llm"]["model"]["version"] == status["model"]["version"]
     wait_for(lambda: model_menu().get(embedded) == (False, True), timeout=30)  # now checked in the menu
 
     desktop_session.click(item, "Quit")
