@@ -25,7 +25,7 @@ from typing import Any
 
 from trayllm.api import EngineState
 from trayllm.config import Settings
-from trayllm.engine.conversation import Message, Prompt, build_prompt
+from trayllm.engine.conversation import Message, Prompt, build_prompt, build_text_prompt
 from trayllm.engine.handle import Counters, FinishCallback, RequestHandle
 from trayllm.engine.interface import FaultSwitch
 from trayllm.engine.ratelimit import TokenBucket
@@ -56,7 +56,8 @@ REPLY_START = "<assistant>"
 
 
 class WordTokenizer:
-    """Just enough of a Hugging Face tokenizer for ``build_prompt``: a chat as ids, and ids as words."""
+    """Just enough of a Hugging Face tokenizer for ``build_prompt`` and ``build_text_prompt``: a chat or a text as
+    ids, and ids as words."""
 
     def __init__(self) -> None:
         self._ids: dict[str, int] = {}
@@ -68,6 +69,10 @@ class WordTokenizer:
     ) -> list[int]:
         words = [word for m in messages for word in (f"<{m['role']}>", *m["content"].split())]
         return [self._id(word) for word in (*words, REPLY_START)]
+
+    def __call__(self, text: str) -> dict[str, list[int]]:
+        """A raw prompt's ids (``build_text_prompt``): its words, then the reply's start, so it echoes them."""
+        return {"input_ids": [self._id(word) for word in (*text.split(), REPLY_START)]}
 
     def _id(self, word: str) -> int:
         with self._lock:
@@ -234,6 +239,16 @@ class FakeEngine:
             messages,
             context_length=info.context_length,  # type: ignore[arg-type]
             history_turns=self.settings.history_turns,
+            max_tokens=max_tokens,
+            default_max_tokens=self.settings.default_max_tokens,
+        )
+
+    def build_text_prompt(self, text: str, max_tokens: int | None) -> Prompt:
+        info = self.require_loaded()
+        return build_text_prompt(
+            self.tokenizer,
+            text,
+            context_length=info.context_length,  # type: ignore[arg-type]
             max_tokens=max_tokens,
             default_max_tokens=self.settings.default_max_tokens,
         )

@@ -74,8 +74,8 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI's; torch takes them all
     n: int | None = Field(default=None, ge=1, le=1)
     user: str | None = None
-    frequency_penalty: float | None = Field(default=None, ge=0.0, le=0.0)
-    presence_penalty: float | None = Field(default=None, ge=0.0, le=0.0)
+    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
+    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     repetition_penalty: float | None = Field(default=None, ge=1.0, le=2.0)
 
     @model_validator(mode="after")

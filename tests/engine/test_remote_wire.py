@@ -43,8 +43,19 @@ def test_the_body_streams_the_window_with_usage_and_only_the_sampling_that_appli
         "temperature": 0.0,
         "top_p": 1.0,
     }
-    full = request_body("m", PROMPT, SamplingParams(32, 0.5, 0.9, 1.1, seed=7, stop=("\n",)))
+    full = request_body(
+        "m",
+        PROMPT,
+        SamplingParams(32, 0.5, 0.9, 1.1, seed=7, stop=("\n",), frequency_penalty=0.5, presence_penalty=-1.5),
+    )
     assert (full["repetition_penalty"], full["seed"], full["stop"]) == (1.1, 7, ["\n"])
+    assert (full["frequency_penalty"], full["presence_penalty"]) == (0.5, -1.5)
+
+
+@pytest.mark.parametrize("field", ["frequency_penalty", "presence_penalty"])
+def test_an_openai_penalty_is_sent_alone_when_it_is_not_zero(field: str) -> None:
+    body = request_body("m", PROMPT, SamplingParams(32, 0.0, 1.0, 1.0, **{field: -0.25}))  # type: ignore[arg-type]
+    assert {k: body[k] for k in body.keys() & {"frequency_penalty", "presence_penalty"}} == {field: -0.25}
 
 
 def test_a_stream_gives_its_text_finish_reason_and_usage() -> None:

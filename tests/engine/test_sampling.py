@@ -1,4 +1,4 @@
-"""Repetition penalty, top-p filtering and per-row token picking, on hand-made tensors."""
+"""Repetition, frequency and presence penalties, top-p filtering and per-row token picking, on hand-made tensors."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from torch.overrides import TorchFunctionMode
 from trayllm.engine.sampling import (
     GREEDY_BELOW,
     TOP_CANDIDATES,
+    apply_output_penalties,
     apply_repetition_penalty,
     inverse_cdf,
     nucleus,
@@ -65,6 +66,69 @@ def test_repetition_penalty_of_one_changes_nothing() -> None:
     logits = torch.tensor([[2.0, -2.0, 0.5]])
     out = apply_repetition_penalty(logits, torch.ones((1, 3), dtype=torch.bool), torch.tensor([1.0]))
     torch.testing.assert_close(out, logits)
+
+
+# -- frequency and presence penalties -------------------------------------------------------
+
+
+def reply_counts(replies: list[list[int]], vocab: int) -> torch.Tensor:
+    """[B, V] int32: how often each row's reply holds each token, as the batch keeps them."""
+    counts = torch.zeros((len(replies), vocab), dtype=torch.int32)
+    for row, reply in enumerate(replies):
+        for token in reply:
+            counts[row, token] += 1
+    return counts
+
+
+def test_output_penalties_take_frequency_per_occurrence_and_presence_once_per_row() -> None:
+    logits = torch.tensor([[1.0, 2.0, -1.0, 0.5], [3.0, 0.0, -2.0, 1.0]])
+    counts = reply_counts([[1, 2, 1, 1], [0, 3, 0]], vocab=4)  # row 0: token 1 thrice, 2 once; row 1: 0 twice, 3 once
+    out = apply_output_penalties(logits, counts, torch.tensor([0.5, -0.25]), torch.tensor([1.5, 2.0]))
+    # row 0: 2.0 - 3 * 0.5 - 1.5 = -1.0;  -1.0 - 1 * 0.5 - 1.5 = -3.0;  tokens 0 and 3 never came: unchanged
+    # row 1: 3.0 - 2 * -0.25 - 2.0 = 1.5;  1.0 - 1 * -0.25 - 2.0 = -0.75;  tokens 1 and 2 unchanged
+    assert out.tolist() == [[1.0, -1.0, -3.0, 0.5], [1.5, 0.0, -2.0, -0.75]]
+    assert logits[0, 1].item() == 2.0  # the input is not modified in place
+
+
+def test_zero_output_penalties_leave_a_row_bit_for_bit_as_it_was() -> None:
+    row = [float("inf"), float("-inf"), -0.0, 1e-40, float("nan"), 3.3, -7.1]
+    logits = torch.tensor([row, row])
+    counts = reply_counts([[0, 1, 2, 3, 4, 5, 6, 6], [2, 3, 5]], vocab=7)
+    out = apply_output_penalties(logits, counts, torch.tensor([0.0, 1.0]), torch.tensor([0.0, -2.0]))
+    assert torch.equal(out[0].view(torch.int32), logits[0].view(torch.int32))  # -0.0, the subnormal, NaN's bits
+    assert out[1, 5].item() == pytest.approx(3.3 - 1.0 + 2.0)  # the row beside it was penalised
+
+
+def test_each_row_is_picked_after_its_own_frequency_and_presence_penalties() -> None:
+    logits = torch.tensor([[5.0, 4.0, 3.9, 0.0]] * 4)
+    rows = [
+        SamplingParams(16, 0.0, 1.0, 1.0, frequency_penalty=0.6),  # 5 - 2 * 0.6 = 3.8 < 4.0: token 1
+        SamplingParams(16, 0.0, 1.0, 1.0, presence_penalty=1.05),  # 3.95 > 3.9 > 4 - 1.05: token 0 still
+        SamplingParams(16, 0.0, 1.0, 1.0, presence_penalty=1.2),  # 3.8 and 2.8 < 3.9: token 2
+        params(temperature=0.0),  # no penalty: its counts are not read
+    ]
+    counts = reply_counts([[0, 0], [0, 1], [0, 1], [0, 0, 0]], vocab=4)
+    gens = [row_generator(p, CPU) for p in rows]
+    assert pick_tokens(logits, no_seen(4, 4), rows, gens, counts) == [1, 0, 2, 0]
+
+
+def test_the_prompt_is_not_counted_only_the_reply_is() -> None:
+    """``seen`` (the prompt) is the repetition penalty's; a row whose reply is empty has nothing to penalise."""
+    logits = torch.tensor([[5.0, 4.0]])
+    row = [SamplingParams(16, 0.0, 1.0, 1.0, frequency_penalty=2.0, presence_penalty=2.0)]
+    seen = torch.tensor([[True, False]])
+    gens = [row_generator(row[0], CPU)]
+    assert pick_tokens(logits, seen, row, gens, reply_counts([[]], vocab=2)) == [0]
+    assert pick_tokens(logits, seen, row, gens, reply_counts([[0]], vocab=2)) == [1]
+
+
+def test_a_batch_without_output_penalties_needs_no_counts_and_a_penalised_one_refuses_to_go_without() -> None:
+    logits = torch.tensor([[5.0, 4.0]])
+    assert pick_tokens(logits, no_seen(1, 2), [params(temperature=0.0)], [torch.Generator()]) == [0]
+    with pytest.raises(ValueError, match="counts no reply tokens"):
+        pick_tokens(
+            logits, no_seen(1, 2), [SamplingParams(16, 0.0, 1.0, 1.0, presence_penalty=0.5)], [torch.Generator()]
+        )
 
 
 # -- top-p ---------------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from trayllm.daemon.control import ControlHandlers
 from trayllm.daemon.edge import EdgeMiddleware, error_response
 from trayllm.daemon.engines import EngineSet, Member
 from trayllm.daemon.events import EventBus
+from trayllm.daemon.generation import Generator
 from trayllm.daemon.records import RequestRecorder
 from trayllm.engine.interface import ServingEngine
 from trayllm.errors import EndpointNotFound, MethodNotAllowed, ModelNotFound, RequestError
@@ -107,7 +108,8 @@ def build_app(
     shipping: Callable[[], dict[str, Any]] | None = None,
 ) -> Starlette:
     engine = EngineSet.of(served)
-    chat = ChatCompletionHandler(engine, recorder)
+    generator = Generator(engine, recorder)
+    chat = ChatCompletionHandler(generator)
     started = int(time.time())
 
     def hello() -> dict[str, object]:

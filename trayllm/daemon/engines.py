@@ -220,6 +220,9 @@ class EngineSet:
     def build_prompt(self, messages: Sequence[Message], max_tokens: int | None) -> Prompt:
         return self.default.engine.build_prompt(messages, max_tokens)
 
+    def build_text_prompt(self, text: str, max_tokens: int | None) -> Prompt:
+        return self.default.engine.build_text_prompt(text, max_tokens)
+
     def submit(
         self,
         request_id: str,

@@ -37,6 +37,8 @@ class RequestContext:
     received_wall: datetime
     received: float  # time.monotonic() at arrival, the zero of every duration in the record
     traceparent: str | None
+    api: str = "openai"  # the API it came in on ("openai", "ollama") and the kind of call ("chat",
+    operation: str = "chat"  # "text_completion"): the route's, set when the request arrives
     requested_model: str | None = None
     stream: bool | None = None
     params: SamplingParams | None = None
@@ -44,8 +46,10 @@ class RequestContext:
     model: ModelInfo | None = None  # what the engine that took it serves; None: the recorder's model_info()
 
     @classmethod
-    def arriving(cls, request_id: str, user: str, traceparent: str | None) -> RequestContext:
-        return cls(request_id, user, datetime.now(timezone.utc), time.monotonic(), traceparent)
+    def arriving(
+        cls, request_id: str, user: str, traceparent: str | None, api: str = "openai", operation: str = "chat"
+    ) -> RequestContext:
+        return cls(request_id, user, datetime.now(timezone.utc), time.monotonic(), traceparent, api, operation)
 
 
 def _ns(seconds: float | None) -> int | None:
@@ -119,6 +123,8 @@ class RequestRecorder:
             service_version=__version__,
             host_name=self.host,
             user=context.user,
+            operation=context.operation,
+            api=context.api,
             requested_model=context.requested_model,
             stream=context.stream,
         )

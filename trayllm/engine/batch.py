@@ -4,7 +4,8 @@ This is step-level continuous batching on top of transformers' DynamicCache. New
 prefilled together, then merged into the running batch by left-padding whichever side is
 shorter; finished rows are dropped with an index select; padding columns no row needs any
 more are trimmed. Each row's positions come from its own attention mask, so a row's tokens
-see exactly the positions they would have seen alone.
+see exactly the positions they would have seen alone. Per-row tables (the tokens each row has seen,
+and how often each row's reply holds each token) follow their rows through every join and leave.
 """
 
 from __future__ import annotations
@@ -47,11 +48,21 @@ class StepOutput:
 class RunningBatch(Generic[Row]):
     """Rows (any per-request object) aligned with the cache's batch dimension."""
 
-    def __init__(self, rows: list[Row], cache: DynamicCache, mask: torch.Tensor, seen: torch.Tensor) -> None:
+    def __init__(
+        self,
+        rows: list[Row],
+        cache: DynamicCache,
+        mask: torch.Tensor,
+        seen: torch.Tensor,
+        counts: torch.Tensor | None = None,
+    ) -> None:
         self.rows = rows
         self.cache = cache
         self.mask = mask  # [B, L] long: 1 where the cache column holds a real token of that row
         self.seen = seen  # [B, V] bool: tokens in each row's context, for the repetition penalty
+        # [B, V] int32: how often each row has fed each token since its prompt (its reply so far), for the
+        # frequency and presence penalties; None while no row needs it, so a batch without them pays nothing.
+        self.counts = counts
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -75,11 +86,18 @@ class RunningBatch(Generic[Row]):
         self.rows = [self.rows[i] for i in indices]
         self.mask = self.mask.index_select(0, index_on(self.mask.device))
         self.seen = self.seen.index_select(0, index_on(self.seen.device))
+        if self.counts is not None:
+            self.counts = self.counts.index_select(0, index_on(self.counts.device))
         if self.rows:
             for layer in _layers(self.cache):
                 keys = getattr(layer, "keys", None)
                 layer.batch_select_indices(index_on(keys.device) if isinstance(keys, torch.Tensor) else on_host)
             self._trim()
+
+    def stop_counting(self) -> None:
+        """Drop the reply-token counts: the caller has no row left that is penalised by them. A row that joins
+        later starts its own count at zero, which is all it has generated."""
+        self.counts = None
 
     def _trim(self) -> None:
         used = self.mask.any(dim=0)
@@ -92,15 +110,19 @@ class RunningBatch(Generic[Row]):
             layer.values = layer.values[:, :, first:, :]
 
     def absorb(self, other: RunningBatch[Row]) -> None:
-        """Append ``other``'s rows, left-padding the shorter cache so columns line up."""
+        """Append ``other``'s rows, left-padding the shorter cache so columns line up. When only one side counts
+        reply tokens, the other side's rows get zeros: nothing penalises them by their counts, which stay unread."""
         if not self.rows:
             self.rows, self.cache, self.mask, self.seen = other.rows, other.cache, other.mask, other.seen
+            self.counts = other.counts
             return
         width = max(self.mask.shape[1], other.mask.shape[1])
         for mine, theirs in zip(_layers(self.cache), _layers(other.cache), strict=True):
             mine.keys = torch.cat([_pad_left(mine.keys, width, 2), _pad_left(theirs.keys, width, 2)], dim=0)
             mine.values = torch.cat([_pad_left(mine.values, width, 2), _pad_left(theirs.values, width, 2)], dim=0)
         self.mask = torch.cat([_pad_left(self.mask, width, 1), _pad_left(other.mask, width, 1)], dim=0)
+        if self.counts is not None or other.counts is not None:  # before the seen tables: zeros take their shape
+            self.counts = torch.cat([_counts_of(self), _counts_of(other)], dim=0)
         self.seen = torch.cat([self.seen, other.seen], dim=0)
         self.rows = self.rows + other.rows
 
@@ -111,6 +133,8 @@ class RunningBatch(Generic[Row]):
         positions = self.mask.sum(dim=1, keepdim=True)
         self.mask = torch.cat([self.mask, torch.ones_like(ids)], dim=1)
         self.seen.scatter_(1, ids, True)
+        if self.counts is not None:  # every token fed after the prompt is one the row generated
+            self.counts.scatter_add_(1, ids, torch.ones_like(ids, dtype=torch.int32))
         out = model(
             input_ids=ids,
             attention_mask=self.mask,
@@ -123,9 +147,16 @@ class RunningBatch(Generic[Row]):
 
 
 def prefill(
-    model: PreTrainedModel, rows: list[Row], prompts: list[list[int]], pad_id: int, device: torch.device
+    model: PreTrainedModel,
+    rows: list[Row],
+    prompts: list[list[int]],
+    pad_id: int,
+    device: torch.device,
+    *,
+    count_replies: bool = False,
 ) -> tuple[RunningBatch[Row], StepOutput]:
-    """Run the prompts of newcomers through the model together, left-padded to one length."""
+    """Run the prompts of newcomers through the model together, left-padded to one length; with
+    ``count_replies`` (a newcomer has a frequency or presence penalty) their reply-token counts start, at zero."""
     width = max(len(p) for p in prompts)
     ids = torch.full((len(prompts), width), pad_id, dtype=torch.long, device=device)
     mask = torch.zeros((len(prompts), width), dtype=torch.long, device=device)
@@ -146,7 +177,8 @@ def prefill(
     seen = torch.zeros((len(prompts), logits.shape[-1]), dtype=torch.bool, device=device)
     for i, prompt in enumerate(prompts):
         seen[i, torch.tensor(prompt, dtype=torch.long, device=device)] = True
-    return RunningBatch(list(rows), cache, mask, seen), StepOutput(logits=logits)
+    counts = torch.zeros(seen.shape, dtype=torch.int32, device=device) if count_replies else None
+    return RunningBatch(list(rows), cache, mask, seen, counts), StepOutput(logits=logits)
 
 
 def cache_argument(model: PreTrainedModel, cache: DynamicCache) -> dict[str, Any]:
@@ -164,6 +196,13 @@ def cache_argument(model: PreTrainedModel, cache: DynamicCache) -> dict[str, Any
 def _cache_keyword(model_type: Any) -> str:  # a PreTrainedModel subclass (its class is what the cache keys on)
     parameters = inspect.signature(model_type.forward).parameters
     return "cache" if "cache" in parameters else "past_key_values"
+
+
+def _counts_of(batch: RunningBatch[Any]) -> torch.Tensor:
+    """``batch``'s reply-token counts, or zeros beside its seen table when it keeps none."""
+    if batch.counts is not None:
+        return batch.counts
+    return torch.zeros(batch.seen.shape, dtype=torch.int32, device=batch.seen.device)
 
 
 def _pad_left(tensor: torch.Tensor, width: int, dim: int) -> torch.Tensor:

@@ -30,6 +30,7 @@ class Prompt:
     turns_kept: int
     turns_dropped: int
     messages: tuple[Message, ...] = ()
+    text: str | None = None  # a raw prompt (legacy completions, Ollama's raw generate): no chat template
 
 
 def split_turns(messages: Sequence[Message]) -> tuple[list[Message], list[list[Message]]]:
@@ -70,12 +71,7 @@ def build_prompt(
 
     An explicit ``max_tokens`` is honoured or refused; the default one shrinks to what is left.
     """
-    if max_tokens is not None and max_tokens >= context_length:
-        raise ContextLengthExceeded(
-            f"max_tokens {max_tokens} leaves no room for a prompt in the model's context of {context_length} tokens",
-            param="max_tokens",
-        )
-    reserve = max_tokens if max_tokens is not None else min(default_max_tokens, context_length // 2)
+    reserve = _reserve(context_length, max_tokens, default_max_tokens)
     budget = context_length - reserve
     system, turns = split_turns(messages)
     kept = turns[-history_turns:]
@@ -93,3 +89,41 @@ def build_prompt(
     reply = max_tokens if max_tokens is not None else min(default_max_tokens, context_length - len(ids))
     window = tuple(system + [m for turn in kept for m in turn])
     return Prompt(ids, reply, turns_kept=len(kept), turns_dropped=len(turns) - len(kept), messages=window)
+
+
+def build_text_prompt(
+    tokenizer: PreTrainedTokenizerBase,
+    text: str,
+    *,
+    context_length: int,
+    max_tokens: int | None,
+    default_max_tokens: int,
+) -> Prompt:
+    """Token ids of a raw prompt, tokenized as it is (the tokenizer's own special tokens, as vLLM and
+    transformers do by default; no chat template), with its reply budget. Nothing can be dropped from a raw
+    prompt, so one that does not fit is refused whole."""
+    if not text:
+        raise InvalidRequest("the prompt is empty", param="prompt")
+    reserve = _reserve(context_length, max_tokens, default_max_tokens)
+    ids = [int(i) for i in tokenizer(text)["input_ids"]]
+    if not ids:
+        raise InvalidRequest("the prompt has no tokens", param="prompt")
+    if len(ids) > context_length - reserve:
+        raise ContextLengthExceeded(
+            f"the prompt is {len(ids)} tokens; with max_tokens {reserve} the model's context of "
+            f"{context_length} tokens allows at most {context_length - reserve}; shorten it or lower max_tokens",
+            param="prompt",
+        )
+    reply = max_tokens if max_tokens is not None else min(default_max_tokens, context_length - len(ids))
+    return Prompt(ids, reply, turns_kept=1, turns_dropped=0, text=text)
+
+
+def _reserve(context_length: int, max_tokens: int | None, default_max_tokens: int) -> int:
+    """The room kept for the reply while the prompt is fitted: an explicit ``max_tokens`` whole (refused when
+    it leaves no room at all), the default at most half the context."""
+    if max_tokens is not None and max_tokens >= context_length:
+        raise ContextLengthExceeded(
+            f"max_tokens {max_tokens} leaves no room for a prompt in the model's context of {context_length} tokens",
+            param="max_tokens",
+        )
+    return max_tokens if max_tokens is not None else min(default_max_tokens, context_length // 2)

@@ -20,7 +20,7 @@ from typing import Any
 
 from trayllm.api import EngineState
 from trayllm.config import Settings
-from trayllm.engine.conversation import Message, Prompt, build_prompt
+from trayllm.engine.conversation import Message, Prompt, build_prompt, build_text_prompt
 from trayllm.engine.device_memory import configure_cuda_allocator
 from trayllm.engine.faults import FaultPlan
 from trayllm.engine.handle import Counters, FinishCallback, RequestHandle
@@ -235,6 +235,18 @@ class Engine:
             messages,
             context_length=loaded.info.context_length,
             history_turns=self.settings.history_turns,
+            max_tokens=max_tokens,
+            default_max_tokens=self.settings.default_max_tokens,
+        )
+
+    def build_text_prompt(self, text: str, max_tokens: int | None) -> Prompt:
+        loaded = self._loaded
+        if loaded is None:
+            raise NotReady("the model is not loaded yet", retry_after=2)
+        return build_text_prompt(
+            loaded.tokenizer,
+            text,
+            context_length=loaded.info.context_length,
             max_tokens=max_tokens,
             default_max_tokens=self.settings.default_max_tokens,
         )

@@ -103,6 +103,10 @@ class ServingEngine(Protocol):
         ContextLengthExceeded otherwise. Called off the event loop: it may take seconds. The local engine
         tokenizes here; a remote one keeps the messages for the server it forwards to, which tokenizes."""
 
+    def build_text_prompt(self, text: str, max_tokens: int | None) -> Prompt:
+        """A raw prompt (legacy completions, Ollama's raw generate): no chat template, nothing dropped; refused
+        whole when it does not fit. Called off the event loop, as ``build_prompt``."""
+
     def submit(
         self,
         request_id: str,

@@ -298,6 +298,15 @@ class RemoteEngine:
         reply = max_tokens if max_tokens is not None else self.settings.default_max_tokens
         return Prompt([], reply, turns_kept=len(kept), turns_dropped=len(turns) - len(kept), messages=window)
 
+    def build_text_prompt(self, text: str, max_tokens: int | None) -> Prompt:
+        """The raw prompt as it is, for the upstream's /completions, which tokenizes it and refuses with a 400
+        what does not fit its context."""
+        self.require_loaded()
+        if not text:
+            raise InvalidRequest("the prompt is empty", param="prompt")
+        reply = max_tokens if max_tokens is not None else self.settings.default_max_tokens
+        return Prompt([], reply, turns_kept=1, turns_dropped=0, text=text)
+
     def submit(
         self,
         request_id: str,

@@ -28,7 +28,8 @@ def request_body(model: str, prompt: Prompt, params: SamplingParams) -> dict[str
     """The streamed /chat/completions request for ``prompt``'s messages, with the sampling in effect here.
 
     ``repetition_penalty`` is not OpenAI's, so it is sent only when it does something (vLLM, TGI, SGLang
-    and trayllm take it; a strict server that refuses it answers 400, which reaches the client as such)."""
+    and trayllm take it; a strict server that refuses it answers 400, which reaches the client as such).
+    ``frequency_penalty`` and ``presence_penalty`` are OpenAI's, sent when not 0 (their default there too)."""
     body: dict[str, Any] = {
         "model": model,
         "messages": list(prompt.messages),
@@ -40,6 +41,10 @@ def request_body(model: str, prompt: Prompt, params: SamplingParams) -> dict[str
     }
     if params.repetition_penalty != 1.0:
         body["repetition_penalty"] = params.repetition_penalty
+    if params.frequency_penalty != 0.0:
+        body["frequency_penalty"] = params.frequency_penalty
+    if params.presence_penalty != 0.0:
+        body["presence_penalty"] = params.presence_penalty
     if params.seed is not None:
         body["seed"] = params.seed
     if params.stop:

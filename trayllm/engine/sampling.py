@@ -65,6 +65,27 @@ def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: 
     return torch.where(seen, penalised, logits)
 
 
+def apply_output_penalties(
+    logits: torch.Tensor, counts: torch.Tensor, frequency: torch.Tensor, presence: torch.Tensor
+) -> torch.Tensor:
+    """OpenAI's frequency and presence penalties: ``logits - frequency * count - presence * (count > 0)``.
+
+    ``logits`` [B, V] float, ``counts`` [B, V] int (how often each row's reply so far holds each token),
+    ``frequency`` and ``presence`` [B] float (0 = off; OpenAI takes -2 to 2, a negative one favours repeats).
+
+    Only the reply's own tokens are counted, never the prompt's: OpenAI defines the count as how often the token
+    was sampled before the current position, and vLLM counts its output tokens alone, so a request behaves
+    the same here and against an upstream. The prompt is the repetition penalty's to weigh.
+    A row with both at 0 comes back bit for bit: ``x - 0.0`` is ``x``, NaN and infinities included.
+
+    Worked in one float temporary (beside the bool of ``counts > 0``), as the repetition penalty is: each fresh
+    [B, V] tensor costs as much as the arithmetic on it.
+    """
+    penalty = counts.to(logits.dtype).mul_(frequency.unsqueeze(1))
+    penalty.addcmul_(counts > 0, presence.unsqueeze(1))
+    return torch.sub(logits, penalty, out=penalty)
+
+
 def nucleus(sorted_probs: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     """``sorted_probs`` [N, K] (each row descending) with every token after the smallest prefix reaching
     that row's ``top_p`` [N] zeroed; an infinite ``top_p`` keeps the row whole.
@@ -94,10 +115,16 @@ def inverse_cdf(weights: torch.Tensor, uniform: torch.Tensor) -> torch.Tensor:
 
 
 def pick_tokens(
-    logits: torch.Tensor, seen: torch.Tensor, params: list[SamplingParams], generators: list[torch.Generator]
+    logits: torch.Tensor,
+    seen: torch.Tensor,
+    params: list[SamplingParams],
+    generators: list[torch.Generator],
+    counts: torch.Tensor | None = None,
 ) -> list[Pick]:
     """Next token per row: greedy where temperature is below ``GREEDY_BELOW``, else temperature + top-p
-    sampling. A row whose logits are not a distribution (a NaN or a +inf, as an fp16 overflow leaves, or -inf
+    sampling, after the repetition penalty (over ``seen``, the row's context) and then the frequency and
+    presence penalties (over ``counts``, the row's reply so far; needed only when a row has one), in vLLM's
+    order. A row whose logits are not a distribution (a NaN or a +inf, as an fp16 overflow leaves, or -inf
     throughout) gets a ValueError instead of a token; the others are unaffected. A -inf among finite logits only
     rules its token out, as it always has.
 
@@ -112,6 +139,10 @@ def pick_tokens(
     if any(p.repetition_penalty != 1.0 for p in params):
         # ``seen`` lives with the batch's mask; with device_map="auto" the logits may come off another GPU.
         logits = apply_repetition_penalty(logits, seen.to(device, non_blocking=True), settings[:, 2])
+    if any(p.penalises_output for p in params):
+        if counts is None:
+            raise ValueError("a row has a frequency or presence penalty but its batch counts no reply tokens")
+        logits = apply_output_penalties(logits, counts.to(device, non_blocking=True), settings[:, 3], settings[:, 4])
     # Greedy rows divide by 1, so their argmax is that of the penalised logits; a greedy batch skips the pass.
     scaled = logits / settings[:, :1] if any(sampled) else logits
     best, greedy = scaled.max(dim=-1)  # max propagates NaN: a row's best is finite unless the row is unsound
@@ -153,12 +184,19 @@ def pick_tokens(
 
 
 def _settings(params: list[SamplingParams], sampled: list[bool], device: torch.device) -> torch.Tensor:
-    """[B, 3] float: temperature (1 for greedy rows), top-p cut (inf for "keep all"), repetition penalty.
+    """[B, 5] float: temperature (1 for greedy rows), top-p cut (inf for "keep all"), repetition, frequency and
+    presence penalties.
 
     Built on the host and copied without blocking: a blocking host-to-GPU copy waits for the queued work.
     """
     rows = [
-        [p.temperature if s else 1.0, p.top_p if p.top_p < 1.0 else math.inf, p.repetition_penalty]
+        [
+            p.temperature if s else 1.0,
+            p.top_p if p.top_p < 1.0 else math.inf,
+            p.repetition_penalty,
+            p.frequency_penalty,
+            p.presence_penalty,
+        ]
         for p, s in zip(params, sampled, strict=True)
     ]
     return torch.tensor(rows, dtype=torch.float32).to(device, non_blocking=True)

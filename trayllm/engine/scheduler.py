@@ -183,7 +183,14 @@ class Scheduler(Intake):
         try:
             self._memory.begin_pass()
             self._faults.hit("prefill")
-            fresh, out = prefill(loaded.model, jobs, [j.prompt for j in jobs], self._pad, loaded.device)
+            fresh, out = prefill(
+                loaded.model,
+                jobs,
+                [j.prompt for j in jobs],
+                self._pad,
+                loaded.device,
+                count_replies=any(j.params.penalises_output for j in jobs),
+            )
             self._note_vram(jobs)
             self._accept_tokens(fresh, out.logits)
         except Exception as exc:
@@ -233,7 +240,7 @@ class Scheduler(Intake):
         """Take each row's next token; a row whose own step raises ends alone, the others go on."""
         jobs = batch.rows
         generators = cast("list[torch.Generator]", [j.generator for j in jobs])  # each job got one as it started
-        picks = pick_tokens(logits, batch.seen, [j.params for j in jobs], generators)
+        picks = pick_tokens(logits, batch.seen, [j.params for j in jobs], generators, batch.counts)
         now = time.monotonic()
         for job, pick in zip(jobs, picks, strict=True):
             if job.done:
@@ -274,6 +281,8 @@ class Scheduler(Intake):
             self._batch = None
         else:
             batch.keep(keep)
+            if batch.counts is not None and not any(job.params.penalises_output for job in batch.rows):
+                batch.stop_counting()
 
     def _finish(self, job: Job, reason: FinishReason, error: RequestError | None = None) -> None:
         if job.done:

@@ -24,6 +24,14 @@ class SamplingParams:
     repetition_penalty: float
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    frequency_penalty: float = 0.0  # OpenAI's: minus this times the token's count in the reply so far
+    presence_penalty: float = 0.0  # OpenAI's: minus this once the token is anywhere in the reply so far
+
+    @property
+    def penalises_output(self) -> bool:
+        """Whether the reply's own tokens are penalised (``sampling.apply_output_penalties``), so its batch must
+        count them; most requests leave both at 0 and their batch counts nothing."""
+        return self.frequency_penalty != 0.0 or self.presence_penalty != 0.0
 
 
 @dataclass(frozen=True)

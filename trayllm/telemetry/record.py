@@ -21,7 +21,6 @@ from trayllm import errors
 from trayllm.telemetry.schema import DATA_STREAM, nest
 
 SERVICE_NAME = "trayllm"
-OPERATION = "chat"
 
 
 class Outcome(NamedTuple):
@@ -94,6 +93,8 @@ class RequestRecord:
     service_version: str
     host_name: str
     user: str | None = None
+    operation: str = "chat"  # OpenTelemetry's gen_ai.operation.name: "chat" or "text_completion"
+    api: str = "openai"  # the API the request came in on: "openai" or "ollama"
     # the model
     requested_model: str | None = None
     response_model: str | None = None
@@ -158,10 +159,10 @@ def _message(rec: RequestRecord) -> str:
     seconds = rec.duration_ns / 1e9
     if rec.outcome.outcome == "success":
         tokens = "" if rec.output_tokens is None else f", {rec.input_tokens or 0} → {rec.output_tokens} tokens"
-        return f"{OPERATION} completed in {seconds:.3f} s{tokens}"
+        return f"{rec.operation} completed in {seconds:.3f} s{tokens}"
     if rec.outcome.error_type == errors.CANCELLED:
-        return f"{OPERATION} cancelled after {seconds:.3f} s"
-    return f"{OPERATION} failed ({rec.outcome.error_type}) after {seconds:.3f} s: {rec.outcome.error_message}"
+        return f"{rec.operation} cancelled after {seconds:.3f} s"
+    return f"{rec.operation} failed ({rec.outcome.error_type}) after {seconds:.3f} s: {rec.outcome.error_message}"
 
 
 def iso_timestamp(started: datetime) -> str:
@@ -197,7 +198,8 @@ def to_document(rec: RequestRecord, *, include_content: bool = False) -> dict[st
         ("service.name", SERVICE_NAME),
         ("service.version", rec.service_version),
         ("host.name", rec.host_name),
-        ("gen_ai.operation.name", OPERATION),
+        ("gen_ai.operation.name", rec.operation),
+        ("llm.api", rec.api),
         ("gen_ai.request.model", rec.requested_model),
         ("gen_ai.request.max_tokens", rec.max_tokens),
         ("gen_ai.request.temperature", _finite(rec.temperature)),

@@ -93,7 +93,12 @@ REQUEST_FIELDS: dict[str, FieldType] = {
     "service.version": _f("keyword", "trayllm's version."),
     "host.name": _f("keyword", "The machine the daemon runs on."),
     # --- the model call (OpenTelemetry GenAI names)
-    "gen_ai.operation.name": _f("keyword", "The kind of call: 'chat'."),
+    "gen_ai.operation.name": _f(
+        "keyword",
+        "The kind of call: 'chat' (a conversation, through the model's chat template) or 'text_completion' "
+        "(a raw prompt: /v1/completions, Ollama's raw generate).",
+        allowed=("chat", "text_completion"),
+    ),
     "gen_ai.request.model": _f("keyword", "The model name the client asked for."),
     "gen_ai.response.model": _f("keyword", "The model that answered."),
     "gen_ai.request.max_tokens": _f("long", "max_tokens in effect (after any cap, see llm.max_tokens_capped)."),
@@ -107,6 +112,11 @@ REQUEST_FIELDS: dict[str, FieldType] = {
     "gen_ai.usage.input_tokens": _f("long", "Prompt tokens (after the chat template)."),
     "gen_ai.usage.output_tokens": _f("long", "Generated tokens."),
     # --- what is loaded (custom: llm.*)
+    "llm.api": _f(
+        "keyword",
+        "The API the request came in on: 'openai' (/v1/...) or 'ollama' (/api/...).",
+        allowed=("openai", "ollama"),
+    ),
     "llm.model.version": _f("keyword", "The model's content hash or revision."),
     "llm.model.dtype": _f("keyword", "Weights dtype: bfloat16, float16, float32."),
     "llm.model.quantization": _f("keyword", "none, nf4, int8, or the GGUF quantization it came from."),
