@@ -111,16 +111,18 @@ lint: test-setup
 
 # The lock: one resolution for every Python trayllm supports (--universal with the fewest versions, so
 # Python 3.10 gets the set CI tested), from pyproject.toml's ranges, with torch pinned to the release the
-# tests run on. requirements/overrides.txt says why torch's CUDA runtime packages are left out.
+# tests run on. requirements/overrides.txt says why torch's CUDA runtime packages are left out. The run lock
+# is resolved within the test lock's pins (-c), so the app runs on the versions the tests ran on even where a
+# test tool holds a shared dependency back (litellm's botocore keeps python-dateutil below 3).
 LOCK_VENV := .venv-lock
 LOCK_ARGS := --quiet --universal --fork-strategy fewest --python-version 3.10 --override requirements/overrides.txt \
 	--upgrade --custom-compile-command "make lock"
 lock:
 	@test -x $(LOCK_VENV)/bin/uv || { $(PYTHON) -m venv $(LOCK_VENV) && $(LOCK_VENV)/bin/python -m pip install -q $(UV); }
 	$(LOCK_VENV)/bin/uv pip compile $(LOCK_ARGS) pyproject.toml --extra daemon --extra elastic --extra gui \
-		-o requirements/run.txt
-	$(LOCK_VENV)/bin/uv pip compile $(LOCK_ARGS) pyproject.toml --extra daemon --extra elastic --extra gui \
 		--extra dev -o requirements/test.txt
+	$(LOCK_VENV)/bin/uv pip compile $(LOCK_ARGS) pyproject.toml --extra daemon --extra elastic --extra gui \
+		-c requirements/test.txt -o requirements/run.txt
 	$(PYTHON) scripts/requirements.py prune requirements/run.txt requirements/test.txt
 	@echo "requirements/ regenerated: run make test, then commit it with what changed"
 

