@@ -78,10 +78,19 @@ class Settings:
         group="model",
     )
     quantization: str = _setting(
-        "none",
-        "none, int8 (CPU only: int8 weights for the linear layers, "
-        "computing in dtype; faster for one stream, slower for several, and greedy replies may then change "
-        "with the batch), 4bit (bitsandbytes nf4) or 8bit (bitsandbytes int8); 4bit and 8bit CUDA only.",
+        "auto",
+        "auto (int8-decode on the CPU where it fits in memory, none on GPUs), none, int8-decode (CPU only: int8 "
+        "copies of the linear layers, used for passes of up to 4 rows (decode steps of a few streams), the "
+        "float weights for the rest; half the float weights' memory again), int8 (CPU only: int8 weights alone; "
+        "fast for one stream, slow for several or for long prompts), 4bit (bitsandbytes nf4) or 8bit "
+        "(bitsandbytes int8); 4bit and 8bit CUDA only. Any int8 may change a greedy reply with the batch.",
+        group="model",
+    )
+    model_impl: str = _setting(
+        "auto",
+        "Which code runs the model: auto (trayllm's own Llama implementation on the CPU where the model is a "
+        "plain Llama, for a start without transformers' imports and less Python per token; transformers "
+        "otherwise), native (that one, or an error naming why not) or transformers.",
         group="model",
     )
     warmup: bool = _setting(True, "Run one short generation before /readyz turns true.", group="model")

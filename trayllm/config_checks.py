@@ -22,8 +22,13 @@ MAX_JSON_DEPTH = 500  # Python's JSON parser recurses once per level, under the 
 
 def problems(settings: Settings) -> Iterator[tuple[str, str]]:
     """(setting, what is wrong) for each value outside what the daemon accepts."""
-    if settings.quantization not in ("none", "int8", "4bit", "8bit"):
-        yield "quantization", f"quantization must be none, int8, 4bit or 8bit, got {settings.quantization!r}"
+    if settings.quantization not in ("auto", "none", "int8-decode", "int8", "4bit", "8bit"):
+        yield (
+            "quantization",
+            f"quantization must be auto, none, int8-decode, int8, 4bit or 8bit, got {settings.quantization!r}",
+        )
+    if settings.model_impl not in ("auto", "native", "transformers"):
+        yield "model_impl", f"model_impl must be auto, native or transformers, got {settings.model_impl!r}"
     if settings.dtype not in ("auto", "float32", "bfloat16", "float16"):
         yield "dtype", f"dtype must be auto, float32, bfloat16 or float16, got {settings.dtype!r}"
     for name in (

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 from safetensors import safe_open
+import transformers
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from trayllm.config import load_settings
@@ -291,7 +292,7 @@ def capture_loads(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
             )
         )
 
-    monkeypatch.setattr(models.AutoModelForCausalLM, "from_pretrained", from_pretrained)
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", from_pretrained)
     return seen
 
 

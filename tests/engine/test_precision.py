@@ -11,6 +11,8 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from trayllm.engine import precision
 from trayllm.engine.batch import prefill
 from trayllm.engine.precision import (
+    DECODE_ROWS,
+    DecodeInt8Linear,
     Int8Linear,
     Precision,
     int8_cache_file,
@@ -52,6 +54,20 @@ def test_int8_is_asked_for_and_named(bf16_cpu: None) -> None:
 def test_auto_is_plain_fp32_on_a_cpu_without_bf16(old_cpu: None) -> None:
     assert resolve_precision("auto", "none", CPU) == Precision(torch.float32, "none")
     assert Precision(torch.float32, "none").label == "fp32"
+
+
+@needs_int8
+def test_auto_quantization_is_int8_decode_on_the_cpu_and_none_on_a_gpu(bf16_cpu: None) -> None:
+    assert resolve_precision("auto", "auto", CPU) == Precision(torch.bfloat16, "int8-decode")
+    assert Precision(torch.bfloat16, "int8-decode").label == "bf16-int8-decode"
+    assert resolve_quantization("auto", GPU) == "none"
+
+
+def test_auto_quantization_is_none_where_torch_has_no_int8_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(precision, "int8_kernel_available", lambda: False)
+    assert resolve_quantization("auto", CPU) == "none"
+    with pytest.raises(ModelLoadError, match="int8-decode needs PyTorch"):
+        resolve_quantization("int8-decode", CPU)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
@@ -158,10 +174,12 @@ def test_a_broken_or_foreign_cache_is_quantized_again(tmp_path: Path, content: b
     quantize_int8(tiny_llama(), cache, progress=pytest.fail)  # and the rewritten cache now fits
 
 
-def test_the_cache_file_names_digest_and_precision(tmp_path: Path) -> None:
-    path = int8_cache_file(tmp_path, "ab" * 32, Precision(torch.bfloat16, "int8"))
+def test_the_cache_file_names_digest_dtype_and_layout(tmp_path: Path) -> None:
+    path = int8_cache_file(tmp_path, "ab" * 32, torch.bfloat16, "native")
     assert path.parent == tmp_path / "converted"
-    assert path.name.startswith("ab" * 12) and "bf16-int8" in path.name
+    assert path.name.startswith("ab" * 12) and "bf16-int8-native" in path.name
+    assert int8_cache_file(tmp_path, "ab" * 32, torch.bfloat16, "transformers") != path
+    assert int8_cache_file(tmp_path, "ab" * 32, torch.float32, "native") != path
 
 
 @needs_int8
@@ -174,3 +192,32 @@ def test_the_batched_path_runs_on_int8_layers_in_bf16(tmp_path: Path) -> None:
         step = batch.step(model, out.logits.argmax(-1).tolist())
     assert step.logits.shape == (2, 96) and bool(step.logits.isfinite().all())
     assert batch.cache.layers[0].keys.dtype == torch.bfloat16
+
+
+@needs_int8
+def test_int8_decode_runs_narrow_passes_on_int8_and_wide_ones_on_the_float_weights() -> None:
+    torch.manual_seed(0)
+    wide = torch.nn.Linear(64, 48, bias=False).to(torch.bfloat16)
+    narrow = Int8Linear.quantize(wide)
+    layer = DecodeInt8Linear(wide, narrow)
+    with torch.no_grad():
+        for rows in (1, DECODE_ROWS, DECODE_ROWS + 1, 40):
+            x = torch.randn(rows, 1, 64, dtype=torch.bfloat16)  # a decode step of ``rows`` streams
+            expected = narrow(x) if rows <= DECODE_ROWS else wide(x)
+            assert torch.equal(layer(x), expected)
+        prompt = torch.randn(1, 40, 64, dtype=torch.bfloat16)  # one stream's prefill: 40 rows, so wide
+        assert torch.equal(layer(prompt), wide(prompt))
+        assert not torch.equal(narrow(prompt), wide(prompt))  # the two paths do differ: the check can fail
+
+
+@needs_int8
+def test_keep_float_gives_every_linear_layer_both_weights_sharing_the_int8_cache(tmp_path: Path) -> None:
+    cache = tmp_path / "int8.safetensors"
+    quantize_int8(tiny_llama(tied=True), cache, progress=lambda _: None)
+    model = tiny_llama(tied=True)
+    embedding = model.get_input_embeddings().weight
+    quantize_int8(model, cache, progress=pytest.fail, keep_float=True)  # the int8 layers are read, not redone
+    layers = [m for m in model.modules() if isinstance(m, DecodeInt8Linear)]
+    assert layers and isinstance(model.lm_head, DecodeInt8Linear)
+    assert model.lm_head.wide.weight is embedding  # the tied head's float weight is still the embedding
+    assert not any(isinstance(m, torch.nn.Linear) and m not in [x.wide for x in layers] for m in model.modules())

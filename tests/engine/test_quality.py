@@ -1,5 +1,5 @@
-"""Quality guard: the CPU's fast paths (the default, bf16; and quantization=int8, bf16 with int8 linear layers)
-against fp32.
+"""Quality guard: the CPU's fast paths against transformers' fp32: the default (bf16 with int8 copies for narrow
+passes, int8-decode, on trayllm's own Llama), plain bf16, and quantization=int8 (bf16 with int8 linear layers).
 
 On the real SmolLM2-135M, three measures, each with its threshold stated here:
 - mean log-likelihood of a short reference text within DELTA_NATS nats/token of fp32's (measured for int8:
@@ -22,7 +22,8 @@ import torch
 from trayllm.config import load_settings
 from trayllm.engine.batch import prefill
 from trayllm.engine.models import LoadedModel, load_model
-from trayllm.engine.precision import Int8Linear, cpu_has_bf16, int8_kernel_available
+from trayllm.engine.native_model import NativeLlama
+from trayllm.engine.precision import DecodeInt8Linear, Int8Linear, cpu_has_bf16, int8_kernel_available
 
 pytestmark = [
     pytest.mark.slow,
@@ -91,7 +92,13 @@ def failures(reference: Quality, candidate: Quality) -> list[str]:
 @pytest.fixture(scope="module")
 def reference(converted_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Quality:
     cache = tmp_path_factory.mktemp("cache")
-    fp32 = {"model": str(converted_model_dir), "cache_dir": str(cache), "dtype": "float32", "quantization": "none"}
+    fp32 = {
+        "model": str(converted_model_dir),
+        "cache_dir": str(cache),
+        "dtype": "float32",
+        "quantization": "none",
+        "model_impl": "transformers",  # the reference: so the native model is measured against transformers too
+    }
     return measure(load_model(load_settings(fp32, environ={})))
 
 
@@ -108,24 +115,32 @@ def fast(converted_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) ->
 def test_the_int8_path_is_bf16_with_int8_layers(fast: LoadedModel) -> None:
     assert (fast.info.dtype, fast.info.quantization) == ("bf16", "int8")
     assert fast.info.version.endswith("-bf16-int8")
-    assert isinstance(fast.model.get_output_embeddings(), Int8Linear)
+    assert isinstance(fast.model.lm_head, Int8Linear)
 
 
 def test_the_int8_path_keeps_fp32_quality(reference: Quality, fast: LoadedModel) -> None:
     assert failures(reference, measure(fast)) == []
 
 
-def test_the_default_path_is_bf16_and_keeps_fp32_quality(
+def test_the_default_path_is_native_bf16_int8_decode_and_keeps_fp32_quality(
     reference: Quality, converted_model_dir: Path, tmp_path: Path
 ) -> None:
-    default = load_fast(converted_model_dir, tmp_path, "none")
-    assert (default.info.dtype, default.info.quantization, default.info.version[-5:]) == ("bf16", "none", "-bf16")
+    default = load_fast(converted_model_dir, tmp_path, "auto")
+    assert (default.info.dtype, default.info.quantization) == ("bf16", "int8-decode")
+    assert default.info.version.endswith("-bf16-int8-decode")
+    assert isinstance(default.model, NativeLlama) and isinstance(default.model.lm_head, DecodeInt8Linear)
     assert failures(reference, measure(default)) == []
+
+
+def test_plain_bf16_keeps_fp32_quality(reference: Quality, converted_model_dir: Path, tmp_path: Path) -> None:
+    plain = load_fast(converted_model_dir, tmp_path, "none")
+    assert (plain.info.dtype, plain.info.quantization, plain.info.version[-5:]) == ("bf16", "none", "-bf16")
+    assert failures(reference, measure(plain)) == []
 
 
 def test_the_guard_fails_a_broken_quantization(reference: Quality, fast: LoadedModel) -> None:
     """The control: the same measures on a model whose lm_head int8 weights are shuffled must fail."""
-    head = fast.model.get_output_embeddings()
+    head = fast.model.lm_head
     assert isinstance(head, Int8Linear)
     kept = head.weight.clone()
     try:

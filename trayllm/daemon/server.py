@@ -73,25 +73,14 @@ class DrainingServer(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def configure_logging(level: str, *, local_model: bool = True) -> None:
-    """Every line the daemon writes to stderr is one ECS JSON object, whoever logs it.
-
-    transformers logs through a handler of its own (plain text, not propagated) and draws tqdm bars
-    while loading weights; Python's warnings print plain text too. All of them go through the one
-    JSON handler instead, and the bars go: the engine reports load progress itself. A daemon with no
-    ``local_model`` (a remote engine) never imports transformers, so it has nothing of it to configure.
-    """
+def configure_logging(level: str) -> None:
+    """Every line the daemon writes to stderr is one ECS JSON object, whoever logs it (Python's warnings too;
+    transformers, where a load imports it, is routed here by the engine: engine.models)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(EcsJsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    if local_model:
-        from transformers.utils import logging as transformers_logging
-
-        transformers_logging.disable_default_handler()
-        transformers_logging.enable_propagation()
-        transformers_logging.disable_progress_bar()
     logging.captureWarnings(True)
     for noisy in ("uvicorn.access", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -101,8 +90,7 @@ def run_daemon(settings: Settings) -> None:
     """Serve until a stop signal; raises DaemonAlreadyRunning or ModelLoadError before serving, DeviceLost after
     serving when the GPU stopped working."""
     specs = load_engines(config_file())
-    local_model = any(spec.local for spec in specs) if specs else not settings.engine_url
-    configure_logging(settings.log_level, local_model=local_model)
+    configure_logging(settings.log_level)
     open_files = raise_open_file_limit()
     engine = open_engines(settings, specs)  # a missing model is a one-line error now, not a failed load later
     lock = InstanceLock(settings.lock_path)

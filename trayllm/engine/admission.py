@@ -20,10 +20,14 @@ A request that would run alone is always admitted by the scheduler: nothing else
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from transformers import PreTrainedModel
+from typing import TYPE_CHECKING
 
 from trayllm.engine.device_memory import GpuReading
+
+if TYPE_CHECKING:  # the native CPU path never imports transformers
+    from transformers import PreTrainedModel
+
+    from trayllm.engine.native_model import NativeLlama
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ def admits(readings: list[GpuReading], shape: ModelShape, growth: Growth, limit:
     return all(r.in_use - r.reclaimable + cache * r.kv_share + activations <= limit * r.total for r in readings)
 
 
-def model_shape(model: PreTrainedModel, kv_bytes_per_token: int) -> ModelShape:
+def model_shape(model: PreTrainedModel | NativeLlama, kv_bytes_per_token: int) -> ModelShape:
     """Read the sizes from ``model``'s config.
 
     A decoder layer's live activations per token, roughly: six hidden-wide tensors (the residual stream, its

@@ -1,6 +1,7 @@
 """The running batch: left-padded rows sharing one KV cache, which rows can join and leave between steps.
 
-This is step-level continuous batching on top of transformers' DynamicCache. Newcomers are
+This is step-level continuous batching on top of transformers' DynamicCache (or the native model's cache of the
+same layout, engine/native_model.py). Newcomers are
 prefilled together, then merged into the running batch by left-padding whichever side is
 shorter; finished rows are dropped with an index select; padding columns no row needs any
 more are trimmed. Each row's positions come from its own attention mask, so a row's tokens
@@ -14,11 +15,17 @@ import functools
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast
 
 import torch
-from transformers import DynamicCache, PreTrainedModel
-from transformers.cache_utils import DynamicLayer
+
+from trayllm.engine.native_model import NativeCache, NativeLlama
+
+if TYPE_CHECKING:  # imported only where a transformers model runs: the native CPU path never loads transformers
+    from transformers import DynamicCache, PreTrainedModel
+
+    Model = PreTrainedModel | NativeLlama
+    Cache = DynamicCache | NativeCache
 
 Row = TypeVar("Row")
 
@@ -34,7 +41,7 @@ class _KeyValueLayer(Protocol):
     def batch_select_indices(self, indices: torch.Tensor) -> None: ...
 
 
-def _layers(cache: DynamicCache) -> list[_KeyValueLayer]:
+def _layers(cache: Cache) -> list[_KeyValueLayer]:
     return cast("list[_KeyValueLayer]", cache.layers)
 
 
@@ -51,7 +58,7 @@ class RunningBatch(Generic[Row]):
     def __init__(
         self,
         rows: list[Row],
-        cache: DynamicCache,
+        cache: Cache,
         mask: torch.Tensor,
         seen: torch.Tensor,
         counts: torch.Tensor | None = None,
@@ -70,6 +77,10 @@ class RunningBatch(Generic[Row]):
     @property
     def mergeable(self) -> bool:
         """Plain (non-sliding) cache layers can be padded and concatenated; others cannot."""
+        if isinstance(self.cache, NativeCache):
+            return True
+        from transformers.cache_utils import DynamicLayer
+
         return all(type(layer) is DynamicLayer for layer in self.cache.layers)
 
     def keep(self, indices: Sequence[int]) -> None:
@@ -126,7 +137,7 @@ class RunningBatch(Generic[Row]):
         self.seen = torch.cat([self.seen, other.seen], dim=0)
         self.rows = self.rows + other.rows
 
-    def step(self, model: PreTrainedModel, next_tokens: Sequence[int]) -> StepOutput:
+    def step(self, model: Model, next_tokens: Sequence[int]) -> StepOutput:
         """Feed one token per row and return the logits for the token after it."""
         # Copied without blocking: a blocking host-to-GPU copy would wait for all the queued work first.
         ids = torch.tensor(next_tokens, dtype=torch.long).to(self.mask.device, non_blocking=True).unsqueeze(1)
@@ -147,7 +158,7 @@ class RunningBatch(Generic[Row]):
 
 
 def prefill(
-    model: PreTrainedModel,
+    model: Model,
     rows: list[Row],
     prompts: list[list[int]],
     pad_id: int,
@@ -164,7 +175,7 @@ def prefill(
         ids[i, width - len(prompt) :] = torch.tensor(prompt, dtype=torch.long, device=device)
         mask[i, width - len(prompt) :] = 1
     positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
+    cache = new_cache(model)
     out = model(
         input_ids=ids,
         attention_mask=mask,
@@ -181,7 +192,16 @@ def prefill(
     return RunningBatch(list(rows), cache, mask, seen, counts), StepOutput(logits=logits)
 
 
-def cache_argument(model: PreTrainedModel, cache: DynamicCache) -> dict[str, Any]:
+def new_cache(model: Model) -> Cache:
+    """An empty cache of the kind ``model`` fills."""
+    if isinstance(model, NativeLlama):
+        return model.new_cache()
+    from transformers import DynamicCache
+
+    return DynamicCache(config=model.config)
+
+
+def cache_argument(model: Model, cache: Cache) -> dict[str, Any]:
     """The keyword argument that hands ``cache`` to this model's forward.
 
     transformers 5.24 renamed ``past_key_values`` to ``cache`` (the old name warns, and goes in 5.40);

@@ -17,6 +17,10 @@ from trayllm.errors import ContextLengthExceeded, InvalidRequest
 if TYPE_CHECKING:  # a remote engine builds prompts too, and must not import transformers (nor torch)
     from transformers import PreTrainedTokenizerBase
 
+    from trayllm.engine.native_tokenizer import NativeTokenizer
+
+    Tokenizer = PreTrainedTokenizerBase | NativeTokenizer  # transformers' (any model) or trayllm's own (Llama, CPU)
+
 Message = dict[str, str]
 
 
@@ -52,14 +56,14 @@ def split_turns(messages: Sequence[Message]) -> tuple[list[Message], list[list[M
     return system, turns
 
 
-def encode(tokenizer: PreTrainedTokenizerBase, messages: Sequence[Message]) -> list[int]:
+def encode(tokenizer: Tokenizer, messages: Sequence[Message]) -> list[int]:
     encoded: Any = tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
     ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded  # a BatchEncoding, or the ids themselves
     return [int(i) for i in ids]
 
 
 def build_prompt(
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizer: Tokenizer,
     messages: Sequence[Message],
     *,
     context_length: int,
@@ -92,7 +96,7 @@ def build_prompt(
 
 
 def build_text_prompt(
-    tokenizer: PreTrainedTokenizerBase,
+    tokenizer: Tokenizer,
     text: str,
     *,
     context_length: int,

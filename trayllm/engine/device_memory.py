@@ -14,10 +14,14 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
-from transformers import PreTrainedModel
+
+if TYPE_CHECKING:  # the native CPU path never imports transformers
+    from transformers import PreTrainedModel
+
+    from trayllm.engine.native_model import NativeLlama
 
 ALLOCATOR_ENV = "PYTORCH_ALLOC_CONF"
 ALLOCATOR_ENV_OLD = "PYTORCH_CUDA_ALLOC_CONF"  # the name torch read before 2.9; still honoured
@@ -149,14 +153,14 @@ class CudaMemory:
         return True
 
 
-def device_memory(model: PreTrainedModel, device: torch.device) -> DeviceMemory:
+def device_memory(model: PreTrainedModel | NativeLlama, device: torch.device) -> DeviceMemory:
     """The readings for ``model``: every GPU it has layers on, or none on the CPU."""
     if device.type != "cuda":
         return NoGpu()
     return CudaMemory(kv_shares(model, device))
 
 
-def kv_shares(model: PreTrainedModel, device: torch.device) -> dict[int, float]:
+def kv_shares(model: PreTrainedModel | NativeLlama, device: torch.device) -> dict[int, float]:
     """CUDA ordinal -> the fraction of the decoder layers (so of the KV cache) that live there.
 
     A model split by ``device_map`` keeps each decoder layer's cache on that layer's GPU; a model on one GPU

@@ -19,14 +19,15 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from trayllm.config import Settings
 from trayllm.doctor.fit import BYTES_PER_PARAM, load_need, verdict
+from trayllm.engine.native_model import NativeLlama, load_native, native_config
 from trayllm.engine.precision import (
+    Precision,
     bitsandbytes_config,
     conversion_dtype,
     int8_cache_file,
@@ -41,6 +42,11 @@ from trayllm.hub import parse_hub_id, resolve_cached
 from trayllm.model_catalog import EMBEDDED_FIX, EMBEDDED_NAME
 from trayllm.model_catalog import embedded_gguf as find_embedded_gguf
 from trayllm.telemetry.vram import NvmlProbe
+
+if TYPE_CHECKING:  # transformers is imported where a model runs through it: the native CPU path never does
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+    from trayllm.engine.native_tokenizer import NativeTokenizer
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +75,8 @@ def hf_weight_files(directory: Path) -> list[Path]:
 
 @dataclass
 class LoadedModel:
-    model: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
+    model: PreTrainedModel | NativeLlama
+    tokenizer: PreTrainedTokenizerBase | NativeTokenizer
     info: ModelInfo
     device: torch.device
 
@@ -240,6 +246,9 @@ def converted_dir(
         return target
     progress(f"converting {source.path.name} to safetensors (first start only)")
     from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _transformers_logs_through_ours()
 
     target.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".converting-", dir=target.parent))
@@ -283,30 +292,28 @@ def load_model(settings: Settings, progress: ProgressCallback = lambda _: None) 
         split = chosen is None
         device = torch.device("cuda") if chosen is None else torch.device("cuda", chosen)  # "cuda": every GPU
         precision = resolve_precision(settings.dtype, settings.quantization, device)
+    if settings.quantization == "auto" and precision.quantization == "int8-decode":
+        precision = _without_int8_copies_unless_they_fit(precision, load_dir)
     dtype = precision.dtype
-    quant = bitsandbytes_config(precision)
+    native = use_native(settings.model_impl, load_dir, device, precision.quantization)
     progress(f"loading {source.name} onto {'every GPU' if split else device} ({precision.label})")
-    kwargs: dict[str, Any] = {"dtype": dtype, "local_files_only": True}
-    if quant is not None:
-        kwargs["quantization_config"] = quant
-    if device.type == "cuda":
-        kwargs["device_map"] = "auto" if split else {"": device}
+    model: PreTrainedModel | NativeLlama
+    tokenizer: PreTrainedTokenizerBase | NativeTokenizer
     try:
-        config = AutoConfig.from_pretrained(load_dir, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(load_dir, local_files_only=True)
-        model = AutoModelForCausalLM.from_pretrained(load_dir, **kwargs)
+        if native:
+            model, tokenizer = _load_native(load_dir, dtype, settings.model_impl)
+        else:
+            model, tokenizer = _load_transformers(load_dir, precision, device, split)
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"cannot load {source.path}: {exc}".splitlines()[0]) from exc
-    if device.type == "cpu":
-        torch.nn.Module.to(model, device)  # transformers types its own .to() for dtypes only
-    model.eval()
     if not tokenizer.chat_template:
         raise ModelLoadError(f"{source.path} has no chat template; trayllm serves chat models only")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    if precision.quantization == "int8":
-        quantize_int8(model, int8_cache_file(cache_dir, digest, precision), progress)
-    context = int(getattr(config, "max_position_embeddings", 0) or 2048)
+    if precision.quantization in ("int8", "int8-decode"):
+        cache_file = int8_cache_file(cache_dir, digest, dtype, "native" if native else "transformers")
+        quantize_int8(model, cache_file, progress, keep_float=precision.quantization == "int8-decode")
+    context = int(getattr(model.config, "max_position_embeddings", 0) or 2048)
     version = f"{digest[:12]}-{precision.label}"
     index: int | None = None
     total: int | None = None
@@ -328,6 +335,108 @@ def load_model(settings: Settings, progress: ProgressCallback = lambda _: None) 
         device_uuid=uuid,
     )
     return LoadedModel(model=model, tokenizer=tokenizer, info=info, device=torch.device(device))
+
+
+def _without_int8_copies_unless_they_fit(precision: Precision, load_dir: Path) -> Precision:
+    """int8-decode, which auto picks on the CPU, keeps int8 copies beside the float weights (a byte per
+    parameter): where the two would take over 90% of the memory available, auto leaves the copies out."""
+    available = memory_available()
+    parameters = parameter_count(hf_weight_files(load_dir))
+    need = parameters * (precision.dtype.itemsize + 1)
+    if available is None or need <= 0.9 * available:
+        return precision
+    log.warning(
+        "quantization auto: %.1f GB of weights and int8 copies would not fit the %.1f GB available; int8 copies "
+        "left out (set TRAYLLM_QUANTIZATION=int8 for int8 weights only)",
+        need / 1e9,
+        available / 1e9,
+    )
+    return Precision(precision.dtype, "none")
+
+
+def memory_available() -> int | None:
+    """The kernel's estimate of memory available without swapping (Linux's MemAvailable), or None elsewhere."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def use_native(model_impl: str, load_dir: Path, device: torch.device, quantization: str) -> bool:
+    """Whether trayllm's own Llama runs this model (engine/native_model.py): with ``auto`` on the CPU whenever
+    it can; with ``native``, or a one-line error naming why it cannot."""
+    if model_impl == "transformers":
+        return False
+    why = None
+    if device.type != "cpu":
+        why = f"it runs on the CPU only, and the device is {device}"
+    elif quantization not in ("none", "int8", "int8-decode"):
+        why = f"it has no {quantization} quantization"
+    elif native_config(load_dir) is None:
+        why = f"{load_dir / 'config.json'} is not a plain Llama (LlamaForCausalLM without rope scaling or biases)"
+    elif any(file.suffix != ".safetensors" for file in hf_weight_files(load_dir)):
+        why = "its weights are not all safetensors"
+    if why is not None and model_impl == "native":
+        raise ModelLoadError(f"model_impl=native cannot run this model: {why}; set TRAYLLM_MODEL_IMPL=auto")
+    return why is None
+
+
+def _load_native(
+    load_dir: Path, dtype: torch.dtype, model_impl: str
+) -> tuple[NativeLlama, NativeTokenizer | PreTrainedTokenizerBase]:
+    """trayllm's Llama with trayllm's tokenizer; where that tokenizer cannot promise transformers' ids (a
+    tokenizer class transformers rebuilds, a legacy added_tokens.json), transformers' own with ``auto``."""
+    from trayllm.engine.native_tokenizer import NativeTokenizer
+
+    config = native_config(load_dir)
+    assert config is not None, "use_native checked it"
+    tokenizer: NativeTokenizer | PreTrainedTokenizerBase
+    try:
+        tokenizer = NativeTokenizer.from_dir(load_dir)
+    except ModelLoadError as exc:
+        if model_impl == "native":
+            raise ModelLoadError(f"model_impl=native cannot tokenize this model: {exc}") from exc
+        log.info("the tokenizer goes through transformers: %s", exc)
+        from transformers import AutoTokenizer
+
+        _transformers_logs_through_ours()
+        tokenizer = AutoTokenizer.from_pretrained(load_dir, local_files_only=True)
+    return load_native(load_dir, config, dtype, hf_weight_files(load_dir)), tokenizer
+
+
+def _load_transformers(
+    load_dir: Path, precision: Precision, device: torch.device, split: bool
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _transformers_logs_through_ours()
+    kwargs: dict[str, Any] = {"dtype": precision.dtype, "local_files_only": True}
+    quant = bitsandbytes_config(precision)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+    if device.type == "cuda":
+        kwargs["device_map"] = "auto" if split else {"": device}
+    tokenizer = AutoTokenizer.from_pretrained(load_dir, local_files_only=True)
+    model = AutoModelForCausalLM.from_pretrained(load_dir, **kwargs)
+    if device.type == "cpu":
+        torch.nn.Module.to(model, device)  # transformers types its own .to() for dtypes only
+    return model.eval(), tokenizer
+
+
+def _transformers_logs_through_ours() -> None:
+    """transformers logs through a handler of its own (plain text, not propagated) and draws tqdm bars while
+    loading weights: its records go to the root logger instead (the daemon's one JSON handler), and the bars go
+    (the engine reports load progress itself). Done where a load first needs transformers, so a start that never
+    does (the native path, a remote engine) never imports it."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_default_handler()
+    transformers_logging.enable_propagation()
+    transformers_logging.disable_progress_bar()
 
 
 def eos_token_ids(loaded: LoadedModel) -> frozenset[int]:

@@ -9,8 +9,12 @@ dtype = float32 where that matters.
 ``quantization = int8`` adds int8 linear layers: int8 weights with one scale per output channel, multiplied in the
 model's dtype by the kernel torchao's int8 weight-only path uses on CPU (``aten._weight_int8pack_mm``). lm_head is
 quantized too: with tied embeddings it is the largest matrix (vocabulary × hidden); it gets its own int8 copy while
-the embedding keeps serving lookups. It decodes one stream 1.25× faster than bf16 alone, but eight streams 0.8×
-as fast, with twice the first-token latency: an option for one user's chat, not the default. PyTorch's dynamic
+the embedding keeps serving lookups. Its kernel is a matrix-vector product per row: at one row it is 2.7× faster
+than bf16's (a decode step of one stream reads half the bytes), at eight rows slower, and prefill's hundreds of
+rows are far slower. So the CPU default, ``int8-decode``, keeps both: the float weights for passes of more than
+``DECODE_ROWS`` rows (prefill, busy batches) and int8 copies for the narrow ones (decode steps of one to four
+streams), at the cost of half the float weights' memory again. ``int8`` alone saves that memory but is slower
+wherever several streams run or prompts are long. PyTorch's dynamic
 int8 (torch.ao, int8 activations too) was faster still but cost 1.4 nats/token of log-likelihood (one scale per
 activation tensor cannot hold a small model's MLP outliers); weight-only int8 costs under 0.02
 (tests/engine/test_quality.py guards both paths).
@@ -31,6 +35,7 @@ from typing import Any
 import torch
 
 from trayllm.cuda_facts import has_bf16_tensor_cores
+from trayllm.engine.safetensors_read import read_safetensors
 from trayllm.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
@@ -43,11 +48,11 @@ class Precision:
     """What the model is loaded as: ``dtype`` for its floating-point tensors, and the quantization applied."""
 
     dtype: torch.dtype
-    quantization: str  # none, int8, 4bit or 8bit
+    quantization: str  # none, int8, int8-decode, 4bit or 8bit
 
     @property
     def label(self) -> str:
-        """The part of the model version that names the precision: fp32, bf16, bf16-int8, fp16-4bit."""
+        """The part of the model version that names the precision: fp32, bf16, bf16-int8-decode, fp16-4bit."""
         short = short_dtype(self.dtype)
         return short if self.quantization == "none" else f"{short}-{self.quantization}"
 
@@ -68,17 +73,20 @@ def int8_kernel_available() -> bool:
 
 
 def resolve_quantization(quantization: str, device: torch.device) -> str:
-    """The quantization to apply (int8 is the CPU's opt-in: see the module docstring for why). A combination that
-    cannot run is a ModelLoadError that names the fix, raised before any slow step (a GGUF conversion)."""
-    if quantization == "int8":
+    """The quantization to apply: auto is int8-decode on a CPU whose PyTorch has the int8 kernel (see the module
+    docstring for why), none elsewhere. A combination that cannot run is a ModelLoadError that names the fix,
+    raised before any slow step (a GGUF conversion)."""
+    if quantization == "auto":
+        return "int8-decode" if device.type == "cpu" and int8_kernel_available() else "none"
+    if quantization in ("int8", "int8-decode"):
         if device.type != "cpu":
             raise ModelLoadError(
-                "quantization=int8 is trayllm's int8 for the CPU; on a GPU set TRAYLLM_QUANTIZATION "
-                "to 8bit (bitsandbytes) or none"
+                f"quantization={quantization} is trayllm's int8 for the CPU; on a GPU set TRAYLLM_QUANTIZATION "
+                "to 8bit (bitsandbytes), none or auto"
             )
         if not int8_kernel_available():
             raise ModelLoadError(
-                f"quantization=int8 needs PyTorch 2.4 or later (this is {torch.__version__}); "
+                f"quantization={quantization} needs PyTorch 2.4 or later (this is {torch.__version__}); "
                 "set TRAYLLM_QUANTIZATION=none"
             )
     elif quantization in ("4bit", "8bit"):
@@ -165,14 +173,37 @@ class Int8Linear(torch.nn.Module):
         return out if self.bias is None else out + self.bias
 
 
-def int8_cache_file(cache_dir: Path, digest: str, precision: Precision) -> Path:
-    """Where the int8 layers of the weights with content ``digest`` are cached, beside their conversions."""
-    return cache_dir / "converted" / f"{digest[:24]}-{precision.label}-v{INT8_FORMAT}.safetensors"
+DECODE_ROWS = 4
+"""The widest pass int8-decode runs on its int8 copies. On SmolLM2-135M (bf16, this 2-core AVX-512 machine), a
+decode step took 22 / 25 / 28 / 44 ms on int8 at 1 / 2 / 4 / 8 rows and 35 / 37 / 39 / 40 ms on bf16."""
 
 
-def quantize_int8(model: torch.nn.Module, cache_file: Path, progress: Callable[[str], None]) -> None:
-    """Replace every linear layer of ``model`` (lm_head included) by an Int8Linear, in place: read from
-    ``cache_file`` when it holds this model's layers, else quantized now and written there for the next start."""
+class DecodeInt8Linear(torch.nn.Module):
+    """A linear layer with both weights: the float one for wide passes, the int8 copy for passes of at most
+    DECODE_ROWS rows, each where its kernel is the faster (see the module docstring)."""
+
+    def __init__(self, wide: torch.nn.Linear, narrow: Int8Linear) -> None:
+        super().__init__()
+        self.wide, self.narrow = wide, narrow
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // x.shape[-1]
+        return self.narrow(x) if rows <= DECODE_ROWS else self.wide(x)
+
+
+def int8_cache_file(cache_dir: Path, digest: str, dtype: torch.dtype, layout: str) -> Path:
+    """Where the int8 layers of the weights with content ``digest``, loaded in ``dtype`` into a model whose
+    linear layers are named and shaped after ``layout`` ("transformers" or "native", which fuses some), are
+    cached beside their conversions. int8 and int8-decode share them: the same weights, quantized alike."""
+    return cache_dir / "converted" / f"{digest[:24]}-{short_dtype(dtype)}-int8-{layout}-v{INT8_FORMAT}.safetensors"
+
+
+def quantize_int8(
+    model: torch.nn.Module, cache_file: Path, progress: Callable[[str], None], *, keep_float: bool = False
+) -> None:
+    """Give every linear layer of ``model`` (lm_head included) int8 weights, in place: an Int8Linear instead, or
+    with ``keep_float`` (int8-decode) a DecodeInt8Linear beside the float one. The int8 layers are read from
+    ``cache_file`` when it holds this model's, else quantized now and written there for the next start."""
     linears = {name: module for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
     layers = _read_cache(cache_file, set(linears))
     if layers is None:
@@ -180,19 +211,17 @@ def quantize_int8(model: torch.nn.Module, cache_file: Path, progress: Callable[[
         layers = {name: Int8Linear.quantize(linear) for name, linear in linears.items()}
         _write_cache(cache_file, layers)
     for name, layer in layers.items():
-        model.set_submodule(name, layer.to(linears[name].weight.device))
+        linear = linears[name]
+        narrow = layer.to(linear.weight.device)
+        model.set_submodule(name, DecodeInt8Linear(linear, narrow) if keep_float else narrow)
 
 
 def _read_cache(path: Path, names: set[str]) -> dict[str, Int8Linear] | None:
     """The cached layers named ``names``, or None when the file is missing, unreadable or for another layout."""
     if not path.is_file():
         return None
-    from safetensors.torch import load_file
-
     try:
-        # Copied into torch's own (64-byte aligned) memory: the tensors safetensors returns sit at the file's
-        # offsets, and the int8 kernel crashes the process on data that is not aligned.
-        tensors = {key: tensor.clone() for key, tensor in load_file(str(path)).items()}
+        tensors = read_safetensors(path)  # one read, each tensor 64-byte aligned: the int8 kernel needs it
     except Exception as exc:  # a truncated or foreign file: quantize again and overwrite it
         log.warning("ignoring the unreadable int8 cache %s: %s", path, exc)
         return None

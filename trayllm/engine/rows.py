@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import PreTrainedTokenizerBase
 
 from trayllm.engine.device_memory import Peak
 from trayllm.engine.handle import RequestHandle
@@ -21,6 +21,9 @@ from trayllm.engine.sampling import row_generator
 from trayllm.engine.textstream import IncrementalDecoder, StopMatcher
 from trayllm.engine.types import RequestTimings, SamplingParams
 from trayllm.errors import EngineFailure, RequestError
+
+if TYPE_CHECKING:
+    from trayllm.engine.conversation import Tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +45,7 @@ class Job:
     retried: bool = False  # already put back once after an OOM
     solo: bool = False  # runs alone (its retry after an OOM)
 
-    def start(self, tokenizer: PreTrainedTokenizerBase, device: torch.device, started: float) -> None:
+    def start(self, tokenizer: Tokenizer, device: torch.device, started: float) -> None:
         """Build this request's own decoding state as it joins the batch; raises for its bad parameters
         (a seed torch cannot take), which must fail it before its prompt is run with anyone else's."""
         self.decoder = IncrementalDecoder(tokenizer)

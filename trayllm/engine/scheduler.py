@@ -67,7 +67,9 @@ class Scheduler(Intake):
         self.fatal: str | None = None  # why, once it is
         self.vram_blocked = False  # the head of the queue is waiting for VRAM
         self._eos = eos_token_ids(loaded)
-        self._pad = int(loaded.tokenizer.pad_token_id)
+        pad = loaded.tokenizer.pad_token_id
+        assert isinstance(pad, int), "load_model sets a pad token"
+        self._pad = pad
         self._batch: RunningBatch[Job] | None = None
         self._thread = threading.Thread(target=self._run, name="trayllm-inference", daemon=True)
 

@@ -7,7 +7,11 @@ later token would take back.
 
 from __future__ import annotations
 
-from transformers import PreTrainedTokenizerBase
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from trayllm.engine.conversation import Tokenizer
+
 
 REPLACEMENT = "\ufffd"
 
@@ -15,7 +19,7 @@ REPLACEMENT = "\ufffd"
 class IncrementalDecoder:
     """Decode a growing list of ids, returning only the new text each time (the prefix-offset method)."""
 
-    def __init__(self, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, tokenizer: Tokenizer) -> None:
         self._tokenizer = tokenizer
         self._ids: list[int] = []
         self._prefix = 0  # start of the window decoded for context
