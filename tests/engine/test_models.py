@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import torch
-from safetensors import safe_open
 import transformers
+from safetensors import safe_open
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from trayllm.config import load_settings
