@@ -118,7 +118,7 @@ def test_error_event_mid_stream_raises_the_typed_error(daemon_client: DaemonClie
 
 def test_invalid_request_is_refused_before_sending(fake_daemon: FakeDaemon, daemon_client: DaemonClient):
     with pytest.raises(errors.InvalidRequest, match="tools"):
-        daemon_client.chat({**_messages("hi"), "tools": []})
+        daemon_client.chat({**_messages("hi"), "tools": [{"type": "function", "function": {"name": "f"}}]})
     with pytest.raises(errors.InvalidRequest, match="messages"):
         daemon_client.chat({"messages": []})
     assert fake_daemon.bodies == []

@@ -1,35 +1,25 @@
-"""Wire types shared by the daemon and its clients: OpenAI's chat schema plus trayllm's extensions.
+"""Wire types shared by the daemon and its clients: OpenAI's chat and legacy completion schemas plus trayllm's
+extensions.
 
-Requests refuse fields they do not know (``extra="forbid"``) and name the OpenAI fields
-trayllm does not support yet, so a client learns at once that an option had no effect.
+A request refuses fields it does not know, and takes OpenAI's fields for things trayllm does not do only with the
+values that ask for nothing (trayllm/api_fields.py has the rule and the table), so a client learns at once that an
+option had no effect.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from trayllm.api_fields import CHAT_FIELD_RULES, COMPLETION_FIELD_RULES, FieldRule, within_rules
+
 MAX_STOP_SEQUENCES = 4
 
-# OpenAI request fields that trayllm does not implement; setting one is a 400 that names it.
-UNSUPPORTED_FIELDS = (
-    "tools",
-    "tool_choice",
-    "functions",
-    "function_call",
-    "logit_bias",
-    "logprobs",
-    "top_logprobs",
-    "response_format",
-    "audio",
-    "modalities",
-    "prediction",
-    "parallel_tool_calls",
-    "reasoning_effort",
-    "web_search_options",
-)
+COMPLETION_DEFAULT_MAX_TOKENS = 16
+"""A legacy completion's reply budget when ``max_tokens`` is not sent: OpenAI's API reference gives 16 as its default
+(vLLM follows it); an explicit null leaves it to the daemon's ``default_max_tokens``, as for chat."""
 
 
 class _Strict(BaseModel):
@@ -54,37 +44,40 @@ class ChatMessage(_Strict):
 
 
 class StreamOptions(_Strict):
-    include_usage: bool = False
+    include_usage: bool | None = None
+    include_obfuscation: bool | None = None  # OpenAI pads chunks against length side channels; nothing to pad here
 
 
-class ChatCompletionRequest(BaseModel):
-    """POST /v1/chat/completions body. Unknown fields are refused; see UNSUPPORTED_FIELDS."""
+class _GenerationRequest(BaseModel):
+    """What OpenAI's chat and legacy completion bodies share: the sampling trayllm acts on, and the check of every
+    other field against ``field_rules`` (trayllm/api_fields.py). Null is taken for every optional field."""
 
-    model_config = ConfigDict(extra="allow")  # extras are checked by hand for a precise message
+    model_config = ConfigDict(extra="forbid")
+    field_rules: ClassVar[tuple[FieldRule, ...]] = ()
 
     model: str | None = None
-    messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)  # under 1e-5: greedy (engine.sampling)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)  # however small, the top token is kept
     stop: str | list[str] | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI's; torch takes them all
-    n: int | None = Field(default=None, ge=1, le=1)
     user: str | None = None
     frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
     presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    repetition_penalty: float | None = Field(default=None, ge=1.0, le=2.0)
+    repetition_penalty: float | None = Field(default=None, ge=1.0, le=2.0)  # trayllm's (and vLLM's) extension
 
-    @model_validator(mode="after")
-    def _refuse_extras(self) -> ChatCompletionRequest:
-        for name in self.model_extra or {}:
-            if name in UNSUPPORTED_FIELDS:
-                raise ValueError(f"'{name}' is not supported by trayllm")
-            raise ValueError(f"unknown field '{name}'")
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _check_fields(cls, data: Any) -> Any:
+        """Unknown fields and refused values raise InvalidRequest naming the field (as ``param``); the fields the
+        rules cover are dropped once checked, as they change nothing."""
+        return within_rules(data, cls.field_rules, cls.model_fields)
+
+    @field_validator("stream", mode="before")
+    @classmethod
+    def _null_is_false(cls, value: Any) -> Any:
+        return False if value is None else value
 
     @field_validator("stop")
     @classmethod
@@ -101,8 +94,45 @@ class ChatCompletionRequest(BaseModel):
         return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
     @property
+    def include_usage(self) -> bool:
+        """Whether a streamed reply ends with a usage chunk (``stream_options.include_usage``)."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class ChatCompletionRequest(_GenerationRequest):
+    """POST /v1/chat/completions body."""
+
+    field_rules = CHAT_FIELD_RULES
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+
+    @property
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
+
+
+class CompletionRequest(_GenerationRequest):
+    """POST /v1/completions body (OpenAI's legacy completions): one raw prompt, no chat template."""
+
+    field_rules = COMPLETION_FIELD_RULES
+
+    prompt: str
+    max_tokens: int | None = Field(default=COMPLETION_DEFAULT_MAX_TOKENS, ge=1)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _one_text(cls, value: Any) -> Any:
+        """A string, or a list of one string (as langchain-openai sends it); several prompts, or token ids, are
+        refused with what to send instead."""
+        if not isinstance(value, list):
+            return value
+        if any(isinstance(item, (int, list)) for item in value):
+            raise ValueError("token-id prompts are not supported; send the prompt as text")
+        if len(value) != 1:
+            raise ValueError(f"one prompt per request, not a list of {len(value)}; send one request for each")
+        return value[0]
 
 
 class Usage(BaseModel):
@@ -162,6 +192,25 @@ class ChatCompletionChunk(BaseModel):
     created: int = Field(default_factory=lambda: int(time.time()))
     model: str
     choices: list[ChunkChoice]
+    usage: Usage | None = None
+    timings: Timings | None = None
+
+
+class CompletionChoice(BaseModel):
+    text: str
+    index: int = 0
+    logprobs: None = None  # OpenAI sends null (no log probabilities were asked for): kept in the JSON
+    finish_reason: str | None = None  # null until the last chunk of a stream, as OpenAI sends it
+
+
+class Completion(BaseModel):
+    """A legacy completion, whole or (streamed) one chunk of it; both are ``text_completion`` objects."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[CompletionChoice]
     usage: Usage | None = None
     timings: Timings | None = None
 

@@ -36,7 +36,11 @@ BAD_BODIES: dict[str, tuple[bytes, int, str]] = {
     "seed beyond int64": (json.dumps({"messages": MESSAGES, "seed": 2**63}).encode(), 400, "seed"),
     "top_p of zero": (json.dumps({"messages": MESSAGES, "top_p": 0}).encode(), 400, "top_p"),
     "unknown model": (json.dumps({"model": "llama-70b", "messages": MESSAGES}).encode(), 404, "llama-70b"),
-    "unsupported field": (json.dumps({"messages": MESSAGES, "tools": []}).encode(), 400, "tools"),
+    "unsupported field": (
+        json.dumps({"messages": MESSAGES, "tools": [{"type": "function", "function": {"name": "f"}}]}).encode(),
+        400,
+        "tools",
+    ),
     "unknown field": (json.dumps({"messages": MESSAGES, "flavour": "mint"}).encode(), 400, "flavour"),
     "n above 1": (json.dumps({"messages": MESSAGES, "n": 3}).encode(), 400, "n"),
     "too many stops": (json.dumps({"messages": MESSAGES, "stop": ["a", "b", "c", "d", "e"]}).encode(), 400, "stop"),

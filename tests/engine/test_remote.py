@@ -106,6 +106,22 @@ def test_the_openai_sdk_streams_through_the_upstream_and_one_record_names_it(
     assert record["llm"]["vram"]["peak"]["pct"] == KV_USAGE  # from the upstream's vLLM-shaped /metrics
 
 
+def test_a_legacy_completion_is_forwarded_to_the_upstreams_completions(
+    upstream: InProcessDaemon, start_downstream: Callable[..., InProcessDaemon]
+) -> None:
+    down = through(upstream, start_downstream)
+    stream = sdk_on(down).completions.create(
+        model="smollm2-135m-instruct", prompt="no chat template here", stream=True, max_tokens=16
+    )
+    assert "".join(choice.text for chunk in stream for choice in chunk.choices) == "no chat template here"
+    (upstream_record,) = upstream.wait_records(1)
+    (record,) = down.wait_records(1)
+    assert upstream_record["gen_ai"]["operation"]["name"] == "text_completion"  # the upstream's /completions
+    assert upstream_record["gen_ai"]["usage"] == {"input_tokens": 5, "output_tokens": 4}  # no role tokens: raw
+    assert record["gen_ai"]["operation"]["name"] == "text_completion" and record["event"]["outcome"] == "success"
+    assert record["gen_ai"]["usage"] == upstream_record["gen_ai"]["usage"]
+
+
 def test_a_client_that_leaves_closes_the_upstream_stream(
     upstream: InProcessDaemon, start_downstream: Callable[..., InProcessDaemon]
 ) -> None:

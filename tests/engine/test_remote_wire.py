@@ -13,6 +13,7 @@ from trayllm.engine.remote_wire import (
     metrics_url,
     read_stream_line,
     request_body,
+    request_path,
     upstream_error,
 )
 from trayllm.engine.types import SamplingParams
@@ -56,6 +57,38 @@ def test_the_body_streams_the_window_with_usage_and_only_the_sampling_that_appli
 def test_an_openai_penalty_is_sent_alone_when_it_is_not_zero(field: str) -> None:
     body = request_body("m", PROMPT, SamplingParams(32, 0.0, 1.0, 1.0, **{field: -0.25}))  # type: ignore[arg-type]
     assert {k: body[k] for k in body.keys() & {"frequency_penalty", "presence_penalty"}} == {field: -0.25}
+
+
+def test_a_raw_prompt_goes_to_the_legacy_completions_as_its_text() -> None:
+    raw = Prompt([], 16, turns_kept=1, turns_dropped=0, text="Once upon a time")
+    assert (request_path(raw), request_path(PROMPT)) == ("/completions", "/chat/completions")
+    body = request_body("m", raw, SamplingParams(16, 0.0, 1.0, 1.0, stop=("\n",)))
+    assert body == {
+        "model": "m",
+        "prompt": "Once upon a time",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": 16,
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "stop": ["\n"],
+    }
+
+
+def test_a_legacy_completion_stream_gives_its_text() -> None:
+    state = StreamState()
+
+    def chunk(**fields: object) -> str:  # as vLLM and OpenAI send them
+        return "data: " + json.dumps({"object": "text_completion", **fields})
+
+    lines = [
+        chunk(choices=[{"index": 0, "text": " there", "logprobs": None, "finish_reason": None}]),
+        chunk(choices=[{"index": 0, "text": " was", "logprobs": None, "finish_reason": "length"}]),
+        chunk(choices=[], usage={"prompt_tokens": 5, "completion_tokens": 2}),
+        "data: [DONE]",
+    ]
+    assert [read_stream_line(line, state) for line in lines] == [" there", " was", None, None]
+    assert (state.finish_reason, state.prompt_tokens, state.completion_tokens, state.chunks) == ("length", 5, 2, 2)
 
 
 def test_a_stream_gives_its_text_finish_reason_and_usage() -> None:

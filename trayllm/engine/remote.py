@@ -3,14 +3,14 @@ llama.cpp server, Ollama, or another trayllm), so records, SLOs, alerts, the tra
 same around a model served elsewhere.
 
 Everything here runs on one asyncio loop of its own thread (``trayllm-remote``) with one httpx client: each
-request streams ``/chat/completions`` (``stream_options.include_usage`` for the token counts) and its text
-arrives on the caller's handle as the local engine's would. Queue time and first-token time are measured
-here, from arrival; a request waits for one of ``max_batch`` upstream slots, and ``queue_size`` bound the
-waiting. Cancelling a handle closes its upstream stream, which is how an OpenAI server learns the client left.
-A probe (trayllm/engine/remote_probe.py) asks the upstream for its models every ``probe_interval_s`` (so the
-daemon knows it is down before a request fails) and reads its Prometheus ``/metrics`` for the KV-cache usage a
-record reports as its VRAM share. No torch, no transformers: a daemon serving only a remote engine starts in
-well under a second.
+request streams ``/chat/completions``, or ``/completions`` for a raw prompt (``stream_options.include_usage`` for
+the token counts), and its text arrives on the caller's handle as the local engine's would. Queue time and
+first-token time are measured here, from arrival; a request waits for one of ``max_batch`` upstream slots, and
+``queue_size`` bound the waiting. Cancelling a handle closes its upstream stream, which is how an OpenAI server
+learns the client left. A probe (trayllm/engine/remote_probe.py) asks the upstream for its models every
+``probe_interval_s`` (so the daemon knows it is down before a request fails) and reads its Prometheus ``/metrics``
+for the KV-cache usage a record reports as its VRAM share. No torch, no transformers: a daemon serving only a
+remote engine starts in well under a second.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from trayllm.engine.remote_wire import (
     StreamState,
     read_stream_line,
     request_body,
+    request_path,
     upstream_error,
 )
 from trayllm.engine.types import Finished, FinishReason, ModelInfo, OomReport, RequestTimings, SamplingParams, TokenText
@@ -373,8 +374,9 @@ class RemoteEngine:
                 request.timings.started = time.monotonic()
             self._running.add(request)
             body = request_body(self.info.version, request.prompt, request.params)
+            url = self.base_url + request_path(request.prompt)
             try:
-                async with self._client.stream("POST", f"{self.base_url}/chat/completions", json=body) as response:
+                async with self._client.stream("POST", url, json=body) as response:
                     if response.status_code >= 400:
                         await response.aread()
                         raise upstream_error(

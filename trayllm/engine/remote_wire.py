@@ -24,15 +24,21 @@ KV_CACHE_METRICS = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
 UPSTREAM_RETRY_AFTER_S = 5.0  # what a client is told to wait when the upstream is down
 
 
+def request_path(prompt: Prompt) -> str:
+    """Where ``prompt`` goes: a raw prompt to the legacy ``/completions``, which applies no chat template."""
+    return "/completions" if prompt.text is not None else "/chat/completions"
+
+
 def request_body(model: str, prompt: Prompt, params: SamplingParams) -> dict[str, Any]:
-    """The streamed /chat/completions request for ``prompt``'s messages, with the sampling in effect here.
+    """The streamed request (to ``request_path(prompt)``) for ``prompt``'s messages or raw text, with the
+    sampling in effect here.
 
     ``repetition_penalty`` is not OpenAI's, so it is sent only when it does something (vLLM, TGI, SGLang
     and trayllm take it; a strict server that refuses it answers 400, which reaches the client as such).
     ``frequency_penalty`` and ``presence_penalty`` are OpenAI's, sent when not 0 (their default there too)."""
     body: dict[str, Any] = {
         "model": model,
-        "messages": list(prompt.messages),
+        **({"messages": list(prompt.messages)} if prompt.text is None else {"prompt": prompt.text}),
         "stream": True,
         "stream_options": {"include_usage": True},
         "max_tokens": params.max_tokens,
@@ -64,7 +70,8 @@ class StreamState:
 
 
 def read_stream_line(line: str, state: StreamState) -> str | None:
-    """One SSE line of a streamed chat completion: the content it adds (None if none), updating ``state``.
+    """One SSE line of a streamed chat or legacy completion: the text it adds (a chat chunk's ``delta.content``, a
+    legacy one's ``text``; None if none), updating ``state``.
 
     An error object in the stream (the server failed after its 200) raises EngineFailure with its message."""
     if not line.startswith("data:"):
@@ -89,9 +96,9 @@ def read_stream_line(line: str, state: StreamState) -> str | None:
         state.completion_tokens = _int(usage.get("completion_tokens"), state.completion_tokens)
     content: str | None = None
     for choice in chunk.get("choices") or []:
-        delta = choice.get("delta") or {}
-        if delta.get("content"):
-            content = (content or "") + str(delta["content"])
+        piece = (choice.get("delta") or {}).get("content") or choice.get("text")
+        if piece:
+            content = (content or "") + str(piece)
         reason = choice.get("finish_reason")
         if reason:
             state.finish_reason = "length" if reason == "length" else "stop"
