@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import pytest
 
-from trayllm.model_files import UnreadableModel, describe, gguf_quant
+from trayllm.model_files import UnreadableModel, architecture, describe, gguf_quant
 
 
 @pytest.mark.parametrize(
@@ -47,3 +48,24 @@ def test_files_that_are_no_model_are_unreadable(tmp_path: Path):
     assert "not a safetensors file" in messages["bad-header"]
     assert "does not exist" in messages["absent"]
     assert "neither a .gguf file nor a directory with config.json" in messages[tmp_path.name]
+
+
+def gguf_with_first_entry(path: Path, key: bytes, value: bytes) -> Path:
+    """A GGUF header of one string entry and no tensors."""
+    entry = struct.pack("<Q", len(key)) + key + struct.pack("<IQ", 8, len(value)) + value
+    path.write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + entry)
+    return path
+
+
+def test_the_architecture_is_config_jsons_model_type_or_a_gguf_files_first_entry(tmp_path: Path):
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "qwen2"}')
+    assert architecture(folder) == "qwen2"
+    assert architecture(gguf_with_first_entry(tmp_path / "a.gguf", b"general.architecture", b"llama")) == "llama"
+    assert architecture(gguf_with_first_entry(tmp_path / "b.gguf", b"general.name", b"llama")) is None
+    (tmp_path / "c.gguf").write_bytes(b"GGUF\x03")  # cut short
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "config.json").write_text("[1]")
+    for unknown in (tmp_path / "c.gguf", tmp_path / "bad", tmp_path / "absent", tmp_path):
+        assert architecture(unknown) is None

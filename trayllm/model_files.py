@@ -124,6 +124,24 @@ def gguf_parameters(file: Path) -> int:
             raise UnreadableModel(f"{file}: its GGUF header is cut short or corrupt") from None
 
 
+def architecture(path: Path) -> str | None:
+    """The architecture ("llama", "qwen2"): a directory's config.json ``model_type``, or a GGUF file's
+    ``general.architecture`` when it is the header's first entry, as llama.cpp writes it; None where neither says
+    (only the file's first bytes are read)."""
+    try:
+        if path.is_dir():
+            config = json.loads((path / "config.json").read_text())
+            kind = config.get("model_type") if isinstance(config, dict) else None
+            return kind if isinstance(kind, str) else None
+        with path.open("rb") as handle:
+            magic, version, _tensors, entries = struct.unpack("<4sIQQ", handle.read(24))
+            if magic != b"GGUF" or version < 2 or entries == 0 or _read_string(handle) != b"general.architecture":
+                return None
+            return _read_string(handle).decode() if _unpack(handle, "<I") == _GGUF_STRING else None
+    except (OSError, ValueError, struct.error, OverflowError):
+        return None
+
+
 def _unpack(handle: BinaryIO, fmt: str) -> int:
     (value,) = struct.unpack(fmt, handle.read(struct.calcsize(fmt)))
     return int(value)

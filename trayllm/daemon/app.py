@@ -29,11 +29,14 @@ from trayllm.api import (
 from trayllm.config import Settings
 from trayllm.daemon.alerting import AlertCenter
 from trayllm.daemon.chat import ChatCompletionHandler
+from trayllm.daemon.completions import CompletionHandler
 from trayllm.daemon.control import ControlHandlers
-from trayllm.daemon.edge import EdgeMiddleware, error_response
+from trayllm.daemon.edge import EdgeMiddleware
 from trayllm.daemon.engines import EngineSet, Member
 from trayllm.daemon.events import EventBus
 from trayllm.daemon.generation import Generator
+from trayllm.daemon.ollama import OllamaGeneration, error_response_for
+from trayllm.daemon.ollama_info import OllamaInfo
 from trayllm.daemon.records import RequestRecorder
 from trayllm.engine.interface import ServingEngine
 from trayllm.errors import EndpointNotFound, MethodNotAllowed, ModelNotFound, RequestError
@@ -110,6 +113,7 @@ def build_app(
     engine = EngineSet.of(served)
     generator = Generator(engine, recorder)
     chat = ChatCompletionHandler(generator)
+    completions = CompletionHandler(generator)
     started = int(time.time())
 
     def hello() -> dict[str, object]:
@@ -174,16 +178,16 @@ def build_app(
         )
         return Response(recorder.metrics.render(), media_type=PROMETHEUS_TEXT)
 
-    async def on_request_error(_: Request, exc: Exception) -> Response:
+    async def on_request_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestError)
-        return error_response(exc)
+        return error_response_for(request.url.path, exc)
 
     async def on_http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
         where = f"{request.method} {request.url.path}"
         if exc.status_code == 405:
-            return error_response(MethodNotAllowed(f"{where} is not allowed"))
-        return error_response(EndpointNotFound(f"no such endpoint: {where}"))
+            return error_response_for(request.url.path, MethodNotAllowed(f"{where} is not allowed"))
+        return error_response_for(request.url.path, EndpointNotFound(f"no such endpoint: {where}"))
 
     routes = [
         Route("/healthz", healthz),
@@ -193,14 +197,19 @@ def build_app(
         Route("/v1/status", status),
         Route("/metrics", metrics),
         Route("/v1/chat/completions", chat.handle, methods=["POST"]),
+        Route("/v1/completions", completions.handle, methods=["POST"]),
         Route("/v1/events", control.events),
         Route("/v1/slo", control.slo),
         Route("/v1/pause", control.pause, methods=["POST"]),
         Route("/v1/resume", control.resume, methods=["POST"]),
         Route("/v1/reload", control.reload, methods=["POST"]),
         Route("/v1/faults", control.faults, methods=["GET", "PUT", "DELETE"]),
+        *OllamaGeneration(generator).routes(),
+        *OllamaInfo(engine, settings, started).routes(),
     ]
-    edge = Middleware(EdgeMiddleware, token=token, max_body_bytes=settings.max_body_bytes)
+    edge = Middleware(
+        EdgeMiddleware, token=token, max_body_bytes=settings.max_body_bytes, error_response=error_response_for
+    )
     return Starlette(
         routes=routes,
         middleware=[edge],

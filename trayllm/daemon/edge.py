@@ -9,10 +9,11 @@ import math
 import re
 import uuid
 from array import array
+from collections.abc import Callable
 from itertools import accumulate
 from typing import Any
 
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trayllm.api import ErrorBody, ErrorDetail
@@ -147,10 +148,17 @@ class EdgeMiddleware:
     A pure ASGI middleware (not BaseHTTPMiddleware) so streamed responses pass through untouched.
     """
 
-    def __init__(self, app: ASGIApp, token: str | None, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None,
+        max_body_bytes: int,
+        error_response: Callable[[str, RequestError], Response],
+    ) -> None:
         self.app = app
         self.token = token
         self.max_body_bytes = max_body_bytes
+        self.error_response = error_response  # by the request's path: each API answers in its own shape
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -175,7 +183,7 @@ class EdgeMiddleware:
             try:
                 check_tcp_request(headers, self.token or "")
             except RequestError as error:
-                await error_response(error)(scope, receive, send_with_id)
+                await self.error_response(scope["path"], error)(scope, receive, send_with_id)
                 return
         await self.app(scope, body.receive, send_with_id)
 

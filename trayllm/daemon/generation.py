@@ -116,6 +116,8 @@ class Generator:
 
     async def _queue(self, generation: Generation, context: RequestContext) -> Started:
         context.requested_model, context.stream = generation.model, generation.stream
+        # what the body asked for, not the route: Ollama's /api/generate is a chat, or with raw a text completion
+        context.operation = "chat" if generation.messages is not None else "text_completion"
         member = self.engines.route(generation.model)  # ModelNotFound for a model no engine serves
         context.model = member.info  # set before the check: a refusal's record names the engine it was meant for
         member.require_ready()
