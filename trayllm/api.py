@@ -48,7 +48,7 @@ class StreamOptions(_Strict):
     include_obfuscation: bool | None = None  # OpenAI pads chunks against length side channels; nothing to pad here
 
 
-class _GenerationRequest(BaseModel):
+class OpenAIGenerationRequest(BaseModel):
     """What OpenAI's chat and legacy completion bodies share: the sampling trayllm acts on, and the check of every
     other field against ``field_rules`` (trayllm/api_fields.py). Null is taken for every optional field."""
 
@@ -99,7 +99,7 @@ class _GenerationRequest(BaseModel):
         return bool(self.stream_options and self.stream_options.include_usage)
 
 
-class ChatCompletionRequest(_GenerationRequest):
+class ChatCompletionRequest(OpenAIGenerationRequest):
     """POST /v1/chat/completions body."""
 
     field_rules = CHAT_FIELD_RULES
@@ -113,7 +113,7 @@ class ChatCompletionRequest(_GenerationRequest):
         return self.max_completion_tokens if self.max_completion_tokens is not None else self.max_tokens
 
 
-class CompletionRequest(_GenerationRequest):
+class CompletionRequest(OpenAIGenerationRequest):
     """POST /v1/completions body (OpenAI's legacy completions): one raw prompt, no chat template."""
 
     field_rules = COMPLETION_FIELD_RULES
