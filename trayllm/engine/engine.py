@@ -226,10 +226,15 @@ class Engine:
             raise NotReady(f"the model is not ready ({detail})", retry_after=2)
         return loaded.info
 
-    def build_prompt(self, messages: Sequence[Message], max_tokens: int | None) -> Prompt:
+    def _tokenizer_holder(self) -> LoadedModel:
+        """The loaded model, whose tokenizer builds prompts (a paused engine's too); NotReady before a load."""
         loaded = self._loaded
         if loaded is None:
             raise NotReady("the model is not loaded yet", retry_after=2)
+        return loaded
+
+    def build_prompt(self, messages: Sequence[Message], max_tokens: int | None) -> Prompt:
+        loaded = self._tokenizer_holder()
         return build_prompt(
             loaded.tokenizer,
             messages,
@@ -240,9 +245,7 @@ class Engine:
         )
 
     def build_text_prompt(self, text: str, max_tokens: int | None) -> Prompt:
-        loaded = self._loaded
-        if loaded is None:
-            raise NotReady("the model is not loaded yet", retry_after=2)
+        loaded = self._tokenizer_holder()
         return build_text_prompt(
             loaded.tokenizer,
             text,
