@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from trayllm.api import EngineState
+from trayllm.api_status import EngineState
 from trayllm.config import Settings
 from trayllm.engine.conversation import Message, Prompt, build_prompt, build_text_prompt
 from trayllm.engine.handle import Counters, FinishCallback, RequestHandle

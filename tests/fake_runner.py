@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from fake_daemon import READY_STATUS
 
-from trayllm import api, errors
+from trayllm import api_status, errors
 from trayllm.client import DaemonClient
 
 
@@ -90,13 +90,13 @@ class FakeClient(DaemonClient):
             return False
         return True
 
-    def status(self) -> api.DaemonStatus:
+    def status(self) -> api_status.DaemonStatus:
         process = self.runner.live
         state = "exit" if process is None else process.step()
         if process is None or state in ("silent", "exit"):
             raise errors.DaemonNotRunning(f"no trayllm daemon is running on {self.where}")
         error = "no model at /x.gguf" if state == "failed" else None
         model = READY_STATUS["model"] if state == "ready" else None
-        return api.DaemonStatus.model_validate(
+        return api_status.DaemonStatus.model_validate(
             {**READY_STATUS, "state": state, "pid": process.pid, "model": model, "error": error}
         )

@@ -3,7 +3,8 @@
 It answers what huggingface_hub 2.x sends, byte for byte where it matters:
 
 - ``GET /api/models/{org}/{name}/revision/{rev}`` (``HfApi.model_info``, ``?blobs=True`` for sizes): the repo's
-  id, commit ``sha`` and ``siblings`` with ``rfilename`` and ``size``;
+  id, commit ``sha`` and ``siblings`` with ``rfilename`` and ``size``, and for weights (the files the hub keeps
+  in LFS: .safetensors, .bin, .gguf) ``lfs`` with their ``sha256``;
 - ``HEAD`` and ``GET /{org}/{name}/resolve/{rev}/{file}`` (``hf_hub_download``): ``X-Repo-Commit``, a quoted
   ``ETag`` (the content's sha256, as the hub gives LFS files) and ``Content-Length``; a ``Range: bytes=N-`` GET
   answers 206 with ``Content-Range``;
@@ -32,6 +33,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"  # the one commit each stand
 _API = re.compile(r"/api/models/(?P<repo>[^/]+/[^/]+)/revision/(?P<rev>[^/?]+)")
 _RESOLVE = re.compile(r"/(?P<repo>[^/]+/[^/]+)/resolve/(?P<rev>[^/]+)/(?P<file>[^?]+)")
 _RANGE = re.compile(r"bytes=(\d+)-$")
+_LFS = (".safetensors", ".bin", ".gguf")  # what the hub's repos keep in LFS, listed with their sha256
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,8 @@ def _handler(hub: HubStandin, etags: dict[tuple[str, str], str]) -> type[BaseHTT
             if repo not in hub.repos:
                 self._error(404, "RepoNotFound")
                 return
-            siblings = [{"rfilename": name, "size": _size(data)} for name, data in sorted(hub.repos[repo].items())]
+            files = sorted(hub.repos[repo].items())
+            siblings = [_sibling(name, _size(data), etags[(repo, name)]) for name, data in files]
             payload = json.dumps({"id": repo, "sha": COMMIT, "siblings": siblings}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -153,6 +156,12 @@ def _handler(hub: HubStandin, etags: dict[tuple[str, str], str]) -> type[BaseHTT
             self.wfile.write(payload)
 
     return Handler
+
+
+def _sibling(name: str, size: int, sha256: str) -> dict[str, object]:
+    """A file as the hub's listing has it: an LFS one with its content's sha256."""
+    lfs = {"lfs": {"sha256": sha256, "size": size, "pointerSize": 134}} if name.endswith(_LFS) else {}
+    return {"rfilename": name, "size": size, **lfs}
 
 
 def _chunks(data: bytes | Path, start: int, stop: int) -> Iterator[bytes]:

@@ -11,7 +11,7 @@ import pytest
 from fake_daemon import READY_STATUS, FakeDaemon, fake_daemon_fixture, serve  # noqa: F401
 from owners import NOBODY, listening_as_nobody, needs_root
 
-from trayllm import api, client, config, errors
+from trayllm import api, api_status, client, config, errors
 from trayllm.client import DaemonClient, Done, TextDelta, _sse_messages, error_from_body
 
 
@@ -41,7 +41,7 @@ def test_status_models_health(daemon_client: DaemonClient):
     assert daemon_client.health() is True
     assert daemon_client.ready() is True
     status = daemon_client.status()
-    assert isinstance(status, api.DaemonStatus)
+    assert isinstance(status, api_status.DaemonStatus)
     assert status.model is not None and status.model.name == "fake-model"
     assert status.queue.capacity == 100
     assert [card.id for card in daemon_client.models().data] == ["fake-model"]

@@ -27,7 +27,7 @@ def test_defaults_and_xdg_paths(monkeypatch: pytest.MonkeyPatch):
     xdg = {var: Path(os.environ[var]) for var in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_STATE_HOME")}
     settings = config.load_settings()
     assert settings.max_batch == config.Settings.max_batch == 8
-    assert settings.quantization == "none"
+    assert settings.quantization == "auto"
     assert settings.socket_path == config.runtime_dir() / "daemon.sock"
     assert settings.lock_path.name == "daemon.sock.lock"
     assert settings.token_path == xdg["XDG_CONFIG_HOME"] / "trayllm" / "token"

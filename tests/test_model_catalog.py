@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from trayllm import api
+from trayllm import api_status
 from trayllm.config import load_settings
 from trayllm.doctor.gpus import Gpu, Machine
 from trayllm.errors import ModelLoadError
@@ -85,7 +85,7 @@ def one_gpu(free: int, total: int) -> Machine:
 def test_lists_embedded_configured_and_cached_models_with_sizes_precision_and_fit(hub_cache: Path, tmp_path: Path):
     configured = hf_dir(tmp_path / "mine", [1000, 1000], dtype="float16")
     settings = load_settings({"model": str(configured)})
-    serving = api.ModelStatus(
+    serving = api_status.ModelStatus(
         name="mine",
         version="v1",
         source=str(configured),

@@ -27,14 +27,17 @@ class _Strict(BaseModel):
 
 
 class TextPart(_Strict):
-    type: Literal["text"]
-    text: str
+    type: Literal["text"] = Field(description="Text is the only kind of part: trayllm serves text-only models.")
+    text: str = Field(description="The part's text; a message's parts are joined without separators.")
 
 
 class ChatMessage(_Strict):
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
-    name: str | None = None
+    role: Literal["system", "developer", "user", "assistant"] = Field(
+        description="Who said it; developer is read as system. System messages come first, and are always kept "
+        "when the oldest turns are dropped to fit the context."
+    )
+    content: str | list[TextPart] = Field(description="The text, or a list of text parts.")
+    name: str | None = Field(default=None, description="Accepted and not sent to the model.")
 
     @property
     def text(self) -> str:
@@ -44,8 +47,14 @@ class ChatMessage(_Strict):
 
 
 class StreamOptions(_Strict):
-    include_usage: bool | None = None
-    include_obfuscation: bool | None = None  # OpenAI pads chunks against length side channels; nothing to pad here
+    include_usage: bool | None = Field(
+        default=None, description="true: the stream ends with one more chunk, no choices and the token counts."
+    )
+    include_obfuscation: bool | None = Field(
+        default=None,
+        description="Accepted and changes nothing: OpenAI pads its chunks against length side channels; a local "
+        "daemon has none to pad against.",
+    )
 
 
 class OpenAIGenerationRequest(BaseModel):
@@ -55,17 +64,65 @@ class OpenAIGenerationRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
     field_rules: ClassVar[tuple[FieldRule, ...]] = ()
 
-    model: str | None = None
-    stream: bool = False
-    stream_options: StreamOptions | None = None
-    temperature: float | None = Field(default=None, ge=0.0, le=2.0)  # under 1e-5: greedy (engine.sampling)
-    top_p: float | None = Field(default=None, gt=0.0, le=1.0)  # however small, the top token is kept
-    stop: str | list[str] | None = None
-    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)  # int64, as OpenAI's; torch takes them all
-    user: str | None = None
-    frequency_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    presence_penalty: float | None = Field(default=None, ge=-2.0, le=2.0)
-    repetition_penalty: float | None = Field(default=None, ge=1.0, le=2.0)  # trayllm's (and vLLM's) extension
+    model: str | None = Field(
+        default=None,
+        description="The model (or engine) to ask, as /v1/models names it; omitted or null: the default engine's.",
+    )
+    stream: bool = Field(
+        default=False, description="true: the reply comes as server-sent events ending in `data: [DONE]`."
+    )
+    stream_options: StreamOptions | None = Field(default=None, description="For a stream; see `stream_options`.")
+    temperature: float | None = Field(
+        default=None,
+        ge=0.0,
+        le=2.0,
+        description="Sampling temperature; below 1e-5 it is greedy, the same as 0. Null: the `temperature` setting.",
+    )
+    top_p: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="Sample from the most likely tokens that add up to this probability; however small, the most "
+        "likely token is kept. Null: the `top_p` setting.",
+    )
+    stop: str | list[str] | None = Field(
+        default=None,
+        description=f"Up to {MAX_STOP_SEQUENCES} non-empty strings (or one string); the reply ends before the first "
+        "one it would hold, with finish_reason stop.",
+    )
+    seed: int | None = Field(  # int64, as OpenAI's; torch takes them all
+        default=None,
+        ge=-(2**63),
+        le=2**63 - 1,
+        description="The same seed gives the same reply, whatever else is in the batch; null: random.",
+    )
+    user: str | None = Field(
+        default=None,
+        description="Accepted and not used: the record's user.name is the caller's own (the socket's peer, or the "
+        "token's owner).",
+    )
+    frequency_penalty: float | None = Field(
+        default=None,
+        ge=-2.0,
+        le=2.0,
+        description="OpenAI's: a token's logit drops by this times its count in the reply so far; negative values "
+        "favour repeats; 0 (null) is off.",
+    )
+    presence_penalty: float | None = Field(
+        default=None,
+        ge=-2.0,
+        le=2.0,
+        description="OpenAI's: a token's logit drops by this once it is in the reply; negative values favour "
+        "repeats; 0 (null) is off.",
+    )
+    repetition_penalty: float | None = Field(
+        default=None,
+        ge=1.0,
+        le=2.0,
+        description="trayllm's extension (vLLM's too), CTRL's penalty on every token already in the prompt or the "
+        "reply: a positive logit is divided by it, a negative one multiplied; 1 is off. Null: the "
+        "`repetition_penalty` setting.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -104,9 +161,20 @@ class ChatCompletionRequest(OpenAIGenerationRequest):
 
     field_rules = CHAT_FIELD_RULES
 
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    messages: list[ChatMessage] = Field(
+        min_length=1,
+        description="The conversation, through the model's chat template; when it does not fit the context beside "
+        "the reply, the oldest turns are dropped (system messages stay).",
+    )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        description="The most tokens the reply may have; the prompt must still fit in the context beside them. "
+        "Null: the `default_max_tokens` setting.",
+    )
+    max_completion_tokens: int | None = Field(
+        default=None, ge=1, description="OpenAI's newer name for max_tokens; taken over it when both are sent."
+    )
 
     @property
     def requested_max_tokens(self) -> int | None:
@@ -118,8 +186,15 @@ class CompletionRequest(OpenAIGenerationRequest):
 
     field_rules = COMPLETION_FIELD_RULES
 
-    prompt: str
-    max_tokens: int | None = Field(default=COMPLETION_DEFAULT_MAX_TOKENS, ge=1)
+    prompt: str = Field(
+        description="The prompt, given to the model as it is (no chat template): a string, or a list of one string."
+    )
+    max_tokens: int | None = Field(
+        default=COMPLETION_DEFAULT_MAX_TOKENS,
+        ge=1,
+        description="The most tokens the reply may have, OpenAI's 16 when not sent; null: the "
+        "`default_max_tokens` setting. The prompt must still fit in the context beside them.",
+    )
 
     @field_validator("prompt", mode="before")
     @classmethod
@@ -144,14 +219,23 @@ class Usage(BaseModel):
 class Timings(BaseModel):
     """What one request cost, returned with the reply (trayllm extension)."""
 
-    request_id: str
-    queue_ms: float
-    first_token_ms: float | None
-    total_ms: float
-    tokens_per_second: float | None
-    max_tokens_capped: bool = False
-    vram_peak_bytes: int | None = None  # CUDA only: the allocator's peak while this request ran
-    engine: str | None = None  # the engine that served it (its [[engines]] name, "local" or "remote")
+    request_id: str = Field(description="The request's id, as in its x-request-id header and its record.")
+    queue_ms: float = Field(description="From arrival until the engine took it into a batch.")
+    first_token_ms: float | None = Field(description="From arrival until the first token; null if none came.")
+    total_ms: float = Field(description="From arrival until the reply ended.")
+    tokens_per_second: float | None = Field(
+        description="Decoding speed after the first token; null for replies under two tokens."
+    )
+    max_tokens_capped: bool = Field(
+        default=False,
+        description="true when the backlog cap (`backlog_max_tokens`) cut the reply budget while the queue was long.",
+    )
+    vram_peak_bytes: int | None = Field(
+        default=None, description="CUDA only: the allocator's peak while this request ran."
+    )
+    engine: str | None = Field(
+        default=None, description='The engine that served it: its [[engines]] name, "local" or "remote".'
+    )
 
 
 class AssistantMessage(BaseModel):
@@ -227,13 +311,16 @@ class ErrorBody(BaseModel):
 
 
 class ModelCard(BaseModel):
-    id: str
-    object: Literal["model"] = "model"
-    created: int
-    owned_by: str = "trayllm"
-    version: str
-    context_length: int
-    engine: str = "local"  # ours: the engine that serves it (its [[engines]] name, "local" or "remote")
+    id: str = Field(description="The name requests send as `model`.")
+    object: Literal["model"] = Field(default="model", description="OpenAI's object type.")
+    created: int = Field(description="When the daemon started serving, in Unix seconds.")
+    owned_by: str = Field(default="trayllm", description="Always trayllm.")
+    version: str = Field(description="trayllm's addition: the model's content hash or revision (`llm.model.version`).")
+    context_length: int = Field(description="trayllm's addition: the most tokens a prompt and its reply may hold.")
+    engine: str = Field(
+        default="local",
+        description='trayllm\'s addition: the engine that serves it, its [[engines]] name, "local" or "remote".',
+    )
 
 
 class ModelList(BaseModel):
@@ -248,7 +335,13 @@ class ReloadRequest(_Strict):
     """POST /v1/reload's optional body: ``model`` switches to another model (a value of the ``model`` setting: a
     path, a hub id, "" for the embedded model); without it the same model is loaded again."""
 
-    model: str | None = Field(default=None, max_length=MAX_MODEL_SETTING)
+    model: str | None = Field(
+        default=None,
+        max_length=MAX_MODEL_SETTING,
+        description='A value of the `model` setting to switch to (a path, a hub id, "" for the embedded model); '
+        "omitted: load the same model again. A switch that cannot work is a 400 and the model serving now keeps "
+        "serving.",
+    )
 
     @field_validator("model")
     @classmethod
@@ -256,146 +349,3 @@ class ReloadRequest(_Strict):
         if value is not None and any(ord(c) < 32 for c in value):
             raise ValueError("must not hold control characters")
         return value
-
-
-class ModelStatus(BaseModel):
-    """The loaded model in /v1/status: validated from the engine's ``ModelInfo`` (trayllm.engine.types), field
-    for field (tests/daemon/test_status.py keeps the two in step)."""
-
-    name: str
-    version: str
-    source: str
-    device: str
-    dtype: str
-    quantization: str
-    context_length: int
-    device_index: int | None = None
-    memory_total_bytes: int | None = None
-    device_uuid: str | None = None  # NVML's name for that device; its NVML index may differ from device_index
-    engine: str = "local"  # the engine that serves it ("local", "remote", or its [[engines]] name)
-    engine_url: str | None = None  # a remote engine's upstream base URL
-
-
-class QueueStatus(BaseModel):
-    depth: int
-    capacity: int
-    in_flight: int
-    max_batch: int
-    backlog_cap_active: bool
-    backlog_max_tokens: int
-    vram_blocked: bool = False  # the next request waits until running ones free VRAM
-
-
-class SloRow(BaseModel):
-    """One objective judged now (``trayllm slo``; also inside /v1/status)."""
-
-    objective: str
-    window_s: float
-    value: float | None
-    threshold: float
-    state: str  # ok | breach | insufficient
-    budget_left: float | None
-    samples: int
-    unit: str = ""
-
-
-class SloReport(BaseModel):
-    """GET /v1/slo: the objectives at one moment, and every alert's state."""
-
-    at: float  # Unix seconds the report was taken at (``trayllm slo --from FILE --at`` reproduces it)
-    objectives: list[SloRow]
-    alerts: dict[str, Literal["ok", "firing", "resolved"]]
-
-
-class Alert(BaseModel):
-    """An alert transition, as /v1/events data and in /v1/status's list of firing alerts."""
-
-    key: str
-    state: Literal["firing", "resolved"]
-    severity: Literal["critical", "warning"]
-    message: str
-    value: float | None = None
-    threshold: float | None = None
-    at: float
-    id: str | None = None  # the event id (also the alert record's event.id)
-    details: dict[str, Any] | None = None
-
-
-class RequestCounters(BaseModel):
-    """The engine's ``Counters`` (trayllm.engine.handle), field for field."""
-
-    completed: int = 0
-    cancelled: int = 0
-    failed: int = 0
-    rejected: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-
-
-class Memory(BaseModel):
-    used_bytes: int
-    total_bytes: int
-
-
-class ShippingStatus(BaseModel):
-    """Shipping to Elasticsearch, when ``es_url`` is set: ``elastic.shipper.ShipperStats``, field for field."""
-
-    state: str
-    delivered: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    unreadable: int = 0  # of those dead-lettered: lines torn by a crash, or damaged
-    retries: int = 0
-    backlog_bytes: int = 0
-    last_error: str | None = None
-    last_delivery: float | None = None
-
-
-EngineState = Literal["loading", "warming", "ready", "failed", "reloading", "draining"]
-"""Where the engine is in its life (``Engine.state``), as /v1/status and /v1/events report it. Defined here, with
-the wire types, so that clients read it without importing the engine package."""
-
-
-class EngineStatus(BaseModel):
-    """One engine the daemon serves from (``[[engines]]``, or the one of the ``engine_*`` settings)."""
-
-    name: str
-    default: bool = False  # the engine a request without a ``model`` goes to
-    state: EngineState
-    paused: str | None = None
-    model: str | None = None  # the name clients send as ``model``; None until it is known
-    version: str | None = None
-    url: str | None = None  # a remote engine's upstream base URL
-    reachable: bool | None = None  # a remote engine's upstream answered its last probe or request
-    queue_depth: int = 0
-    in_flight: int = 0
-
-    def line(self) -> str:
-        """One line naming it and how it is, for `trayllm status` and the tray's tooltip."""
-        words = [f"{self.name}{' (default)' if self.default else ''}: {self.model or 'no model yet'}", self.state]
-        if self.url:
-            words.append(f"at {self.url}" + (" (unreachable)" if self.reachable is False else ""))
-        if self.paused:
-            words.append("paused")
-        return " · ".join(words)
-
-
-class DaemonStatus(BaseModel):
-    """GET /v1/status: everything a tray tooltip or `trayllm status` shows (built by daemon.app.daemon_status)."""
-
-    state: EngineState
-    paused: str | None = None  # the reason, while new requests are refused
-    model: ModelStatus | None
-    load_progress: str | None = None
-    error: str | None = None
-    vram: Memory | None = None
-    queue: QueueStatus
-    requests: RequestCounters
-    uptime_s: float
-    pid: int
-    version: str
-    boot_id: str | None = None  # changes when the daemon restarts (the /v1/events id prefix)
-    slo: list[SloRow] = []
-    alerts: list[Alert] = []  # firing now
-    shipping: ShippingStatus | None = None
-    engines: list[EngineStatus] = []  # every engine; the fields above are the default one's

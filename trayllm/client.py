@@ -20,7 +20,7 @@ import httpcore
 import httpx
 import pydantic
 
-from trayllm import api, errors, trust
+from trayllm import api, api_status, errors, trust
 from trayllm.config import Settings
 
 __all__ = ["DEFAULT_TIMEOUT", "DaemonClient", "DaemonEvent", "Done", "StreamEvent", "TextDelta", "own_daemon_transport"]
@@ -242,8 +242,8 @@ class DaemonClient:
         except errors.DaemonNotRunning:
             return False
 
-    def status(self) -> api.DaemonStatus:
-        return api.DaemonStatus.model_validate(self._get("/v1/status").json())
+    def status(self) -> api_status.DaemonStatus:
+        return api_status.DaemonStatus.model_validate(self._get("/v1/status").json())
 
     def models(self) -> api.ModelList:
         return api.ModelList.model_validate(self._get("/v1/models").json())
@@ -288,8 +288,8 @@ class DaemonClient:
                         yield TextDelta(choice.delta.content)
         raise errors.EngineFailure(f"the daemon ended the stream without [DONE] (request {request_id})")
 
-    def slo(self) -> api.SloReport:
-        return api.SloReport.model_validate(self._get("/v1/slo").json())
+    def slo(self) -> api_status.SloReport:
+        return api_status.SloReport.model_validate(self._get("/v1/slo").json())
 
     def pause(self, reason: str | None = None) -> None:
         """New requests get 503 ``paused`` until ``resume``."""
@@ -331,11 +331,11 @@ class DaemonClient:
     def wait_ready(
         self,
         timeout: float,
-        on_progress: Callable[[api.DaemonStatus], None] | None = None,
+        on_progress: Callable[[api_status.DaemonStatus], None] | None = None,
         *,
         alive: Callable[[], bool] | None = None,
         interval: float = 0.2,
-    ) -> api.DaemonStatus:
+    ) -> api_status.DaemonStatus:
         """Poll ``/v1/status`` until the daemon is ready; ``on_progress`` sees each new state or progress text.
 
         Raises ModelLoadError if loading failed, DaemonNotRunning if ``alive()`` turns false or no
@@ -343,7 +343,7 @@ class DaemonClient:
         """
         deadline = time.monotonic() + timeout
         last: tuple[str, str | None] | None = None
-        status: api.DaemonStatus | None = None
+        status: api_status.DaemonStatus | None = None
         while True:
             with contextlib.suppress(errors.DaemonNotRunning, errors.ServiceUnavailable):
                 status = self.status()

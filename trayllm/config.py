@@ -64,6 +64,12 @@ class Settings:
     model_name: str = _setting(
         "", "Name clients use in the 'model' field; empty = derived from the model.", group="model"
     )
+    api_pull: bool = _setting(
+        True,
+        "Answer Ollama's POST /api/pull: the daemon downloads a Hugging Face model into the cache as `trayllm pull` "
+        "does (one pull at a time; it does not switch to it: `trayllm use` does). false = refused, naming this.",
+        group="model",
+    )
     device: str = _setting(
         "auto",
         "auto (CUDA when present: the whole model on the GPU with the most free memory "

@@ -15,6 +15,7 @@ this file is the one table of error kinds, and the record schema and the SLO obj
     ├── Untrusted                 a runtime dir, daemon or pid that is not the user's own
     ├── ElasticError              Elasticsearch or Kibana refused, failed or is incompatible (CLI)
     ├── HubError                  the model hub cannot be reached or refused, or a pull cannot start (CLI)
+    │   └── HubNotFound           the hub has no such model, revision or file (POST /api/pull: 404)
     └── RequestError              anything a request can fail with (has an HTTP status)
         │                                 HTTP code                     record error.type  burns budget
         ├── InvalidRequest            400 invalid_request           invalid_request    no
@@ -93,6 +94,10 @@ class HubError(TrayllmError):
     the disk lacks room. The message names the fix."""
 
 
+class HubNotFound(HubError):
+    """The hub has no model, revision or file by the name asked for: the asker's to fix, not the hub's."""
+
+
 class RequestError(TrayllmError):
     """An error a single request ends with; maps to an HTTP status at the edge."""
 
@@ -110,6 +115,8 @@ class RequestError(TrayllmError):
 
 
 class InvalidRequest(RequestError):
+    """A body or field the request cannot be served with; ``param`` names the field when one is at fault."""
+
     status_code = 400
     type = "invalid_request_error"
     code = "invalid_request"
@@ -118,6 +125,8 @@ class InvalidRequest(RequestError):
 
 
 class ContextLengthExceeded(InvalidRequest):
+    """The prompt and the reply budget do not fit the model's context together."""
+
     code = "context_length_exceeded"
 
 
@@ -129,6 +138,8 @@ class BodyTooLarge(InvalidRequest):
 
 
 class Unauthorized(RequestError):
+    """A TCP request without the right bearer token."""
+
     status_code = 401
     type = "authentication_error"
     code = "invalid_api_key"
@@ -137,6 +148,8 @@ class Unauthorized(RequestError):
 
 
 class Forbidden(RequestError):
+    """A TCP request whose Host or Origin is not a loopback name (the DNS-rebinding guard)."""
+
     status_code = 403
     type = "permission_error"
     code = "forbidden"
@@ -145,6 +158,8 @@ class Forbidden(RequestError):
 
 
 class ModelNotFound(RequestError):
+    """The ``model`` asked for is not served here; the message lists what is."""
+
     status_code = 404
     type = "invalid_request_error"
     code = "model_not_found"
@@ -153,6 +168,8 @@ class ModelNotFound(RequestError):
 
 
 class EndpointNotFound(RequestError):
+    """No such route (``/v1/faults`` too while fault injection is off)."""
+
     status_code = 404
     type = "invalid_request_error"
     code = "not_found"
@@ -161,6 +178,8 @@ class EndpointNotFound(RequestError):
 
 
 class MethodNotAllowed(RequestError):
+    """The route exists, not with this method."""
+
     status_code = 405
     type = "invalid_request_error"
     code = "method_not_allowed"
@@ -169,6 +188,8 @@ class MethodNotAllowed(RequestError):
 
 
 class Conflict(RequestError):
+    """A reload, or an Ollama pull, asked for while one is already under way."""
+
     status_code = 409
     type = "invalid_request_error"
     code = "conflict"
@@ -177,6 +198,8 @@ class Conflict(RequestError):
 
 
 class RateLimited(RequestError):
+    """The caller's requests per minute (``rate_limit_per_minute``) are used up; ``Retry-After`` says when more are."""
+
     status_code = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
@@ -185,6 +208,8 @@ class RateLimited(RequestError):
 
 
 class ServiceUnavailable(RequestError):
+    """The daemon cannot serve now; ``Retry-After`` says when to try again."""
+
     status_code = 503
     type = "service_unavailable"
     code = "unavailable"
@@ -192,26 +217,36 @@ class ServiceUnavailable(RequestError):
 
 
 class QueueFull(ServiceUnavailable):
+    """Every queue place (``queue_size``) is taken."""
+
     code = "queue_full"
     record_type = "queue_full"  # the daemon had no capacity
 
 
 class NotReady(ServiceUnavailable):
+    """The model is still loading or warming up."""
+
     code = "model_loading"
 
 
 class ShuttingDown(ServiceUnavailable):
+    """The daemon is stopping and takes no new requests."""
+
     code = "shutting_down"
     record_type = "shutting_down"
 
 
 class Paused(ServiceUnavailable):
+    """Serving is paused (``trayllm pause``) until resumed."""
+
     code = "paused"
     record_type = "paused"
     burns_budget = False  # the user chose to stop serving
 
 
 class EngineOutOfMemory(ServiceUnavailable):
+    """The device ran out of memory while serving this request."""
+
     code = "oom"
     record_type = "oom"
 
@@ -249,6 +284,8 @@ class UpstreamRejected(RequestError):
 
 
 class RequestTimeout(RequestError):
+    """The request waited or ran longer than ``request_timeout_s``."""
+
     status_code = 504
     type = "timeout_error"
     code = "timeout"
@@ -256,6 +293,8 @@ class RequestTimeout(RequestError):
 
 
 class EngineFailure(RequestError):
+    """The engine failed the request; never the client's doing."""
+
     status_code = 500
     type = "server_error"
     code = "engine_error"

@@ -25,6 +25,8 @@ EXTRA_OF: Mapping[str, str] = {
     "torch": "daemon",
     "transformers": "daemon",
     "safetensors": "daemon",
+    "tokenizers": "daemon",
+    "jinja2": "daemon",
     "huggingface_hub": "daemon",  # hub ids in the model setting, and `trayllm pull`
     "starlette": "daemon",
     "uvicorn": "daemon",

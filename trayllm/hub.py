@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from trayllm.errors import HubError, ModelLoadError
+from trayllm.errors import HubError, HubNotFound, ModelLoadError
 
 # What transformers reads beside the weights: the model's and generation's config, and every tokenizer format
 # (a repo has one or two of them). Anything else in a repo (README, images, ONNX, other formats) is not fetched.
@@ -90,7 +90,7 @@ def needed_files(names: Iterable[str], hub_id: HubId) -> list[str]:
     listed = sorted(names)
     if hub_id.gguf_file is not None:
         if hub_id.gguf_file not in listed:
-            raise HubError(f"{hub_id.repo_id} has no file {hub_id.gguf_file}; {_gguf_choice(listed, hub_id)}")
+            raise HubNotFound(f"{hub_id.repo_id} has no file {hub_id.gguf_file}; {_gguf_choice(listed, hub_id)}")
         return [hub_id.gguf_file]
     top = [name for name in listed if "/" not in name]
     safetensors = [n for n in top if n.endswith(".safetensors") and not n.startswith("consolidated")]

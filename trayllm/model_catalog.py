@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from trayllm import api, model_files
+from trayllm import api_status, model_files
 from trayllm.config import Settings
 from trayllm.doctor.fit import BYTES_PER_PARAM, Verdict, load_need, verdict
 from trayllm.doctor.gpus import Machine
@@ -78,7 +78,7 @@ class Catalog:
     models: list[CatalogEntry]
     gpu: Gpu | None  # the one fits are judged against
     gpu_note: str  # "no GPU" and why, or which GPU
-    daemon: api.ModelStatus | None = None  # what a running daemon serves; None with no daemon (or no model yet)
+    daemon: api_status.ModelStatus | None = None  # what a running daemon serves; None with no daemon (or no model yet)
     notes: list[str] = field(default_factory=list)  # places that could not be read (the HF cache without its library)
 
     def to_json(self) -> dict[str, Any]:
@@ -100,7 +100,7 @@ class Catalog:
         return next((e for e in self.models if e.path is not None and _same_path(e.path, str(wanted))), None)
 
 
-def build_catalog(settings: Settings, machine: Machine, serving: api.ModelStatus | None = None) -> Catalog:
+def build_catalog(settings: Settings, machine: Machine, serving: api_status.ModelStatus | None = None) -> Catalog:
     """Every model here, described and judged against ``machine``'s best GPU; ``serving`` marks the daemon's."""
     notes: list[str] = []
     entries = [_embedded(settings)]

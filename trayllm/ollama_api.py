@@ -1,5 +1,5 @@
 """Ollama's API as trayllm speaks it: the bodies and replies of /api/chat, /api/generate, /api/tags, /api/ps,
-/api/show and /api/version under Ollama's own names (its api/types.go, release ``OLLAMA_VERSION``).
+/api/show, /api/pull and /api/version under Ollama's own names (its api/types.go, release ``OLLAMA_VERSION``).
 
 The request types declare the fields trayllm maps and take every other one, as Ollama does; what becomes of
 those (ignored and listed, or refused by name) is trayllm.ollama_rules' table.
@@ -156,14 +156,14 @@ class GenerateRequest(_Generating):
         return self
 
 
-class ShowRequest(_Lenient):
-    """POST /api/show; ``name`` is the field's older name. Ollama's ``verbose`` adds nothing here."""
+class _Named(_Lenient):
+    """A body that names one model: ``model``, or ``name``, the field's older name."""
 
     model: str | None = None
     name: str | None = None
 
     @model_validator(mode="after")
-    def _named(self) -> ShowRequest:
+    def _named(self) -> _Named:
         if not (self.model or self.name):
             raise ValueError("model is required")
         return self
@@ -171,6 +171,22 @@ class ShowRequest(_Lenient):
     @property
     def wanted(self) -> str:
         return self.model or self.name or ""
+
+
+class ShowRequest(_Named):
+    """POST /api/show. Ollama's ``verbose`` adds nothing here."""
+
+
+class PullRequest(_Named):
+    """POST /api/pull: a Hugging Face model (trayllm.ollama_names). ``insecure`` changes nothing: the hub is
+    HF_ENDPOINT's, over the scheme it names."""
+
+    insecure: bool | None = None
+    stream: bool | None = None  # null: the default, true
+
+    @property
+    def streams(self) -> bool:
+        return self.stream is not False
 
 
 # -- replies -----------------------------------------------------------------------------------------------
@@ -254,6 +270,16 @@ class ShowResponse(BaseModel):
     model_info: dict[str, Any]
     capabilities: list[str]
     modified_at: str
+
+
+class ProgressResponse(BaseModel):
+    """One line of a POST /api/pull reply (and the whole of one that does not stream): a step's ``status``, and
+    for a file being fetched its ``digest`` and bytes ``completed`` of its ``total``."""
+
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
 
 
 class VersionResponse(BaseModel):

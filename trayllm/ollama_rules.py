@@ -146,11 +146,6 @@ class RefusedRoute:
 
 _NO_STORE = "trayllm keeps no model store of its own: `trayllm models` lists the models on this machine"
 REFUSED_ROUTES: tuple[RefusedRoute, ...] = (
-    RefusedRoute(
-        "/api/pull",
-        ("POST",),
-        "the daemon never downloads models: run `trayllm pull HUB_ID` in a terminal, then `trayllm use HUB_ID`",
-    ),
     RefusedRoute("/api/push", ("POST",), f"trayllm does not push models anywhere; {_NO_STORE}"),
     RefusedRoute(
         "/api/create",
@@ -167,6 +162,15 @@ REFUSED_ROUTES: tuple[RefusedRoute, ...] = (
     RefusedRoute("/api/embed", ("POST",), "embeddings are not supported: trayllm serves chat models"),
     RefusedRoute("/api/embeddings", ("POST",), "embeddings are not supported: trayllm serves chat models"),
 )
+
+
+PULL_OFF = RefusedRoute(
+    "/api/pull",
+    ("POST",),
+    "the daemon's downloads are turned off (api_pull = false): run `trayllm pull HUB_ID` in a terminal, then "
+    "`trayllm use HUB_ID`, or set api_pull = true",
+)
+"""POST /api/pull where the ``api_pull`` setting turns it off; otherwise it downloads (trayllm.daemon.ollama_pull)."""
 
 
 @functools.cache

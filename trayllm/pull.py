@@ -10,19 +10,28 @@ A pull is planned before a byte moves: only the files the engine loads (``hub.ne
 cached, and their total checked against the cache's free disk. Files come one after another, the weights last:
 huggingface_hub moves each into the cache whole, so an interrupted pull keeps every file it finished and a rerun
 fetches only the rest (a file cut off midway starts over; huggingface_hub 2.x keeps no partial file between runs).
+Once fetched, each file is checked against its digest (``verify``), which huggingface_hub does not do.
+
+`trayllm pull` (trayllm.cli.pull) and the daemon's POST /api/pull (trayllm.daemon.ollama_pull) both run these
+functions; each reports progress through its own ``PullProgress``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from trayllm.errors import HubError
+from trayllm.errors import HubError, HubNotFound
 from trayllm.hub import HubId, needed_files
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")  # an LFS file's content digest, and the name of its blob in the cache
+_GIT_BLOB = re.compile(r"[0-9a-f]{40}")  # a file kept in git (not LFS): its git blob id
 
 
 @dataclass(frozen=True)
@@ -30,6 +39,16 @@ class PullFile:
     name: str
     size: int
     cached: bool  # already in the cache at this commit: not downloaded again
+    sha256: str | None = None  # the content's digest, where the repo's listing gives one (LFS files: the weights)
+
+
+@dataclass(frozen=True)
+class RepoListing:
+    """A repo's files at one commit, as the hub lists them: each one's size, and its sha256 where it has one."""
+
+    commit: str
+    sizes: dict[str, int]
+    sha256: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -68,24 +87,46 @@ def size_text(nbytes: float) -> str:
     raise AssertionError("unreachable")
 
 
-def plan_pull(hub_id: HubId, endpoint: str, cache_dir: Path) -> PullPlan:
-    """The files to fetch, with their sizes, from the repo's listing at ``hub_id``'s revision."""
-    from huggingface_hub import HfApi, try_to_load_from_cache
+def hub_endpoint() -> str:
+    """The hub to pull from: ``HF_ENDPOINT`` as the environment has it now (a mirror, or a test's stand-in), else
+    huggingface_hub's default; huggingface_hub itself reads the variable once, at its import."""
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def list_repo(hub_id: HubId, endpoint: str) -> RepoListing:
+    """The repo's files at ``hub_id``'s revision (one request to the hub's API)."""
+    from huggingface_hub import HfApi
 
     with hub_errors(hub_id, endpoint):
         info = HfApi(endpoint=endpoint).model_info(hub_id.repo_id, revision=hub_id.revision, files_metadata=True)
     if info.sha is None:
         raise HubError(f"the hub at {endpoint} named no commit for {hub_id}; check HF_ENDPOINT")
-    sizes = {sibling.rfilename: sibling.size or 0 for sibling in info.siblings or []}
-    names = needed_files(sizes, hub_id)
+    siblings = info.siblings or []
+    return RepoListing(
+        info.sha,
+        {sibling.rfilename: sibling.size or 0 for sibling in siblings},
+        {sibling.rfilename: sibling.lfs.sha256 for sibling in siblings if sibling.lfs is not None},
+    )
+
+
+def plan_pull(hub_id: HubId, endpoint: str, cache_dir: Path, listing: RepoListing | None = None) -> PullPlan:
+    """The files to fetch, with their sizes, from the repo's listing at ``hub_id``'s revision (``listing``, when
+    the caller has already read it to choose the file)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    listing = listing or list_repo(hub_id, endpoint)
+    names = needed_files(listing.sizes, hub_id)
     # weights last: a snapshot cut short then lacks weights or a shard its index names, which resolution refuses
     names.sort(key=lambda name: (name.endswith((".safetensors", ".bin", ".gguf")), name))
 
     def cached(name: str) -> bool:
-        found = try_to_load_from_cache(hub_id.repo_id, name, cache_dir=cache_dir, revision=info.sha)
+        found = try_to_load_from_cache(hub_id.repo_id, name, cache_dir=cache_dir, revision=listing.commit)
         return isinstance(found, str)
 
-    return PullPlan(hub_id, info.sha, [PullFile(name, sizes[name], cached(name)) for name in names])
+    files = [PullFile(name, listing.sizes[name], cached(name), listing.sha256.get(name)) for name in names]
+    return PullPlan(hub_id, listing.commit, files)
 
 
 def check_disk(plan: PullPlan, cache_dir: Path) -> None:
@@ -117,6 +158,42 @@ def download(plan: PullPlan, endpoint: str, cache_dir: Path, progress: PullProgr
                 tqdm_class=bar,
             )
         progress.file_done(file)
+
+
+def verify(plan: PullPlan, cache_dir: Path, before: Callable[[PullFile], None] | None = None) -> None:
+    """Check each file just fetched against its digest, as Ollama checks each layer it pulls: huggingface_hub
+    stores a file under the digest the hub announced (its sha256, or a small file's git blob id) without hashing
+    what arrived. A file that does not match is taken out of the cache, so that pulling again fetches it anew.
+    ``before`` is called with each file before it is read (a caller's chance to stop between files)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for file in plan.missing:
+        if before is not None:
+            before(file)
+        found = try_to_load_from_cache(plan.hub_id.repo_id, file.name, cache_dir=cache_dir, revision=plan.commit)
+        if not isinstance(found, str):
+            raise HubError(f"{file.name} of {plan.hub_id} is not in {cache_dir} after its download; pull it again")
+        blob = Path(os.path.realpath(found))  # a snapshot's entry links to its blob, named after the digest
+        expected = file.sha256 or blob.name
+        actual = _digest(blob, expected)
+        if actual is not None and actual != expected:
+            Path(found).unlink(missing_ok=True)
+            blob.unlink(missing_ok=True)
+            raise HubError(
+                f"{file.name} of {plan.hub_id} arrived corrupt (its digest is {actual[:12]}, not {expected[:12]}) "
+                "and was removed: pull it again"
+            )
+
+
+def _digest(blob: Path, like: str) -> str | None:
+    """``blob``'s digest of the kind ``like`` is, by huggingface_hub's own functions (those its checksum command
+    uses): a sha256, or a git blob id (a file kept in git, a few MB at most); None when ``like`` is neither."""
+    from huggingface_hub.utils.sha import git_hash, sha_fileobj
+
+    if _SHA256.fullmatch(like):
+        with blob.open("rb") as fh:
+            return sha_fileobj(fh).hex()
+    return git_hash(blob.read_bytes()) if _GIT_BLOB.fullmatch(like) else None
 
 
 def file_bar_class(progress: PullProgress) -> type[FileBar]:
@@ -183,11 +260,11 @@ def hub_errors(hub_id: HubId, endpoint: str) -> Iterator[None]:
             f"{hub_id.repo_id} is gated: accept its terms on the hub, then log in (hf auth login, or set HF_TOKEN)"
         ) from None
     except errors.RepositoryNotFoundError:
-        raise HubError(
+        raise HubNotFound(
             f"no model {hub_id.repo_id} on {endpoint}; if it is private, log in (hf auth login, or set HF_TOKEN)"
         ) from None
     except errors.RevisionNotFoundError:
-        raise HubError(f"{hub_id.repo_id} has no revision {hub_id.revision}") from None
+        raise HubNotFound(f"{hub_id.repo_id} has no revision {hub_id.revision}") from None
     except errors.HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "an error"
         raise HubError(f"the model hub at {endpoint} answered {status} for {hub_id}; try again later") from None

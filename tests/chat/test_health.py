@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from trayllm.api import DaemonStatus, Memory, QueueStatus, RequestCounters, SloRow
+from trayllm.api_status import DaemonStatus, Memory, QueueStatus, RequestCounters, SloRow
 from trayllm.chat.health_series import NO_VRAM, HealthSeries, Series
 
 GIB = 1 << 30

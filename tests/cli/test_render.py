@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from trayllm import api
+from trayllm import api_status
 from trayllm.cli.render import format_slo_report
 
 
-def _report(alerts: dict[str, str]) -> api.SloReport:
-    return api.SloReport.model_validate(
+def _report(alerts: dict[str, str]) -> api_status.SloReport:
+    return api_status.SloReport.model_validate(
         {
             "at": 1.0,
             "alerts": alerts,

@@ -1,7 +1,9 @@
 """Released third-party OpenAI clients against the daemon, configured the way their own docs say for an
 OpenAI-compatible server: base URL on the daemon's loopback TCP listener, its bearer token as the API key (the
 openai SDK also on the Unix socket through httpx's ``uds`` transport). A user who points one of them at trayllm
-must get the reply unchanged, plain and streamed.
+must get the reply unchanged, plain and streamed. The openai SDK also sends every field trayllm accepts (from
+trayllm/api_fields.py's table, so this cannot drift from it), makes legacy completions and looks models up, on
+both listeners; the ``ollama`` library's calls are tests/daemon/test_ollama.py's, but for one here.
 
 The daemon is its real app on a FakeEngine (tests/inprocess_daemon.py) with ``log_content`` on, so each request's
 record holds the reply text the daemon sent: the client's text is checked against it, and against the scripted
@@ -22,6 +24,10 @@ import openai
 import pytest
 from fake_engine import FAKE_INFO, FakeEngine
 from inprocess_daemon import InProcessDaemon, free_port, serve_engine, serve_fake
+from openai.types.chat import completion_create_params
+
+from trayllm.api import ChatCompletionRequest
+from trayllm.api_fields import CHAT_FIELD_RULES
 
 MODEL = FAKE_INFO.name
 QUESTION = "What is the capital of France?"
@@ -159,3 +165,118 @@ def test_openai_sdk_gets_the_reply_on_the_unix_socket() -> None:
                 return ask_openai(socket, stream, http)
 
         assert_served_as_recorded(daemon, ask(False), ask(True))
+
+
+ACTED_ON: dict[str, Any] = {
+    "temperature": 0.5,
+    "top_p": 0.9,
+    "seed": 7,
+    "stop": ["###"],  # not in the reply, which is whole
+    "max_tokens": 64,
+    "max_completion_tokens": 48,  # taken over max_tokens
+    "frequency_penalty": 0.5,  # the issue's values, refused before it
+    "presence_penalty": 0.3,
+    "repetition_penalty": 1.1,
+    "user": "acceptance-test",
+}
+"""A value in range for each field trayllm acts on (the record shows the sampling ones arrived)."""
+
+
+def every_accepted_field() -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every field a chat completion takes, each set to a value it accepts: those trayllm acts on, and each of
+    OpenAI's others at the first value trayllm/api_fields.py's table accepts (null for those it takes only as
+    null). As the SDK's keyword arguments, and ``extra_body`` for what the SDK does not name."""
+    handled_elsewhere = {"model", "messages", "stream", "stream_options"}
+    assert set(ChatCompletionRequest.model_fields) - handled_elsewhere == set(ACTED_ON), "a field without a value"
+    values = {**ACTED_ON, **{rule.name: rule.examples[0] if rule.examples else None for rule in CHAT_FIELD_RULES}}
+    params = completion_create_params.CompletionCreateParamsBase
+    named = params.__required_keys__ | params.__optional_keys__
+    return (
+        {name: value for name, value in values.items() if name in named},
+        {name: value for name, value in values.items() if name not in named},
+    )
+
+
+@pytest.fixture(params=["tcp", "unix socket"])
+def sdk(request: pytest.FixtureRequest) -> Iterator[tuple[openai.OpenAI, InProcessDaemon]]:
+    """The openai SDK as a user configures it, over TCP with the token or on the Unix socket, and its daemon."""
+    if request.param == "tcp":
+        daemon: InProcessDaemon = request.getfixturevalue("tcp_daemon")
+        yield openai.OpenAI(base_url=f"http://{daemon.settings.listen}/v1", api_key=daemon.token), daemon
+        return
+    with (
+        serve_fake(log_content=True) as daemon,
+        httpx.Client(transport=httpx.HTTPTransport(uds=str(daemon.socket))) as http,
+    ):
+        daemon.engine.script = REPLY
+        yield openai.OpenAI(base_url="http://trayllm/v1", api_key="unused-on-the-unix-socket", http_client=http), daemon
+
+
+def test_openai_sdk_with_every_accepted_field_legacy_completions_and_model_lookup(
+    sdk: tuple[openai.OpenAI, InProcessDaemon],
+) -> None:
+    client, daemon = sdk
+    fields, extra_body = every_accepted_field()
+    messages: Any = [{"role": "user", "content": QUESTION}]
+    chat = client.chat.completions.create(model=MODEL, messages=messages, extra_body=extra_body, **fields)
+    assert chat.choices[0].message.content == REPLY and chat.choices[0].finish_reason == "stop"
+    chunks = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=messages,
+            stream=True,
+            stream_options={"include_usage": True},
+            extra_body=extra_body,
+            **fields,
+        )
+    )
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == REPLY
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens > 3
+
+    assert client.completions.create(model=MODEL, prompt=QUESTION).choices[0].text == REPLY
+    pieces = [c.choices[0].text for c in client.completions.create(model=MODEL, prompt=QUESTION, stream=True)]
+    assert "".join(pieces) == REPLY and len(pieces) > 3
+
+    card = client.models.retrieve(MODEL)
+    assert (card.id, card.object, card.owned_by) == (MODEL, "model", "trayllm")
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.models.retrieve("gpt-4o")
+    assert isinstance(caught.value.body, dict) and caught.value.body["code"] == "model_not_found"
+
+    records = daemon.wait_records(4)
+    assert [(r["llm"]["api"], r["gen_ai"]["operation"]["name"], r["gen_ai"]["request"]["stream"]) for r in records] == [
+        ("openai", "chat", False),
+        ("openai", "chat", True),
+        ("openai", "text_completion", False),
+        ("openai", "text_completion", True),
+    ]
+    assert [r["event"]["outcome"] for r in records] == ["success"] * 4
+    assert [r["gen_ai"]["output"]["text"] for r in records] == [REPLY] * 4
+    for record in records[:2]:
+        request = record["gen_ai"]["request"]
+        assert (request["temperature"], request["top_p"], request["seed"], request["max_tokens"]) == (
+            ACTED_ON["temperature"],
+            ACTED_ON["top_p"],
+            ACTED_ON["seed"],
+            ACTED_ON["max_completion_tokens"],
+        )
+
+
+def test_the_ollama_library_streams_a_chat_on_the_unix_socket(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tests/daemon/test_ollama.py drives the library over TCP (list, show, chat plain and streamed, generate) and
+    on the socket (list, chat, generate); this is the streamed chat on the socket."""
+    import ollama
+
+    monkeypatch.delenv("OLLAMA_HOST", raising=False)
+    with serve_fake(log_content=True) as daemon:
+        daemon.engine.script = REPLY
+        client = ollama.Client(host="http://trayllm", transport=httpx.HTTPTransport(uds=str(daemon.socket)))
+        parts = list(client.chat(model=MODEL, messages=[{"role": "user", "content": QUESTION}], stream=True))
+        [record] = daemon.wait_records(1)
+    assert "".join(p.message.content or "" for p in parts) == REPLY and len(parts) > 3 and parts[-1].done
+    assert (record["llm"]["api"], record["gen_ai"]["request"]["stream"], record["event"]["outcome"]) == (
+        "ollama",
+        True,
+        "success",
+    )
+    assert record["gen_ai"]["output"]["text"] == REPLY

@@ -19,7 +19,7 @@ from fake_engine import FAKE_INFO, FakeEngine
 from inprocess_daemon import InProcessDaemon, free_port, serve_engine
 from waiting import wait_for
 
-from trayllm import api
+from trayllm import api_status
 from trayllm.cli.render import format_status
 from trayllm.config_engines import EngineSpec
 from trayllm.daemon import engines as engines_module
@@ -93,7 +93,7 @@ def test_status_lists_every_engine_and_pause_reaches_them_all(
         ("desk", True, "ready", LOCAL_MODEL),
         ("server", False, "ready", REMOTE_MODEL),
     ]
-    shown = format_status(api.DaemonStatus.model_validate(status)).splitlines()
+    shown = format_status(api_status.DaemonStatus.model_validate(status)).splitlines()
     assert [line.split(None, 1)[1] for line in shown if line.startswith("engines")] == [
         f"desk (default): {LOCAL_MODEL} · ready",
         f"server: {REMOTE_MODEL} · ready · at {rows[1]['url']}",

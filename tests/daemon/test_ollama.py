@@ -24,6 +24,7 @@ from inprocess_daemon import InProcessDaemon, free_port, serve_engine
 from waiting import wait_for
 
 from trayllm.errors import EngineOutOfMemory
+from trayllm.model_catalog import embedded_gguf
 from trayllm.ollama_api import IGNORED_HEADER, OLLAMA_VERSION
 from trayllm.ollama_rules import REFUSED_ROUTES, RULES
 from trayllm.telemetry.reader import iter_records
@@ -300,15 +301,20 @@ def test_the_rate_limit_is_a_429_with_retry_after_and_a_record(start_fake_engine
     assert record_of(daemon, seen.ids[1])["error"]["type"] == "rate_limited"
 
 
-def test_a_model_still_loading_is_a_503_with_retry_after_and_lists_none(fake_engine_daemon: InProcessDaemon) -> None:
+def test_a_model_still_loading_is_a_503_with_retry_after_and_none_is_running(
+    fake_engine_daemon: InProcessDaemon,
+) -> None:
     engine = fake_engine_daemon.engine
     engine.state, engine.info = "loading", None
     with fake_engine_daemon.client() as client:
         response = client.post("/api/chat", json={"model": MODEL, "messages": HELLO})
+        running = client.get("/api/ps")
         tags = client.get("/api/tags")
     assert response.status_code == 503 and "not ready" in response.json()["error"]
     assert "retry-after" in response.headers
-    assert tags.status_code == 200 and tags.json() == {"models": []}
+    assert running.status_code == 200 and running.json() == {"models": []}
+    on_this_machine = [f"{MODEL}:latest"] if embedded_gguf() else []  # the embedded model, not loaded yet
+    assert [model["name"] for model in tags.json()["models"]] == on_this_machine
 
 
 @pytest.mark.parametrize("refused", REFUSED_ROUTES, ids=[r.path for r in REFUSED_ROUTES])

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from trayllm import api
+from trayllm import api_status
 from trayllm.daemon.app import daemon_status
 from trayllm.elastic.shipper import ShipperStats
 from trayllm.engine import engine
@@ -18,9 +18,9 @@ from trayllm.engine.types import ModelInfo
 # (engine type, wire type, fields deliberately on one side only). None today: a name put here needs a comment
 # saying why the other side goes without it.
 PAIRS = [
-    (ModelInfo, api.ModelStatus, frozenset()),
-    (Counters, api.RequestCounters, frozenset()),
-    (ShipperStats, api.ShippingStatus, frozenset()),
+    (ModelInfo, api_status.ModelStatus, frozenset()),
+    (Counters, api_status.RequestCounters, frozenset()),
+    (ShipperStats, api_status.ShippingStatus, frozenset()),
 ]
 
 INFO = ModelInfo(
@@ -64,9 +64,9 @@ def test_the_samples_below_set_every_field_off_its_default():
 
 
 def test_the_status_state_is_the_engines_state_type():
-    assert engine.EngineState is api.EngineState
-    assert api.DaemonStatus.model_fields["state"].annotation == api.EngineState
-    assert typing.get_args(api.EngineState) == ("loading", "warming", "ready", "failed", "reloading", "draining")
+    assert engine.EngineState is api_status.EngineState
+    assert api_status.DaemonStatus.model_fields["state"].annotation == api_status.EngineState
+    assert typing.get_args(api_status.EngineState) == ("loading", "warming", "ready", "failed", "reloading", "draining")
 
 
 def _engine(info: ModelInfo | None) -> SimpleNamespace:
@@ -99,7 +99,7 @@ def test_daemon_status_carries_every_engine_field_through():
     assert status.model is not None and status.model.model_dump() == dataclasses.asdict(INFO)
     assert status.requests.model_dump() == dataclasses.asdict(COUNTERS)
     assert status.shipping is not None and status.shipping.model_dump() == SHIPPER.to_dict()
-    assert api.DaemonStatus.model_validate_json(status.model_dump_json()) == status  # what a client reads back
+    assert api_status.DaemonStatus.model_validate_json(status.model_dump_json()) == status  # what a client reads back
 
 
 def test_daemon_status_without_a_model_or_shipping():

@@ -221,7 +221,7 @@ def test_a_busy_daemon_defers_shipping_but_never_for_longer_than_the_limit(
 def test_records_around_a_line_torn_by_a_crash_ship_and_the_torn_line_is_counted(
     tmp_path: Path, standin: ElasticStandIn
 ) -> None:
-    from trayllm import api
+    from trayllm import api_status
     from trayllm.cli.render import format_status
 
     settings = settings_for(tmp_path, standin)
@@ -244,17 +244,17 @@ def test_records_around_a_line_torn_by_a_crash_ship_and_the_torn_line_is_counted
     assert (stats.delivered, stats.unreadable, stats.dead_lettered, stats.backlog_bytes) == (3, 1, 1, 0)
     letters = [json.loads(line) for line in (settings.shipping_path / DEAD_LETTER).read_text().splitlines()]
     assert [letter["record"] for letter in letters] == [fragment.decode()]
-    status = api.DaemonStatus(
+    status = api_status.DaemonStatus(
         state="ready",
         model=None,
-        queue=api.QueueStatus(
+        queue=api_status.QueueStatus(
             depth=0, capacity=1, in_flight=0, max_batch=1, backlog_cap_active=False, backlog_max_tokens=0
         ),
-        requests=api.RequestCounters(),
+        requests=api_status.RequestCounters(),
         uptime_s=1.0,
         pid=1,
         version=__version__,
-        shipping=api.ShippingStatus(**stats.to_dict()),
+        shipping=api_status.ShippingStatus(**stats.to_dict()),
     )
     assert "1 dead-lettered (1 unreadable: torn or damaged lines)" in format_status(status)
 

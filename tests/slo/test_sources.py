@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from slo_records import NOW, record
 
-from trayllm import api, config
+from trayllm import api_status, config
 from trayllm.errors import ConfigError
 from trayllm.slo.objectives import configured_objectives
 from trayllm.slo.report import ReportRow, slo_report, to_wire
@@ -19,7 +19,7 @@ from trayllm.slo.sources import parse_at, read_report
 def test_the_report_row_and_the_wire_row_have_the_same_fields():
     """A field added to one and not the other would vanish in ``to_wire`` (pydantic ignores extra keys) or fail
     there at run time: this test fails first."""
-    assert [f.name for f in dataclasses.fields(ReportRow)] == list(api.SloRow.model_fields)
+    assert [f.name for f in dataclasses.fields(ReportRow)] == list(api_status.SloRow.model_fields)
 
 
 def test_to_wire_keeps_every_value():
@@ -33,7 +33,7 @@ def test_a_report_from_a_file_is_the_wire_report_the_daemon_would_send(tmp_path:
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     settings = config.load_settings()
     report = read_report(settings, records=path, at=repr(NOW))
-    assert isinstance(report, api.SloReport) and report.at == NOW and report.alerts == {}
+    assert isinstance(report, api_status.SloReport) and report.at == NOW and report.alerts == {}
     assert report.objectives == [to_wire(r) for r in slo_report(configured_objectives(settings), records, NOW)]
 
 

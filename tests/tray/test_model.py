@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from trayllm.api import DaemonStatus
+from trayllm.api_status import DaemonStatus
 from trayllm.tray.model import Notification, TrayModel
 
 

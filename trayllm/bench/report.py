@@ -11,7 +11,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from trayllm import api
+from trayllm import api_status
 from trayllm.bench.load import LevelResult
 
 COLUMNS = (
@@ -37,7 +37,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-def model_summary(status: api.DaemonStatus | None) -> dict[str, Any] | None:
+def model_summary(status: api_status.DaemonStatus | None) -> dict[str, Any] | None:
     if status is None or status.model is None:
         return None
     m = status.model
@@ -76,7 +76,7 @@ def to_json(
     levels: Sequence[LevelResult],
     *,
     max_tokens: int,
-    status: api.DaemonStatus | None,
+    status: api_status.DaemonStatus | None,
     command: str,
     server: str | None = None,
 ) -> str:
@@ -108,7 +108,7 @@ def to_markdown(
     levels: Sequence[LevelResult],
     *,
     max_tokens: int,
-    status: api.DaemonStatus | None,
+    status: api_status.DaemonStatus | None,
     command: str,
     server: str | None = None,
 ) -> str:

@@ -20,7 +20,7 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPaintEvent, QPen, QPolygonF
 from PySide6.QtWidgets import QGridLayout, QLabel, QSizePolicy, QWidget
 
-from trayllm.api import DaemonStatus
+from trayllm.api_status import DaemonStatus
 from trayllm.chat.health_series import MAX_SAMPLES, NO_DATA, NO_VRAM, WINDOW_S, HealthSeries, Point, Series
 
 __all__ = ["NO_DATA", "NO_VRAM", "HealthSeries", "HealthView", "LineChart", "Point", "Series"]

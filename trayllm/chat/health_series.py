@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trayllm.api import DaemonStatus
+from trayllm.api_status import DaemonStatus
 
 WINDOW_S = 600.0  # what the charts show: the last ten minutes
 MAX_SAMPLES = 300  # ten minutes of the window's 2 s polling

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from PySide6.QtCore import Signal, Slot
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QWidget
 
-from trayllm import api
+from trayllm import api_status
 from trayllm.config import Settings
 from trayllm.doctor.gpus import probe
 from trayllm.errors import TrayllmError
@@ -50,7 +50,7 @@ class ModelPicker(QWidget):
         self._listed_once = False
         self._busy = False
 
-    def serving(self, model: api.ModelStatus | None) -> None:
+    def serving(self, model: api_status.ModelStatus | None) -> None:
         """The daemon's model, from a status poll: list the models again when it changed (or was never listed)."""
         source = model.source if model is not None else None
         if self._busy or (self._listed_once and source == self._serving):

@@ -12,7 +12,7 @@ import threading
 
 from PySide6.QtCore import QObject, Signal, Slot
 
-from trayllm import api
+from trayllm import api_status
 from trayllm.config import Settings
 from trayllm.errors import TrayllmError
 from trayllm.supervisor.daemon import START_TIMEOUT_S, start_and_wait_ready
@@ -43,7 +43,7 @@ class DaemonStarter(QObject):
         self._thread.start()
         return True
 
-    def holds_banner(self, status: api.DaemonStatus) -> bool:
+    def holds_banner(self, status: api_status.DaemonStatus) -> bool:
         """Whether the banner stays up although the daemon answered: it is still loading for our start, or a
         start failed and it is not ready since."""
         if status.state == "ready":

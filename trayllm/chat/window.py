@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from trayllm import api
+from trayllm import api_status
 from trayllm.chat.export import write_export
 from trayllm.chat.health import HealthView
 from trayllm.chat.message_input import MessageInput
@@ -384,7 +384,7 @@ class ChatWindow(QMainWindow):
 
     # -- the daemon ------------------------------------------------------------------------------
 
-    def _on_status(self, status: api.DaemonStatus) -> None:
+    def _on_status(self, status: api_status.DaemonStatus) -> None:
         if not self._starter.holds_banner(status):
             self.banner.hide()
         self.queue_depth = status.queue.depth

@@ -15,7 +15,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal, Slot
 
-from trayllm import api, errors
+from trayllm import api_status, errors
 from trayllm.client import DaemonClient, Done, TextDelta
 from trayllm.config import Settings
 
@@ -74,7 +74,7 @@ class ReplyWorker(QObject):
 class StatusPoller(QObject):
     """Polls /v1/status every ``interval_ms``; says when the daemon is (un)reachable."""
 
-    status = Signal(object)  # api.DaemonStatus
+    status = Signal(object)  # api_status.DaemonStatus
     unreachable = Signal(str)
 
     def __init__(self, settings: Settings, interval_ms: int = 2000) -> None:
@@ -103,7 +103,7 @@ class StatusPoller(QObject):
     def poll(self) -> None:
         try:
             with DaemonClient.from_settings(self.settings, timeout=3.0) as client:
-                result: api.DaemonStatus = client.status()
+                result: api_status.DaemonStatus = client.status()
         except errors.TrayllmError as exc:
             self.unreachable.emit(exc.message)
             return

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from trayllm import api, errors
+from trayllm import api_status, errors
 from trayllm.cli.app import cli, settings_for
 from trayllm.cli.render import format_catalog
 from trayllm.client import DaemonClient
@@ -22,7 +22,7 @@ def catalog_here(settings: Settings) -> Catalog:
     return build_catalog(settings, probe(), serving_model(settings))
 
 
-def serving_model(settings: Settings) -> api.ModelStatus | None:
+def serving_model(settings: Settings) -> api_status.ModelStatus | None:
     """The model the daemon serves now; None with no daemon, or one still loading."""
     try:
         with DaemonClient.from_settings(settings) as client:

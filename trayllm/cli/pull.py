@@ -10,7 +10,7 @@ import click
 
 from trayllm.cli.app import cli
 from trayllm.hub import parse_hub_id
-from trayllm.pull import PullFile, PullPlan, check_disk, download, plan_pull, size_text
+from trayllm.pull import PullFile, PullPlan, check_disk, download, plan_pull, size_text, verify
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 _REDRAW_S = 0.2  # a terminal's progress line is redrawn at most this often
@@ -62,10 +62,11 @@ class _Progress:
             self._draw()
 
     def end(self) -> None:
-        """Finish the line redrawn on a terminal."""
+        """Finish the line redrawn on a terminal (once: a second call adds nothing)."""
         if self._on_terminal and self._drawn:
             self._draw()
             click.echo("", err=True)
+            self._drawn = 0.0
 
     def _percent(self) -> int:
         return 100 if not self._total else min(100, self._done * 100 // self._total)
@@ -92,9 +93,10 @@ def pull(model_id: str) -> None:
 
     Only the files the engine loads are fetched: config, tokenizer, and the safetensors weights (PyTorch .bin
     where a repo has no safetensors), or the chosen GGUF. They go into the Hugging Face cache (HF_HOME,
-    HF_HUB_CACHE), where the daemon finds them without a network. Free disk is checked first; Ctrl-C stops
-    with every finished file kept, and running the command again fetches the rest. Private and gated repos
-    need a login: hf auth login, or HF_TOKEN. HF_ENDPOINT points this at a mirror. See docs/MODELS.md.
+    HF_HUB_CACHE), where the daemon finds them without a network. Free disk is checked first, and each file
+    fetched is checked against its digest; Ctrl-C stops with every finished file kept, and running the command
+    again fetches the rest. Private and gated repos need a login: hf auth login, or HF_TOKEN. HF_ENDPOINT points
+    this at a mirror. The daemon's POST /api/pull does the same for Ollama's clients. See docs/MODELS.md.
     """
     hub_id = parse_hub_id(model_id)
     if hub_id is None:
@@ -107,6 +109,10 @@ def pull(model_id: str) -> None:
         plan = plan_pull(hub_id, endpoint, cache_dir)
         check_disk(plan, cache_dir)
         download(plan, endpoint, cache_dir, progress)
+        progress.end()
+        if plan.missing:
+            click.echo("verifying the files' digests", err=True)
+            verify(plan, cache_dir)
     except KeyboardInterrupt:
         progress.end()
         click.echo(
@@ -114,5 +120,4 @@ def pull(model_id: str) -> None:
             err=True,
         )
         sys.exit(INTERRUPTED_EXIT)
-    progress.end()
     click.echo(f'{hub_id} is ready: set model = "{hub_id}" in the config file, or TRAYLLM_MODEL={hub_id}')

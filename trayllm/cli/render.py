@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from trayllm import api, config_text
+from trayllm import api_status, config_text
 from trayllm.redact import mask_url_credentials
 from trayllm.slo.report import to_text
 from trayllm.terminal_text import one_line
@@ -38,7 +38,7 @@ def slo_value(value: float | None, unit: str) -> str:
     return f"{value * 100:.3g}%" if unit == "ratio" else f"{value:.3g} {unit}".rstrip()
 
 
-def format_status(s: api.DaemonStatus) -> str:
+def format_status(s: api_status.DaemonStatus) -> str:
     """`trayllm status`: one ``name value`` line per fact, the names aligned."""
     rows = [("state", s.state + (f" ({s.load_progress})" if s.load_progress else ""))]
     if s.paused:
@@ -96,7 +96,7 @@ def format_status(s: api.DaemonStatus) -> str:
     return "\n".join(f"{name:<9} {mask_url_credentials(one_line(value))}" for name, value in rows)
 
 
-def format_slo_report(report: api.SloReport) -> str:
+def format_slo_report(report: api_status.SloReport) -> str:
     """`trayllm slo`: the objectives as a table, then the alerts that are firing, if any."""
     shown = [
         row.model_copy(

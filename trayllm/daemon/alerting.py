@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from trayllm.api import Alert
+from trayllm.api_status import Alert
 from trayllm.config import Settings
 from trayllm.daemon.events import EventBus
 from trayllm.engine.types import ModelInfo, OomReport

@@ -15,12 +15,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from trayllm import __version__
-from trayllm.api import (
+from trayllm.api import ModelCard, ModelList
+from trayllm.api_status import (
     DaemonStatus,
     EngineStatus,
     Memory,
-    ModelCard,
-    ModelList,
     ModelStatus,
     QueueStatus,
     RequestCounters,
@@ -37,6 +36,7 @@ from trayllm.daemon.events import EventBus
 from trayllm.daemon.generation import Generator
 from trayllm.daemon.ollama import OllamaGeneration, error_response_for
 from trayllm.daemon.ollama_info import OllamaInfo
+from trayllm.daemon.ollama_pull import OllamaPull
 from trayllm.daemon.records import RequestRecorder
 from trayllm.engine.interface import ServingEngine
 from trayllm.errors import EndpointNotFound, MethodNotAllowed, ModelNotFound, RequestError
@@ -206,6 +206,7 @@ def build_app(
         Route("/v1/faults", control.faults, methods=["GET", "PUT", "DELETE"]),
         *OllamaGeneration(generator).routes(),
         *OllamaInfo(engine, settings, started).routes(),
+        *OllamaPull(settings).routes(),
     ]
     edge = Middleware(
         EdgeMiddleware, token=token, max_body_bytes=settings.max_body_bytes, error_response=error_response_for

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from trayllm.api import ReloadRequest, SloReport
+from trayllm.api import ReloadRequest
+from trayllm.api_status import SloReport
 from trayllm.config import Settings
 from trayllm.daemon.alerting import AlertCenter
 from trayllm.daemon.edge import SSE_HEADERS, json_object

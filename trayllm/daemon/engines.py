@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from trayllm.api import EngineState
+from trayllm.api_status import EngineState
 from trayllm.config import Settings
 from trayllm.config_engines import EngineSpec
 from trayllm.engine.handle import Counters, FinishCallback, RequestHandle

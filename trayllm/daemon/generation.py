@@ -166,7 +166,7 @@ class Generator:
             raise EngineFailure("the engine ended the request without finishing it")
 
         work = asyncio.ensure_future(gather())
-        gone = asyncio.ensure_future(_wait_disconnect(request))
+        gone = asyncio.ensure_future(wait_disconnect(request))
         try:
             await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -179,7 +179,8 @@ class Generator:
         return "".join(pieces), finished
 
 
-async def _wait_disconnect(request: Request) -> None:
+async def wait_disconnect(request: Request) -> None:
+    """Returns once the client has hung up (its request body already read, as every route reads it first)."""
     while True:
         message = await request.receive()
         if message["type"] == "http.disconnect":

@@ -39,7 +39,10 @@ log = logging.getLogger(__name__)
 OLLAMA_PREFIX = "/api/"
 NDJSON = "application/x-ndjson"
 MAX_LISTED = 20  # ignored fields named in the header and the log; past that, a count
-_PULL_HINT = "to serve another model, run `trayllm pull HUB_ID`, then `trayllm use HUB_ID`"
+_USE_HINT = (
+    "to serve a model GET /api/tags lists, run `trayllm use NAME`; another one is downloaded first, with "
+    "`trayllm pull HUB_ID` or POST /api/pull"
+)
 
 Reply = ChatReply | GenerateReply
 Shape = Callable[..., Reply]  # (model, text, done, **final) -> one object of the reply
@@ -50,9 +53,11 @@ def speaks_ollama(path: str) -> bool:
 
 
 def ollama_error_response(error: RequestError) -> JSONResponse:
-    """``{"error": "..."}`` with the error's own status (and Retry-After), as Ollama answers; an unknown model's
-    message says how to serve another, where Ollama's says to pull it."""
-    message = f"{error.message}; {_PULL_HINT}" if isinstance(error, ModelNotFound) else error.message
+    """``{"error": "..."}`` with the error's own status (and Retry-After), as Ollama answers; a request's model
+    that is not served (``param`` "model") gets a message that says how to serve it, where Ollama's says to pull
+    it: the daemon never switches models for a request, as Ollama would load one."""
+    not_served = isinstance(error, ModelNotFound) and error.param == "model"
+    message = f"{error.message}; {_USE_HINT}" if not_served else error.message
     headers = {} if error.retry_after is None else {"Retry-After": str(max(1, math.ceil(error.retry_after)))}
     return JSONResponse({"error": message}, status_code=error.status_code, headers=headers)
 

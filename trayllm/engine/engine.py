@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from trayllm.api import EngineState
+from trayllm.api_status import EngineState
 from trayllm.config import Settings
 from trayllm.engine.conversation import Message, Prompt, build_prompt, build_text_prompt
 from trayllm.engine.device_memory import configure_cuda_allocator

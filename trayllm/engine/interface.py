@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
-from trayllm.api import EngineState
+from trayllm.api_status import EngineState
 from trayllm.config import Settings
 from trayllm.engine.handle import Counters, FinishCallback, RequestHandle
 from trayllm.engine.types import ModelInfo, OomReport, SamplingParams

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from trayllm.api import EngineState
+from trayllm.api_status import EngineState
 from trayllm.config import Settings
 from trayllm.engine.conversation import Message, Prompt, split_turns
 from trayllm.engine.handle import Counters, FinishCallback, RequestHandle

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from trayllm import api
+from trayllm import api_status
 from trayllm.slo.burn import budget_remaining
 from trayllm.slo.objectives import Objective, field_value, state_of, statistic, window_values
 from trayllm.slo.window import RollingWindow
@@ -45,10 +45,10 @@ class ReportRow:
         return asdict(self)
 
 
-def to_wire(row: ReportRow) -> api.SloRow:
+def to_wire(row: ReportRow) -> api_status.SloRow:
     """The row as GET /v1/slo and /v1/status carry it: the one conversion between the two row types, which
     have the same fields (tests/slo/test_sources.py fails when one gains a field the other lacks)."""
-    return api.SloRow(**row.to_dict())
+    return api_status.SloRow(**row.to_dict())
 
 
 def parse_time(value: Any) -> float | None:
@@ -139,7 +139,7 @@ def _fmt_window(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
-def to_text(rows: Sequence[ReportRow | api.SloRow]) -> str:
+def to_text(rows: Sequence[ReportRow | api_status.SloRow]) -> str:
     """An aligned table, one line per objective."""
     header = ("objective", "window", "value", "threshold", "state", "budget left", "samples")
     lines = [header] + [

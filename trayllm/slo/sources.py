@@ -1,6 +1,6 @@
 """Where `trayllm slo` gets its report: the live daemon, a request-record file, or the records in Elasticsearch.
 
-Whichever it is, the answer is the daemon's wire type, ``api.SloReport``: rows computed here go through the one
+Whichever it is, the answer is the daemon's wire type, ``api_status.SloReport``: rows computed here go through the one
 conversion, ``report.to_wire``. Only the daemon knows its alerts' states, so a report computed here has none.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from trayllm import api
+from trayllm import api_status
 from trayllm.client import DaemonClient
 from trayllm.config import Settings
 from trayllm.errors import ConfigError
@@ -20,7 +20,7 @@ from trayllm.telemetry.reader import iter_records
 
 def read_report(
     settings: Settings, records: Path | None = None, from_elastic: bool = False, at: str | None = None
-) -> api.SloReport:
+) -> api_status.SloReport:
     """The SLO report from Elasticsearch (``from_elastic``: ``settings`` name it), from the request-record file
     ``records`` (and its rotated copies), else from the daemon ``settings`` name; not both of the first two.
 
@@ -36,7 +36,7 @@ def read_report(
             raise ConfigError("--at needs --from FILE or --from-elastic: the daemon only judges the present")
         with DaemonClient.from_settings(settings) as client:
             return client.slo()
-    return api.SloReport(at=now, objectives=[to_wire(row) for row in rows], alerts={})
+    return api_status.SloReport(at=now, objectives=[to_wire(row) for row in rows], alerts={})
 
 
 def _from_elastic(settings: Settings, at: str | None) -> tuple[float, list[ReportRow]]:

@@ -18,7 +18,7 @@ import signal
 import time
 from collections.abc import Callable
 
-from trayllm import api, errors, trust
+from trayllm import api_status, errors, trust
 from trayllm.client import DaemonClient
 from trayllm.config import Settings
 from trayllm.supervisor.runners import Handle, Runner, daemon_runner
@@ -95,8 +95,8 @@ class DaemonSupervisor:
             time.sleep(0.1)
 
     def wait_ready(
-        self, timeout: float, on_progress: Callable[[api.DaemonStatus], None] | None = None
-    ) -> api.DaemonStatus:
+        self, timeout: float, on_progress: Callable[[api_status.DaemonStatus], None] | None = None
+    ) -> api_status.DaemonStatus:
         """The daemon's status once its model is ready; ``on_progress`` sees each new state while it loads.
 
         ModelLoadError if loading failed, NotReady after ``timeout`` seconds of answering but not ready,
@@ -124,7 +124,7 @@ class DaemonSupervisor:
         self.started = None
         return pid
 
-    def restart(self, timeout: float, say: Say = _quiet) -> api.DaemonStatus:
+    def restart(self, timeout: float, say: Say = _quiet) -> api_status.DaemonStatus:
         """Stop the daemon (if one answers), start a fresh one, and return its status once it is ready.
 
         The old daemon is gone before the new one starts, so the new one does not find the socket taken.
@@ -152,7 +152,7 @@ def terminate_daemon(settings: Settings, pid: int, timeout: float) -> None:
             raise errors.TrayllmError(f"the daemon (pid {pid}) is still running {timeout:g} s after SIGTERM")
 
 
-def start_and_wait_ready(settings: Settings, timeout: float = START_TIMEOUT_S) -> api.DaemonStatus:
+def start_and_wait_ready(settings: Settings, timeout: float = START_TIMEOUT_S) -> api_status.DaemonStatus:
     """`trayllm up`'s start for the tray and the chat window: bring the daemon up and wait until it is ready.
 
     It blocks, so they call it off their UI thread; TrayllmError carries the line `trayllm up` would print.

@@ -23,7 +23,7 @@ import webbrowser
 from collections.abc import Callable
 from typing import Any
 
-from trayllm import api
+from trayllm import api_status
 from trayllm.client import DaemonClient
 from trayllm.config import Settings
 from trayllm.doctor.gpus import probe
@@ -160,7 +160,7 @@ class TrayApp:
                 self._list_models(status)
                 listed_at = time.monotonic()
 
-    def _list_models(self, status: api.DaemonStatus) -> None:
+    def _list_models(self, status: api_status.DaemonStatus) -> None:
         """The Model menu's entries: the catalog, marked with what ``status`` says serves."""
         try:
             entries = build_catalog(self.settings, probe(), status.model).models

@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from trayllm.api import DaemonStatus
+from trayllm.api_status import DaemonStatus
 
 if TYPE_CHECKING:
     from trayllm.model_catalog import CatalogEntry
