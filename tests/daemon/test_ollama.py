@@ -140,7 +140,7 @@ def test_a_stream_is_ndjson_whose_last_line_adds_up_its_durations(fake_engine_da
     assert last["eval_duration"] > 0
 
 
-def test_options_are_mapped_and_ignored_ones_are_named_in_a_header_and_the_log(
+def test_options_are_mapped_and_ignored_ones_are_named_in_a_header_the_log_and_the_record(
     fake_engine_daemon: InProcessDaemon, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_engine_daemon.engine.script = "one two three four five"
@@ -148,14 +148,18 @@ def test_options_are_mapped_and_ignored_ones_are_named_in_a_header_and_the_log(
     body = {"model": MODEL, "messages": HELLO, "stream": False, "options": options, "keep_alive": "10m"}
     with caplog.at_level("INFO", logger="trayllm.daemon.ollama"), fake_engine_daemon.client() as client:
         response = client.post("/api/chat", json=body)
-        cut = client.post("/api/chat", json={**body, "options": {"stop": ["thr"]}}).json()
+        cut_response = client.post("/api/chat", json={**body, "keep_alive": None, "options": {"stop": ["thr"]}})
+    cut, cut_id = cut_response.json(), cut_response.headers["x-request-id"]
     reply = response.json()
     assert (reply["message"]["content"], reply["done_reason"], reply["eval_count"]) == ("one two", "length", 2)
     assert cut["message"]["content"] == "one two " and cut["done_reason"] == "stop"
     assert response.headers[IGNORED_HEADER] == "keep_alive, options.top_k, options.num_ctx"
     assert any("keep_alive, options.top_k, options.num_ctx" in r.getMessage() for r in caplog.records)
-    request = record_of(fake_engine_daemon, response.headers["x-request-id"])["gen_ai"]["request"]
+    record = record_of(fake_engine_daemon, response.headers["x-request-id"])
+    request = record["gen_ai"]["request"]
     assert (request["max_tokens"], request["temperature"], request["seed"]) == (2, 0.5, 3)
+    assert record["llm"]["request"]["ignored"] == ["keep_alive", "options.top_k", "options.num_ctx"]
+    assert "request" not in record_of(fake_engine_daemon, cut_id)["llm"]  # nothing ignored: no field
 
 
 def test_a_system_prompt_goes_before_the_prompt(fake_engine_daemon: InProcessDaemon) -> None:

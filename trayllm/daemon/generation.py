@@ -47,6 +47,7 @@ class Generation:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     include_usage: bool = False  # OpenAI's stream_options.include_usage: a streamed reply ends with its usage
+    ignored: tuple[str, ...] = ()  # fields the body sent that change nothing (Ollama's ignored options): recorded
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,7 @@ class Generator:
 
     async def _queue(self, generation: Generation, context: RequestContext) -> Started:
         context.requested_model, context.stream = generation.model, generation.stream
+        context.ignored = generation.ignored
         # what the body asked for, not the route: Ollama's /api/generate is a chat, or with raw a text completion
         context.operation = "chat" if generation.messages is not None else "text_completion"
         member = self.engines.route(generation.model)  # ModelNotFound for a model no engine serves

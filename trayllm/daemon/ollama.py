@@ -139,7 +139,7 @@ class OllamaGeneration:
             if not body.messages:
                 raise _LoadOnly(body.model)
             messages = [{"role": m.role, "content": m.text} for m in body.messages]
-            return body, self._generation(body.model, body.streams, body.sampling(), messages=messages)
+            return body, self._generation(body, body.sampling(), messages=messages)
 
         return await self._serve(request, parse, chat_reply)
 
@@ -150,16 +150,17 @@ class OllamaGeneration:
                 raise _LoadOnly(body.model)
             sampling = body.sampling()
             if body.raw:
-                return body, self._generation(body.model, body.streams, sampling, text=body.prompt)
+                return body, self._generation(body, sampling, text=body.prompt)
             system = [{"role": "system", "content": body.system}] if body.system else []
             messages = [*system, {"role": "user", "content": body.prompt}]
-            return body, self._generation(body.model, body.streams, sampling, messages=messages)
+            return body, self._generation(body, sampling, messages=messages)
 
         return await self._serve(request, parse, generate_reply)
 
-    def _generation(self, asked: str, stream: bool, sampling: dict[str, Any], **prompt: Any) -> Generation:
+    def _generation(self, body: ChatRequest | GenerateRequest, sampling: dict[str, Any], **prompt: Any) -> Generation:
         served = [info.name for info in self.generator.engines.served()]
-        return Generation(model=untagged(asked, served), stream=stream, **prompt, **sampling)
+        model, ignored = untagged(body.model, served), tuple(body.ignored)
+        return Generation(model=model, stream=body.streams, ignored=ignored, **prompt, **sampling)
 
     async def _serve(
         self,

@@ -43,6 +43,7 @@ class RequestContext:
     stream: bool | None = None
     params: SamplingParams | None = None
     messages: list[dict[str, str]] | None = None  # kept only when log_content is on
+    ignored: tuple[str, ...] = ()  # fields the body sent that changed nothing (Ollama's ignored options)
     model: ModelInfo | None = None  # what the engine that took it serves; None: the recorder's model_info()
 
     @classmethod
@@ -127,6 +128,7 @@ class RequestRecorder:
             api=context.api,
             requested_model=context.requested_model,
             stream=context.stream,
+            ignored_fields=list(context.ignored) or None,
         )
         trace = parse_traceparent(context.traceparent)
         if trace is not None:

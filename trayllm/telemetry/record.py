@@ -111,6 +111,7 @@ class RequestRecord:
     top_p: float | None = None
     seed: int | None = None
     stream: bool | None = None
+    ignored_fields: list[str] | None = None  # request fields that changed nothing (Ollama's ignored options)
     finish_reason: str | None = None
     # what came back
     http_status: int | None = None
@@ -206,6 +207,7 @@ def to_document(rec: RequestRecord, *, include_content: bool = False) -> dict[st
         ("gen_ai.request.top_p", _finite(rec.top_p)),
         ("gen_ai.request.seed", rec.seed),
         ("gen_ai.request.stream", rec.stream),
+        ("llm.request.ignored", rec.ignored_fields),
         ("gen_ai.response.model", rec.response_model),
         ("gen_ai.response.finish_reasons", None if rec.finish_reason is None else [rec.finish_reason]),
         ("gen_ai.usage.input_tokens", rec.input_tokens),

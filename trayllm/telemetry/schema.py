@@ -117,6 +117,12 @@ REQUEST_FIELDS: dict[str, FieldType] = {
         "The API the request came in on: 'openai' (/v1/...) or 'ollama' (/api/...).",
         allowed=("openai", "ollama"),
     ),
+    "llm.request.ignored": _f(
+        "keyword",
+        "Fields and options the request sent that changed nothing (Ollama's API ignores some, as Ollama does; "
+        "the reply's X-Trayllm-Ignored header names them too). Absent when there were none.",
+        array=True,
+    ),
     "llm.model.version": _f("keyword", "The model's content hash or revision."),
     "llm.model.dtype": _f("keyword", "Weights dtype: bfloat16, float16, float32."),
     "llm.model.quantization": _f("keyword", "none, nf4, int8, or the GGUF quantization it came from."),
