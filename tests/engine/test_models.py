@@ -462,7 +462,8 @@ def test_version_depends_on_dtype_not_on_the_digest(converted_model_dir: Path, t
     progress: list[str] = []
     loaded = {}
     for dtype in ("bfloat16", "float32"):
-        s = load_settings({"model": str(converted_model_dir), "dtype": dtype, "cache_dir": str(tmp_path)}, environ={})
+        plain = {"model": str(converted_model_dir), "dtype": dtype, "quantization": "none", "cache_dir": str(tmp_path)}
+        s = load_settings(plain, environ={})
         loaded[dtype] = load_model(s, progress=progress.append).info
     bf16, fp32 = loaded["bfloat16"], loaded["float32"]
     assert bf16.version != fp32.version

@@ -93,7 +93,7 @@ class NativeTokenizer:
 
     def __call__(self, text: str) -> dict[str, list[int]]:
         """Token ids of ``text`` with the tokenizer's own special tokens (its post-processor), as transformers."""
-        return {"input_ids": self._backend.encode(text, add_special_tokens=True).ids}
+        return {"input_ids": self._encode(text, add_special_tokens=True)}
 
     def apply_chat_template(
         self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = False, tokenize: bool = True
@@ -113,7 +113,13 @@ class NativeTokenizer:
         )
         if not tokenize:
             return text
-        return self._backend.encode(text, add_special_tokens=False).ids
+        return self._encode(text, add_special_tokens=False)
+
+    def _encode(self, text: str, *, add_special_tokens: bool) -> list[int]:
+        """Through ``encode_batch``, which lets go of the GIL while it works (``encode`` holds it): a prompt of
+        megabytes takes seconds to tokenize in its worker thread, and the event loop must answer meanwhile
+        (transformers' fast tokenizers encode through it for the same reason)."""
+        return self._backend.encode_batch([text], add_special_tokens=add_special_tokens)[0].ids
 
     def decode(self, ids: int | Sequence[int], skip_special_tokens: bool = False) -> str:
         """Text of ``ids`` (unknown ids dropped, special ones too when asked), as transformers decodes them."""
