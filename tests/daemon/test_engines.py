@@ -127,3 +127,24 @@ def test_engine_url_and_engines_tables_together_are_refused(tmp_path: Path) -> N
 
     with pytest.raises(ConfigError, match="unset engine_url"):
         open_engines(Settings(engine_url="http://127.0.0.1:1/v1"), [EngineSpec("server", url="http://x/v1")])
+
+
+def test_a_table_that_cannot_open_leaves_no_engine_of_the_others_running(tmp_path: Path) -> None:
+    """A remote engine made before a local one whose model is missing is stopped (its event loop closed), not
+    left for the garbage collector to find unclosed."""
+    from trayllm.config import Settings
+    from trayllm.errors import ModelLoadError
+
+    specs = [EngineSpec("server", url="http://127.0.0.1:9/v1"), EngineSpec("desk", model=str(tmp_path / "none"))]
+    made: list[Any] = []
+    real = engines_module.RemoteEngine
+
+    def remote(*args: Any, **kwargs: Any) -> Any:
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(engines_module, "RemoteEngine", remote)
+        with pytest.raises(ModelLoadError, match="does not exist"):
+            open_engines(Settings(), specs)
+    assert len(made) == 1 and made[0]._loop.is_closed()

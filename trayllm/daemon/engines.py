@@ -308,13 +308,19 @@ def open_engines(settings: Settings, specs: Sequence[EngineSpec] = ()) -> Engine
             "engine_url and [[engines]] tables both name engines: move the remote one into an [[engines]] table "
             "(url = ...) and unset engine_url"
         )
-    members = []
-    for spec in specs:
-        if spec.local:
-            engine = local_engine(dataclasses.replace(settings, model=spec.model or settings.model))
-        else:
-            # model names come from each upstream: one model_name for all would make them indistinguishable
-            remote = dataclasses.replace(settings, model_name="", engine_url=spec.url, engine_model=spec.model)
-            engine = RemoteEngine(remote, Upstream(spec.url, spec.model, read_api_key(spec.api_key_file), spec.name))
-        members.append(Member(spec.name, engine))
+    members: list[Member] = []
+    try:
+        for spec in specs:
+            if spec.local:
+                engine = local_engine(dataclasses.replace(settings, model=spec.model or settings.model))
+            else:
+                # model names come from each upstream: one model_name for all would make them indistinguishable
+                remote = dataclasses.replace(settings, model_name="", engine_url=spec.url, engine_model=spec.model)
+                upstream = Upstream(spec.url, spec.model, read_api_key(spec.api_key_file), spec.name)
+                engine = RemoteEngine(remote, upstream)
+            members.append(Member(spec.name, engine))
+    except BaseException:
+        for member in members:  # a table that cannot open (a missing model) leaves nothing of the others behind
+            member.engine.stop()
+        raise
     return EngineSet(members)
