@@ -13,7 +13,9 @@ fetching anything: litellm and llm read those variables at import.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +56,20 @@ def litellm_encodings() -> str:
     spec = importlib.util.find_spec("litellm")
     assert spec is not None and spec.submodule_search_locations
     return str(Path(spec.submodule_search_locations[0]) / "litellm_core_utils" / "tokenizers")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_event_loop_left_behind() -> Iterator[None]:
+    """Close the event loop these clients leave set on the main thread (litellm asks asyncio.get_event_loop()
+    outside any loop, which makes one and never closes it). Left there, it is dropped unclosed by the next code
+    that sets a loop, and the garbage collector's ResourceWarning then fails whichever test runs at that moment."""
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loop = asyncio.get_event_loop_policy().get_event_loop()
+    if not loop.is_running():
+        loop.close()
+        asyncio.set_event_loop(None)
 
 
 @pytest.fixture(autouse=True)
