@@ -124,19 +124,18 @@ class Generator:
         context.model = member.info  # set before the check: a refusal's record names the engine it was meant for
         member.require_ready()
         engine = member.engine
-        messages = generation.messages
-        if messages is None:
+        if generation.messages is None:
             assert generation.text is not None, "a generation has messages or a text"
-            messages = [{"role": "user", "content": generation.text}]
+            logged: list[Message] = [{"role": "user", "content": generation.text}]
+            build = functools.partial(engine.build_text_prompt, generation.text, generation.max_tokens)
+        else:
+            logged = generation.messages
+            build = functools.partial(engine.build_prompt, generation.messages, generation.max_tokens)
         log_content = engine.settings.log_content
         if log_content:
-            context.messages = messages
+            context.messages = logged
         engine.admit(context.user)  # the rate limit and the queue, before seconds go into tokenizing
         # in a worker thread: a prompt of megabytes takes seconds to tokenize, and the event loop serves everyone
-        if generation.messages is None:
-            build = functools.partial(engine.build_text_prompt, generation.text or "", generation.max_tokens)
-        else:
-            build = functools.partial(engine.build_prompt, generation.messages, generation.max_tokens)
         prompt = await asyncio.to_thread(build)
         context.params = sampling_params(generation, engine.settings, prompt.max_tokens)
         handle = engine.submit(
