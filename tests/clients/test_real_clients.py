@@ -66,7 +66,10 @@ def no_event_loop_left_behind() -> Iterator[None]:
     yield
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        loop = asyncio.get_event_loop_policy().get_event_loop()
+        try:
+            loop = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:  # an earlier set_event_loop(None) stands: no loop is set, none to close
+            return
     if not loop.is_running():
         loop.close()
         asyncio.set_event_loop(None)
